@@ -1,0 +1,67 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// Shared by every Swift target: Swift 6 language mode with strict concurrency.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "optimizer-sweeps",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sweep-coordinator", targets: ["sweep-coordinator"]),
+        .executable(name: "sweep-worker", targets: ["sweep-worker"]),
+        .executable(name: "sweep-analyze", targets: ["sweep-analyze"]),
+        .executable(name: "engine-benchmark", targets: ["engine-benchmark"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // C bindings: a module map and one shim header each, flags from pkg-config.
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev", "zlib1g-dev"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Numerics: matrices over BLAS, LAPACK factorizations, the BLAS kernel choice.
+        .target(name: "Linalg", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
+        // A small, typed HDF5 layer (files, groups, datasets, attributes).
+        .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: swiftSettings),
+        // Models with manual backprop, data sets, optimizers, the training loop, trial configs.
+        .target(
+            name: "Learning",
+            dependencies: ["Linalg", "HDF5", "CZlib", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings),
+        // The results layout: trial files, histories, (later) checkpoints and the sweep index.
+        .target(name: "Results", dependencies: ["HDF5", "Learning"], swiftSettings: swiftSettings),
+        // The three programs' logic.
+        .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg"], swiftSettings: swiftSettings),
+
+        // Thin commands.
+        .executableTarget(
+            name: "sweep-worker",
+            dependencies: ["Worker", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "sweep-coordinator",
+            dependencies: ["Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "sweep-analyze",
+            dependencies: ["Results", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "engine-benchmark",
+            dependencies: ["Learning", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/EngineBenchmark",
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),
+        .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5"], swiftSettings: swiftSettings),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5"], swiftSettings: swiftSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,361 @@
+import CHDF5
+
+/// An HDF5 call that failed, with the call's name, the object it concerned and HDF5's own
+/// description of the error stack.
+public struct HDF5Error: Error, CustomStringConvertible {
+    public let call: String
+    public let object: String
+    public let detail: String
+    public var description: String { "HDF5 \(call) failed for \(object): \(detail)" }
+}
+
+/// Every HDF5 return code goes through here: negative means failure.
+@discardableResult
+func check<R: BinaryInteger>(_ call: String, _ object: @autoclosure () -> String, _ result: R) throws -> R {
+    if result < 0 {
+        var buf = [CChar](repeating: 0, count: 1024)
+        chdf5_take_error(&buf)
+        throw HDF5Error(call: call, object: object(), detail: String(nulTerminated: buf))
+    }
+    return result
+}
+
+/// A scalar type that maps to an HDF5 native type.
+public protocol HDF5Scalar: Sendable {
+    static var hdf5Type: hid_t { get }
+}
+extension Float: HDF5Scalar { public static var hdf5Type: hid_t { chdf5_T_NATIVE_FLOAT() } }
+extension Double: HDF5Scalar { public static var hdf5Type: hid_t { chdf5_T_NATIVE_DOUBLE() } }
+extension Int64: HDF5Scalar { public static var hdf5Type: hid_t { chdf5_T_NATIVE_INT64() } }
+extension Int32: HDF5Scalar { public static var hdf5Type: hid_t { chdf5_T_NATIVE_INT32() } }
+extension UInt64: HDF5Scalar { public static var hdf5Type: hid_t { chdf5_T_NATIVE_UINT64() } }
+extension UInt8: HDF5Scalar { public static var hdf5Type: hid_t { chdf5_T_NATIVE_UINT8() } }
+extension Int8: HDF5Scalar { public static var hdf5Type: hid_t { chdf5_T_NATIVE_INT8() } }
+
+/// Closes an identifier when the owning Swift object goes away.
+final class Handle {
+    let id: hid_t
+    let close: (hid_t) -> herr_t
+    init(_ id: hid_t, close: @escaping (hid_t) -> herr_t) {
+        self.id = id
+        self.close = close
+    }
+    deinit { _ = close(id) }
+}
+
+private let silenced: Void = { chdf5_silence_errors() }()
+
+/// How a dataset is stored: contiguous, or chunked with deflate + shuffle (readable everywhere).
+public struct DatasetLayout: Sendable {
+    public var chunk: [Int]?
+    public var deflateLevel: Int
+    /// Dimensions that may grow later (`nil` = fixed).
+    public var extendible: Bool
+
+    public static let contiguous = DatasetLayout(chunk: nil, deflateLevel: 0, extendible: false)
+    public static func compressed(chunk: [Int], level: Int = 4, extendible: Bool = false) -> DatasetLayout {
+        DatasetLayout(chunk: chunk, deflateLevel: level, extendible: extendible)
+    }
+}
+
+/// A group (or the root group of a file): creates and reads groups, datasets and attributes.
+public class HDF5Group {
+    let handle: Handle
+    public let path: String
+    public var id: hid_t { handle.id }
+
+    init(handle: Handle, path: String) {
+        self.handle = handle
+        self.path = path
+    }
+
+    func child(_ name: String) -> String { path == "/" ? "/\(name)" : "\(path)/\(name)" }
+
+    public func contains(_ name: String) -> Bool {
+        // H5Lexists only checks the last component; walk the path so nested names work.
+        var prefix = ""
+        for part in name.split(separator: "/") {
+            prefix += prefix.isEmpty ? String(part) : "/\(part)"
+            if H5Lexists(id, prefix, chdf5_P_DEFAULT()) <= 0 { return false }
+        }
+        return true
+    }
+
+    /// Creates a group (and any missing intermediate groups).
+    public func createGroup(_ name: String) throws -> HDF5Group {
+        let lcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_LINK_CREATE()))
+        defer { H5Pclose(lcpl) }
+        try check("H5Pset_create_intermediate_group", name, H5Pset_create_intermediate_group(lcpl, 1))
+        let gid = try check("H5Gcreate2", child(name), H5Gcreate2(id, name, lcpl, chdf5_P_DEFAULT(), chdf5_P_DEFAULT()))
+        return HDF5Group(handle: Handle(gid, close: H5Gclose), path: child(name))
+    }
+
+    public func group(_ name: String) throws -> HDF5Group {
+        let gid = try check("H5Gopen2", child(name), H5Gopen2(id, name, chdf5_P_DEFAULT()))
+        return HDF5Group(handle: Handle(gid, close: H5Gclose), path: child(name))
+    }
+
+    /// Names of the links in this group, in creation-independent (alphabetical) order.
+    public func memberNames() throws -> [String] {
+        var info = H5G_info_t()
+        try check("H5Gget_info", path, H5Gget_info(id, &info))
+        var names: [String] = []
+        for i in 0..<info.nlinks {
+            let size = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, chdf5_P_DEFAULT())
+            try check("H5Lget_name_by_idx", path, size)
+            var buf = [CChar](repeating: 0, count: Int(size) + 1)
+            H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, size + 1, chdf5_P_DEFAULT())
+            names.append(String(nulTerminated: buf))
+        }
+        return names
+    }
+
+    // MARK: Datasets
+
+    /// Writes a whole dataset of the given shape (a scalar dataset for `shape == []`).
+    @discardableResult
+    public func write<T: HDF5Scalar>(
+        _ name: String, _ values: [T], shape: [Int]? = nil, layout: DatasetLayout = .contiguous
+    ) throws -> HDF5Dataset {
+        let shape = shape ?? [values.count]
+        precondition(shape.reduce(1, *) == values.count, "dataset \(name): shape \(shape) does not hold \(values.count) values")
+        let dataset = try createDataset(name, type: T.self, shape: shape, layout: layout)
+        if !values.isEmpty {
+            _ = try values.withUnsafeBytes { (p) in
+                try check("H5Dwrite", child(name), H5Dwrite(dataset.id, T.hdf5Type, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), p.baseAddress))
+            }
+        }
+        return dataset
+    }
+
+    public func createDataset<T: HDF5Scalar>(
+        _ name: String, type: T.Type, shape: [Int], layout: DatasetLayout = .contiguous
+    ) throws -> HDF5Dataset {
+        _ = silenced
+        let dims = shape.map { hsize_t($0) }
+        let maxDims = layout.extendible ? shape.map { _ in chdf5_S_UNLIMITED() } : dims
+        let space = try check("H5Screate_simple", child(name), shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(dims.count), dims, maxDims))
+        defer { H5Sclose(space) }
+        let dcpl = try check("H5Pcreate", child(name), H5Pcreate(chdf5_P_DATASET_CREATE()))
+        defer { H5Pclose(dcpl) }
+        if let chunk = layout.chunk, !shape.isEmpty {
+            let c = zip(chunk, shape).map { hsize_t(max(1, layout.extendible ? $0.0 : min($0.0, max($0.1, 1)))) }
+            try check("H5Pset_chunk", child(name), H5Pset_chunk(dcpl, Int32(c.count), c))
+            if layout.deflateLevel > 0 {
+                try check("H5Pset_shuffle", child(name), H5Pset_shuffle(dcpl))
+                try check("H5Pset_deflate", child(name), H5Pset_deflate(dcpl, UInt32(layout.deflateLevel)))
+            }
+        }
+        let lcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_LINK_CREATE()))
+        defer { H5Pclose(lcpl) }
+        H5Pset_create_intermediate_group(lcpl, 1)
+        let did = try check("H5Dcreate2", child(name), H5Dcreate2(id, name, T.hdf5Type, space, lcpl, dcpl, chdf5_P_DEFAULT()))
+        return HDF5Dataset(handle: Handle(did, close: H5Dclose), path: child(name))
+    }
+
+    public func dataset(_ name: String) throws -> HDF5Dataset {
+        let did = try check("H5Dopen2", child(name), H5Dopen2(id, name, chdf5_P_DEFAULT()))
+        return HDF5Dataset(handle: Handle(did, close: H5Dclose), path: child(name))
+    }
+
+    /// Reads a whole dataset, converting to `T` (HDF5 converts between numeric types).
+    public func read<T: HDF5Scalar & Numeric>(_ name: String, as: T.Type = T.self) throws -> (values: [T], shape: [Int]) {
+        try dataset(name).read(as: T.self)
+    }
+
+    // MARK: Attributes
+
+    public func setAttribute(_ name: String, _ value: String) throws {
+        try writeStringAttribute(objectID: id, objectPath: path, name: name, value: value)
+    }
+
+    public func setAttribute<T: HDF5Scalar>(_ name: String, _ value: T) throws {
+        try writeScalarAttribute(objectID: id, objectPath: path, name: name, value: value)
+    }
+
+    public func stringAttribute(_ name: String) throws -> String {
+        try readStringAttribute(objectID: id, objectPath: path, name: name)
+    }
+
+    public func attribute<T: HDF5Scalar & Numeric>(_ name: String, as: T.Type = T.self) throws -> T {
+        try readScalarAttribute(objectID: id, objectPath: path, name: name)
+    }
+
+    public func hasAttribute(_ name: String) -> Bool { H5Aexists(id, name) > 0 }
+}
+
+/// An HDF5 file. Created files use the 1.8 object format (dense attributes for large configs,
+/// readable by HDF5 1.8 and later, no 1.10 "file open for write" flags to clear after a crash).
+public final class HDF5File: HDF5Group {
+    public let filePath: String
+
+    public enum Mode { case create, createExclusive, readOnly, readWrite }
+
+    public init(_ filePath: String, mode: Mode) throws {
+        _ = silenced
+        self.filePath = filePath
+        let fid: hid_t
+        switch mode {
+        case .create, .createExclusive:
+            let fapl = try check("H5Pcreate", filePath, H5Pcreate(chdf5_P_FILE_ACCESS()))
+            defer { H5Pclose(fapl) }
+            try check("H5Pset_libver_bounds", filePath, H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18))
+            let flags = mode == .create ? chdf5_F_ACC_TRUNC() : chdf5_F_ACC_EXCL()
+            fid = try check("H5Fcreate", filePath, H5Fcreate(filePath, flags, chdf5_P_DEFAULT(), fapl))
+        case .readOnly:
+            fid = try check("H5Fopen", filePath, H5Fopen(filePath, chdf5_F_ACC_RDONLY(), chdf5_P_DEFAULT()))
+        case .readWrite:
+            fid = try check("H5Fopen", filePath, H5Fopen(filePath, chdf5_F_ACC_RDWR(), chdf5_P_DEFAULT()))
+        }
+        super.init(handle: Handle(fid, close: H5Fclose), path: "/")
+    }
+
+    /// Pushes HDF5's buffers to the operating system (not to disk: see `Durability`).
+    public func flush() throws {
+        try check("H5Fflush", filePath, H5Fflush(id, H5F_SCOPE_GLOBAL))
+    }
+}
+
+public final class HDF5Dataset {
+    let handle: Handle
+    public let path: String
+    public var id: hid_t { handle.id }
+
+    init(handle: Handle, path: String) {
+        self.handle = handle
+        self.path = path
+    }
+
+    public var shape: [Int] {
+        get throws {
+            let space = try check("H5Dget_space", path, H5Dget_space(id))
+            defer { H5Sclose(space) }
+            let rank = Int(try check("H5Sget_simple_extent_ndims", path, H5Sget_simple_extent_ndims(space)))
+            var dims = [hsize_t](repeating: 0, count: rank)
+            if rank > 0 { try check("H5Sget_simple_extent_dims", path, H5Sget_simple_extent_dims(space, &dims, nil)) }
+            return dims.map { Int($0) }
+        }
+    }
+
+    public func read<T: HDF5Scalar & Numeric>(as: T.Type = T.self) throws -> (values: [T], shape: [Int]) {
+        let shape = try self.shape
+        var values = [T](repeating: 0, count: shape.reduce(1, *))
+        if !values.isEmpty {
+            _ = try values.withUnsafeMutableBytes { (p) in
+                try check("H5Dread", path, H5Dread(id, T.hdf5Type, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), p.baseAddress))
+            }
+        }
+        return (values, shape)
+    }
+
+    /// Appends rows along the first dimension of an extendible dataset.
+    public func append<T: HDF5Scalar>(_ values: [T], rows: Int) throws {
+        var dims = try shape.map { hsize_t($0) }
+        precondition(!dims.isEmpty)
+        let rowSize = dims.dropFirst().reduce(1) { $0 * Int($1) }
+        precondition(values.count == rows * rowSize, "append to \(path): \(values.count) values are not \(rows) rows of \(rowSize)")
+        let start = dims[0]
+        dims[0] += hsize_t(rows)
+        try check("H5Dset_extent", path, H5Dset_extent(id, dims))
+        let file = try check("H5Dget_space", path, H5Dget_space(id))
+        defer { H5Sclose(file) }
+        var offset = [hsize_t](repeating: 0, count: dims.count)
+        offset[0] = start
+        var count = dims
+        count[0] = hsize_t(rows)
+        try check("H5Sselect_hyperslab", path, H5Sselect_hyperslab(file, H5S_SELECT_SET, offset, nil, count, nil))
+        let mem = try check("H5Screate_simple", path, H5Screate_simple(Int32(count.count), count, nil))
+        defer { H5Sclose(mem) }
+        _ = try values.withUnsafeBytes { (p) in
+            try check("H5Dwrite", path, H5Dwrite(id, T.hdf5Type, mem, file, chdf5_P_DEFAULT(), p.baseAddress))
+        }
+    }
+
+    public func setAttribute(_ name: String, _ value: String) throws {
+        try writeStringAttribute(objectID: id, objectPath: path, name: name, value: value)
+    }
+
+    public func setAttribute<T: HDF5Scalar>(_ name: String, _ value: T) throws {
+        try writeScalarAttribute(objectID: id, objectPath: path, name: name, value: value)
+    }
+
+    public func stringAttribute(_ name: String) throws -> String {
+        try readStringAttribute(objectID: id, objectPath: path, name: name)
+    }
+}
+
+// MARK: - Attribute helpers shared by groups and datasets
+
+private func utf8StringType() throws -> hid_t {
+    let t = try check("H5Tcopy", "string type", H5Tcopy(chdf5_T_C_S1()))
+    try check("H5Tset_size", "string type", H5Tset_size(t, chdf5_T_VARIABLE()))
+    try check("H5Tset_cset", "string type", H5Tset_cset(t, H5T_CSET_UTF8))
+    return t
+}
+
+private func replaceAttribute(objectID: hid_t, name: String) {
+    if H5Aexists(objectID, name) > 0 { H5Adelete(objectID, name) }
+}
+
+func writeStringAttribute(objectID: hid_t, objectPath: String, name: String, value: String) throws {
+    let what = "attribute \(name) of \(objectPath)"
+    replaceAttribute(objectID: objectID, name: name)
+    let type = try utf8StringType()
+    defer { H5Tclose(type) }
+    let space = try check("H5Screate", what, H5Screate(H5S_SCALAR))
+    defer { H5Sclose(space) }
+    let attr = try check("H5Acreate2", what, H5Acreate2(objectID, name, type, space, chdf5_P_DEFAULT(), chdf5_P_DEFAULT()))
+    defer { H5Aclose(attr) }
+    try value.withCString { (c) in
+        var ptr: UnsafePointer<CChar>? = c
+        try check("H5Awrite", what, H5Awrite(attr, type, &ptr))
+    }
+}
+
+func readStringAttribute(objectID: hid_t, objectPath: String, name: String) throws -> String {
+    let what = "attribute \(name) of \(objectPath)"
+    let attr = try check("H5Aopen", what, H5Aopen(objectID, name, chdf5_P_DEFAULT()))
+    defer { H5Aclose(attr) }
+    let fileType = try check("H5Aget_type", what, H5Aget_type(attr))
+    defer { H5Tclose(fileType) }
+    if H5Tis_variable_str(fileType) > 0 {
+        let type = try utf8StringType()
+        defer { H5Tclose(type) }
+        var ptr: UnsafeMutablePointer<CChar>? = nil
+        try check("H5Aread", what, H5Aread(attr, type, &ptr))
+        defer { if ptr != nil { H5free_memory(ptr) } }
+        return ptr.map { String(cString: $0) } ?? ""
+    }
+    let size = H5Tget_size(fileType)
+    var buf = [CChar](repeating: 0, count: size + 1)
+    try check("H5Aread", what, H5Aread(attr, fileType, &buf))
+    return String(nulTerminated: buf)
+}
+
+func writeScalarAttribute<T: HDF5Scalar>(objectID: hid_t, objectPath: String, name: String, value: T) throws {
+    let what = "attribute \(name) of \(objectPath)"
+    replaceAttribute(objectID: objectID, name: name)
+    let space = try check("H5Screate", what, H5Screate(H5S_SCALAR))
+    defer { H5Sclose(space) }
+    let attr = try check("H5Acreate2", what, H5Acreate2(objectID, name, T.hdf5Type, space, chdf5_P_DEFAULT(), chdf5_P_DEFAULT()))
+    defer { H5Aclose(attr) }
+    var v = value
+    _ = try withUnsafeBytes(of: &v) { p in try check("H5Awrite", what, H5Awrite(attr, T.hdf5Type, p.baseAddress)) }
+}
+
+func readScalarAttribute<T: HDF5Scalar & Numeric>(objectID: hid_t, objectPath: String, name: String) throws -> T {
+    let what = "attribute \(name) of \(objectPath)"
+    let attr = try check("H5Aopen", what, H5Aopen(objectID, name, chdf5_P_DEFAULT()))
+    defer { H5Aclose(attr) }
+    var v: T = 0
+    _ = try withUnsafeMutableBytes(of: &v) { p in try check("H5Aread", what, H5Aread(attr, T.hdf5Type, p.baseAddress)) }
+    return v
+}
+
+extension String {
+    /// Decodes a NUL-terminated C character buffer as UTF-8.
+    init(nulTerminated buffer: [CChar]) {
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        self = String(decoding: bytes, as: UTF8.self)
+    }
+}

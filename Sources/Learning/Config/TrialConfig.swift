@@ -1,0 +1,314 @@
+import Yams
+
+/// The vocabulary of trial keys: what each model, data set and optimizer accepts. Sweep files
+/// use the same keys, so validation here is validation there.
+public enum TrialSchema {
+    public struct Key: Sendable {
+        public let name: String
+        public let help: String
+    }
+
+    /// Keys every trial may use.
+    public static let common: [Key] = [
+        Key(name: "model", help: "mlp | vae | logreg | quadratic | rosenbrock"),
+        Key(name: "optimizer", help: "optimizer name (see optimizers)"),
+        Key(name: "lr", help: "learning rate"),
+        Key(name: "seed", help: "seed for initialisation, data order and sampling noise (default 0)"),
+        Key(name: "precision", help: "float32 (default) | float64"),
+    ]
+
+    /// Keys of models trained on a data set.
+    public static let data: [Key] = [
+        Key(name: "data", help: "fashion-mnist (default) | idx:DIR | hdf5:FILE"),
+        Key(name: "epochs", help: "passes over the training set (default 1)"),
+        Key(name: "batch_size", help: "examples per step (default 128)"),
+        Key(name: "limit", help: "use only the first N training examples"),
+        Key(name: "test_limit", help: "use only the first N test examples"),
+        Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000)"),
+    ]
+
+    public static let models: [String: [Key]] = [
+        "mlp": data + [
+            Key(name: "hidden", help: "hidden layer sizes (default [256, 128])"),
+            Key(name: "activation", help: "relu (default) | tanh | gelu | sigmoid"),
+        ],
+        "logreg": data,
+        "vae": data + [
+            Key(name: "hidden", help: "hidden layer size (default 400)"),
+            Key(name: "latent", help: "latent dimension (default 20)"),
+        ],
+        "quadratic": [
+            Key(name: "steps", help: "optimizer steps (default 100)"),
+            Key(name: "curvatures", help: "diagonal curvatures h_i of ½Σh_i·x_i² (default [10, 0.1])"),
+            Key(name: "start", help: "start point (default [1, 1])"),
+        ],
+        "rosenbrock": [
+            Key(name: "steps", help: "optimizer steps (default 1000)"),
+            Key(name: "start", help: "start point (default [-1.5, 2])"),
+            Key(name: "a", help: "(a − x)² + b(y − x²)²: a (default 1)"),
+            Key(name: "b", help: "b (default 100)"),
+        ],
+    ]
+
+    public static let optimizers: [String: [Key]] = [
+        "sgd": [
+            Key(name: "momentum", help: "momentum factor (default 0)"),
+            Key(name: "dampening", help: "dampening of momentum (default 0)"),
+            Key(name: "nesterov", help: "Nesterov momentum (default false)"),
+            Key(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
+        ],
+        "adam": adamKeys(weightDecayDefault: "0"),
+        "adamw": adamKeys(weightDecayDefault: "0.01"),
+    ]
+
+    static func adamKeys(weightDecayDefault: String) -> [Key] {
+        [
+            Key(name: "beta1", help: "first-moment decay (default 0.9)"),
+            Key(name: "beta2", help: "second-moment decay (default 0.999)"),
+            Key(name: "betas", help: "[beta1, beta2] together"),
+            Key(name: "eps", help: "denominator epsilon (default 1e-8)"),
+            Key(name: "weight_decay", help: "weight decay (default \(weightDecayDefault))"),
+            Key(name: "amsgrad", help: "AMSGrad variant (default false)"),
+        ]
+    }
+
+    public static var modelNames: [String] { models.keys.sorted() }
+    public static var optimizerNames: [String] { optimizers.keys.sorted() }
+
+    /// Every key that some model or optimizer accepts.
+    public static var allKeys: [String] {
+        Set(common.map(\.name) + models.values.flatMap { $0.map(\.name) } + optimizers.values.flatMap { $0.map(\.name) }).sorted()
+    }
+}
+
+/// One trial's resolved configuration: flat keys to values, plus where each came from.
+public struct TrialConfig: Sendable, Equatable {
+    public private(set) var values: [String: ConfigValue]
+    public private(set) var locations: [String: SourceLocation]
+    public let source: String
+
+    public init(values: [String: ConfigValue], locations: [String: SourceLocation] = [:], source: String = "<trial>") {
+        self.values = values
+        self.locations = locations
+        self.source = source
+    }
+
+    public static func == (a: TrialConfig, b: TrialConfig) -> Bool { a.values == b.values }
+
+    /// Parses a YAML mapping of trial keys.
+    public static func parse(yaml text: String, source: String) throws -> TrialConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigError(location: SourceLocation(file: source, line: yamlErrorLine(error)), key: nil, message: "invalid YAML: \(error)")
+        }
+        guard let node else { throw ConfigError(location: SourceLocation(file: source, line: nil), key: nil, message: "empty trial file") }
+        guard case .mapping(let mapping) = node else {
+            throw ConfigError(location: SourceLocation(node: node, file: source), key: nil, message: "a trial file must be a mapping of keys to values")
+        }
+        var values: [String: ConfigValue] = [:]
+        var locations: [String: SourceLocation] = [:]
+        for (k, v) in mapping {
+            guard let key = k.string else { throw ConfigError(location: SourceLocation(node: k, file: source), key: nil, message: "keys must be strings") }
+            let location = SourceLocation(node: k, file: source)
+            if values[key] != nil { throw ConfigError(location: location, key: key, message: "given twice") }
+            do {
+                values[key] = try ConfigValue(node: v)
+            } catch var error as ConfigError {
+                error.location.file = source
+                error.key = key
+                throw error
+            }
+            locations[key] = location
+        }
+        let config = TrialConfig(values: values, locations: locations, source: source)
+        try config.validate()
+        return config
+    }
+
+    /// Applies `key=value` overrides (the `--set` flag), parsing each value as YAML.
+    public func overriding(_ assignments: [String]) throws -> TrialConfig {
+        var copy = self
+        for assignment in assignments {
+            guard let eq = assignment.firstIndex(of: "="), eq != assignment.startIndex else {
+                throw ConfigError(location: SourceLocation(file: "--set", line: nil), key: assignment, message: "expected key=value")
+            }
+            let key = String(assignment[..<eq])
+            let text = String(assignment[assignment.index(after: eq)...])
+            guard let node = try Yams.compose(yaml: text.isEmpty ? "''" : text) else { continue }
+            copy.values[key] = try ConfigValue(node: node)
+            copy.locations[key] = SourceLocation(file: "--set", line: nil)
+        }
+        try copy.validate()
+        return copy
+    }
+
+    public func setting(_ key: String, _ value: ConfigValue) -> TrialConfig {
+        var copy = self
+        copy.values[key] = value
+        return copy
+    }
+
+    func location(_ key: String) -> SourceLocation { locations[key] ?? SourceLocation(file: source, line: nil) }
+
+    func error(_ key: String?, _ message: String) -> ConfigError {
+        ConfigError(location: key.map(location) ?? SourceLocation(file: source, line: nil), key: key, message: message)
+    }
+
+    // MARK: Validation
+
+    /// Checks every key against the schema of the chosen model and optimizer, and every value's type.
+    public func validate() throws {
+        guard case .string(let model)? = values["model"] else {
+            throw error(values["model"] == nil ? nil : "model", "a trial needs 'model', one of: \(TrialSchema.modelNames.joined(separator: ", "))")
+        }
+        guard let modelKeys = TrialSchema.models[model] else {
+            throw error("model", "unknown model '\(model)'\(hint(model, TrialSchema.modelNames)); allowed: \(TrialSchema.modelNames.joined(separator: ", "))")
+        }
+        let optimizer = try string("optimizer", default: "sgd")
+        guard let optimizerKeys = TrialSchema.optimizers[optimizer] else {
+            throw error("optimizer", "unknown optimizer '\(optimizer)'\(hint(optimizer, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.joined(separator: ", "))")
+        }
+        let allowed = Set((TrialSchema.common + modelKeys + optimizerKeys).map(\.name))
+        for key in values.keys.sorted() where !allowed.contains(key) {
+            if TrialSchema.allKeys.contains(key) {
+                let owner = TrialSchema.optimizers.keys.contains { TrialSchema.optimizers[$0]!.contains { $0.name == key } } ? "optimizer '\(optimizer)'" : "model '\(model)'"
+                throw error(key, "does not apply to \(owner); its keys are: \(allowed.sorted().joined(separator: ", "))")
+            }
+            throw error(key, "unknown key\(hint(key, Array(allowed))); allowed keys for model '\(model)' with optimizer '\(optimizer)': \(allowed.sorted().joined(separator: ", "))")
+        }
+        // Types and ranges of the keys the engine reads.
+        _ = try positiveDouble("lr", default: 0.01)
+        _ = try int("seed", default: 0)
+        let precision = try string("precision", default: "float32")
+        guard ["float32", "float64"].contains(precision) else { throw error("precision", "must be float32 or float64, not '\(precision)'") }
+        for key in ["epochs", "batch_size", "limit", "test_limit", "eval_batch_size", "steps", "latent"] where values[key] != nil {
+            guard try int(key, default: 1) >= 1 else { throw error(key, "must be at least 1") }
+        }
+        if values["activation"] != nil {
+            let a = try string("activation", default: "relu")
+            guard Activation(rawValue: a) != nil else {
+                throw error("activation", "unknown activation '\(a)'; allowed: \(Activation.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        if values["data"] != nil {
+            do { _ = try DataSource(parsing: try string("data", default: "")) } catch let e as DataError { throw error("data", e.description) }
+        }
+        for key in ["momentum", "dampening", "weight_decay", "beta1", "beta2", "eps", "a", "b"] where values[key] != nil {
+            _ = try double(key, default: 0)
+        }
+        for key in ["beta1", "beta2", "momentum", "dampening"] where values[key] != nil {
+            let v = try double(key, default: 0)
+            guard (0..<1).contains(v) || (key == "momentum" && v >= 0) || (key == "dampening" && v <= 1 && v >= 0) else {
+                throw error(key, "must be in [0, 1), got \(v)")
+            }
+        }
+        if values["betas"] != nil {
+            let b = try doubleList("betas", default: [])
+            guard b.count == 2, b.allSatisfy({ (0..<1).contains($0) }) else { throw error("betas", "must be two numbers in [0, 1), e.g. [0.9, 0.999]") }
+            if values["beta1"] != nil || values["beta2"] != nil { throw error("betas", "give either betas or beta1/beta2, not both") }
+        }
+        for key in ["nesterov", "amsgrad"] where values[key] != nil { _ = try bool(key, default: false) }
+        if model == "mlp" && values["hidden"] != nil {
+            guard try intList("hidden", default: []).allSatisfy({ $0 >= 1 }) else { throw error("hidden", "layer sizes must be at least 1") }
+        }
+        if model == "vae" && values["hidden"] != nil { guard try int("hidden", default: 400) >= 1 else { throw error("hidden", "must be at least 1") } }
+        if model == "quadratic" {
+            let h = try doubleList("curvatures", default: [10, 0.1])
+            let s = try doubleList("start", default: Array(repeating: 1, count: h.count))
+            guard !h.isEmpty, h.count == s.count else { throw error(values["start"] != nil ? "start" : "curvatures", "curvatures and start need the same, non-zero length (\(h.count) vs \(s.count))") }
+        }
+        if model == "rosenbrock" {
+            guard try doubleList("start", default: [-1.5, 2]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
+        }
+        let nesterov = try bool("nesterov", default: false)
+        if optimizer == "sgd" && nesterov {
+            let momentum = try double("momentum", default: 0), dampening = try double("dampening", default: 0)
+            guard momentum > 0, dampening == 0 else {
+                throw error("nesterov", "Nesterov momentum requires momentum > 0 and dampening 0")
+            }
+        }
+    }
+
+    func hint(_ name: String, _ candidates: [String]) -> String {
+        let s = suggestions(for: name, among: candidates)
+        return s.isEmpty ? "" : " (did you mean \(s.prefix(2).map { "'\($0)'" }.joined(separator: " or "))?)"
+    }
+
+    // MARK: Typed access
+
+    public func string(_ key: String, default d: String) throws -> String {
+        guard let v = values[key] else { return d }
+        guard case .string(let s) = v else { throw error(key, "expected a string, got \(v.typeName) \(v)") }
+        return s
+    }
+
+    public func int(_ key: String, default d: Int) throws -> Int {
+        guard let v = values[key] else { return d }
+        switch v {
+        case .int(let i): return i
+        case .double(let x) where x == x.rounded() && abs(x) < 1e15: return Int(x)
+        default: throw error(key, "expected an integer, got \(v.typeName) \(v)")
+        }
+    }
+
+    public func optionalInt(_ key: String) throws -> Int? { values[key] == nil ? nil : try int(key, default: 0) }
+
+    public func double(_ key: String, default d: Double) throws -> Double {
+        guard let v = values[key] else { return d }
+        guard let x = v.asDouble else { throw error(key, "expected a number, got \(v.typeName) \(v)") }
+        return x
+    }
+
+    func positiveDouble(_ key: String, default d: Double) throws -> Double {
+        let x = try double(key, default: d)
+        guard x > 0, x.isFinite else { throw error(key, "must be a positive number, got \(x)") }
+        return x
+    }
+
+    public func bool(_ key: String, default d: Bool) throws -> Bool {
+        guard let v = values[key] else { return d }
+        guard case .bool(let b) = v else { throw error(key, "expected true or false, got \(v.typeName) \(v)") }
+        return b
+    }
+
+    public func doubleList(_ key: String, default d: [Double]) throws -> [Double] {
+        guard let v = values[key] else { return d }
+        if let x = v.asDouble { return [x] }
+        guard case .list(let items) = v else { throw error(key, "expected a list of numbers, got \(v.typeName) \(v)") }
+        return try items.map { item in
+            guard let x = item.asDouble else { throw error(key, "expected a list of numbers, found \(item.typeName) \(item)") }
+            return x
+        }
+    }
+
+    public func intList(_ key: String, default d: [Int]) throws -> [Int] {
+        guard let v = values[key] else { return d }
+        if case .int(let i) = v { return [i] }
+        guard case .list(let items) = v else { throw error(key, "expected a list of integers, got \(v.typeName) \(v)") }
+        return try items.map { item in
+            guard case .int(let i) = item else { throw error(key, "expected a list of integers, found \(item.typeName) \(item)") }
+            return i
+        }
+    }
+
+    // MARK: Common fields
+
+    public var model: String { (try? string("model", default: "")) ?? "" }
+    public var optimizerName: String { (try? string("optimizer", default: "sgd")) ?? "sgd" }
+    public var seed: UInt64 { UInt64(truncatingIfNeeded: (try? int("seed", default: 0)) ?? 0) }
+    public var isToyObjective: Bool { model == "quadratic" || model == "rosenbrock" }
+
+    /// Canonical JSON of the resolved configuration (keys sorted): the trial's identity.
+    public var canonicalJSON: String {
+        "{" + values.keys.sorted().map { "\(jsonQuote($0)):\(values[$0]!.json)" }.joined(separator: ",") + "}"
+    }
+}
+
+func yamlErrorLine(_ error: YamlError) -> Int? {
+    switch error {
+    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
+    default: return nil
+    }
+}

@@ -1,0 +1,12 @@
+/// A trial's stable identity: a hash of its canonical configuration, so that expanding a sweep
+/// twice (or after adding values) gives every unchanged trial the same id.
+public enum TrialID {
+    /// 16 hex digits of FNV-1a-64 over the canonical JSON, prefixed by the model for readability
+    /// would break stability across renames, so it is the hash alone.
+    public static func of(_ config: TrialConfig) -> String {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in config.canonicalJSON.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

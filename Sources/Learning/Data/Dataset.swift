@@ -1,0 +1,199 @@
+import Glibc
+import HDF5
+import Linalg
+
+/// A supervised data set in memory: `count` examples of `features` values each (scaled to
+/// [0, 1] for images), with integer class labels.
+public struct Dataset: Sendable {
+    public let name: String
+    public let features: Int
+    public let count: Int
+    /// Row-major `count × features`.
+    public let x: [Float]
+    public let labels: [Int32]
+    public let classes: Int
+
+    public init(name: String, features: Int, x: [Float], labels: [Int32], classes: Int? = nil) throws {
+        guard features > 0, x.count % features == 0 else {
+            throw DataError.invalid("\(name): \(x.count) values do not split into rows of \(features) features")
+        }
+        let count = x.count / features
+        guard labels.count == count else {
+            throw DataError.mismatch("\(name): \(count) examples but \(labels.count) labels")
+        }
+        if let bad = labels.first(where: { $0 < 0 }) { throw DataError.invalid("\(name): negative label \(bad)") }
+        self.name = name
+        self.features = features
+        self.count = count
+        self.x = x
+        self.labels = labels
+        self.classes = classes ?? Int((labels.max() ?? 0) + 1)
+    }
+
+    /// The first `n` examples (the `limit` trial key), or all of them.
+    public func prefix(_ n: Int?) -> Dataset {
+        guard let n, n < count else { return self }
+        // Cannot fail: a prefix of a valid data set is valid.
+        return try! Dataset(name: name, features: features, x: Array(x[0..<(n * features)]), labels: Array(labels[0..<n]), classes: classes)
+    }
+
+    /// Copies the examples at `indices` into a batch (features converted to `T`).
+    @inlinable
+    public func gather<T: BLASScalar>(_ indices: ArraySlice<Int>, into batch: inout Tensor<T>, labels out: inout [Int32]) {
+        let b = indices.count
+        if batch.shape != [b, features] { batch.resize([b, features]) }
+        if out.count != b { out = [Int32](repeating: 0, count: b) }
+        let f = features
+        x.withUnsafeBufferPointer { src in
+            batch.storage.withUnsafeMutableBufferPointer { dst in
+                for (row, i) in indices.enumerated() {
+                    let s = src.baseAddress! + i * f
+                    let d = dst.baseAddress! + row * f
+                    if T.self == Float.self {
+                        UnsafeMutableRawPointer(d).copyMemory(from: s, byteCount: f * 4)
+                    } else {
+                        for k in 0..<f { d[k] = T(s[k]) }
+                    }
+                    out[row] = labels[i]
+                }
+            }
+        }
+    }
+}
+
+/// A train/test pair, as a trial's `data` key names it.
+public struct DataSplits: Sendable {
+    public let train: Dataset
+    public let test: Dataset
+}
+
+/// Where a trial's data come from.
+public enum DataSource: Sendable, Equatable, CustomStringConvertible {
+    /// Debian's `dataset-fashion-mnist` package.
+    case fashionMNIST
+    /// A directory holding the four standard IDX files (MNIST, Fashion-MNIST, KMNIST…).
+    case idxDirectory(String)
+    /// An HDF5 file with `X_train`, `y_train`, `X_test`, `y_test`, or just `X` and `y`, whose last
+    /// seventh becomes the test split (Fashion-MNIST's 60k/10k proportion).
+    case hdf5(String)
+
+    public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
+
+    public var description: String {
+        switch self {
+        case .fashionMNIST: "fashion-mnist"
+        case .idxDirectory(let d): "idx:\(d)"
+        case .hdf5(let p): "hdf5:\(p)"
+        }
+    }
+
+    /// Parses a trial's `data` value: `fashion-mnist`, `idx:DIR` (or a bare directory) or
+    /// `hdf5:FILE` (or a path ending in `.h5`/`.hdf5`).
+    public init(parsing text: String) throws {
+        if text == "fashion-mnist" || text == "fashion_mnist" {
+            self = .fashionMNIST
+        } else if text.hasPrefix("idx:") {
+            self = .idxDirectory(String(text.dropFirst(4)))
+        } else if text.hasPrefix("hdf5:") {
+            self = .hdf5(String(text.dropFirst(5)))
+        } else if text.hasSuffix(".h5") || text.hasSuffix(".hdf5") {
+            self = .hdf5(text)
+        } else if text.contains("/") {
+            self = .idxDirectory(text)
+        } else {
+            throw DataError.invalid("unknown data set '\(text)': use fashion-mnist, idx:DIRECTORY (four IDX files, e.g. MNIST) or hdf5:FILE (datasets X_train, y_train, X_test, y_test)")
+        }
+    }
+
+    public func load(trainLimit: Int? = nil, testLimit: Int? = nil) throws -> DataSplits {
+        let splits: DataSplits
+        switch self {
+        case .fashionMNIST:
+            let dir = Self.fashionMNISTDirectory
+            if access(dir, F_OK) != 0 {
+                throw DataError.missingFile(dir, hint: "install Debian's dataset-fashion-mnist package: apt-get install dataset-fashion-mnist")
+            }
+            splits = try Self.loadIDX(directory: dir, name: "fashion-mnist")
+        case .idxDirectory(let dir):
+            splits = try Self.loadIDX(directory: dir, name: dir)
+        case .hdf5(let path):
+            splits = try Self.loadHDF5(path: path)
+        }
+        return DataSplits(train: splits.train.prefix(trainLimit), test: splits.test.prefix(testLimit))
+    }
+
+    static func findIDX(_ directory: String, _ stem: String) throws -> String {
+        for candidate in ["\(stem).gz", stem, stem.replacingDash()] where access("\(directory)/\(candidate)", F_OK) == 0 {
+            return "\(directory)/\(candidate)"
+        }
+        throw DataError.missingFile("\(directory)/\(stem)[.gz]", hint: nil)
+    }
+
+    static func loadIDX(directory: String, name: String) throws -> DataSplits {
+        func split(_ images: String, _ labels: String, _ label: String) throws -> Dataset {
+            let imagePath = try findIDX(directory, images)
+            let labelPath = try findIDX(directory, labels)
+            let x = try IDXArray.read(path: imagePath)
+            let y = try IDXArray.read(path: labelPath)
+            guard x.shape.count >= 2 else { throw DataError.mismatch("\(imagePath): expected images (rank ≥ 2), found shape \(x.shape)") }
+            guard y.shape.count == 1 else { throw DataError.mismatch("\(labelPath): expected a vector of labels, found shape \(y.shape)") }
+            guard x.shape[0] == y.shape[0] else {
+                throw DataError.mismatch("\(imagePath) has \(x.shape[0]) images but \(labelPath) has \(y.shape[0]) labels")
+            }
+            let features = x.shape.dropFirst().reduce(1, *)
+            let scale: Float = 1 / 255
+            return try Dataset(name: "\(name) \(label)", features: features, x: x.bytes.map { Float($0) * scale }, labels: y.bytes.map { Int32($0) })
+        }
+        let train = try split("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "train")
+        let test = try split("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "test")
+        guard train.features == test.features else {
+            throw DataError.mismatch("\(directory): train images have \(train.features) pixels, test images \(test.features)")
+        }
+        let classes = max(train.classes, test.classes)
+        return DataSplits(
+            train: try Dataset(name: train.name, features: train.features, x: train.x, labels: train.labels, classes: classes),
+            test: try Dataset(name: test.name, features: test.features, x: test.x, labels: test.labels, classes: classes))
+    }
+
+    static func loadHDF5(path: String) throws -> DataSplits {
+        if access(path, F_OK) != 0 { throw DataError.missingFile(path, hint: nil) }
+        let file = try HDF5File(path, mode: .readOnly)
+        func split(_ xName: String, _ yName: String) throws -> Dataset {
+            for n in [xName, yName] where !file.contains(n) {
+                throw DataError.invalid("\(path) has no dataset '\(n)' (expected X_train, y_train, X_test, y_test, or X and y)")
+            }
+            let (x, xShape) = try file.read(xName, as: Float.self)
+            let (y, yShape) = try file.read(yName, as: Int64.self)
+            guard xShape.count >= 2, yShape.count == 1, xShape[0] == yShape[0] else {
+                throw DataError.mismatch("\(path): \(xName) has shape \(xShape) and \(yName) has shape \(yShape); expected (N, features) and (N,)")
+            }
+            return try Dataset(name: "\(path):\(xName)", features: xShape.dropFirst().reduce(1, *), x: x, labels: y.map { Int32($0) })
+        }
+        if !file.contains("X_train") && file.contains("X") {
+            let all = try split("X", "y")
+            let testCount = max(1, all.count / 7)
+            let trainCount = all.count - testCount
+            guard trainCount > 0 else { throw DataError.invalid("\(path): \(all.count) examples are too few to split into train and test") }
+            let f = all.features
+            return DataSplits(
+                train: try Dataset(name: "\(path) train", features: f, x: Array(all.x[0..<(trainCount * f)]), labels: Array(all.labels[0..<trainCount]), classes: all.classes),
+                test: try Dataset(name: "\(path) test", features: f, x: Array(all.x[(trainCount * f)...]), labels: Array(all.labels[trainCount...]), classes: all.classes))
+        }
+        let train = try split("X_train", "y_train")
+        let test = try split("X_test", "y_test")
+        guard train.features == test.features else { throw DataError.mismatch("\(path): X_train has \(train.features) features, X_test \(test.features)") }
+        let classes = max(train.classes, test.classes)
+        return DataSplits(
+            train: try Dataset(name: train.name, features: train.features, x: train.x, labels: train.labels, classes: classes),
+            test: try Dataset(name: test.name, features: test.features, x: test.x, labels: test.labels, classes: classes))
+    }
+}
+
+extension String {
+    /// `train-images-idx3-ubyte` → `train-images.idx3-ubyte` (the original MNIST site's naming).
+    fileprivate func replacingDash() -> String {
+        let parts = split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 3 else { return self }
+        return parts[0..<2].joined(separator: "-") + "." + parts[2...].joined(separator: "-")
+    }
+}

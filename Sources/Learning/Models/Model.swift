@@ -1,0 +1,112 @@
+import Linalg
+
+/// A model trained on mini-batches of a data set, with hand-written backpropagation.
+public protocol Model<Scalar>: AnyObject {
+    associatedtype Scalar: BLASScalar
+    var parameters: Parameters<Scalar> { get }
+    /// Whether `evaluate` reports an accuracy.
+    var isClassifier: Bool { get }
+    /// Forward and backward pass on one batch: fills `parameters.gradients` with the gradient of
+    /// the training objective and returns the objective's value (summed or averaged over the
+    /// batch, as the model defines its loss). `rng` supplies any sampling noise (the VAE's).
+    func lossAndGradients(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> Double
+    /// Loss and metrics without gradients: loss summed over the batch's examples, and the number
+    /// classified correctly (classifiers only).
+    func evaluate(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> (lossSum: Double, correct: Int)
+    /// How the training objective relates to the per-example loss that is reported: the VAE
+    /// minimises the batch sum, classifiers the batch mean.
+    var lossReduction: LossReduction { get }
+    /// Multiply–adds per example for one forward pass (the benchmark's GFLOP/s).
+    var forwardMACsPerExample: Int { get }
+}
+
+public enum LossReduction: Sendable { case mean, sum }
+
+/// A multi-layer perceptron classifier with softmax cross-entropy (mean over the batch, as
+/// `nn.CrossEntropyLoss`). With no hidden layers it is multinomial logistic regression.
+public final class MLPClassifier<Scalar: BLASScalar>: Model {
+    public let parameters: Parameters<Scalar>
+    public let activation: Activation
+    public let isClassifier = true
+    public let lossReduction = LossReduction.mean
+    let layers: [Linear]
+    /// Per-layer workspace: outputs (post-activation), pre-activations (GELU only), deltas.
+    var outputs: [Tensor<Scalar>]
+    var pres: [Tensor<Scalar>]
+    var deltas: [Tensor<Scalar>]
+
+    public init(inputs: Int, hidden: [Int], classes: Int, activation: Activation, rng: inout Xoshiro256) {
+        var entries: [(name: String, value: Tensor<Scalar>)] = []
+        let sizes = [inputs] + hidden + [classes]
+        var layers: [Linear] = []
+        for i in 0..<(sizes.count - 1) {
+            layers.append(.make("fc\(i + 1)", inputs: sizes[i], outputs: sizes[i + 1], into: &entries, rng: &rng))
+        }
+        self.layers = layers
+        self.activation = activation
+        self.parameters = Parameters(entries)
+        outputs = Array(repeating: Tensor(zeros: [0]), count: layers.count)
+        pres = outputs
+        deltas = outputs
+    }
+
+    public var forwardMACsPerExample: Int { layers.reduce(0) { $0 + $1.inputs * $1.outputs } }
+
+    func forward(_ x: Tensor<Scalar>) {
+        for (i, layer) in layers.enumerated() {
+            let isLast = i == layers.count - 1
+            layer.forward(i == 0 ? x : outputs[i - 1], parameters, into: &outputs[i], activation: isLast ? nil : activation, pre: &pres[i])
+        }
+    }
+
+    /// Softmax cross-entropy of the logits; writes (softmax − onehot)/B into `delta` when given.
+    /// Returns the summed loss and the number of correct argmax predictions.
+    func crossEntropy(labels: [Int32], delta: UnsafeMutableBufferPointer<Scalar>?) -> (Double, Int) {
+        let logits = outputs[layers.count - 1]
+        let (rows, cols) = (logits.rows, logits.cols)
+        let invB = Scalar(1) / Scalar(rows)
+        var total = 0.0
+        var correct = 0
+        logits.storage.withUnsafeBufferPointer { z in
+            for r in 0..<rows {
+                let row = z.baseAddress! + r * cols
+                var maxV = row[0], arg = 0
+                for c in 1..<cols where row[c] > maxV { maxV = row[c]; arg = c }
+                var sum: Scalar = 0
+                for c in 0..<cols { sum += Scalar.exp(row[c] - maxV) }
+                let y = Int(labels[r])
+                let lse = maxV + Scalar.log(sum)
+                total += Double(lse - row[y])
+                if arg == y { correct += 1 }
+                if let delta {
+                    let d = delta.baseAddress! + r * cols
+                    for c in 0..<cols { d[c] = Scalar.exp(row[c] - lse) * invB }
+                    d[y] -= invB
+                }
+            }
+        }
+        return (total, correct)
+    }
+
+    public func lossAndGradients(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> Double {
+        forward(x)
+        let last = layers.count - 1
+        deltas[last].resize(outputs[last].shape)
+        let (total, _) = deltas[last].storage.withUnsafeMutableBufferPointer { crossEntropy(labels: labels, delta: $0) }
+        for i in stride(from: last, through: 0, by: -1) {
+            let input = i == 0 ? x : outputs[i - 1]
+            layers[i].parameterGradients(input: input, delta: deltas[i], parameters)
+            if i > 0 {
+                layers[i].inputGradient(delta: deltas[i], parameters, into: &deltas[i - 1])
+                Linear.activationBackward(activation, output: outputs[i - 1], pre: pres[i - 1], delta: &deltas[i - 1])
+            }
+        }
+        return total / Double(x.rows)
+    }
+
+    public func evaluate(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> (lossSum: Double, correct: Int) {
+        forward(x)
+        let (total, correct) = crossEntropy(labels: labels, delta: nil)
+        return (total, correct)
+    }
+}

@@ -1,0 +1,126 @@
+import Linalg
+
+/// Adam and AdamW exactly as `torch.optim.Adam` / `torch.optim.AdamW` (single tensor path):
+///
+///     p ← p·(1 − η·λ)                       (AdamW: decoupled decay)
+///     g ← g + λ·p                           (Adam: coupled L2 decay)
+///     m ← m + (1 − β₁)·(g − m)              (torch's lerp)
+///     v ← β₂·v + (1 − β₂)·g²
+///     v̂max ← max(v̂max, v)                    (amsgrad)
+///     p ← p − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+public final class Adam<Scalar: BLASScalar>: Optimizer {
+    public let name: String
+    public var learningRate: Double
+    public let beta1: Double
+    public let beta2: Double
+    public let epsilon: Double
+    public let weightDecay: Double
+    /// Decoupled (AdamW) or coupled (Adam) weight decay.
+    public let decoupled: Bool
+    public let amsgrad: Bool
+    public private(set) var step = 0
+    var m: [Tensor<Scalar>] = []
+    var v: [Tensor<Scalar>] = []
+    var vMax: [Tensor<Scalar>] = []
+
+    public init(
+        learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8,
+        weightDecay: Double, decoupled: Bool, amsgrad: Bool = false
+    ) {
+        self.name = decoupled ? "adamw" : "adam"
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.decoupled = decoupled
+        self.amsgrad = amsgrad
+    }
+
+    /// `torch.optim.AdamW` defaults (weight decay 0.01).
+    public static func adamW(learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 1e-2, amsgrad: Bool = false) -> Adam {
+        Adam(learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, decoupled: true, amsgrad: amsgrad)
+    }
+
+    func allocate(_ parameters: Parameters<Scalar>) {
+        m = parameters.values.map { Tensor(zeros: $0.shape) }
+        v = parameters.values.map { Tensor(zeros: $0.shape) }
+        vMax = amsgrad ? parameters.values.map { Tensor(zeros: $0.shape) } : []
+    }
+
+    public func update(_ parameters: Parameters<Scalar>) {
+        if m.count != parameters.count { allocate(parameters) }
+        step += 1
+        let t = Double(step)
+        let lr = learningRate
+        let stepSize = Scalar(lr / (1 - Double.pow(beta1, t)))
+        let bc2Sqrt = Scalar((1 - Double.pow(beta2, t)).squareRoot())
+        let b1c = Scalar(1 - beta1), b2 = Scalar(beta2), b2c = Scalar(1 - beta2), eps = Scalar(epsilon)
+        let decay = Scalar(1 - lr * weightDecay), wd = Scalar(weightDecay)
+        let (decoupled, amsgrad) = (self.decoupled, self.amsgrad)
+        for i in 0..<parameters.count {
+            let n = parameters.values[i].count
+            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
+                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                    m[i].storage.withUnsafeMutableBufferPointer { m in
+                        v[i].storage.withUnsafeMutableBufferPointer { v in
+                            if amsgrad {
+                                vMax[i].storage.withUnsafeMutableBufferPointer { vm in
+                                    for j in 0..<n {
+                                        var gj = g[j]
+                                        if decoupled { p[j] *= decay } else { gj += wd * p[j] }
+                                        m[j] = lerp(m[j], gj, b1c)
+                                        v[j] = b2 * v[j] + b2c * (gj * gj)
+                                        vm[j] = Swift.max(vm[j], v[j])
+                                        p[j] -= stepSize * (m[j] / (vm[j].squareRoot() / bc2Sqrt + eps))
+                                    }
+                                }
+                            } else if decoupled {
+                                for j in 0..<n {
+                                    let gj = g[j]
+                                    p[j] *= decay
+                                    m[j] = lerp(m[j], gj, b1c)
+                                    v[j] = b2 * v[j] + b2c * (gj * gj)
+                                    p[j] -= stepSize * (m[j] / (v[j].squareRoot() / bc2Sqrt + eps))
+                                }
+                            } else {
+                                for j in 0..<n {
+                                    let gj = g[j] + wd * p[j]
+                                    m[j] = lerp(m[j], gj, b1c)
+                                    v[j] = b2 * v[j] + b2c * (gj * gj)
+                                    p[j] -= stepSize * (m[j] / (v[j].squareRoot() / bc2Sqrt + eps))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func exportState(names: [String]) -> OptimizerState<Scalar> {
+        var state = OptimizerState<Scalar>()
+        state.set("step", integer: step)
+        for i in m.indices {
+            state.set("\(names[i])/exp_avg", m[i])
+            state.set("\(names[i])/exp_avg_sq", v[i])
+            if amsgrad { state.set("\(names[i])/max_exp_avg_sq", vMax[i]) }
+        }
+        return state
+    }
+
+    public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
+        step = try state.integer("step")
+        if step == 0 { m = []; v = []; vMax = []; return }
+        let shapes = parameters.values.map(\.shape)
+        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: shapes[$0]) }
+        v = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg_sq", shape: shapes[$0]) }
+        vMax = amsgrad ? try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/max_exp_avg_sq", shape: shapes[$0]) } : []
+    }
+}
+
+/// torch's `lerp`: `a + w·(b − a)` for `w < 0.5`, else `b − (b − a)·(1 − w)` (exact at both ends).
+@inline(__always)
+func lerp<T: BLASScalar>(_ a: T, _ b: T, _ w: T) -> T {
+    w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w)
+}

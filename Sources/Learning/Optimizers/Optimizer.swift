@@ -1,0 +1,95 @@
+import Linalg
+
+/// One named array of optimizer state, as a checkpoint stores it.
+public enum StateArray<Scalar: BLASScalar>: Equatable, Sendable {
+    /// Moments, statistics, preconditioners, slow weights.
+    case real(Tensor<Scalar>)
+    /// Step counters and other integers (shape `[]` for a scalar).
+    case int64([Int64], shape: [Int])
+    /// Quantised moments (8-bit optimizers).
+    case uint8([UInt8], shape: [Int])
+
+    public var byteCount: Int {
+        switch self {
+        case .real(let t): t.count * MemoryLayout<Scalar>.stride
+        case .int64(let v, _): v.count * 8
+        case .uint8(let v, _): v.count
+        }
+    }
+}
+
+/// An optimizer's complete state as ordered named arrays: `fc1.weight/exp_avg`, `step`, …
+/// Everything needed to continue exactly where it stopped, and nothing derivable.
+public struct OptimizerState<Scalar: BLASScalar>: Equatable, Sendable {
+    public private(set) var names: [String] = []
+    public private(set) var arrays: [String: StateArray<Scalar>] = [:]
+
+    public init() {}
+
+    public mutating func set(_ name: String, _ value: StateArray<Scalar>) {
+        if arrays[name] == nil { names.append(name) }
+        arrays[name] = value
+    }
+
+    public mutating func set(_ name: String, _ tensor: Tensor<Scalar>) { set(name, .real(tensor)) }
+    public mutating func set(_ name: String, integer: Int) { set(name, .int64([Int64(integer)], shape: [])) }
+
+    public subscript(name: String) -> StateArray<Scalar>? { arrays[name] }
+
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor<Scalar> {
+        guard let value = arrays[name] else { throw OptimizerStateError.missing(name) }
+        guard case .real(let t) = value else { throw OptimizerStateError.wrongKind(name, expected: "real tensor") }
+        guard t.shape == shape else { throw OptimizerStateError.wrongShape(name, expected: shape, found: t.shape) }
+        return t
+    }
+
+    public func optionalTensor(_ name: String, shape: [Int]) throws -> Tensor<Scalar>? {
+        arrays[name] == nil ? nil : try tensor(name, shape: shape)
+    }
+
+    public func integer(_ name: String) throws -> Int {
+        guard let value = arrays[name] else { throw OptimizerStateError.missing(name) }
+        guard case .int64(let v, _) = value, v.count == 1 else { throw OptimizerStateError.wrongKind(name, expected: "integer") }
+        return Int(v[0])
+    }
+
+    public var byteCount: Int { arrays.values.reduce(0) { $0 + $1.byteCount } }
+}
+
+public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
+    case missing(String)
+    case wrongKind(String, expected: String)
+    case wrongShape(String, expected: [Int], found: [Int])
+    case wrongOptimizer(expected: String, found: String)
+
+    public var description: String {
+        switch self {
+        case .missing(let n): "optimizer state has no array named '\(n)'"
+        case .wrongKind(let n, let e): "optimizer state '\(n)' should be a \(e)"
+        case .wrongShape(let n, let e, let f): "optimizer state '\(n)' has shape \(f), expected \(e)"
+        case .wrongOptimizer(let e, let f): "optimizer state was saved by '\(f)', cannot load into '\(e)'"
+        }
+    }
+}
+
+/// An optimizer updates parameters in place from their gradients and can export and import
+/// its whole state as named arrays (for checkpoints and exact resume).
+///
+/// The learning rate is a property so that a schedule (owned by the training loop) can set it
+/// before each step; `step` counts the updates applied so far.
+public protocol Optimizer<Scalar>: AnyObject {
+    associatedtype Scalar: BLASScalar
+    /// The name trials use to select it (`adamw`, `sgd`).
+    var name: String { get }
+    var learningRate: Double { get set }
+    var step: Int { get }
+    /// Applies one update to `parameters.values` from `parameters.gradients`.
+    func update(_ parameters: Parameters<Scalar>)
+    func exportState(names: [String]) -> OptimizerState<Scalar>
+    func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws
+}
+
+extension Optimizer {
+    /// Bytes of optimizer state, from the exported arrays.
+    public func stateBytes(names: [String]) -> Int { exportState(names: names).byteCount }
+}

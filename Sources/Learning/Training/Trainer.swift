@@ -1,0 +1,196 @@
+import Glibc
+import Linalg
+
+/// How a trial ended.
+public enum TrialStatus: String, Sendable, Codable, CaseIterable {
+    case done
+    /// The loss or a gradient became NaN or infinite; the history up to then is kept.
+    case diverged
+    /// An error (bad data file, …) ended it.
+    case failed
+    /// An early-stopping rule or a cancel ended it.
+    case stopped
+}
+
+/// One row of a trial's history: an epoch for models trained on data, a step for toy objectives.
+public struct EpochRecord: Sendable, Equatable, Codable {
+    public var epoch: Int
+    /// Optimizer steps taken so far.
+    public var step: Int
+    /// Mean training loss per example over the epoch (the VAE: nats per image).
+    public var trainLoss: Double
+    /// Test loss per example (NaN for toy objectives).
+    public var testLoss: Double
+    /// Test accuracy for classifiers, NaN otherwise.
+    public var testAccuracy: Double
+    /// Mean global gradient norm over the epoch's steps.
+    public var gradientNorm: Double
+    public var learningRate: Double
+    /// Wall time of the epoch's training (evaluation excluded), seconds.
+    public var seconds: Double
+    /// Wall time of the evaluation, seconds.
+    public var evalSeconds: Double
+
+    public static let columns = ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "grad_norm", "lr", "seconds", "eval_seconds"]
+    public var row: [Double] { [Double(epoch), Double(step), trainLoss, testLoss, testAccuracy, gradientNorm, learningRate, seconds, evalSeconds] }
+}
+
+/// What a finished trial produced.
+public struct TrialResult: Sendable {
+    public var config: TrialConfig
+    public var status: TrialStatus
+    public var message: String?
+    public var history: [EpochRecord]
+    /// Toy objectives: the point after each step, starting with the start point (steps+1 × d).
+    public var trajectory: [[Double]]
+    public var parameterCount: Int
+    public var optimizerStateBytes: Int
+    public var wallSeconds: Double
+    /// The BLAS kernel and threads it ran with.
+    public var engine: String
+
+    public var final: EpochRecord? { history.last }
+}
+
+/// Runs one trial to completion in this process.
+public enum Trainer {
+    /// Trains the trial described by `config`, calling `onEpoch` after every epoch (every step
+    /// for toy objectives) and returning the whole result. Divergence is a result, not an error;
+    /// errors are configuration or data problems.
+    public static func run(_ config: TrialConfig, data: DataSplits? = nil, onEpoch: (EpochRecord) -> Void = { _ in }) throws -> TrialResult {
+        try config.validate()
+        let precision = try config.string("precision", default: "float32")
+        if config.isToyObjective { return try runObjective(config, onStep: onEpoch) }
+        let splits = try data ?? DataSource(parsing: config.string("data", default: "fashion-mnist"))
+            .load(trainLimit: config.optionalInt("limit"), testLimit: config.optionalInt("test_limit"))
+        return precision == "float64"
+            ? try train(config, splits, Double.self, onEpoch: onEpoch)
+            : try train(config, splits, Float.self, onEpoch: onEpoch)
+    }
+
+    static func train<T: BLASScalar>(_ config: TrialConfig, _ data: DataSplits, _: T.Type, onEpoch: (EpochRecord) -> Void) throws -> TrialResult {
+        let started = now()
+        let model: any Model<T> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
+        let optimizer: any Optimizer<T> = try Builders.optimizer(config)
+        let epochs = try config.int("epochs", default: 1)
+        let batchSize = try config.int("batch_size", default: 128)
+        let evalBatch = try config.int("eval_batch_size", default: 1000)
+        var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
+        var noise = Xoshiro256(seed: config.seed, stream: "noise")
+        let params = model.parameters
+        var result = TrialResult(
+            config: config, status: .done, history: [], trajectory: [], parameterCount: params.scalarCount,
+            optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)
+        var x = Tensor<T>(zeros: [0])
+        var labels: [Int32] = []
+        var step = 0
+        epochLoop: for epoch in 1...epochs {
+            let t0 = now()
+            let order = shuffle.permutation(data.train.count)
+            var lossSum = 0.0, normSum = 0.0, steps = 0
+            var start = 0
+            while start < order.count {
+                let end = min(start + batchSize, order.count)
+                data.train.gather(order[start..<end], into: &x, labels: &labels)
+                let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
+                let gradNorm = params.gradientNorm
+                let perExample = model.lossReduction == .sum ? loss / Double(end - start) : loss
+                if !perExample.isFinite || !gradNorm.isFinite {
+                    result.status = .diverged
+                    result.message = "non-finite \(perExample.isFinite ? "gradient" : "loss") at epoch \(epoch), step \(step + 1)"
+                    let record = EpochRecord(
+                        epoch: epoch, step: step, trainLoss: .nan, testLoss: .nan, testAccuracy: .nan, gradientNorm: gradNorm,
+                        learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
+                    result.history.append(record)
+                    onEpoch(record)
+                    break epochLoop
+                }
+                optimizer.update(params)
+                step += 1
+                lossSum += perExample * Double(end - start)
+                normSum += gradNorm
+                steps += 1
+                start = end
+            }
+            let trainSeconds = now() - t0
+            let t1 = now()
+            var evalNoise = Xoshiro256(seed: config.seed &+ UInt64(epoch), stream: "eval")
+            let (testLoss, accuracy) = evaluate(model, data.test, batchSize: evalBatch, rng: &evalNoise, buffer: &x, labels: &labels)
+            let record = EpochRecord(
+                epoch: epoch, step: step, trainLoss: lossSum / Double(data.train.count), testLoss: testLoss,
+                testAccuracy: model.isClassifier ? accuracy : .nan, gradientNorm: normSum / Double(max(steps, 1)),
+                learningRate: optimizer.learningRate, seconds: trainSeconds, evalSeconds: now() - t1)
+            result.history.append(record)
+            onEpoch(record)
+            if !testLoss.isFinite || !params.valuesFinite {
+                result.status = .diverged
+                result.message = "non-finite test loss after epoch \(epoch)"
+                break
+            }
+        }
+        result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
+        result.wallSeconds = now() - started
+        return result
+    }
+
+    /// Mean loss per example and accuracy over a data set, in batches, without gradients.
+    static func evaluate<T: BLASScalar>(
+        _ model: any Model<T>, _ data: Dataset, batchSize: Int, rng: inout Xoshiro256, buffer: inout Tensor<T>, labels: inout [Int32]
+    ) -> (loss: Double, accuracy: Double) {
+        var lossSum = 0.0, correct = 0
+        let indices = Array(0..<data.count)
+        var start = 0
+        while start < data.count {
+            let end = min(start + batchSize, data.count)
+            data.gather(indices[start..<end], into: &buffer, labels: &labels)
+            let (l, c) = model.evaluate(x: buffer, labels: labels, rng: &rng)
+            lossSum += l
+            correct += c
+            start = end
+        }
+        return (lossSum / Double(max(data.count, 1)), Double(correct) / Double(max(data.count, 1)))
+    }
+
+    /// Toy objectives: `steps` optimizer steps from the start point, in float64, recording the
+    /// trajectory and one history row per step.
+    static func runObjective(_ config: TrialConfig, onStep: (EpochRecord) -> Void) throws -> TrialResult {
+        let started = now()
+        let objective = try Builders.objective(config)
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(config)
+        let steps = try config.int("steps", default: config.model == "rosenbrock" ? 1000 : 100)
+        let params = Parameters<Double>([(name: "x", value: Tensor(vector: objective.start))])
+        var result = TrialResult(
+            config: config, status: .done, history: [], trajectory: [objective.start], parameterCount: objective.start.count,
+            optimizerStateBytes: 0, wallSeconds: 0, engine: "scalar")
+        for step in 1...steps {
+            let t0 = now()
+            let (value, gradient) = objective.evaluate(params.values[0].storage)
+            params.gradients[0].storage = gradient
+            let norm = params.gradientNorm
+            if !value.isFinite || !norm.isFinite {
+                result.status = .diverged
+                result.message = "non-finite value at step \(step)"
+                let record = EpochRecord(epoch: step, step: step - 1, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
+                result.history.append(record)
+                onStep(record)
+                break
+            }
+            optimizer.update(params)
+            result.trajectory.append(params.values[0].storage)
+            let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
+            result.history.append(record)
+            onStep(record)
+        }
+        result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
+        result.wallSeconds = now() - started
+        return result
+    }
+}
+
+/// Monotonic seconds.
+@inline(__always)
+public func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

@@ -1,0 +1,127 @@
+/// LAPACK factorizations on row-major tensors: symmetric eigendecomposition, SVD and QR, plus
+/// the matrix functions built on them (inverse roots for Shampoo).
+
+public struct LAPACKError: Error, CustomStringConvertible {
+    public let routine: String
+    public let info: Int32
+    public var description: String {
+        info < 0
+            ? "\(routine): argument \(-info) had an illegal value"
+            : "\(routine): failed to converge (info = \(info))"
+    }
+}
+
+@inline(__always)
+func checkInfo(_ routine: String, _ info: Int32) throws {
+    if info != 0 { throw LAPACKError(routine: routine, info: info) }
+}
+
+/// Eigenvalues (ascending) and eigenvectors (as the columns of `vectors`) of a symmetric matrix.
+public func symmetricEigen<T: BLASScalar>(_ a: Tensor<T>) throws -> (values: [T], vectors: Tensor<T>) {
+    let n = a.rows
+    precondition(a.rank == 2 && a.cols == n, "symmetricEigen needs a square matrix, got \(a.shape)")
+    if n == 0 { return ([], a) }
+    // Row-major and column-major views of a symmetric matrix agree, so `a` goes in as is; the
+    // eigenvectors come back as columns of a column-major array, i.e. as rows here.
+    var work = a.storage
+    var w = [T](repeating: 0, count: n)
+    var info: Int32 = 0
+    var n32 = Int32(n)
+    var lwork: Int32 = -1
+    var liwork: Int32 = -1
+    var wq: T = 0
+    var iwq: Int32 = 0
+    "V".withCString { jobz in
+        "U".withCString { uplo in
+            T.lapackSyevd(jobz, uplo, &n32, &work, &n32, &w, &wq, &lwork, &iwq, &liwork, &info)
+        }
+    }
+    try checkInfo("syevd (workspace query)", info)
+    lwork = Int32(wq)
+    liwork = iwq
+    var buf = [T](repeating: 0, count: Int(lwork))
+    var ibuf = [Int32](repeating: 0, count: Int(liwork))
+    "V".withCString { jobz in
+        "U".withCString { uplo in
+            T.lapackSyevd(jobz, uplo, &n32, &work, &n32, &w, &buf, &lwork, &ibuf, &liwork, &info)
+        }
+    }
+    try checkInfo("syevd", info)
+    return (w, Tensor(shape: [n, n], storage: work).transposed)
+}
+
+/// Thin singular value decomposition `a = u · diag(s) · vt`, singular values descending.
+public func svd<T: BLASScalar>(_ a: Tensor<T>) throws -> (u: Tensor<T>, s: [T], vt: Tensor<T>) {
+    let (m, n) = (a.rows, a.cols)
+    let k = min(m, n)
+    if k == 0 { return (Tensor(zeros: [m, 0]), [], Tensor(zeros: [0, n])) }
+    // LAPACK sees the row-major m×n matrix as its transpose (n×m, column-major). Factoring that,
+    // Aᵀ = U'·S·V'ᵀ, gives A = V'·S·U'ᵀ: LAPACK's `vt` buffer read row-major is our u (m×k),
+    // and its `u` buffer read row-major is our vt (k×n). No copies needed.
+    var work = a.storage
+    var s = [T](repeating: 0, count: k)
+    var lu = [T](repeating: 0, count: n * k)  // LAPACK's U: n×k, column-major
+    var lvt = [T](repeating: 0, count: k * m)  // LAPACK's Vᵀ: k×m, column-major
+    var (m32, n32, k32) = (Int32(n), Int32(m), Int32(k))
+    var iwork = [Int32](repeating: 0, count: 8 * k)
+    var info: Int32 = 0
+    var lwork: Int32 = -1
+    var wq: T = 0
+    "S".withCString { jobz in
+        T.lapackGesdd(jobz, &m32, &n32, &work, &m32, &s, &lu, &m32, &lvt, &k32, &wq, &lwork, &iwork, &info)
+    }
+    try checkInfo("gesdd (workspace query)", info)
+    lwork = Int32(wq)
+    var buf = [T](repeating: 0, count: Int(lwork))
+    "S".withCString { jobz in
+        T.lapackGesdd(jobz, &m32, &n32, &work, &m32, &s, &lu, &m32, &lvt, &k32, &buf, &lwork, &iwork, &info)
+    }
+    try checkInfo("gesdd", info)
+    return (Tensor(shape: [m, k], storage: lvt), s, Tensor(shape: [k, n], storage: lu))
+}
+
+/// Thin QR decomposition `a = q · r` with `q` m×k orthonormal columns, `r` k×n upper triangular.
+public func qr<T: BLASScalar>(_ a: Tensor<T>) throws -> (q: Tensor<T>, r: Tensor<T>) {
+    let (m, n) = (a.rows, a.cols)
+    let k = min(m, n)
+    var colMajor = a.transposed.storage  // column-major m×n, lda = m
+    var tau = [T](repeating: 0, count: max(k, 1))
+    var (m32, n32, k32) = (Int32(m), Int32(n), Int32(k))
+    var info: Int32 = 0
+    var lwork: Int32 = -1
+    var wq: T = 0
+    T.lapackGeqrf(&m32, &n32, &colMajor, &m32, &tau, &wq, &lwork, &info)
+    try checkInfo("geqrf (workspace query)", info)
+    lwork = max(Int32(wq), 1)
+    var buf = [T](repeating: 0, count: Int(lwork))
+    T.lapackGeqrf(&m32, &n32, &colMajor, &m32, &tau, &buf, &lwork, &info)
+    try checkInfo("geqrf", info)
+    var r = Tensor<T>(zeros: [k, n])
+    for i in 0..<k { for j in i..<n { r.storage[i * n + j] = colMajor[j * m + i] } }
+    // Form the first k columns of Q in place.
+    lwork = -1
+    T.lapackOrgqr(&m32, &k32, &k32, &colMajor, &m32, &tau, &wq, &lwork, &info)
+    try checkInfo("orgqr (workspace query)", info)
+    lwork = max(Int32(wq), 1)
+    buf = [T](repeating: 0, count: Int(lwork))
+    T.lapackOrgqr(&m32, &k32, &k32, &colMajor, &m32, &tau, &buf, &lwork, &info)
+    try checkInfo("orgqr", info)
+    let q = Tensor(shape: [k, m], storage: Array(colMajor.prefix(m * k))).transposed
+    return (q, r)
+}
+
+/// `(a + epsilon·I)^p` for a symmetric positive semi-definite matrix, through its
+/// eigendecomposition; eigenvalues are floored at `epsilon` before the power so that negative
+/// rounding noise never produces NaN.
+public func symmetricMatrixPower<T: BLASScalar>(_ a: Tensor<T>, _ p: T, epsilon: T = 0) throws -> Tensor<T> {
+    var shifted = a
+    let n = a.rows
+    if epsilon != 0 { for i in 0..<n { shifted.storage[i * n + i] += epsilon } }
+    let (values, vectors) = try symmetricEigen(shifted)
+    var scaled = vectors
+    for j in 0..<n {
+        let f = T.pow(max(values[j], epsilon > 0 ? epsilon : T.leastNormalMagnitude), p)
+        for i in 0..<n { scaled.storage[i * n + j] *= f }
+    }
+    return matmul(scaled, vectors, transposeB: true)
+}

@@ -1,0 +1,101 @@
+import Glibc
+import Learning
+import Linalg
+import Results
+
+/// `sweep-worker run`: one trial in this process, a line per epoch, results to HDF5.
+public enum LocalRun {
+    public struct Options: Sendable {
+        public var trialPath: String
+        public var overrides: [String]
+        public var outputPath: String?
+        public var threads: Int
+
+        public init(trialPath: String, overrides: [String] = [], outputPath: String? = nil, threads: Int = 1) {
+            self.trialPath = trialPath
+            self.overrides = overrides
+            self.outputPath = outputPath
+            self.threads = threads
+        }
+    }
+
+    /// Reads the trial file (`-` for standard input) and applies the overrides.
+    public static func loadConfig(path: String, overrides: [String]) throws -> TrialConfig {
+        let text = try readText(path)
+        return try TrialConfig.parse(yaml: text, source: path).overriding(overrides)
+    }
+
+    /// Runs the trial and returns its result; `print` receives each output line.
+    @discardableResult
+    public static func run(_ options: Options, print: (String) -> Void) throws -> TrialResult {
+        let config = try loadConfig(path: options.trialPath, overrides: options.overrides)
+        BLASRuntime.setThreads(options.threads)
+        print("engine: \(BLASRuntime.summary)")
+        print("trial: \(config.canonicalJSON)")
+        let result = try Trainer.run(config) { record in
+            print(format(record, toy: config.isToyObjective))
+        }
+        var summary = "status: \(result.status.rawValue)"
+        if let message = result.message { summary += " (\(message))" }
+        summary += String(format2: result.wallSeconds, prefix: ", wall time ", suffix: " s")
+        print(summary)
+        if let out = options.outputPath {
+            try TrialFile.write(result, id: TrialID.of(config), to: out)
+            print("wrote \(out)")
+        }
+        return result
+    }
+
+    static func format(_ r: EpochRecord, toy: Bool) -> String {
+        if toy {
+            return "step \(r.epoch): loss \(fmt(r.trainLoss, 6)) grad_norm \(fmt(r.gradientNorm, 4))"
+        }
+        var line = "epoch \(r.epoch): train_loss \(fmt(r.trainLoss, 4)) test_loss \(fmt(r.testLoss, 4))"
+        if !r.testAccuracy.isNaN { line += " test_acc \(fmt(r.testAccuracy, 4))" }
+        line += " grad_norm \(fmt(r.gradientNorm, 3)) time \(fmt(r.seconds, 2))s"
+        return line
+    }
+
+    static func readText(_ path: String) throws -> String {
+        if path == "-" {
+            var text = ""
+            while let line = readLine(strippingNewline: false) { text += line }
+            return text
+        }
+        guard let file = fopen(path, "rb") else {
+            throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot open trial file: \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&buffer, 1, buffer.count, file)
+            if n == 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A fixed-precision rendering without Foundation.
+func fmt(_ x: Double, _ digits: Int) -> String {
+    if !x.isFinite { return "\(x)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let scaled = (abs(x) * scale).rounded()
+    if scaled >= 9e15 { return "\(x)" }
+    let whole = Int(scaled / scale)
+    var frac = String(Int(scaled) - whole * Int(scale))
+    frac = String(repeating: "0", count: max(0, digits - frac.count)) + frac
+    return (x < 0 && scaled > 0 ? "-" : "") + "\(whole)" + (digits > 0 ? "." + frac : "")
+}
+
+extension String {
+    init(format2 x: Double, prefix: String, suffix: String) { self = prefix + fmt(x, 2) + suffix }
+}
+
+/// Writes a line to standard error.
+public func printError(_ line: String) {
+    let text = line + "\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
+}
