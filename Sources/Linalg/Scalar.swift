@@ -3,7 +3,7 @@ import Glibc
 
 /// A floating-point type the engine computes in: `Float` for training, `Double` for tests that
 /// need gradient checks and reference comparisons at 1e-9.
-public protocol BLASScalar: BinaryFloatingPoint, Sendable, Codable, CustomStringConvertible
+public protocol BLASScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable, CustomStringConvertible
 where Self.RawSignificand: FixedWidthInteger {
     /// `C ← alpha·op(A)·op(B) + beta·C` on row-major buffers.
     static func gemm(

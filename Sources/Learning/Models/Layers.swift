@@ -32,6 +32,8 @@ struct Linear {
     }
 
     /// `out ← x·Wᵀ + b`, then the activation in place (keeping the pre-activation if needed).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func forward<T: BLASScalar>(_ x: Tensor<T>, _ p: Parameters<T>, into out: inout Tensor<T>, activation: Activation? = nil, pre: inout Tensor<T>) {
         gemm(x, p.values[weight], transposeB: true, into: &out)
         let rows = x.rows, cols = outputs
@@ -61,6 +63,8 @@ struct Linear {
     }
 
     /// Multiplies `delta` (∂L/∂output) by the activation's derivative, giving ∂L/∂pre-activation.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     static func activationBackward<T: BLASScalar>(_ activation: Activation, output: Tensor<T>, pre: Tensor<T>, delta: inout Tensor<T>) {
         let n = delta.count
         output.storage.withUnsafeBufferPointer { y in
@@ -85,6 +89,8 @@ struct Linear {
     }
 
     /// Writes ∂L/∂W = δᵀ·x and ∂L/∂b = Σ_rows δ into the parameters' gradients.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func parameterGradients<T: BLASScalar>(input x: Tensor<T>, delta: Tensor<T>, _ p: Parameters<T>) {
         gemm(delta, transposeA: true, x, into: &p.gradients[weight])
         let rows = delta.rows, cols = outputs
@@ -97,6 +103,8 @@ struct Linear {
     }
 
     /// Writes ∂L/∂x = δ·W into `dx` (or adds it, for layers whose input feeds several layers).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func inputGradient<T: BLASScalar>(delta: Tensor<T>, _ p: Parameters<T>, into dx: inout Tensor<T>, accumulate: Bool = false) {
         gemm(delta, p.values[weight], into: &dx, beta: accumulate ? 1 : 0)
     }

@@ -52,6 +52,8 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
 
     public var forwardMACsPerExample: Int { layers.reduce(0) { $0 + $1.inputs * $1.outputs } }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     func forward(_ x: Tensor<Scalar>) {
         for (i, layer) in layers.enumerated() {
             let isLast = i == layers.count - 1
@@ -61,6 +63,8 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
 
     /// Softmax cross-entropy of the logits; writes (softmax − onehot)/B into `delta` when given.
     /// Returns the summed loss and the number of correct argmax predictions.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     func crossEntropy(labels: [Int32], delta: UnsafeMutableBufferPointer<Scalar>?) -> (Double, Int) {
         let logits = outputs[layers.count - 1]
         let (rows, cols) = (logits.rows, logits.cols)
@@ -88,6 +92,8 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
         return (total, correct)
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func lossAndGradients(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> Double {
         forward(x)
         let last = layers.count - 1
@@ -104,6 +110,8 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
         return total / Double(x.rows)
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func evaluate(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> (lossSum: Double, correct: Int) {
         forward(x)
         let (total, correct) = crossEntropy(labels: labels, delta: nil)

@@ -25,16 +25,16 @@ public final class Parameters<Scalar: BLASScalar> {
     /// Global L2 norm of all gradients (reported per epoch; clipping uses it later).
     public var gradientNorm: Double {
         var s = 0.0
-        for g in gradients { s += Double(g.squaredNorm) }
+        for g in gradients { s += Double(g.storage.withUnsafeBufferPointer { sumOfSquares($0) }) }
         return s.squareRoot()
     }
 
     public var gradientsFinite: Bool {
-        gradients.allSatisfy { g in g.storage.withUnsafeBufferPointer { p in p.allSatisfy { $0.isFinite } } }
+        gradients.allSatisfy { g in g.storage.withUnsafeBufferPointer { allFinite($0) } }
     }
 
     public var valuesFinite: Bool {
-        values.allSatisfy { v in v.storage.withUnsafeBufferPointer { p in p.allSatisfy { $0.isFinite } } }
+        values.allSatisfy { v in v.storage.withUnsafeBufferPointer { allFinite($0) } }
     }
 
     public func zeroGradients() {

@@ -37,6 +37,8 @@ public final class VAE<Scalar: BLASScalar>: Model {
     }
 
     /// Forward pass; returns the summed loss. Leaves `dLogits = sigmoid(a) − x` when asked.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     func forward(_ x: Tensor<Scalar>, rng: inout Xoshiro256, wantGradient: Bool) -> Double {
         fc1.forward(x, parameters, into: &h1, activation: .relu, pre: &scratch)
         fcMu.forward(h1, parameters, into: &mu, pre: &scratch)
@@ -68,30 +70,16 @@ public final class VAE<Scalar: BLASScalar>: Model {
         var bce = 0.0
         logits.storage.withUnsafeBufferPointer { a in
             x.storage.withUnsafeBufferPointer { xs in
-                // Accumulate per row in Scalar, across rows in Double (60k images × 784 terms).
+                // One row at a time: partial sums stay short, the total accumulates in Double.
                 let cols = logits.cols
-                if wantGradient {
-                    dLogits.storage.withUnsafeMutableBufferPointer { d in
-                        for r in 0..<(n / cols) {
-                            var s: Scalar = 0
-                            for i in (r * cols)..<((r + 1) * cols) {
-                                let ai = a[i]
-                                let e = Scalar.exp(-abs(ai))
-                                s += Swift.max(ai, 0) + Scalar.log1p(e) - xs[i] * ai
-                                let sig = ai >= 0 ? 1 / (1 + e) : e / (1 + e)
-                                d[i] = sig - xs[i]
-                            }
-                            bce += Double(s)
+                for r in 0..<(n / cols) {
+                    let offset = r * cols
+                    if wantGradient {
+                        bce += dLogits.storage.withUnsafeMutableBufferPointer { d in
+                            binaryCrossEntropyWithLogits(logits: a.baseAddress! + offset, targets: xs.baseAddress! + offset, count: cols, gradient: d.baseAddress! + offset)
                         }
-                    }
-                } else {
-                    for r in 0..<(n / cols) {
-                        var s: Scalar = 0
-                        for i in (r * cols)..<((r + 1) * cols) {
-                            let ai = a[i]
-                            s += Swift.max(ai, 0) + Scalar.log1p(Scalar.exp(-abs(ai))) - xs[i] * ai
-                        }
-                        bce += Double(s)
+                    } else {
+                        bce += binaryCrossEntropyWithLogits(logits: a.baseAddress! + offset, targets: xs.baseAddress! + offset, count: cols, gradient: nil)
                     }
                 }
             }
@@ -99,6 +87,8 @@ public final class VAE<Scalar: BLASScalar>: Model {
         return bce + kl
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func lossAndGradients(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> Double {
         let loss = forward(x, rng: &rng, wantGradient: true)
         let b = x.rows, k = latent
@@ -136,6 +126,8 @@ public final class VAE<Scalar: BLASScalar>: Model {
         return loss
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func evaluate(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> (lossSum: Double, correct: Int) {
         (forward(x, rng: &rng, wantGradient: false), 0)
     }

@@ -22,6 +22,8 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
     var m: [Tensor<Scalar>] = []
     var v: [Tensor<Scalar>] = []
     var vMax: [Tensor<Scalar>] = []
+    /// Scratch for Adam's coupled decay (g + λp), reused across steps.
+    var coupled: [Scalar] = []
 
     public init(
         learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8,
@@ -48,6 +50,8 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
         vMax = amsgrad ? parameters.values.map { Tensor(zeros: $0.shape) } : []
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
         if m.count != parameters.count { allocate(parameters) }
         step += 1
@@ -57,7 +61,7 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
         let bc2Sqrt = Scalar((1 - Double.pow(beta2, t)).squareRoot())
         let b1c = Scalar(1 - beta1), b2 = Scalar(beta2), b2c = Scalar(1 - beta2), eps = Scalar(epsilon)
         let decay = Scalar(1 - lr * weightDecay), wd = Scalar(weightDecay)
-        let (decoupled, amsgrad) = (self.decoupled, self.amsgrad)
+        let (decoupled, amsgrad, weightDecay) = (self.decoupled, self.amsgrad, self.weightDecay)
         for i in 0..<parameters.count {
             let n = parameters.values[i].count
             parameters.gradients[i].storage.withUnsafeBufferPointer { g in
@@ -75,20 +79,21 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
                                         p[j] -= stepSize * (m[j] / (vm[j].squareRoot() / bc2Sqrt + eps))
                                     }
                                 }
-                            } else if decoupled {
-                                for j in 0..<n {
-                                    let gj = g[j]
-                                    p[j] *= decay
-                                    m[j] = lerp(m[j], gj, b1c)
-                                    v[j] = b2 * v[j] + b2c * (gj * gj)
-                                    p[j] -= stepSize * (m[j] / (v[j].squareRoot() / bc2Sqrt + eps))
-                                }
                             } else {
-                                for j in 0..<n {
-                                    let gj = g[j] + wd * p[j]
-                                    m[j] = lerp(m[j], gj, b1c)
-                                    v[j] = b2 * v[j] + b2c * (gj * gj)
-                                    p[j] -= stepSize * (m[j] / (v[j].squareRoot() / bc2Sqrt + eps))
+                                // Coupled decay folds λ·p into the gradient first.
+                                if !decoupled && weightDecay != 0 {
+                                    if coupled.count < n { coupled = [Scalar](repeating: 0, count: n) }
+                                    coupled.withUnsafeMutableBufferPointer { cg in
+                                        for j in 0..<n { cg[j] = g[j] + wd * p[j] }
+                                        adamUpdate(
+                                            p: p.baseAddress!, g: cg.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, count: n, decay: 1,
+                                            oneMinusBeta1: b1c, beta2: b2, oneMinusBeta2: b2c, stepSize: stepSize, bias2Sqrt: bc2Sqrt, epsilon: eps)
+                                    }
+                                } else {
+                                    adamUpdate(
+                                        p: p.baseAddress!, g: g.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, count: n,
+                                        decay: decoupled ? decay : 1, oneMinusBeta1: b1c, beta2: b2, oneMinusBeta2: b2c,
+                                        stepSize: stepSize, bias2Sqrt: bc2Sqrt, epsilon: eps)
                                 }
                             }
                         }

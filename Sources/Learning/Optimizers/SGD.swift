@@ -28,6 +28,8 @@ public final class SGD<Scalar: BLASScalar>: Optimizer {
         self.weightDecay = weightDecay
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
         if buffers.count != parameters.count { buffers = Array(repeating: nil, count: parameters.count) }
         let lr = Scalar(learningRate), wd = Scalar(weightDecay), mu = Scalar(momentum)
