@@ -60,7 +60,7 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),
-        .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5"], swiftSettings: swiftSettings),
+        .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5", "CZlib"], swiftSettings: swiftSettings),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]

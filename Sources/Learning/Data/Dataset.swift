@@ -141,8 +141,8 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
                 throw DataError.mismatch("\(imagePath) has \(x.shape[0]) images but \(labelPath) has \(y.shape[0]) labels")
             }
             let features = x.shape.dropFirst().reduce(1, *)
-            let scale: Float = 1 / 255
-            return try Dataset(name: "\(name) \(label)", features: features, x: x.bytes.map { Float($0) * scale }, labels: y.bytes.map { Int32($0) })
+            // Pixels / 255, as torchvision's ToTensor.
+            return try Dataset(name: "\(name) \(label)", features: features, x: x.bytes.map { Float($0) / 255 }, labels: y.bytes.map { Int32($0) })
         }
         let train = try split("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "train")
         let test = try split("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "test")

@@ -1,0 +1,145 @@
+import Foundation
+import Learning
+import Linalg
+import Testing
+
+/// The PyTorch trajectories written by `Fixtures/generate_optimizers.py`.
+struct OptimizerFixture: Decodable {
+    struct Case: Decodable {
+        let name: String
+        let optimizer: String
+        let hyperparameters: [String: HyperValue]
+        let trajectory: [String: [[Double]]]
+    }
+    enum HyperValue: Decodable {
+        case number(Double), bool(Bool), list([Double])
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let d = try? c.decode(Double.self) { self = .number(d) } else { self = .list(try c.decode([Double].self)) }
+        }
+        var config: ConfigValue {
+            switch self {
+            case .number(let d): .double(d)
+            case .bool(let b): .bool(b)
+            case .list(let l): .list(l.map { .double($0) })
+            }
+        }
+    }
+    let steps: Int
+    let shapes: [String: [Int]]
+    let start: [String: [Double]]
+    let gradients: [String: [[Double]]]
+    let cases: [Case]
+
+    static let shared: OptimizerFixture = {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/optimizers.json")
+        return try! JSONDecoder().decode(OptimizerFixture.self, from: Data(contentsOf: url))
+    }()
+
+    func config(_ c: Case) -> TrialConfig {
+        var values: [String: ConfigValue] = ["model": .string("quadratic"), "optimizer": .string(c.optimizer)]
+        for (k, v) in c.hyperparameters { values[k] = v.config }
+        return TrialConfig(values: values)
+    }
+
+    /// Fresh parameters (vector and matrix) at the fixture's start point.
+    func parameters<T: BLASScalar>(_: T.Type) -> Parameters<T> {
+        Parameters(["vector", "matrix"].map { (name: $0, value: Tensor<T>(shape: shapes[$0]!, storage: start[$0]!.map { T($0) })) })
+    }
+
+    func setGradients<T: BLASScalar>(_ p: Parameters<T>, step: Int) {
+        for (i, name) in p.names.enumerated() { p.gradients[i].storage = gradients[name]![step].map { T($0) } }
+    }
+}
+
+@Suite struct OptimizerReferenceTests {
+    static let caseNames = OptimizerFixture.shared.cases.map(\.name)
+
+    @Test(arguments: caseNames)
+    func matchesPyTorchInDouble(name: String) throws {
+        let fixture = OptimizerFixture.shared
+        let c = fixture.cases.first { $0.name == name }!
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(fixture.config(c))
+        let params = fixture.parameters(Double.self)
+        for step in 0..<fixture.steps {
+            fixture.setGradients(params, step: step)
+            optimizer.update(params)
+            for (i, pname) in params.names.enumerated() {
+                let expected = c.trajectory[pname]![step]
+                for (got, want) in zip(params.values[i].storage, expected) {
+                    #expect(abs(got - want) <= 1e-9 * max(abs(want), 1e-3), "\(name) \(pname) step \(step + 1): \(got) vs \(want)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: caseNames)
+    func matchesPyTorchInFloat(name: String) throws {
+        let fixture = OptimizerFixture.shared
+        let c = fixture.cases.first { $0.name == name }!
+        let optimizer: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
+        let params = fixture.parameters(Float.self)
+        for step in 0..<fixture.steps {
+            fixture.setGradients(params, step: step)
+            optimizer.update(params)
+        }
+        for (i, pname) in params.names.enumerated() {
+            for (got, want) in zip(params.values[i].storage, c.trajectory[pname]!.last!) {
+                #expect(abs(Double(got) - want) <= 1e-5 * max(abs(want), 1e-1), "\(name) \(pname): \(got) vs \(want)")
+            }
+        }
+    }
+
+    /// 5 steps, export, import into a fresh optimizer, 5 more = 10 straight, bit for bit.
+    @Test(arguments: caseNames)
+    func exportImportResumesExactly(name: String) throws {
+        let fixture = OptimizerFixture.shared
+        let c = fixture.cases.first { $0.name == name }!
+        let straight: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
+        let a = fixture.parameters(Float.self)
+        for step in 0..<10 { fixture.setGradients(a, step: step); straight.update(a) }
+
+        let first: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
+        let b = fixture.parameters(Float.self)
+        for step in 0..<5 { fixture.setGradients(b, step: step); first.update(b) }
+        let state = first.exportState(names: b.names)
+        let resumed: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
+        try resumed.importState(state, parameters: b)
+        #expect(resumed.step == 5)
+        for step in 5..<10 { fixture.setGradients(b, step: step); resumed.update(b) }
+        #expect(a.values == b.values)
+        #expect(straight.exportState(names: a.names) == resumed.exportState(names: b.names))
+    }
+
+    @Test func importRejectsMismatchedState() throws {
+        let adam = Adam<Double>.adamW()
+        let p = Parameters<Double>([(name: "w", value: Tensor(zeros: [2, 2]))])
+        adam.update(p)
+        var state = adam.exportState(names: p.names)
+        let other = Parameters<Double>([(name: "w", value: Tensor(zeros: [3]))])
+        #expect(throws: OptimizerStateError.wrongShape("w/exp_avg", expected: [3], found: [2, 2])) {
+            try Adam<Double>.adamW().importState(state, parameters: other)
+        }
+        state = OptimizerState()
+        #expect(throws: OptimizerStateError.missing("step")) { try Adam<Double>.adamW().importState(state, parameters: p) }
+    }
+
+    @Test func zeroGradientsLeaveAdamParametersStillAndSGDDecaying() {
+        let p = Parameters<Double>([(name: "w", value: Tensor(vector: [1, -2]))])
+        Adam<Double>(learningRate: 0.1, weightDecay: 0, decoupled: false).update(p)
+        #expect(p.values[0].storage == [1, -2])
+        SGD<Double>(learningRate: 0.1, weightDecay: 0.5).update(p)
+        #expect(p.values[0].storage == [1 - 0.1 * 0.5, -2 + 0.1 * 1.0])
+    }
+
+    @Test func stateBytesCountMoments() {
+        let p = Parameters<Float>([(name: "w", value: Tensor(zeros: [10, 10])), (name: "b", value: Tensor(zeros: [10]))])
+        let adam = Adam<Float>.adamW()
+        adam.update(p)
+        // Two Float moments per parameter plus an 8-byte step counter.
+        #expect(adam.stateBytes(names: p.names) == 2 * 110 * 4 + 8)
+        let sgd = SGD<Float>(learningRate: 0.1, momentum: 0.9)
+        sgd.update(p)
+        #expect(sgd.stateBytes(names: p.names) == 110 * 4 + 8)
+    }
+}
