@@ -51,7 +51,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-analyze",
-            dependencies: ["Results", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "engine-benchmark",

@@ -1,1 +1,100 @@
-print("todo")
+import ArgumentParser
+import Foundation
+import Learning
+import Linalg
+
+// Choose the OpenBLAS kernel before anything uses BLAS (re-executes the process if needed).
+BLASRuntime.selectKernel()
+
+/// One epoch of the documents' models on Fashion-MNIST, timed through the same `Trainer` code
+/// path that trials use, side by side with PyTorch in the same run when `torch` is importable.
+struct EngineBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engine-benchmark",
+        abstract: "Samples/s and GFLOP/s of one training epoch (VAE and MLP), next to PyTorch.")
+
+    @Option(help: "BLAS threads (and torch threads).") var threads = 1
+    @Option(help: "Batch size.") var batchSize = 128
+    @Option(help: "Comma-separated workloads: mlp, vae.") var workloads = "mlp,vae"
+    @Option(help: "Epochs to time per workload; the best is reported.") var repeats = 2
+    @Option(help: "Python with torch for the side-by-side run (skipped if torch is missing).")
+    var python = ProcessInfo.processInfo.environment["SWEEP_TORCH_PYTHON"] ?? "python3"
+
+    struct Row {
+        var workload: String
+        var samplesPerSecond: Double
+        var gflops: Double
+        var torchSamplesPerSecond: Double?
+    }
+
+    func run() throws {
+        BLASRuntime.setThreads(threads)
+        print("engine: \(BLASRuntime.summary), batch \(batchSize)")
+        let data = try DataSource.fashionMNIST.load(testLimit: 1000)
+        var rows: [Row] = []
+        for workload in workloads.split(separator: ",").map(String.init) {
+            var values: [String: ConfigValue] = ["model": .string(workload), "optimizer": .string("adamw"), "lr": .double(1e-3), "batch_size": .int(batchSize)]
+            if workload == "mlp" { values["hidden"] = .list([.int(256), .int(128)]) }
+            let config = TrialConfig(values: values)
+            let model: any Model<Float> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let result = try Trainer.run(config, data: data)
+                best = min(best, result.history[0].seconds)
+            }
+            let samples = Double(data.train.count)
+            // Training FLOPs ≈ 3 × forward (forward, input and weight gradients), 2 per multiply-add.
+            let flops = 6 * Double(model.forwardMACsPerExample) * samples
+            rows.append(Row(workload: workload, samplesPerSecond: samples / best, gflops: flops / best / 1e9))
+            print("\(workload): \(fmt(best, 3)) s per epoch, \(fmt(samples / best, 0)) samples/s, ≈\(fmt(flops / best / 1e9, 1)) GFLOP/s")
+        }
+        for (workload, rate) in try torchReference() {
+            if let i = rows.firstIndex(where: { $0.workload == workload }) { rows[i].torchSamplesPerSecond = rate }
+        }
+        print("")
+        print("| workload | this engine (samples/s) | GFLOP/s | PyTorch (samples/s) | ratio |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in rows {
+            let torch = r.torchSamplesPerSecond.map { fmt($0, 0) } ?? "n/a"
+            let ratio = r.torchSamplesPerSecond.map { fmt(r.samplesPerSecond / $0, 2) + "×" } ?? "n/a"
+            print("| \(r.workload) | \(fmt(r.samplesPerSecond, 0)) | \(fmt(r.gflops, 1)) | \(torch) | \(ratio) |")
+        }
+    }
+
+    /// Runs `Benchmarks/torch_reference.py`; returns workload → samples/s, or nothing without torch.
+    func torchReference() throws -> [(String, Double)] {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("torch_reference.py").path
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        check.arguments = [python, "-c", "import torch"]
+        check.standardError = FileHandle.nullDevice
+        check.standardOutput = FileHandle.nullDevice
+        do { try check.run() } catch { print("PyTorch: \(python) not found; side-by-side skipped"); return [] }
+        check.waitUntilExit()
+        guard check.terminationStatus == 0 else {
+            print("PyTorch: not importable by \(python); side-by-side skipped (set SWEEP_TORCH_PYTHON)")
+            return []
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, script, "--threads", String(threads), "--batch-size", String(batchSize), "--workloads", workloads, "--repeats", String(repeats)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        var rates: [(String, Double)] = []
+        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let workload = object["workload"] as? String, let rate = object["samples_per_s"] as? Double
+            else { continue }
+            print("PyTorch \(object["torch"] ?? "?") \(workload): \(fmt(object["seconds"] as? Double ?? 0, 3)) s per epoch, \(fmt(rate, 0)) samples/s")
+            rates.append((workload, rate))
+        }
+        return rates
+    }
+}
+
+func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+
+EngineBenchmark.main()

@@ -1,6 +1,10 @@
 import ArgumentParser
+import Glibc
 import Linalg
 import Worker
+
+// One line per epoch must reach a pipe or log file as it happens.
+setvbuf(stdout, nil, _IOLBF, 0)
 
 // OpenBLAS picks its kernel when it loads; choose it (re-executing if needed) before anything else.
 BLASRuntime.selectKernel()
