@@ -35,6 +35,11 @@ let package = Package(
             name: "Learning",
             dependencies: ["Linalg", "HDF5", "CZlib", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
+        // Sweep files: parsing, validation and expansion into trials.
+        .target(
+            name: "Sweeps",
+            dependencies: ["Learning", "Linalg", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings),
         // The results layout: trial files, histories, (later) checkpoints and the sweep index.
         .target(name: "Results", dependencies: ["HDF5", "Learning"], swiftSettings: swiftSettings),
         // The three programs' logic.
@@ -62,6 +67,7 @@ let package = Package(
         .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),
         .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5", "CZlib"], swiftSettings: swiftSettings),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5"], swiftSettings: swiftSettings),
+        .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,67 @@
+import Learning
+
+/// An expanded sweep: the file's settings and its trials, in expansion order, duplicates removed.
+public struct Sweep: Sendable {
+    /// What the sweep optimises when trials are compared.
+    public struct Objective: Sendable, Equatable {
+        /// `train_loss`, `test_loss` or `test_accuracy`.
+        public let metric: String
+        /// `true` for `mode: max`.
+        public let maximize: Bool
+    }
+
+    public let name: String
+    public let description: String?
+    /// The seed of the random draws (`seed:`, default 0).
+    public let seed: UInt64
+    public let objective: Objective
+    /// The sweep file's text, as read.
+    public let text: String
+    /// The sweep file's path (or the name given to `SweepFile.parse`).
+    public let source: String
+    public let trials: [Trial]
+
+    /// The keys whose values differ across the sweep (sorted); the same as every trial's `varied`.
+    public var varied: [String] { trials.first?.varied ?? [] }
+
+    /// A plain-text table of the trials: a `N trials` line, then one row per trial with its index,
+    /// id, branch and the value of every varied key (`-` where a trial does not set it). With a
+    /// `limit`, only the first `limit` rows are shown and a last line says how many were left out.
+    public func planTable(limit: Int? = nil) -> String {
+        let keys = varied
+        let shown = limit.map { max(0, min($0, trials.count)) } ?? trials.count
+        var rows: [[String]] = [["index", "id", "branch"] + keys]
+        for trial in trials.prefix(shown) {
+            rows.append([String(trial.index), trial.id, trial.branch] + keys.map { trial.config.values[$0]?.description ?? "-" })
+        }
+        var widths = Array(repeating: 0, count: rows[0].count)
+        for row in rows {
+            for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }
+        }
+        var lines = ["\(trials.count) \(trials.count == 1 ? "trial" : "trials")"]
+        for row in rows {
+            var line = ""
+            for (i, cell) in row.enumerated() {
+                line += cell
+                if i < row.count - 1 { line += String(repeating: " ", count: widths[i] - cell.count + 2) }
+            }
+            lines.append(line)
+        }
+        if shown < trials.count { lines.append("... \(trials.count - shown) more") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// One trial of a sweep.
+public struct Trial: Sendable {
+    /// `TrialID.of(config)`: a hash of the canonical configuration, stable across expansions.
+    public let id: String
+    /// Position in expansion order (after duplicates are removed), from 0.
+    public let index: Int
+    /// The `optimizers` entry the trial comes from, or `main` for a sweep without `optimizers`.
+    public let branch: String
+    /// The resolved configuration; `locations` point at the sweep file's lines.
+    public let config: TrialConfig
+    /// The keys whose values differ across the sweep, sorted.
+    public let varied: [String]
+}
