@@ -40,19 +40,23 @@ let package = Package(
             name: "Sweeps",
             dependencies: ["Learning", "Linalg", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
+        // ZeroMQ sockets and the sweep wire protocol.
+        .target(name: "Transport", dependencies: ["CZeroMQ", "Learning"], swiftSettings: swiftSettings),
         // The results layout: trial files, histories, (later) checkpoints and the sweep index.
         .target(name: "Results", dependencies: ["HDF5", "Learning"], swiftSettings: swiftSettings),
         // The three programs' logic.
-        .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg"], swiftSettings: swiftSettings),
+        .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg", "Transport"], swiftSettings: swiftSettings),
+
+        .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "Learning"], swiftSettings: swiftSettings),
 
         // Thin commands.
         .executableTarget(
             name: "sweep-worker",
-            dependencies: ["Worker", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Worker", "Transport", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-coordinator",
-            dependencies: ["Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Coordinator", "Sweeps", "Transport", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-analyze",

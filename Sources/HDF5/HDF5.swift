@@ -359,3 +359,138 @@ extension String {
         self = String(decoding: bytes, as: UTF8.self)
     }
 }
+
+// MARK: - Tables (compound datasets) and links
+
+/// One column of a table written as a compound dataset (one row per record).
+public enum TableColumn {
+    case int64(String, [Int64])
+    case float64(String, [Double])
+    /// Fixed-width UTF-8 strings (h5py returns them as `bytes`; `.asstr()` decodes).
+    case string(String, [String], width: Int)
+
+    var name: String {
+        switch self {
+        case .int64(let n, _), .float64(let n, _), .string(let n, _, _): n
+        }
+    }
+    var count: Int {
+        switch self {
+        case .int64(_, let v): v.count
+        case .float64(_, let v): v.count
+        case .string(_, let v, _): v.count
+        }
+    }
+    var size: Int {
+        switch self {
+        case .int64, .float64: 8
+        case .string(_, _, let w): w
+        }
+    }
+}
+
+extension HDF5Group {
+    /// Writes a compound dataset with one row per record (chunked, compressed).
+    public func writeTable(_ name: String, _ columns: [TableColumn]) throws {
+        let rows = columns.first?.count ?? 0
+        precondition(columns.allSatisfy { $0.count == rows }, "table \(name): columns of different lengths")
+        let rowSize = columns.reduce(0) { $0 + $1.size }
+        let type = try check("H5Tcreate", name, H5Tcreate(H5T_COMPOUND, rowSize))
+        defer { H5Tclose(type) }
+        var offsets: [Int] = []
+        var offset = 0
+        var stringTypes: [hid_t] = []
+        defer { for t in stringTypes { H5Tclose(t) } }
+        for column in columns {
+            offsets.append(offset)
+            let memberType: hid_t
+            switch column {
+            case .int64: memberType = chdf5_T_STD_I64LE()
+            case .float64: memberType = chdf5_T_IEEE_F64LE()
+            case .string(_, _, let width):
+                let t = try check("H5Tcopy", name, H5Tcopy(chdf5_T_C_S1()))
+                try check("H5Tset_size", name, H5Tset_size(t, width))
+                try check("H5Tset_strpad", name, H5Tset_strpad(t, H5T_STR_NULLPAD))
+                try check("H5Tset_cset", name, H5Tset_cset(t, H5T_CSET_UTF8))
+                stringTypes.append(t)
+                memberType = t
+            }
+            try check("H5Tinsert", "\(name).\(column.name)", H5Tinsert(type, column.name, offset, memberType))
+            offset += column.size
+        }
+        var buffer = [UInt8](repeating: 0, count: max(rowSize * rows, 1))
+        buffer.withUnsafeMutableBytes { raw in
+            for (c, column) in columns.enumerated() {
+                for r in 0..<rows {
+                    let at = raw.baseAddress! + r * rowSize + offsets[c]
+                    switch column {
+                    case .int64(_, let v): at.storeBytes(of: v[r].littleEndian, as: Int64.self)
+                    case .float64(_, let v): at.storeBytes(of: v[r].bitPattern.littleEndian, as: UInt64.self)
+                    case .string(_, let v, let width):
+                        // Truncate on a character boundary so the bytes stay valid UTF-8.
+                        var bytes = Array(v[r].utf8)
+                        if bytes.count > width {
+                            bytes = Array(bytes.prefix(width))
+                            while let last = bytes.last, last & 0xC0 == 0x80 { bytes.removeLast() }
+                            if let last = bytes.last, last >= 0xC0 { bytes.removeLast() }
+                        }
+                        for (i, b) in bytes.enumerated() { at.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
+                    }
+                }
+            }
+        }
+        var dims = [hsize_t(rows)]
+        var maxDims = [chdf5_S_UNLIMITED()]
+        let space = try check("H5Screate_simple", name, H5Screate_simple(1, &dims, &maxDims))
+        defer { H5Sclose(space) }
+        let dcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_DATASET_CREATE()))
+        defer { H5Pclose(dcpl) }
+        var chunk = [hsize_t(max(1, min(rows, max(1, (64 << 10) / max(rowSize, 1)))))]
+        try check("H5Pset_chunk", name, H5Pset_chunk(dcpl, 1, &chunk))
+        try check("H5Pset_shuffle", name, H5Pset_shuffle(dcpl))
+        try check("H5Pset_deflate", name, H5Pset_deflate(dcpl, 4))
+        let did = try check("H5Dcreate2", child(name), H5Dcreate2(id, name, type, space, chdf5_P_DEFAULT(), dcpl, chdf5_P_DEFAULT()))
+        defer { H5Dclose(did) }
+        if rows > 0 {
+            try check("H5Dwrite", child(name), buffer.withUnsafeBytes { H5Dwrite(did, type, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), $0.baseAddress) })
+        }
+    }
+
+    /// Writes fixed-width UTF-8 strings as a 1-D dataset.
+    public func writeStrings(_ name: String, _ values: [String]) throws {
+        let width = max(1, values.map { $0.utf8.count }.max() ?? 1)
+        let type = try check("H5Tcopy", name, H5Tcopy(chdf5_T_C_S1()))
+        defer { H5Tclose(type) }
+        try check("H5Tset_size", name, H5Tset_size(type, width))
+        try check("H5Tset_strpad", name, H5Tset_strpad(type, H5T_STR_NULLPAD))
+        try check("H5Tset_cset", name, H5Tset_cset(type, H5T_CSET_UTF8))
+        var buffer = [UInt8](repeating: 0, count: max(width * values.count, 1))
+        for (i, v) in values.enumerated() { for (j, b) in v.utf8.enumerated() { buffer[i * width + j] = b } }
+        var dims = [hsize_t(values.count)]
+        let space = try check("H5Screate_simple", name, H5Screate_simple(1, &dims, nil))
+        defer { H5Sclose(space) }
+        let lcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_LINK_CREATE()))
+        defer { H5Pclose(lcpl) }
+        H5Pset_create_intermediate_group(lcpl, 1)
+        let did = try check("H5Dcreate2", child(name), H5Dcreate2(id, name, type, space, lcpl, chdf5_P_DEFAULT(), chdf5_P_DEFAULT()))
+        defer { H5Dclose(did) }
+        if !values.isEmpty {
+            try check("H5Dwrite", child(name), buffer.withUnsafeBytes { H5Dwrite(did, type, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), $0.baseAddress) })
+        }
+    }
+
+    /// An external link `name` → `file:object` (h5py follows it; `h5ls -E` shows it). A relative
+    /// file name is resolved from the directory of the file holding the link.
+    public func linkExternal(_ name: String, file: String, object: String) throws {
+        let lcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_LINK_CREATE()))
+        defer { H5Pclose(lcpl) }
+        H5Pset_create_intermediate_group(lcpl, 1)
+        try check("H5Lcreate_external", child(name), H5Lcreate_external(file, object, id, name, lcpl, chdf5_P_DEFAULT()))
+    }
+
+    /// Number of rows of a 1-D dataset, or nil when absent.
+    public func rowCount(_ name: String) -> Int? {
+        guard contains(name), let d = try? dataset(name), let shape = try? d.shape, let n = shape.first else { return nil }
+        return n
+    }
+}

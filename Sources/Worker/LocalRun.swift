@@ -32,9 +32,9 @@ public enum LocalRun {
         BLASRuntime.setThreads(options.threads)
         print("engine: \(BLASRuntime.summary)")
         print("trial: \(config.canonicalJSON)")
-        let result = try Trainer.run(config) { record in
+        let result = try Trainer.run(config, onEpoch: { record in
             print(format(record, toy: config.isToyObjective))
-        }
+        })
         var summary = "status: \(result.status.rawValue)"
         if let message = result.message { summary += " (\(message))" }
         summary += String(format2: result.wallSeconds, prefix: ", wall time ", suffix: " s")

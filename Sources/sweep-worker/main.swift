@@ -1,10 +1,11 @@
 import ArgumentParser
 import Glibc
 import Linalg
+import Transport
 import Worker
 
 // One line per epoch must reach a pipe or log file as it happens.
-setvbuf(stdout, nil, _IOLBF, 0)
+lineBufferStandardOutput()
 
 // OpenBLAS picks its kernel when it loads; choose it (re-executing if needed) before anything else.
 BLASRuntime.selectKernel()
@@ -13,10 +14,34 @@ struct SweepWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep-worker",
         abstract: "Trains the trials of an optimizer sweep on this machine.",
-        subcommands: [Run.self, Info.self])
+        subcommands: [Serve.self, Run.self, Info.self],
+        defaultSubcommand: Serve.self)
 }
 
 extension SweepWorker {
+    struct Serve: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Connect to a coordinator and train the trials it hands out (the default).")
+
+        @Option(help: "Coordinator endpoint, e.g. tcp://HOST:5555.") var connect: String
+        @Option(help: "BLAS threads per trial.") var threads = 1
+        @Option(help: "Trials trained at once.") var slots = 1
+        @Option(help: "Worker name (default HOST-PID).") var name: String?
+        @Option(help: "Exit after this many seconds without a coordinator (default: keep trying).") var giveUpAfter: Double?
+
+        func validate() throws {
+            guard threads >= 1, slots >= 1 else { throw ValidationError("--threads and --slots must be at least 1") }
+        }
+
+        func run() throws {
+            let signals = SignalWatcher()
+            let worker = RemoteWorker(.init(endpoint: connect, name: name, threads: threads, slots: slots, giveUpAfter: giveUpAfter)) { print($0) }
+            do { try worker.run(signals: signals) } catch {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run one trial locally, print a line per epoch, write its results to HDF5.")
 

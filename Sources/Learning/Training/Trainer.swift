@@ -50,6 +50,21 @@ public struct TrialResult: Sendable {
     public var engine: String
 
     public var final: EpochRecord? { history.last }
+
+    public init(
+        config: TrialConfig, status: TrialStatus, message: String? = nil, history: [EpochRecord], trajectory: [[Double]],
+        parameterCount: Int, optimizerStateBytes: Int, wallSeconds: Double, engine: String
+    ) {
+        self.config = config
+        self.status = status
+        self.message = message
+        self.history = history
+        self.trajectory = trajectory
+        self.parameterCount = parameterCount
+        self.optimizerStateBytes = optimizerStateBytes
+        self.wallSeconds = wallSeconds
+        self.engine = engine
+    }
 }
 
 /// Runs one trial to completion in this process.
@@ -57,18 +72,27 @@ public enum Trainer {
     /// Trains the trial described by `config`, calling `onEpoch` after every epoch (every step
     /// for toy objectives) and returning the whole result. Divergence is a result, not an error;
     /// errors are configuration or data problems.
-    public static func run(_ config: TrialConfig, data: DataSplits? = nil, onEpoch: (EpochRecord) -> Void = { _ in }) throws -> TrialResult {
+    ///
+    /// `data` supplies already loaded data (the worker caches it across trials); the trial's
+    /// `limit`/`test_limit` still apply. `shouldStop` is asked after every epoch (every step
+    /// for toy objectives); when it says yes the trial ends `stopped` with its history so far.
+    public static func run(
+        _ config: TrialConfig, data: DataSplits? = nil, shouldStop: () -> Bool = { false }, onEpoch: (EpochRecord) -> Void = { _ in }
+    ) throws -> TrialResult {
         try config.validate()
         let precision = try config.string("precision", default: "float32")
-        if config.isToyObjective { return try runObjective(config, onStep: onEpoch) }
-        let splits = try data ?? DataSource(parsing: config.string("data", default: "fashion-mnist"))
-            .load(trainLimit: config.optionalInt("limit"), testLimit: config.optionalInt("test_limit"))
+        if config.isToyObjective { return try runObjective(config, shouldStop: shouldStop, onStep: onEpoch) }
+        let trainLimit = try config.optionalInt("limit"), testLimit = try config.optionalInt("test_limit")
+        let splits = try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
+            ?? DataSource(parsing: config.string("data", default: "fashion-mnist")).load(trainLimit: trainLimit, testLimit: testLimit)
         return precision == "float64"
-            ? try train(config, splits, Double.self, onEpoch: onEpoch)
-            : try train(config, splits, Float.self, onEpoch: onEpoch)
+            ? try train(config, splits, Double.self, shouldStop: shouldStop, onEpoch: onEpoch)
+            : try train(config, splits, Float.self, shouldStop: shouldStop, onEpoch: onEpoch)
     }
 
-    static func train<T: BLASScalar>(_ config: TrialConfig, _ data: DataSplits, _: T.Type, onEpoch: (EpochRecord) -> Void) throws -> TrialResult {
+    static func train<T: BLASScalar>(
+        _ config: TrialConfig, _ data: DataSplits, _: T.Type, shouldStop: () -> Bool, onEpoch: (EpochRecord) -> Void
+    ) throws -> TrialResult {
         let started = now()
         let model: any Model<T> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
         let optimizer: any Optimizer<T> = try Builders.optimizer(config)
@@ -127,6 +151,11 @@ public enum Trainer {
                 result.message = "non-finite test loss after epoch \(epoch)"
                 break
             }
+            if epoch < epochs && shouldStop() {
+                result.status = .stopped
+                result.message = "stopped after epoch \(epoch)"
+                break
+            }
         }
         result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
         result.wallSeconds = now() - started
@@ -153,7 +182,7 @@ public enum Trainer {
 
     /// Toy objectives: `steps` optimizer steps from the start point, in float64, recording the
     /// trajectory and one history row per step.
-    static func runObjective(_ config: TrialConfig, onStep: (EpochRecord) -> Void) throws -> TrialResult {
+    static func runObjective(_ config: TrialConfig, shouldStop: () -> Bool, onStep: (EpochRecord) -> Void) throws -> TrialResult {
         let started = now()
         let objective = try Builders.objective(config)
         let optimizer: any Optimizer<Double> = try Builders.optimizer(config)
@@ -180,6 +209,11 @@ public enum Trainer {
             let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
             result.history.append(record)
             onStep(record)
+            if step < steps && shouldStop() {
+                result.status = .stopped
+                result.message = "stopped after step \(step)"
+                break
+            }
         }
         result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
         result.wallSeconds = now() - started

@@ -1,0 +1,441 @@
+import CZeroMQ
+import Foundation
+import Glibc
+import Learning
+import Results
+import Sweeps
+import Transport
+
+/// `sweep-coordinator start`: owns a sweep. It binds a ROUTER socket, leases trials to workers
+/// that have free slots (credit), tracks heartbeats, requeues the trials of lost workers with
+/// capped retries, rejects results of superseded attempts, and is the single writer of the
+/// results (group-committed batch files and the index).
+public final class Coordinator {
+    public struct Options: Sendable {
+        public var bind: String?
+        public var output: String
+        public var localWorkers: Int
+        public var workerExecutable: String?
+        public var workerThreads = 1
+        public var heartbeatSeconds = 1.0
+        public var deadAfterSeconds = 5.0
+        public var maxAttempts = 3
+        /// How long finished trials may wait to be committed together.
+        public var commitInterval = 0.2
+        public var indexInterval = 2.0
+        /// Terminal progress line (true) or plain log lines (false); nil: decide by isatty.
+        public var interactive: Bool?
+
+        public init(bind: String? = nil, output: String, localWorkers: Int = 0, workerExecutable: String? = nil) {
+            self.bind = bind
+            self.output = output
+            self.localWorkers = localWorkers
+            self.workerExecutable = workerExecutable
+        }
+    }
+
+    public struct Summary: Sendable {
+        public var total: Int
+        public var counts: [String: Int]
+        public var seconds: Double
+        public var interrupted: Bool
+        public var endpoint: String
+        public var rejectedMessages: Int
+        public var best: (id: String, value: Double)?
+    }
+
+    enum TrialState {
+        case queued
+        case leased(Lease, worker: [UInt8])
+        /// Finished, waiting for the next group commit.
+        case committing(TrialStatus)
+        case finished(TrialStatus)
+    }
+
+    final class WorkerState {
+        let identity: [UInt8]
+        var name: String
+        var host: String
+        var slots: Int
+        var free: Int
+        var leases: Set<Lease> = []
+        var lastSeen: Double
+        init(identity: [UInt8], ready: Ready, now: Double) {
+            self.identity = identity
+            name = ready.name
+            host = ready.host
+            slots = ready.slots
+            free = ready.free
+            lastSeen = now
+        }
+    }
+
+    let sweep: Sweep
+    let options: Options
+    let store: SweepStore
+    let log: (String) -> Void
+    var states: [TrialState]
+    var indexByID: [String: Int] = [:]
+    var attempts: [Int]
+    var queue: [Int] = []
+    var queueHead = 0
+    var workers: [[UInt8]: WorkerState] = [:]
+    var pending: [FinishedTrial] = []
+    var lastCommit = now()
+    var lastIndex = 0.0
+    var indexDirty = true
+    var rejected = 0
+    var started = now()
+    var latestEpoch: [Int: EpochRecord] = [:]
+    var localProcesses: [Process] = []
+    let progress: ProgressDisplay
+
+    public init(sweep: Sweep, options: Options, log: @escaping (String) -> Void) throws {
+        self.sweep = sweep
+        self.options = options
+        self.log = log
+        store = try SweepStore(directory: options.output)
+        states = Array(repeating: .queued, count: sweep.trials.count)
+        attempts = Array(repeating: 0, count: sweep.trials.count)
+        for (i, t) in sweep.trials.enumerated() { indexByID[t.id] = i }
+        // Trials committed by an earlier run of this sweep are done: never run twice.
+        var resumed = 0
+        for (i, t) in sweep.trials.enumerated() {
+            if let c = store.committed[t.id] {
+                states[i] = .finished(c.status)
+                attempts[i] = c.attempts
+                resumed += 1
+            } else {
+                queue.append(i)
+            }
+        }
+        progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: sweep.trials.count, objective: sweep.objective)
+        if resumed > 0 { log("resuming: \(resumed) of \(sweep.trials.count) trials already committed in \(options.output)") }
+    }
+
+    // MARK: Running
+
+    public func run(signals: SignalWatcher? = nil) throws -> Summary {
+        let context = Context()
+        let router = try Socket(context, .router)
+        try router.setOption(ZMQ_ROUTER_MANDATORY, Int32(1))
+        try router.setOption(ZMQ_MAXMSGSIZE, Protocol.maxMessageSize)
+        let bind = options.bind ?? "tcp://127.0.0.1:*"
+        try router.bind(bind)
+        let endpoint = router.lastEndpoint
+        log("sweep \(sweep.name): \(sweep.trials.count) trials, \(queue.count) to run; listening on \(endpoint); results in \(options.output)")
+        try startLocalWorkers(endpoint: connectable(endpoint))
+        defer { stopLocalWorkers() }
+        started = now()
+        var interrupted = false
+        var lastHeartbeat = 0.0
+        try writeIndex()
+        while !isComplete {
+            var items: [Poller.Item] = [.socket(router)]
+            if let signals { items.append(.fd(signals.fd)) }
+            let readable = try Poller.poll(items, timeout: 50)
+            if readable.contains(1), let signals, let signal = signals.take() {
+                log("\(signal): no more trials will be handed out; committing finished trials and leaving the sweep resumable")
+                interrupted = true
+                break
+            }
+            var received = 0
+            while received < 10_000, let frames = try router.receive(wait: false) {
+                received += 1
+                handle(frames, router: router)
+            }
+            let t = now()
+            try dispatch(router)
+            if t - lastHeartbeat >= options.heartbeatSeconds {
+                lastHeartbeat = t
+                for w in Array(workers.values) { send(.heartbeat(Heartbeat(running: [])), to: w.identity, router: router) }
+                reapDeadWorkers(now: t)
+            }
+            if !pending.isEmpty && (t - lastCommit >= options.commitInterval || pending.count >= 512) { try commit() }
+            if indexDirty && t - lastIndex >= options.indexInterval { try writeIndex() }
+            progress.update(self, now: t)
+        }
+        try commit()
+        try writeIndex()
+        progress.finish(self)
+        // Workers of a finished sweep have nothing left to do; after an interrupt only the local
+        // ones are stopped, so a restarted coordinator finds the fleet waiting.
+        for w in workers.values where !interrupted || isLocal(w) {
+            send(.shutdown(Empty()), to: w.identity, router: router)
+        }
+        router.close()
+        return summary(interrupted: interrupted, endpoint: endpoint)
+    }
+
+    var isComplete: Bool {
+        states.allSatisfy { if case .finished = $0 { true } else { false } }
+    }
+
+    func summary(interrupted: Bool, endpoint: String) -> Summary {
+        var counts: [String: Int] = [:]
+        for s in states { counts[Self.statusName(s), default: 0] += 1 }
+        return Summary(total: states.count, counts: counts, seconds: now() - started, interrupted: interrupted, endpoint: endpoint, rejectedMessages: rejected, best: best())
+    }
+
+    static func statusName(_ s: TrialState) -> String {
+        switch s {
+        case .queued: "queued"
+        case .leased: "running"
+        case .committing: "running"
+        case .finished(let st): st.rawValue
+        }
+    }
+
+    // MARK: Messages
+
+    func handle(_ frames: [[UInt8]], router: Socket) {
+        guard frames.count >= 2 else {
+            rejected += 1
+            return
+        }
+        let identity = frames[0]
+        let message: Message
+        do {
+            message = try Message.decode(Array(frames.dropFirst()))
+        } catch {
+            rejected += 1
+            log("dropped a message from peer \(hex(identity)): \(error)")
+            return
+        }
+        let t = now()
+        if case .ready(let ready) = message {
+            register(identity, ready, router: router, now: t)
+            return
+        }
+        guard let worker = workers[identity] else {
+            // A worker we do not know (we restarted, or it was declared dead): ask it to register.
+            if message.command != .bye { send(.register(Empty()), to: identity, router: router) }
+            if case .result(let r) = message { log("rejected result \(r.lease) from an unregistered worker") }
+            return
+        }
+        worker.lastSeen = t
+        switch message {
+        case .heartbeat:
+            break
+        case .progress(let p):
+            if let i = current(p.lease, worker: worker) { latestEpoch[i] = p.record }
+        case .result(let r):
+            finish(r, worker: worker)
+        case .bye:
+            log("worker \(worker.name) left")
+            remove(worker, reason: "left")
+        default:
+            rejected += 1
+            log("unexpected \(message.command.rawValue) from worker \(worker.name)")
+        }
+    }
+
+    func register(_ identity: [UInt8], _ ready: Ready, router: Socket, now t: Double) {
+        let worker = workers[identity] ?? WorkerState(identity: identity, ready: ready, now: t)
+        worker.free = max(0, ready.free)
+        worker.slots = ready.slots
+        worker.lastSeen = t
+        workers[identity] = worker
+        // Attempts it is still running (we restarted while it trained): adopt them if nobody else has the trial.
+        for lease in ready.running {
+            guard let i = indexByID[lease.trial], case .queued = states[i] else { continue }
+            states[i] = .leased(lease, worker: identity)
+            attempts[i] = max(attempts[i], lease.attempt)
+            worker.leases.insert(lease)
+            removeFromQueue(i)
+        }
+        log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)")
+        send(.welcome(Welcome(sweep: sweep.name, heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds)), to: identity, router: router)
+    }
+
+    /// The trial index if `lease` is the live attempt held by `worker`.
+    func current(_ lease: Lease, worker: WorkerState) -> Int? {
+        guard let i = indexByID[lease.trial], case .leased(let held, let owner) = states[i], held == lease, owner == worker.identity else { return nil }
+        return i
+    }
+
+    func finish(_ r: ResultMessage, worker: WorkerState) {
+        guard let i = current(r.lease, worker: worker) else {
+            rejected += 1
+            log("rejected result of superseded attempt \(r.lease) from \(worker.name)")
+            return
+        }
+        worker.leases.remove(r.lease)
+        worker.free = min(worker.slots, worker.free + 1)
+        let trial = sweep.trials[i]
+        let result = TrialResult(
+            config: trial.config, status: r.status, message: r.message, history: r.history, trajectory: r.trajectory,
+            parameterCount: r.parameterCount, optimizerStateBytes: r.optimizerStateBytes, wallSeconds: r.wallSeconds, engine: r.engine)
+        pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: r.lease.attempt, host: worker.host, worker: worker.name))
+        states[i] = .committing(r.status)
+        latestEpoch[i] = nil
+    }
+
+    func remove(_ worker: WorkerState, reason: String) {
+        workers[worker.identity] = nil
+        for lease in worker.leases {
+            guard let i = indexByID[lease.trial], case .leased(let held, _) = states[i], held == lease else { continue }
+            if attempts[i] >= options.maxAttempts {
+                log("trial \(lease.trial) lost its worker \(attempts[i]) times; marking it failed")
+                let trial = sweep.trials[i]
+                let result = TrialResult(
+                    config: trial.config, status: .failed, message: "worker lost \(attempts[i]) times (last: \(worker.name), \(reason))",
+                    history: [], trajectory: [], parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")
+                pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts[i], host: worker.host, worker: worker.name))
+                states[i] = .committing(.failed)
+            } else {
+                log("requeueing trial \(lease.trial) (attempt \(lease.attempt) was on \(worker.name), \(reason))")
+                states[i] = .queued
+                queue.append(i)
+            }
+            latestEpoch[i] = nil
+        }
+        indexDirty = true
+    }
+
+    func reapDeadWorkers(now t: Double) {
+        for w in Array(workers.values) where t - w.lastSeen > options.deadAfterSeconds {
+            log("worker \(w.name) on \(w.host) silent for \(Int(t - w.lastSeen)) s: declared lost")
+            remove(w, reason: "lost")
+        }
+    }
+
+    func removeFromQueue(_ i: Int) {
+        if let k = queue[queueHead...].firstIndex(of: i) { queue.remove(at: k) }
+    }
+
+    /// Hands queued trials to workers with free slots, the freest first.
+    func dispatch(_ router: Socket) throws {
+        while queueHead < queue.count {
+            guard let worker = workers.values.filter({ $0.free > 0 }).max(by: { $0.free < $1.free }) else { break }
+            let i = queue[queueHead]
+            queueHead += 1
+            guard case .queued = states[i] else { continue }
+            attempts[i] += 1
+            let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i])
+            if send(.trial(Assignment(lease: lease, config: sweep.trials[i].config.canonicalJSON)), to: worker.identity, router: router) {
+                states[i] = .leased(lease, worker: worker.identity)
+                worker.free -= 1
+                worker.leases.insert(lease)
+                indexDirty = true
+            } else {
+                attempts[i] -= 1
+                queueHead -= 1
+                remove(worker, reason: "unreachable")
+            }
+        }
+        if queueHead > 4096 && queueHead * 2 > queue.count {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+    }
+
+    @discardableResult
+    func send(_ message: Message, to identity: [UInt8], router: Socket) -> Bool {
+        do {
+            try router.send([identity] + (try message.frames()), dontWait: true)
+            return true
+        } catch let error as ZMQError {
+            if !error.isUnroutable { log("send \(message.command.rawValue) failed: \(error)") }
+            return false
+        } catch {
+            log("send \(message.command.rawValue) failed: \(error)")
+            return false
+        }
+    }
+
+    // MARK: Results
+
+    func commit() throws {
+        guard !pending.isEmpty else { return }
+        try store.commit(pending)
+        for t in pending {
+            if let i = indexByID[t.id] { states[i] = .finished(t.result.status) }
+            progress.finished(t, self)
+        }
+        pending.removeAll(keepingCapacity: true)
+        lastCommit = now()
+        indexDirty = true
+    }
+
+    func writeIndex() throws {
+        let rows = sweep.trials.enumerated().map { i, t in
+            IndexRow(id: t.id, index: t.index, branch: t.branch, config: t.config, status: Self.statusName(states[i]), committed: store.committed[t.id])
+        }
+        let metadata = [
+            "name": sweep.name, "description": sweep.description ?? "", "source": sweep.source,
+            "seed": String(sweep.seed), "objective_metric": sweep.objective.metric,
+            "objective_mode": sweep.objective.maximize ? "max" : "min", "version": Protocol.version,
+        ]
+        try store.writeIndex(metadata: metadata, sweepText: sweep.text, rows: rows)
+        lastIndex = now()
+        indexDirty = false
+    }
+
+    func best() -> (id: String, value: Double)? {
+        var best: (String, Double)?
+        for c in store.committed.values where c.status == .done {
+            let v: Double = switch sweep.objective.metric {
+            case "train_loss": c.trainLoss
+            case "test_accuracy": c.testAccuracy
+            default: c.testLoss.isNaN ? c.trainLoss : c.testLoss
+            }
+            guard v.isFinite else { continue }
+            if best == nil || (sweep.objective.maximize ? v > best!.1 : v < best!.1) { best = (c.id, v) }
+        }
+        return best.map { (id: $0.0, value: $0.1) }
+    }
+
+    // MARK: Local workers
+
+    func connectable(_ endpoint: String) -> String {
+        endpoint.replacingOccurrences(of: "tcp://0.0.0.0:", with: "tcp://127.0.0.1:").replacingOccurrences(of: "tcp://*:", with: "tcp://127.0.0.1:")
+    }
+
+    func startLocalWorkers(endpoint: String) throws {
+        guard options.localWorkers > 0 else { return }
+        let executable = options.workerExecutable ?? siblingExecutable("sweep-worker")
+        let logs = "\(options.output)/logs"
+        try makeDirectories(logs)
+        for n in 1...options.localWorkers {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["--connect", endpoint, "--name", "local-\(n)", "--threads", String(options.workerThreads), "--give-up-after", "10"]
+            let logPath = "\(logs)/local-\(n).log"
+            FileManager.default.createFile(atPath: logPath, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+            handle.seekToEndOfFile()
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            localProcesses.append(process)
+        }
+        log("started \(options.localWorkers) local worker\(options.localWorkers == 1 ? "" : "s") (logs in \(logs))")
+    }
+
+    func isLocal(_ w: WorkerState) -> Bool { localProcesses.contains { $0.processIdentifier == pidOf(w) } }
+
+    func pidOf(_ w: WorkerState) -> Int32 {
+        // Local workers are named local-N; match by name rather than trusting a remote's pid.
+        guard w.name.hasPrefix("local-"), let n = Int(w.name.dropFirst(6)), n >= 1, n <= localProcesses.count else { return -1 }
+        return localProcesses[n - 1].processIdentifier
+    }
+
+    func stopLocalWorkers() {
+        let deadline = now() + 5
+        for p in localProcesses {
+            while p.isRunning && now() < deadline { usleep(20_000) }
+            if p.isRunning { p.terminate() }
+            p.waitUntilExit()
+        }
+    }
+}
+
+func siblingExecutable(_ name: String) -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    let me = n > 0 ? String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    return (me as NSString).deletingLastPathComponent + "/" + name
+}
+
+func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }

@@ -1,0 +1,209 @@
+import Glibc
+import HDF5
+import Learning
+
+/// A finished attempt on its way to disk.
+public struct FinishedTrial: Sendable {
+    public var id: String
+    public var index: Int
+    public var branch: String
+    public var result: TrialResult
+    public var attempts: Int
+    public var host: String
+    public var worker: String
+
+    public init(id: String, index: Int, branch: String, result: TrialResult, attempts: Int, host: String, worker: String) {
+        self.id = id
+        self.index = index
+        self.branch = branch
+        self.result = result
+        self.attempts = attempts
+        self.host = host
+        self.worker = worker
+    }
+}
+
+/// What the results directory says about a committed trial.
+public struct CommittedTrial: Sendable, Equatable {
+    public var id: String
+    public var file: String
+    public var status: TrialStatus
+    public var attempts: Int
+    public var host: String
+    public var epochs: Int
+    public var trainLoss: Double
+    public var testLoss: Double
+    public var testAccuracy: Double
+    public var wallSeconds: Double
+}
+
+/// A trial's row in the sweep index, committed or not.
+public struct IndexRow: Sendable {
+    public var id: String
+    public var index: Int
+    public var branch: String
+    public var config: TrialConfig
+    /// queued, running, done, diverged, failed, stopped
+    public var status: String
+    public var committed: CommittedTrial?
+
+    public init(id: String, index: Int, branch: String, config: TrialConfig, status: String, committed: CommittedTrial?) {
+        self.id = id
+        self.index = index
+        self.branch = branch
+        self.config = config
+        self.status = status
+        self.committed = committed
+    }
+}
+
+/// The results directory of a sweep, written by the coordinator alone:
+///
+///     OUT/sweep.h5                 the index: metadata, the sweep file, /trials (one row per
+///                                  trial), /hparams/KEY (aligned), /by_id/ID → external links
+///     OUT/trials/batch-NNNNNNNN.h5 committed trials, one group per trial id (the trial-file
+///                                  layout plus attempts, host, worker, branch, index)
+///
+/// Finished trials are committed in groups: one batch file written to a temporary name, fsynced,
+/// renamed and the directory fsynced, so a trial counts as finished only once it is durable and
+/// a crash can lose only work that was never reported finished. Batch files are never opened
+/// for writing again; the index is rebuilt from them and swapped in by the same rename, so
+/// readers (h5py, h5dump) can open it at any time while the sweep runs.
+public final class SweepStore {
+    public let directory: String
+    var nextBatch: Int
+    public private(set) var committed: [String: CommittedTrial] = [:]
+
+    public static let indexName = "sweep.h5"
+    public var indexPath: String { "\(directory)/\(Self.indexName)" }
+
+    public init(directory: String) throws {
+        self.directory = directory
+        try makeDirectories("\(directory)/trials")
+        nextBatch = 1
+        // Temporary files are leftovers of a crash mid-write: never acknowledged, safe to drop.
+        for name in try listDirectory("\(directory)/trials") where name.hasSuffix(".tmp") {
+            unlink("\(directory)/trials/\(name)")
+        }
+        unlink(indexPath + ".tmp")
+        try scan()
+    }
+
+    /// Reads every committed batch file (after a restart, or to check a finished sweep).
+    func scan() throws {
+        let names = try listDirectory("\(directory)/trials").filter { $0.hasPrefix("batch-") && $0.hasSuffix(".h5") }.sorted()
+        for name in names {
+            if let n = Int(name.dropFirst("batch-".count).dropLast(".h5".count)) { nextBatch = max(nextBatch, n + 1) }
+            let file = try HDF5File("\(directory)/trials/\(name)", mode: .readOnly)
+            for id in try file.memberNames() {
+                let g = try file.group(id)
+                committed[id] = try Self.readCommitted(g, id: id, file: "trials/\(name)")
+            }
+        }
+    }
+
+    static func readCommitted(_ g: HDF5Group, id: String, file: String) throws -> CommittedTrial {
+        let status = TrialStatus(rawValue: try g.stringAttribute("status")) ?? .failed
+        func last(_ column: String) throws -> Double {
+            let (v, _) = try g.read("history/\(column)", as: Double.self)
+            return v.last ?? .nan
+        }
+        let epochs = try g.read("history/epoch", as: Double.self).values.count
+        return CommittedTrial(
+            id: id, file: file, status: status, attempts: Int(try g.attribute("attempts", as: Int64.self)),
+            host: try g.stringAttribute("host"), epochs: epochs, trainLoss: try last("train_loss"), testLoss: try last("test_loss"),
+            testAccuracy: try last("test_accuracy"), wallSeconds: try g.attribute("wall_seconds", as: Double.self))
+    }
+
+    /// Writes the trials durably in one batch file and records them as committed.
+    @discardableResult
+    public func commit(_ trials: [FinishedTrial]) throws -> String {
+        guard !trials.isEmpty else { return "" }
+        let name = "trials/batch-\(String(repeating: "0", count: max(0, 8 - String(nextBatch).count)))\(nextBatch).h5"
+        nextBatch += 1
+        try writeAtomically("\(directory)/\(name)") { temporary in
+            let file = try HDF5File(temporary, mode: .createExclusive)
+            for t in trials {
+                let g = try file.createGroup(t.id)
+                try TrialFile.write(t.result, id: t.id, into: g)
+                try g.setAttribute("attempts", Int64(t.attempts))
+                try g.setAttribute("host", t.host)
+                try g.setAttribute("worker", t.worker)
+                try g.setAttribute("branch", t.branch)
+                try g.setAttribute("index", Int64(t.index))
+            }
+            try file.flush()
+        }
+        for t in trials {
+            let h = t.result.history
+            committed[t.id] = CommittedTrial(
+                id: t.id, file: name, status: t.result.status, attempts: t.attempts, host: t.host, epochs: h.count,
+                trainLoss: h.last?.trainLoss ?? .nan, testLoss: h.last?.testLoss ?? .nan, testAccuracy: h.last?.testAccuracy ?? .nan,
+                wallSeconds: t.result.wallSeconds)
+        }
+        return name
+    }
+
+    /// Rebuilds `sweep.h5` and swaps it in atomically.
+    public func writeIndex(metadata: [String: String], sweepText: String, rows: [IndexRow]) throws {
+        try writeAtomically(indexPath) { temporary in
+            let file = try HDF5File(temporary, mode: .create)
+            try file.setAttribute("format", "optimizer-sweeps/sweep")
+            try file.setAttribute("format_version", Int64(1))
+            for (k, v) in metadata.sorted(by: { $0.key < $1.key }) { try file.setAttribute(k, v) }
+            try file.setAttribute("sweep_yaml", sweepText)
+            try file.setAttribute("trial_count", Int64(rows.count))
+            for status in ["queued", "running", "done", "diverged", "failed", "stopped"] {
+                try file.setAttribute("count_\(status)", Int64(rows.filter { $0.status == status }.count))
+            }
+            let c = rows.map(\.committed)
+            try file.writeTable("trials", [
+                .string("id", rows.map(\.id), width: 16),
+                .int64("index", rows.map { Int64($0.index) }),
+                .string("branch", rows.map(\.branch), width: 32),
+                .string("model", rows.map(\.config.model), width: 16),
+                .string("optimizer", rows.map(\.config.optimizerName), width: 32),
+                .string("status", rows.map(\.status), width: 12),
+                .int64("epochs", c.map { Int64($0?.epochs ?? 0) }),
+                .float64("train_loss", c.map { $0?.trainLoss ?? .nan }),
+                .float64("test_loss", c.map { $0?.testLoss ?? .nan }),
+                .float64("test_accuracy", c.map { $0?.testAccuracy ?? .nan }),
+                .float64("wall_seconds", c.map { $0?.wallSeconds ?? .nan }),
+                .int64("attempts", c.map { Int64($0?.attempts ?? 0) }),
+                .string("host", c.map { $0?.host ?? "" }, width: 64),
+                .string("file", c.map { $0?.file ?? "" }, width: 40),
+            ])
+            // One aligned column per hyperparameter: numbers as float64 (NaN where a trial does not
+            // set the key), everything else as strings ("" where unset).
+            let keys = Set(rows.flatMap { $0.config.values.keys }).sorted()
+            let hparams = try file.createGroup("hparams")
+            for key in keys {
+                let values = rows.map { $0.config.values[key] }
+                if values.allSatisfy({ $0 == nil || $0?.asDouble != nil }) {
+                    try hparams.write(key, values.map { $0?.asDouble ?? .nan })
+                } else {
+                    try hparams.writeStrings(key, values.map { $0?.description ?? "" })
+                }
+            }
+            try file.writeStrings("configs", rows.map(\.config.canonicalJSON))
+            let byID = try file.createGroup("by_id")
+            for row in rows {
+                if let committed = row.committed { try byID.linkExternal(row.id, file: committed.file, object: "/\(row.id)") }
+            }
+            try file.flush()
+        }
+    }
+}
+
+func listDirectory(_ path: String) throws -> [String] {
+    guard let dir = opendir(path) else { throw FileSystemError(operation: "opendir", path: path, code: errno) }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}

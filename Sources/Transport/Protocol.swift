@@ -1,0 +1,229 @@
+import Foundation
+import Learning
+
+/// The sweep protocol, version 1. Every message is three frames after the ROUTER's identity:
+///
+///     "SWP1" | COMMAND | JSON payload
+///
+/// Workers (DEALER) send READY (capabilities and free slots), HEARTBEAT (with progress),
+/// PROGRESS (an epoch), RESULT (a finished attempt) and BYE; the coordinator (ROUTER) sends
+/// WELCOME, TRIAL (a lease: trial id + attempt + configuration), CANCEL, HEARTBEAT, REGISTER
+/// (asks an unknown peer to send READY again) and SHUTDOWN. Anything else — wrong header,
+/// unknown command, a payload that does not decode, an oversized frame — is rejected by
+/// `Message.decode` with a reason, logged and dropped by the receiver.
+public enum Protocol {
+    public static let header: [UInt8] = Array("SWP1".utf8)
+    /// Larger messages are refused by libzmq itself (`ZMQ_MAXMSGSIZE`).
+    public static let maxMessageSize: Int64 = 64 << 20
+    public static let version = "1"
+}
+
+public enum Command: String, Sendable, CaseIterable {
+    case ready = "READY", heartbeat = "HEARTBEAT", progress = "PROGRESS", result = "RESULT", bye = "BYE"
+    case welcome = "WELCOME", trial = "TRIAL", cancel = "CANCEL", register = "REGISTER", shutdown = "SHUTDOWN"
+}
+
+/// One attempt of one trial. Results and progress carry it so that a superseded attempt's
+/// messages are recognised and rejected.
+public struct Lease: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var trial: String
+    public var attempt: Int
+    public init(trial: String, attempt: Int) {
+        self.trial = trial
+        self.attempt = attempt
+    }
+    public var description: String { "\(trial)#\(attempt)" }
+}
+
+public struct Ready: Codable, Sendable {
+    public init(name: String, host: String, pid: Int32, threads: Int, slots: Int, kernel: String, version: String, running: [Lease], free: Int) {
+        self.name = name
+        self.host = host
+        self.pid = pid
+        self.threads = threads
+        self.slots = slots
+        self.kernel = kernel
+        self.version = version
+        self.running = running
+        self.free = free
+    }
+    public var name: String
+    public var host: String
+    public var pid: Int32
+    public var threads: Int
+    public var slots: Int
+    public var kernel: String
+    public var version: String
+    /// Attempts still running on this worker (after a coordinator restart).
+    public var running: [Lease]
+    /// Free slots right now (credit).
+    public var free: Int
+}
+
+public struct Heartbeat: Codable, Sendable {
+    public init(running: [RunningTrial]) {
+        self.running = running
+    }
+    /// Each running attempt and the last epoch it finished (0 before the first).
+    public var running: [RunningTrial]
+    public struct RunningTrial: Codable, Sendable {
+    public init(lease: Lease, epoch: Int) {
+        self.lease = lease
+        self.epoch = epoch
+    }
+        public var lease: Lease
+        public var epoch: Int
+    }
+}
+
+public struct EpochProgress: Codable, Sendable {
+    public init(lease: Lease, record: EpochRecord) {
+        self.lease = lease
+        self.record = record
+    }
+    public var lease: Lease
+    public var record: EpochRecord
+}
+
+public struct Assignment: Codable, Sendable {
+    public init(lease: Lease, config: String) {
+        self.lease = lease
+        self.config = config
+    }
+    public var lease: Lease
+    /// The trial's canonical configuration (JSON, which is also YAML).
+    public var config: String
+}
+
+public struct ResultMessage: Codable, Sendable {
+    public init(lease: Lease, status: TrialStatus, message: String?, history: [EpochRecord], trajectory: [[Double]], parameterCount: Int, optimizerStateBytes: Int, wallSeconds: Double, engine: String) {
+        self.lease = lease
+        self.status = status
+        self.message = message
+        self.history = history
+        self.trajectory = trajectory
+        self.parameterCount = parameterCount
+        self.optimizerStateBytes = optimizerStateBytes
+        self.wallSeconds = wallSeconds
+        self.engine = engine
+    }
+    public var lease: Lease
+    public var status: TrialStatus
+    public var message: String?
+    public var history: [EpochRecord]
+    public var trajectory: [[Double]]
+    public var parameterCount: Int
+    public var optimizerStateBytes: Int
+    public var wallSeconds: Double
+    public var engine: String
+}
+
+public struct Welcome: Codable, Sendable {
+    public init(sweep: String, heartbeatSeconds: Double, deadAfterSeconds: Double) {
+        self.sweep = sweep
+        self.heartbeatSeconds = heartbeatSeconds
+        self.deadAfterSeconds = deadAfterSeconds
+    }
+    public var sweep: String
+    public var heartbeatSeconds: Double
+    public var deadAfterSeconds: Double
+}
+
+public struct Cancel: Codable, Sendable {
+    public init(lease: Lease, reason: String) {
+        self.lease = lease
+        self.reason = reason
+    }
+    public var lease: Lease
+    public var reason: String
+}
+
+public struct Empty: Codable, Sendable { public init() {} }
+
+/// A decoded message.
+public enum Message: Sendable {
+    case ready(Ready), heartbeat(Heartbeat), progress(EpochProgress), result(ResultMessage), bye(Empty)
+    case welcome(Welcome), trial(Assignment), cancel(Cancel), register(Empty), shutdown(Empty)
+
+    public var command: Command {
+        switch self {
+        case .ready: .ready
+        case .heartbeat: .heartbeat
+        case .progress: .progress
+        case .result: .result
+        case .bye: .bye
+        case .welcome: .welcome
+        case .trial: .trial
+        case .cancel: .cancel
+        case .register: .register
+        case .shutdown: .shutdown
+        }
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }()
+
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }()
+
+    /// The frames to send (without a ROUTER identity).
+    public func frames() throws -> [[UInt8]] {
+        let payload: Data = switch self {
+        case .ready(let p): try Self.encoder.encode(p)
+        case .heartbeat(let p): try Self.encoder.encode(p)
+        case .progress(let p): try Self.encoder.encode(p)
+        case .result(let p): try Self.encoder.encode(p)
+        case .bye(let p), .register(let p), .shutdown(let p): try Self.encoder.encode(p)
+        case .welcome(let p): try Self.encoder.encode(p)
+        case .trial(let p): try Self.encoder.encode(p)
+        case .cancel(let p): try Self.encoder.encode(p)
+        }
+        return [Protocol.header, Array(command.rawValue.utf8), Array(payload)]
+    }
+
+    public enum DecodeError: Error, CustomStringConvertible, Equatable {
+        case frameCount(Int)
+        case header
+        case unknownCommand(String)
+        case payload(Command, String)
+
+        public var description: String {
+            switch self {
+            case .frameCount(let n): "expected 3 frames (header, command, payload), got \(n)"
+            case .header: "bad protocol header (expected SWP1)"
+            case .unknownCommand(let c): "unknown command '\(c.prefix(40))'"
+            case .payload(let c, let why): "\(c.rawValue) payload does not decode: \(why.prefix(200))"
+            }
+        }
+    }
+
+    /// Validates and decodes frames (identity already removed).
+    public static func decode(_ frames: [[UInt8]]) throws(DecodeError) -> Message {
+        guard frames.count == 3 else { throw .frameCount(frames.count) }
+        guard frames[0] == Protocol.header else { throw .header }
+        let name = String(decoding: frames[1], as: UTF8.self)
+        guard let command = Command(rawValue: name) else { throw .unknownCommand(name) }
+        let data = Data(frames[2])
+        func d<T: Decodable>(_: T.Type) throws(DecodeError) -> T {
+            do { return try decoder.decode(T.self, from: data) } catch { throw .payload(command, "\(error)") }
+        }
+        return switch command {
+        case .ready: .ready(try d(Ready.self))
+        case .heartbeat: .heartbeat(try d(Heartbeat.self))
+        case .progress: .progress(try d(EpochProgress.self))
+        case .result: .result(try d(ResultMessage.self))
+        case .bye: .bye(try d(Empty.self))
+        case .welcome: .welcome(try d(Welcome.self))
+        case .trial: .trial(try d(Assignment.self))
+        case .cancel: .cancel(try d(Cancel.self))
+        case .register: .register(try d(Empty.self))
+        case .shutdown: .shutdown(try d(Empty.self))
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import CZeroMQ
+import Glibc
+
+/// A ZeroMQ call that failed, with the call, what it concerned and libzmq's message.
+public struct ZMQError: Error, CustomStringConvertible {
+    public let call: String
+    public let detail: String
+    public let code: Int32
+    public var description: String { "\(call) failed: \(detail)" }
+    /// The peer a ROUTER tried to send to is gone (`ZMQ_ROUTER_MANDATORY`).
+    public var isUnroutable: Bool { code == EHOSTUNREACH }
+    public var isInterrupted: Bool { code == EINTR }
+}
+
+/// Every libzmq return code goes through here.
+@discardableResult
+func check(_ call: @autoclosure () -> String, _ result: Int32) throws -> Int32 {
+    if result < 0 {
+        let code = zmq_errno()
+        throw ZMQError(call: call(), detail: String(cString: zmq_strerror(code)), code: code)
+    }
+    return result
+}
+
+/// A ZeroMQ context; one per process.
+public final class Context: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+
+    public init() {
+        handle = zmq_ctx_new()
+    }
+
+    deinit { zmq_ctx_term(handle) }
+}
+
+/// One ZeroMQ socket. Not thread-safe: exactly one thread owns and uses it.
+public final class Socket {
+    public enum Kind { case router, dealer, push, pull }
+
+    let handle: UnsafeMutableRawPointer
+    public let kind: Kind
+    private var closed = false
+
+    public init(_ context: Context, _ kind: Kind) throws {
+        let type: Int32 = switch kind {
+        case .router: ZMQ_ROUTER
+        case .dealer: ZMQ_DEALER
+        case .push: ZMQ_PUSH
+        case .pull: ZMQ_PULL
+        }
+        guard let h = zmq_socket(context.handle, type) else {
+            let code = zmq_errno()
+            throw ZMQError(call: "zmq_socket", detail: String(cString: zmq_strerror(code)), code: code)
+        }
+        handle = h
+        self.kind = kind
+        try setOption(ZMQ_LINGER, Int32(0))
+    }
+
+    deinit { close() }
+
+    public func close() {
+        if !closed { zmq_close(handle); closed = true }
+    }
+
+    public func setOption(_ option: Int32, _ value: Int32) throws {
+        var v = value
+        try check("zmq_setsockopt(\(option))", zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size))
+    }
+
+    public func setOption(_ option: Int32, _ value: Int64) throws {
+        var v = value
+        try check("zmq_setsockopt(\(option))", zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size))
+    }
+
+    public func setOption(_ option: Int32, bytes: [UInt8]) throws {
+        try check("zmq_setsockopt(\(option))", bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) })
+    }
+
+    public func bind(_ endpoint: String) throws { try check("zmq_bind(\(endpoint))", zmq_bind(handle, endpoint)) }
+    public func connect(_ endpoint: String) throws { try check("zmq_connect(\(endpoint))", zmq_connect(handle, endpoint)) }
+
+    /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to its port).
+    public var lastEndpoint: String {
+        var buf = [CChar](repeating: 0, count: 512)
+        var size = buf.count
+        zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buf, &size)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Sends a multipart message. Throws `ZMQError` (e.g. unroutable with ROUTER_MANDATORY).
+    public func send(_ frames: [[UInt8]], dontWait: Bool = false) throws {
+        for (i, frame) in frames.enumerated() {
+            var flags: Int32 = i < frames.count - 1 ? ZMQ_SNDMORE : 0
+            if dontWait { flags |= ZMQ_DONTWAIT }
+            let rc = frame.withUnsafeBytes { zmq_send(handle, $0.baseAddress, $0.count, flags) }
+            try check("zmq_send", rc)
+        }
+    }
+
+    /// Receives one multipart message, or nil if none is waiting (`wait: false`).
+    public func receive(wait: Bool = true) throws -> [[UInt8]]? {
+        var frames: [[UInt8]] = []
+        while true {
+            var msg = zmq_msg_t()
+            zmq_msg_init(&msg)
+            defer { zmq_msg_close(&msg) }
+            let rc = zmq_msg_recv(&msg, handle, (wait || !frames.isEmpty) ? 0 : ZMQ_DONTWAIT)
+            if rc < 0 {
+                let code = zmq_errno()
+                if code == EAGAIN && frames.isEmpty { return nil }
+                throw ZMQError(call: "zmq_msg_recv", detail: String(cString: zmq_strerror(code)), code: code)
+            }
+            let size = zmq_msg_size(&msg)
+            let data = zmq_msg_data(&msg)!
+            frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
+            if zmq_msg_more(&msg) == 0 { return frames }
+        }
+    }
+
+    var pollHandle: UnsafeMutableRawPointer { handle }
+}
+
+/// Waits until any of the sockets (or plain file descriptors) is readable.
+public struct Poller {
+    public enum Item {
+        case socket(Socket)
+        case fd(Int32)
+    }
+
+    /// Returns the indices of readable items; empty on timeout. `timeout` in milliseconds, -1 = forever.
+    public static func poll(_ items: [Item], timeout: Int) throws -> [Int] {
+        var raw = items.map { item -> zmq_pollitem_t in
+            switch item {
+            case .socket(let s): zmq_pollitem_t(socket: s.pollHandle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+            case .fd(let fd): zmq_pollitem_t(socket: nil, fd: fd, events: Int16(ZMQ_POLLIN), revents: 0)
+            }
+        }
+        let rc = zmq_poll(&raw, Int32(raw.count), timeout)
+        if rc < 0 {
+            let code = zmq_errno()
+            if code == EINTR { return [] }
+            throw ZMQError(call: "zmq_poll", detail: String(cString: zmq_strerror(code)), code: code)
+        }
+        return raw.indices.filter { raw[$0].revents & Int16(ZMQ_POLLIN) != 0 }
+    }
+}

@@ -1,0 +1,228 @@
+import CZeroMQ
+import Foundation
+import Glibc
+import Learning
+import Linalg
+import Transport
+
+/// `sweep-worker --connect`: registers with a coordinator, trains the trials it leases, streams
+/// an epoch at a time, heartbeats with progress, obeys cancel and shutdown, and reconnects with
+/// back-off when the coordinator goes silent.
+///
+/// One thread owns the DEALER socket (the loop below); each running trial trains on its own
+/// thread and hands its messages to the loop over an inproc PUSH/PULL pair.
+public final class RemoteWorker {
+    public struct Options: Sendable {
+        public var endpoint: String
+        public var name: String
+        public var threads: Int
+        public var slots: Int
+        /// Give up after this long without any coordinator (nil: keep trying forever).
+        public var giveUpAfter: Double?
+
+        public init(endpoint: String, name: String? = nil, threads: Int = 1, slots: Int = 1, giveUpAfter: Double? = nil) {
+            self.endpoint = endpoint
+            self.name = name ?? "\(hostName())-\(getpid())"
+            self.threads = threads
+            self.slots = slots
+            self.giveUpAfter = giveUpAfter
+        }
+    }
+
+    let options: Options
+    let context = Context()
+    let log: @Sendable (String) -> Void
+    let data = DataCache()
+    var running: [Lease: RunningTrial] = [:]
+    var heartbeatSeconds = 1.0
+    var deadAfterSeconds = 5.0
+    var lastHeard = now()
+    var lastSent = 0.0
+
+    final class RunningTrial: @unchecked Sendable {
+        let lease: Lease
+        private let lock = NSLock()
+        private var _cancelled = false
+        private var _epoch = 0
+        init(lease: Lease) { self.lease = lease }
+        var cancelled: Bool {
+            get { lock.withLock { _cancelled } }
+            set { lock.withLock { _cancelled = newValue } }
+        }
+        var epoch: Int {
+            get { lock.withLock { _epoch } }
+            set { lock.withLock { _epoch = newValue } }
+        }
+    }
+
+    public init(_ options: Options, log: @escaping @Sendable (String) -> Void) {
+        self.options = options
+        self.log = log
+    }
+
+    var inbox: String { "inproc://worker-\(getpid())" }
+
+    func makeDealer() throws -> Socket {
+        let socket = try Socket(context, .dealer)
+        try socket.setOption(ZMQ_MAXMSGSIZE, Protocol.maxMessageSize)
+        try socket.connect(options.endpoint)
+        return socket
+    }
+
+    func ready(_ dealer: Socket) throws {
+        let message = Ready(
+            name: options.name, host: hostName(), pid: getpid(), threads: options.threads, slots: options.slots,
+            kernel: BLASRuntime.coreName, version: Protocol.version, running: Array(running.keys), free: options.slots - running.count)
+        try send(dealer, .ready(message))
+    }
+
+    func send(_ dealer: Socket, _ message: Message) throws {
+        try dealer.send(try message.frames())
+        lastSent = now()
+    }
+
+    /// Runs until SHUTDOWN, a signal, or `giveUpAfter` without a coordinator.
+    public func run(signals: SignalWatcher? = nil) throws {
+        BLASRuntime.setThreads(options.threads)
+        let pull = try Socket(context, .pull)
+        try pull.bind(inbox)
+        var dealer = try makeDealer()
+        try ready(dealer)
+        log("worker \(options.name): connecting to \(options.endpoint) (\(BLASRuntime.summary), \(options.slots) slot\(options.slots == 1 ? "" : "s"))")
+        var backoff = 1.0
+        var lastCoordinator = now()
+        var stopping = false
+        while true {
+            var items: [Poller.Item] = [.socket(dealer), .socket(pull)]
+            if let signals { items.append(.fd(signals.fd)) }
+            let readable = try Poller.poll(items, timeout: 100)
+            if readable.contains(2), let signals, let signal = signals.take() {
+                log("worker \(options.name): \(signal), stopping")
+                stopping = true
+                for trial in running.values { trial.cancelled = true }
+                try? send(dealer, .bye(Empty()))
+                if running.isEmpty { return }
+            }
+            // Messages from the trials' threads go out as they are.
+            while let frames = try pull.receive(wait: false) {
+                if case .result(let r)? = try? Message.decode(frames) { running[r.lease] = nil }
+                try? dealer.send(frames)
+                lastSent = now()
+            }
+            if stopping && running.isEmpty { return }
+            while let frames = try dealer.receive(wait: false) {
+                lastHeard = now()
+                lastCoordinator = lastHeard
+                backoff = 1
+                let message: Message
+                do { message = try Message.decode(frames) } catch {
+                    log("worker \(options.name): dropped a malformed message: \(error)")
+                    continue
+                }
+                switch message {
+                case .welcome(let w):
+                    heartbeatSeconds = w.heartbeatSeconds
+                    deadAfterSeconds = w.deadAfterSeconds
+                    log("worker \(options.name): registered with sweep \(w.sweep)")
+                case .trial(let a):
+                    if stopping { continue }
+                    start(a)
+                case .cancel(let c):
+                    running[c.lease]?.cancelled = true
+                case .register:
+                    try ready(dealer)
+                case .shutdown:
+                    log("worker \(options.name): shutdown requested")
+                    for trial in running.values { trial.cancelled = true }
+                    return
+                case .heartbeat:
+                    break
+                default:
+                    log("worker \(options.name): unexpected \(message.command.rawValue) from the coordinator")
+                }
+            }
+            let t = now()
+            if t - lastSent >= heartbeatSeconds {
+                let hb = Heartbeat(running: running.values.map { .init(lease: $0.lease, epoch: $0.epoch) })
+                try? send(dealer, .heartbeat(hb))
+            }
+            if t - lastHeard > deadAfterSeconds {
+                if let limit = options.giveUpAfter, t - lastCoordinator > limit {
+                    log("worker \(options.name): no coordinator for \(Int(limit)) s, exiting")
+                    return
+                }
+                log("worker \(options.name): coordinator silent for \(Int(t - lastHeard)) s, reconnecting in \(Int(backoff)) s")
+                dealer.close()
+                Thread.sleep(forTimeInterval: backoff)
+                backoff = min(backoff * 2, 30)
+                dealer = try makeDealer()
+                try ready(dealer)
+                lastHeard = now()
+            }
+        }
+    }
+
+    /// Starts a leased trial on its own thread.
+    func start(_ assignment: Assignment) {
+        let lease = assignment.lease
+        if running[lease] != nil { return }
+        let trial = RunningTrial(lease: lease)
+        running[lease] = trial
+        let (context, inbox, data, log) = (context, inbox, data, log)
+        let thread = Thread {
+            do {
+                let push = try Socket(context, .push)
+                try push.connect(inbox)
+                let result = Self.train(assignment, trial: trial, data: data) { record in
+                    trial.epoch = record.epoch
+                    try? push.send(try Message.progress(EpochProgress(lease: lease, record: record)).frames())
+                }
+                try push.send(try Message.result(result).frames())
+            } catch {
+                log("worker: trial \(lease) could not report: \(error)")
+            }
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    static func train(_ assignment: Assignment, trial: RunningTrial, data: DataCache, onEpoch: (EpochRecord) -> Void) -> ResultMessage {
+        let lease = assignment.lease
+        let started = now()
+        do {
+            let config = try TrialConfig.parse(yaml: assignment.config, source: "trial \(lease.trial)")
+            let splits = config.isToyObjective ? nil : try data.splits(config.string("data", default: "fashion-mnist"))
+            let result = try Trainer.run(config, data: splits, shouldStop: { trial.cancelled }, onEpoch: onEpoch)
+            return ResultMessage(
+                lease: lease, status: result.status, message: result.message, history: result.history, trajectory: result.trajectory,
+                parameterCount: result.parameterCount, optimizerStateBytes: result.optimizerStateBytes, wallSeconds: result.wallSeconds,
+                engine: result.engine)
+        } catch {
+            return ResultMessage(
+                lease: lease, status: .failed, message: "\(error)", history: [], trajectory: [], parameterCount: 0,
+                optimizerStateBytes: 0, wallSeconds: now() - started, engine: BLASRuntime.summary)
+        }
+    }
+}
+
+/// Data sets loaded once per worker process and shared by its trials.
+final class DataCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var loaded: [String: DataSplits] = [:]
+
+    func splits(_ name: String) throws -> DataSplits {
+        try lock.withLock {
+            if let d = loaded[name] { return d }
+            let d = try DataSource(parsing: name).load()
+            loaded[name] = d
+            return d
+        }
+    }
+}
+
+public func hostName() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    gethostname(&buf, buf.count)
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
