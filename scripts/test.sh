@@ -5,4 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build -c release --build-tests
+# The test process loads OpenBLAS directly (no re-exec): give it the kernel the workers choose, so
+# results computed in the tests and by worker processes are bit-identical.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  kernel=$(.build/release/sweep-worker info | sed -n 's/^best kernel for this CPU: //p')
+  [ -n "$kernel" ] && export OPENBLAS_CORETYPE="$kernel"
+fi
 swift test -c release --skip-build

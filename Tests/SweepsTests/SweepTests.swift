@@ -448,8 +448,8 @@ let repositoryRoot: String = {
         #expect(s.name == "quickstart" && s.source.hasSuffix("sweeps/quickstart.yaml") && s.text.contains("fashion"))
         #expect(s.trials.count == (2 + 2) * 2)
         #expect(Set(s.trials.map(\.branch)) == ["sgd", "adamw"])
-        #expect(s.trials.allSatisfy { $0["model"] == .string("mlp") && $0["hidden"] == .list([.int(64)]) && $0["epochs"] == .int(2) })
-        #expect(s.trials.allSatisfy { $0["limit"] == .int(6000) && $0["test_limit"] == .int(2000) })
+        #expect(s.trials.allSatisfy { $0["model"] == .string("mlp") && $0["hidden"] == .list([.int(256), .int(128)]) && $0["epochs"] == .int(3) })
+        #expect(s.trials.allSatisfy { $0["limit"] == nil && $0["data"] == .string("fashion-mnist") })
         #expect(s.varied == ["lr", "momentum", "optimizer", "seed"])
         for t in s.trials { try t.config.validate() }
     }

@@ -1,0 +1,195 @@
+import Foundation
+import HDF5
+import Learning
+import Linalg
+import Testing
+import Transport
+
+/// The real executables, a real sweep, its results read back.
+enum Harness {
+    static var products: URL {
+        Bundle.allBundles.map(\.bundleURL).first { $0.pathExtension == "xctest" }?.deletingLastPathComponent()
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+
+    static func temporaryDirectory(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "\(name)-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func write(_ text: String, to path: String) { try! text.write(toFile: path, atomically: true, encoding: .utf8) }
+
+    /// Starts a process whose output goes to a file; returns it and the file's path.
+    static func start(_ tool: String, _ arguments: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = products.appendingPathComponent(tool)
+        p.arguments = arguments
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    static func wait(_ p: Process, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { p.terminate(); p.waitUntilExit(); return false }
+        p.waitUntilExit()
+        return true
+    }
+
+    static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    static func freePort() -> Int { Int.random(in: 20_000...60_000) }
+
+    /// The trials table of a results directory as rows of column → value.
+    static func trials(_ directory: String) throws -> [(id: String, status: String, attempts: Int64, trainLoss: Double, file: String)] {
+        let file = try HDF5File("\(directory)/sweep.h5", mode: .readOnly)
+        let count = Int(try file.attribute("trial_count", as: Int64.self))
+        var rows: [(String, String, Int64, Double, String)] = []
+        let configs = try file.group("by_id")
+        for id in try configs.memberNames() {
+            let g = try configs.group(id)
+            let (loss, _) = try g.read("history/train_loss", as: Double.self)
+            rows.append((id, try g.stringAttribute("status"), try g.attribute("attempts", as: Int64.self), loss.last ?? .nan, ""))
+        }
+        #expect(rows.count <= count)
+        return rows.map { (id: $0.0, status: $0.1, attempts: $0.2, trainLoss: $0.3, file: $0.4) }
+    }
+}
+
+@Suite(.serialized) struct SweepEndToEndTests {
+    static let sweepText = """
+        name: e2e
+        base:
+          model: mlp
+          hidden: [16]
+          limit: 1500
+          test_limit: 500
+          epochs: 2
+        seeds: [0, 1]
+        optimizers:
+          sgd:
+            base: {momentum: 0.9}
+            grid: {lr: [0.05, 0.1]}
+          adamw:
+            grid: {lr: [1.0e-3]}
+        """
+
+    @Test func twoLocalWorkersRunARealSweepAndTheResultsReadBack() throws {
+        let dir = Harness.temporaryDirectory("e2e")
+        Harness.write(Self.sweepText, to: "\(dir)/e2e.yaml")
+        let toy = "name: toys\nbase: {model: rosenbrock, steps: 200}\noptimizers:\n  adam: {grid: {lr: [0.01, 0.05]}}\n  sgd: {grid: {lr: [1.0e-4, 5.0e-4], momentum: [0.9]}}\n"
+        Harness.write(toy, to: "\(dir)/toys.yaml")
+        for (sweep, expected) in [("e2e", 6), ("toys", 4)] {
+            let out = "\(dir)/\(sweep)-results"
+            let p = try Harness.start("sweep-coordinator", ["start", "\(dir)/\(sweep).yaml", "--local-workers", "2", "--out", out, "--plain"], log: "\(dir)/\(sweep).log")
+            #expect(Harness.wait(p, timeout: 300), "coordinator did not finish: \(Harness.read("\(dir)/\(sweep).log"))")
+            #expect(p.terminationStatus == 0, "\(Harness.read("\(dir)/\(sweep).log"))")
+            let log = Harness.read("\(dir)/\(sweep).log")
+            #expect(log.contains("sweep \(sweep): \(expected) done"))
+            let file = try HDF5File("\(out)/sweep.h5", mode: .readOnly)
+            #expect(try file.attribute("trial_count", as: Int64.self) == Int64(expected))
+            #expect(try file.attribute("count_done", as: Int64.self) == Int64(expected))
+            #expect(try file.stringAttribute("sweep_yaml").contains("name: \(sweep)"))
+            let rows = try Harness.trials(out)
+            #expect(rows.count == expected && rows.allSatisfy { $0.status == "done" && $0.attempts == 1 })
+            // Every stored trial equals the same configuration trained in this process: the
+            // distributed path changes nothing (same seed, same thread count).
+            let byID = try file.group("by_id")
+            BLASRuntime.setThreads(1)  // as the local workers
+            for row in rows {
+                let config = try TrialConfig.parse(yaml: try byID.group(row.id).stringAttribute("config"), source: row.id)
+                #expect(TrialID.of(config) == row.id)
+                let local = try Trainer.run(config)
+                // Bit-identical with the same OpenBLAS kernel (scripts/test.sh gives the test
+                // process the workers' kernel); different kernels round GEMMs differently.
+                let engine = try byID.group(row.id).stringAttribute("engine")
+                if config.isToyObjective || engine.hasPrefix("OpenBLAS \(BLASRuntime.coreName) ") {
+                    #expect(local.history.last!.trainLoss == row.trainLoss, "trial \(row.id)")
+                } else {
+                    #expect(abs(local.history.last!.trainLoss - row.trainLoss) <= 1e-6 * abs(row.trainLoss), "trial \(row.id)")
+                }
+            }
+        }
+    }
+
+    @Test func garbageTruncatedAndOversizedFramesLeaveTheSweepFinishing() throws {
+        let dir = Harness.temporaryDirectory("garbage")
+        Harness.write("name: slow-toys\nbase: {model: quadratic, steps: 20000, optimizer: sgd}\ngrid: {lr: [0.001, 0.002, 0.003, 0.004]}\n", to: "\(dir)/s.yaml")
+        let port = Harness.freePort()
+        let p = try Harness.start(
+            "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", "tcp://127.0.0.1:\(port)", "--local-workers", "1", "--out", "\(dir)/out", "--plain"],
+            log: "\(dir)/log")
+        usleep(500_000)
+        let context = Context()
+        let rogue = try Socket(context, .dealer)
+        try rogue.connect("tcp://127.0.0.1:\(port)")
+        let junk: [[[UInt8]]] = [
+            [Array("hello".utf8)],
+            [Array("SWP0".utf8), Array("READY".utf8), Array("{}".utf8)],
+            [Protocol.header, Array("LAUNCH".utf8), Array("{}".utf8)],
+            [Protocol.header, Array("READY".utf8), Array("{\"name\": 3".utf8)],
+            [Protocol.header, Array("RESULT".utf8), Array("{}".utf8)],
+            [Protocol.header, Array("RESULT".utf8), try Message.result(ResultMessage(
+                lease: Lease(trial: "0000000000000000", attempt: 1), status: .done, message: nil, history: [], trajectory: [],
+                parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")).frames()[2]],
+            (0..<40).map { _ in (0..<Int.random(in: 0...64)).map { _ in UInt8.random(in: 0...255) } },
+        ]
+        for frames in junk { try rogue.send(frames) }
+        // Oversized: beyond ZMQ_MAXMSGSIZE libzmq drops the connection, not the coordinator.
+        let big = try Socket(context, .dealer)
+        try big.connect("tcp://127.0.0.1:\(port)")
+        try big.send([[UInt8](repeating: 7, count: Int(Protocol.maxMessageSize) + 1024)])
+        // Raw TCP garbage that is not even ZMTP.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let noise = [UInt8](repeating: 0xFF, count: 4096)
+        _ = noise.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        #expect(Harness.wait(p, timeout: 120), Comment(rawValue: Harness.read("\(dir)/log")))
+        let log = Harness.read("\(dir)/log")
+        #expect(p.terminationStatus == 0, Comment(rawValue: log))
+        #expect(log.contains("sweep slow-toys: 4 done"))
+        #expect(log.contains("dropped a message") && log.contains("rejected"))
+        rogue.close()
+        big.close()
+    }
+
+    @Test func aWorkerKilledMidTrialHasItsTrialFinishedByTheOther() throws {
+        let dir = Harness.temporaryDirectory("kill")
+        // Each trial takes several seconds (20 epochs of 20,000 images), so the first worker is
+        // surely mid-trial when it is killed.
+        Harness.write("name: kill\nbase: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 20, optimizer: adamw}\ngrid: {lr: [0.001, 0.002, 0.003]}\n", to: "\(dir)/s.yaml")
+        let port = Harness.freePort()
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        let coordinator = try Harness.start(
+            "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain", "--dead-after", "2", "--heartbeat", "0.5"],
+            log: "\(dir)/coordinator.log")
+        let victim = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "victim", "--give-up-after", "20"], log: "\(dir)/victim.log")
+        // Let the victim take a trial, then start the survivor and kill the victim mid-trial.
+        var waited = 0.0
+        while !Harness.read("\(dir)/coordinator.log").contains("worker victim") && waited < 20 { usleep(100_000); waited += 0.1 }
+        usleep(1_500_000)
+        let survivor = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "survivor", "--give-up-after", "20"], log: "\(dir)/survivor.log")
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        #expect(Harness.wait(coordinator, timeout: 300), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
+        let log = Harness.read("\(dir)/coordinator.log")
+        #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
+        #expect(log.contains("worker victim") && log.contains("declared lost"))
+        #expect(log.contains("requeueing trial"))
+        #expect(log.contains("sweep kill: 3 done"))
+        let rows = try Harness.trials("\(dir)/out")
+        #expect(rows.count == 3 && rows.allSatisfy { $0.status == "done" })
+        #expect(rows.contains { $0.attempts == 2 }, "the victim's trial ran a second attempt")
+        _ = Harness.wait(survivor, timeout: 30)
+    }
+}
