@@ -13,6 +13,7 @@ static inline unsigned chdf5_F_ACC_RDWR(void) { return H5F_ACC_RDWR; }
 static inline hid_t chdf5_P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t chdf5_P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
 static inline hid_t chdf5_P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
+static inline hid_t chdf5_P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
 static inline hid_t chdf5_T_NATIVE_FLOAT(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t chdf5_T_NATIVE_DOUBLE(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t chdf5_T_NATIVE_INT8(void) { return H5T_NATIVE_INT8; }

@@ -57,6 +57,8 @@ public final class Coordinator {
         var name: String
         var host: String
         var slots: Int
+        /// Leases it accepts at once: its slots plus its prefetch (credit).
+        var capacity: Int
         var free: Int
         var leases: Set<Lease> = []
         var lastSeen: Double
@@ -65,6 +67,7 @@ public final class Coordinator {
             name = ready.name
             host = ready.host
             slots = ready.slots
+            capacity = ready.free + ready.running.count
             free = ready.free
             lastSeen = now
         }
@@ -73,9 +76,14 @@ public final class Coordinator {
     let sweep: Sweep
     let options: Options
     let store: SweepStore
+    let writer: ResultsWriter
+    /// The committed trials as the event loop knows them (the writer thread owns the store).
+    var committed: [String: CommittedTrial]
     let log: (String) -> Void
     var states: [TrialState]
     var indexByID: [String: Int] = [:]
+    /// Each trial's configuration as sent to workers (computed once).
+    let configTexts: [String]
     var attempts: [Int]
     var queue: [Int] = []
     var queueHead = 0
@@ -83,7 +91,12 @@ public final class Coordinator {
     var pending: [FinishedTrial] = []
     var lastCommit = now()
     var lastIndex = 0.0
+    /// How long the last index rebuild took: rebuilds are spaced so they cost at most ~10%.
+    var indexCost = 0.0
     var indexDirty = true
+    var finishedCount = 0
+    /// Seconds spent in each part of the loop (printed at the end of large sweeps).
+    var timings: [String: Double] = [:]
     var rejected = 0
     var started = now()
     var latestEpoch: [Int: EpochRecord] = [:]
@@ -95,16 +108,20 @@ public final class Coordinator {
         self.options = options
         self.log = log
         store = try SweepStore(directory: options.output)
+        committed = store.committed
+        writer = ResultsWriter(store: store)
         states = Array(repeating: .queued, count: sweep.trials.count)
         attempts = Array(repeating: 0, count: sweep.trials.count)
         for (i, t) in sweep.trials.enumerated() { indexByID[t.id] = i }
+        configTexts = sweep.trials.map(\.config.canonicalJSON)
         // Trials committed by an earlier run of this sweep are done: never run twice.
         var resumed = 0
         for (i, t) in sweep.trials.enumerated() {
-            if let c = store.committed[t.id] {
+            if let c = committed[t.id] {
                 states[i] = .finished(c.status)
                 attempts[i] = c.attempts
                 resumed += 1
+                finishedCount += 1
             } else {
                 queue.append(i)
             }
@@ -125,11 +142,14 @@ public final class Coordinator {
         let endpoint = router.lastEndpoint
         log("sweep \(sweep.name): \(sweep.trials.count) trials, \(queue.count) to run; listening on \(endpoint); results in \(options.output)")
         try startLocalWorkers(endpoint: connectable(endpoint))
-        defer { stopLocalWorkers() }
+        defer {
+            stopLocalWorkers()
+            writer.stop()
+        }
         started = now()
         var interrupted = false
         var lastHeartbeat = 0.0
-        try writeIndex()
+        writeIndex()
         while !isComplete {
             var items: [Poller.Item] = [.socket(router)]
             if let signals { items.append(.fd(signals.fd)) }
@@ -140,24 +160,34 @@ public final class Coordinator {
                 break
             }
             var received = 0
+            var t = now()
             while received < 10_000, let frames = try router.receive(wait: false) {
                 received += 1
                 handle(frames, router: router)
             }
-            let t = now()
+            timings["receive", default: 0] += now() - t
+            t = now()
             try dispatch(router)
+            timings["dispatch", default: 0] += now() - t
             if t - lastHeartbeat >= options.heartbeatSeconds {
                 lastHeartbeat = t
                 for w in Array(workers.values) { send(.heartbeat(Heartbeat(running: [])), to: w.identity, router: router) }
                 reapDeadWorkers(now: t)
             }
-            if !pending.isEmpty && (t - lastCommit >= options.commitInterval || pending.count >= 512) { try commit() }
-            if indexDirty && t - lastIndex >= options.indexInterval { try writeIndex() }
+            try collectCompletions()
+            if !pending.isEmpty && !writer.commitInFlight && (t - lastCommit >= options.commitInterval || pending.count >= 512) {
+                commit()
+            }
+            if indexDirty && !writer.indexInFlight && t - lastIndex >= max(options.indexInterval, 10 * indexCost) {
+                writeIndex()
+            }
             progress.update(self, now: t)
         }
-        try commit()
-        try writeIndex()
+        try finishWriting()
         progress.finish(self)
+        if sweep.trials.count > 200 {
+            log("coordinator time: " + timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }.joined(separator: ", "))
+        }
         // Workers of a finished sweep have nothing left to do; after an interrupt only the local
         // ones are stopped, so a restarted coordinator finds the fleet waiting.
         for w in workers.values where !interrupted || isLocal(w) {
@@ -167,9 +197,7 @@ public final class Coordinator {
         return summary(interrupted: interrupted, endpoint: endpoint)
     }
 
-    var isComplete: Bool {
-        states.allSatisfy { if case .finished = $0 { true } else { false } }
-    }
+    var isComplete: Bool { finishedCount == states.count }
 
     func summary(interrupted: Bool, endpoint: String) -> Summary {
         var counts: [String: Int] = [:]
@@ -234,6 +262,7 @@ public final class Coordinator {
         let worker = workers[identity] ?? WorkerState(identity: identity, ready: ready, now: t)
         worker.free = max(0, ready.free)
         worker.slots = ready.slots
+        worker.capacity = ready.free + ready.running.count
         worker.lastSeen = t
         workers[identity] = worker
         // Attempts it is still running (we restarted while it trained): adopt them if nobody else has the trial.
@@ -261,7 +290,7 @@ public final class Coordinator {
             return
         }
         worker.leases.remove(r.lease)
-        worker.free = min(worker.slots, worker.free + 1)
+        worker.free = min(worker.capacity, worker.free + 1)
         let trial = sweep.trials[i]
         let result = TrialResult(
             config: trial.config, status: r.status, message: r.message, history: r.history, trajectory: r.trajectory,
@@ -313,7 +342,7 @@ public final class Coordinator {
             guard case .queued = states[i] else { continue }
             attempts[i] += 1
             let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i])
-            if send(.trial(Assignment(lease: lease, config: sweep.trials[i].config.canonicalJSON)), to: worker.identity, router: router) {
+            if send(.trial(Assignment(lease: lease, config: configTexts[i])), to: worker.identity, router: router) {
                 states[i] = .leased(lease, worker: worker.identity)
                 worker.free -= 1
                 worker.leases.insert(lease)
@@ -346,35 +375,68 @@ public final class Coordinator {
 
     // MARK: Results
 
-    func commit() throws {
+    /// Hands the finished trials to the writer as one group commit. They count as finished when
+    /// the writer reports them durable (`collectCompletions`).
+    func commit() {
         guard !pending.isEmpty else { return }
-        try store.commit(pending)
-        for t in pending {
-            if let i = indexByID[t.id] { states[i] = .finished(t.result.status) }
-            progress.finished(t, self)
-        }
+        writer.submit(.commit(pending))
         pending.removeAll(keepingCapacity: true)
         lastCommit = now()
-        indexDirty = true
     }
 
-    func writeIndex() throws {
+    func collectCompletions() throws {
+        for completion in writer.take() {
+            switch completion {
+            case .committed(let trials, let records, let seconds):
+                timings["commit", default: 0] += seconds
+                for r in records { committed[r.id] = r }
+                for t in trials {
+                    if let i = indexByID[t.id] {
+                        states[i] = .finished(t.result.status)
+                        finishedCount += 1
+                    }
+                    progress.finished(t, self)
+                }
+                indexDirty = true
+            case .indexed(let seconds):
+                timings["index", default: 0] += seconds
+                indexCost = seconds
+                lastIndex = now()
+            case .failed(let error):
+                throw error
+            }
+        }
+    }
+
+    /// Commits what is pending, waits for the disk, and writes the final index.
+    func finishWriting() throws {
+        writer.drain()
+        try collectCompletions()
+        commit()
+        writer.drain()
+        try collectCompletions()
+        writeIndex()
+        writer.drain()
+        try collectCompletions()
+    }
+
+    func writeIndex() {
         let rows = sweep.trials.enumerated().map { i, t in
-            IndexRow(id: t.id, index: t.index, branch: t.branch, config: t.config, status: Self.statusName(states[i]), committed: store.committed[t.id])
+            IndexRow(id: t.id, index: t.index, branch: t.branch, config: t.config, status: Self.statusName(states[i]), committed: committed[t.id])
         }
         let metadata = [
             "name": sweep.name, "description": sweep.description ?? "", "source": sweep.source,
             "seed": String(sweep.seed), "objective_metric": sweep.objective.metric,
             "objective_mode": sweep.objective.maximize ? "max" : "min", "version": Protocol.version,
         ]
-        try store.writeIndex(metadata: metadata, sweepText: sweep.text, rows: rows)
+        writer.submit(.index(metadata: metadata, text: sweep.text, rows: rows))
         lastIndex = now()
         indexDirty = false
     }
 
     func best() -> (id: String, value: Double)? {
         var best: (String, Double)?
-        for c in store.committed.values where c.status == .done {
+        for c in committed.values where c.status == .done {
             let v: Double = switch sweep.objective.metric {
             case "train_loss": c.trainLoss
             case "test_accuracy": c.testAccuracy

@@ -81,12 +81,17 @@ public class HDF5Group {
         return true
     }
 
-    /// Creates a group (and any missing intermediate groups).
+    /// Creates a group (and any missing intermediate groups). Its attributes stay in the object
+    /// header up to 64 of them (HDF5 would otherwise build a B-tree and heap past 8, which is
+    /// most of the cost of writing thousands of small trial groups).
     public func createGroup(_ name: String) throws -> HDF5Group {
         let lcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_LINK_CREATE()))
         defer { H5Pclose(lcpl) }
         try check("H5Pset_create_intermediate_group", name, H5Pset_create_intermediate_group(lcpl, 1))
-        let gid = try check("H5Gcreate2", child(name), H5Gcreate2(id, name, lcpl, chdf5_P_DEFAULT(), chdf5_P_DEFAULT()))
+        let gcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_GROUP_CREATE()))
+        defer { H5Pclose(gcpl) }
+        try check("H5Pset_attr_phase_change", name, H5Pset_attr_phase_change(gcpl, 64, 48))
+        let gid = try check("H5Gcreate2", child(name), H5Gcreate2(id, name, lcpl, gcpl, chdf5_P_DEFAULT()))
         return HDF5Group(handle: Handle(gid, close: H5Gclose), path: child(name))
     }
 
@@ -286,11 +291,24 @@ public final class HDF5Dataset {
 
 // MARK: - Attribute helpers shared by groups and datasets
 
+/// The variable-length UTF-8 string type, created once (HDF5 ids are process-wide; this layer
+/// is only ever used from one thread at a time).
+nonisolated(unsafe) private var sharedStringType: hid_t = -1
+nonisolated(unsafe) private var sharedScalarSpace: hid_t = -1
+
 private func utf8StringType() throws -> hid_t {
+    if sharedStringType >= 0 { return sharedStringType }
     let t = try check("H5Tcopy", "string type", H5Tcopy(chdf5_T_C_S1()))
     try check("H5Tset_size", "string type", H5Tset_size(t, chdf5_T_VARIABLE()))
     try check("H5Tset_cset", "string type", H5Tset_cset(t, H5T_CSET_UTF8))
+    sharedStringType = t
     return t
+}
+
+private func scalarSpace() throws -> hid_t {
+    if sharedScalarSpace >= 0 { return sharedScalarSpace }
+    sharedScalarSpace = try check("H5Screate", "scalar space", H5Screate(H5S_SCALAR))
+    return sharedScalarSpace
 }
 
 private func replaceAttribute(objectID: hid_t, name: String) {
@@ -301,9 +319,7 @@ func writeStringAttribute(objectID: hid_t, objectPath: String, name: String, val
     let what = "attribute \(name) of \(objectPath)"
     replaceAttribute(objectID: objectID, name: name)
     let type = try utf8StringType()
-    defer { H5Tclose(type) }
-    let space = try check("H5Screate", what, H5Screate(H5S_SCALAR))
-    defer { H5Sclose(space) }
+    let space = try scalarSpace()
     let attr = try check("H5Acreate2", what, H5Acreate2(objectID, name, type, space, chdf5_P_DEFAULT(), chdf5_P_DEFAULT()))
     defer { H5Aclose(attr) }
     try value.withCString { (c) in
@@ -320,7 +336,6 @@ func readStringAttribute(objectID: hid_t, objectPath: String, name: String) thro
     defer { H5Tclose(fileType) }
     if H5Tis_variable_str(fileType) > 0 {
         let type = try utf8StringType()
-        defer { H5Tclose(type) }
         var ptr: UnsafeMutablePointer<CChar>? = nil
         try check("H5Aread", what, H5Aread(attr, type, &ptr))
         defer { if ptr != nil { H5free_memory(ptr) } }
@@ -335,8 +350,7 @@ func readStringAttribute(objectID: hid_t, objectPath: String, name: String) thro
 func writeScalarAttribute<T: HDF5Scalar>(objectID: hid_t, objectPath: String, name: String, value: T) throws {
     let what = "attribute \(name) of \(objectPath)"
     replaceAttribute(objectID: objectID, name: name)
-    let space = try check("H5Screate", what, H5Screate(H5S_SCALAR))
-    defer { H5Sclose(space) }
+    let space = try scalarSpace()
     let attr = try check("H5Acreate2", what, H5Acreate2(objectID, name, T.hdf5Type, space, chdf5_P_DEFAULT(), chdf5_P_DEFAULT()))
     defer { H5Aclose(attr) }
     var v = value
@@ -390,8 +404,9 @@ public enum TableColumn {
 }
 
 extension HDF5Group {
-    /// Writes a compound dataset with one row per record (chunked, compressed).
-    public func writeTable(_ name: String, _ columns: [TableColumn]) throws {
+    /// Writes a compound dataset with one row per record: chunked and compressed (deflate +
+    /// shuffle) unless `compact`, which suits small per-trial tables (no chunk index to create).
+    public func writeTable(_ name: String, _ columns: [TableColumn], compact: Bool = false) throws {
         let rows = columns.first?.count ?? 0
         precondition(columns.allSatisfy { $0.count == rows }, "table \(name): columns of different lengths")
         let rowSize = columns.reduce(0) { $0 + $1.size }
@@ -440,15 +455,17 @@ extension HDF5Group {
             }
         }
         var dims = [hsize_t(rows)]
-        var maxDims = [chdf5_S_UNLIMITED()]
+        var maxDims = [compact ? hsize_t(rows) : chdf5_S_UNLIMITED()]
         let space = try check("H5Screate_simple", name, H5Screate_simple(1, &dims, &maxDims))
         defer { H5Sclose(space) }
         let dcpl = try check("H5Pcreate", name, H5Pcreate(chdf5_P_DATASET_CREATE()))
         defer { H5Pclose(dcpl) }
-        var chunk = [hsize_t(max(1, min(rows, max(1, (64 << 10) / max(rowSize, 1)))))]
-        try check("H5Pset_chunk", name, H5Pset_chunk(dcpl, 1, &chunk))
-        try check("H5Pset_shuffle", name, H5Pset_shuffle(dcpl))
-        try check("H5Pset_deflate", name, H5Pset_deflate(dcpl, 4))
+        if !compact {
+            var chunk = [hsize_t(max(1, min(rows, max(1, (64 << 10) / max(rowSize, 1)))))]
+            try check("H5Pset_chunk", name, H5Pset_chunk(dcpl, 1, &chunk))
+            try check("H5Pset_shuffle", name, H5Pset_shuffle(dcpl))
+            try check("H5Pset_deflate", name, H5Pset_deflate(dcpl, 4))
+        }
         let did = try check("H5Dcreate2", child(name), H5Dcreate2(id, name, type, space, chdf5_P_DEFAULT(), dcpl, chdf5_P_DEFAULT()))
         defer { H5Dclose(did) }
         if rows > 0 {
@@ -492,5 +509,21 @@ extension HDF5Group {
     public func rowCount(_ name: String) -> Int? {
         guard contains(name), let d = try? dataset(name), let shape = try? d.shape, let n = shape.first else { return nil }
         return n
+    }
+}
+
+extension HDF5Group {
+    /// Reads one float64 field of a compound dataset (HDF5 converts the field by name).
+    public func readTableColumn(_ name: String, field: String) throws -> [Double] {
+        let d = try dataset(name)
+        let rows = try d.shape.first ?? 0
+        let type = try check("H5Tcreate", name, H5Tcreate(H5T_COMPOUND, 8))
+        defer { H5Tclose(type) }
+        try check("H5Tinsert", "\(name).\(field)", H5Tinsert(type, field, 0, chdf5_T_NATIVE_DOUBLE()))
+        var values = [Double](repeating: 0, count: rows)
+        if rows > 0 {
+            try check("H5Dread", "\(name).\(field)", values.withUnsafeMutableBytes { H5Dread(d.id, type, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), $0.baseAddress) })
+        }
+        return values
     }
 }

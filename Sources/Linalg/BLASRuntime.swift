@@ -25,7 +25,10 @@ public enum BLASRuntime {
         setenv(reexecMarker, name, 1)
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         argv.append(nil)
-        execv("/proc/self/exe", argv)
+        // Exec the resolved path (not /proc/self/exe) so the process keeps its name in ps/top.
+        var path = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &path, path.count - 1)
+        execv(n > 0 ? path : Array("/proc/self/exe".utf8CString), argv)
         // exec failed: carry on with OpenBLAS's own choice, and say so.
         let message = "warning: could not re-execute to select OpenBLAS kernel \(name): \(String(cString: strerror(errno)))\n"
         _ = message.withCString { write(2, $0, strlen($0)) }

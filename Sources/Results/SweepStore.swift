@@ -104,11 +104,8 @@ public final class SweepStore {
 
     static func readCommitted(_ g: HDF5Group, id: String, file: String) throws -> CommittedTrial {
         let status = TrialStatus(rawValue: try g.stringAttribute("status")) ?? .failed
-        func last(_ column: String) throws -> Double {
-            let (v, _) = try g.read("history/\(column)", as: Double.self)
-            return v.last ?? .nan
-        }
-        let epochs = try g.read("history/epoch", as: Double.self).values.count
+        func last(_ column: String) throws -> Double { try g.readTableColumn("history", field: column).last ?? .nan }
+        let epochs = try g.readTableColumn("history", field: "epoch").count
         return CommittedTrial(
             id: id, file: file, status: status, attempts: Int(try g.attribute("attempts", as: Int64.self)),
             host: try g.stringAttribute("host"), epochs: epochs, trainLoss: try last("train_loss"), testLoss: try last("test_loss"),
@@ -123,6 +120,8 @@ public final class SweepStore {
         nextBatch += 1
         try writeAtomically("\(directory)/\(name)") { temporary in
             let file = try HDF5File(temporary, mode: .createExclusive)
+            try file.setAttribute("format", "optimizer-sweeps/trial-batch")
+            try file.setAttribute("format_version", TrialFile.formatVersion)
             for t in trials {
                 let g = try file.createGroup(t.id)
                 try TrialFile.write(t.result, id: t.id, into: g)

@@ -17,14 +17,17 @@ public final class RemoteWorker {
         public var name: String
         public var threads: Int
         public var slots: Int
+        /// Leases accepted beyond the free slots, so the next trial is already here when one ends.
+        public var prefetch: Int
         /// Give up after this long without any coordinator (nil: keep trying forever).
         public var giveUpAfter: Double?
 
-        public init(endpoint: String, name: String? = nil, threads: Int = 1, slots: Int = 1, giveUpAfter: Double? = nil) {
+        public init(endpoint: String, name: String? = nil, threads: Int = 1, slots: Int = 1, prefetch: Int = 2, giveUpAfter: Double? = nil) {
             self.endpoint = endpoint
             self.name = name ?? "\(hostName())-\(getpid())"
             self.threads = threads
             self.slots = slots
+            self.prefetch = prefetch
             self.giveUpAfter = giveUpAfter
         }
     }
@@ -34,6 +37,8 @@ public final class RemoteWorker {
     let log: @Sendable (String) -> Void
     let data = DataCache()
     var running: [Lease: RunningTrial] = [:]
+    /// Leases received while every slot was busy, in arrival order.
+    var waiting: [Assignment] = []
     var heartbeatSeconds = 1.0
     var deadAfterSeconds = 5.0
     var lastHeard = now()
@@ -72,7 +77,8 @@ public final class RemoteWorker {
     func ready(_ dealer: Socket) throws {
         let message = Ready(
             name: options.name, host: hostName(), pid: getpid(), threads: options.threads, slots: options.slots,
-            kernel: BLASRuntime.coreName, version: Protocol.version, running: Array(running.keys), free: options.slots - running.count)
+            kernel: BLASRuntime.coreName, version: Protocol.version, running: Array(running.keys) + waiting.map(\.lease),
+            free: max(0, options.slots + options.prefetch - running.count - waiting.count))
         try send(dealer, .ready(message))
     }
 
@@ -99,13 +105,17 @@ public final class RemoteWorker {
             if readable.contains(2), let signals, let signal = signals.take() {
                 log("worker \(options.name): \(signal), stopping")
                 stopping = true
+                waiting.removeAll()
                 for trial in running.values { trial.cancelled = true }
                 try? send(dealer, .bye(Empty()))
                 if running.isEmpty { return }
             }
             // Messages from the trials' threads go out as they are.
             while let frames = try pull.receive(wait: false) {
-                if case .result(let r)? = try? Message.decode(frames) { running[r.lease] = nil }
+                if case .result(let r)? = try? Message.decode(frames) {
+                    running[r.lease] = nil
+                    if !stopping && !waiting.isEmpty { start(waiting.removeFirst()) }
+                }
                 try? dealer.send(frames)
                 lastSent = now()
             }
@@ -126,9 +136,15 @@ public final class RemoteWorker {
                     log("worker \(options.name): registered with sweep \(w.sweep)")
                 case .trial(let a):
                     if stopping { continue }
-                    start(a)
+                    if running.count < options.slots { start(a) } else { waiting.append(a) }
                 case .cancel(let c):
                     running[c.lease]?.cancelled = true
+                    if let k = waiting.firstIndex(where: { $0.lease == c.lease }) {
+                        waiting.remove(at: k)
+                        try? send(dealer, .result(ResultMessage(
+                            lease: c.lease, status: .stopped, message: "cancelled before it started: \(c.reason)", history: [], trajectory: [],
+                            parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)))
+                    }
                 case .register:
                     try ready(dealer)
                 case .shutdown:
@@ -143,7 +159,7 @@ public final class RemoteWorker {
             }
             let t = now()
             if t - lastSent >= heartbeatSeconds {
-                let hb = Heartbeat(running: running.values.map { .init(lease: $0.lease, epoch: $0.epoch) })
+                let hb = Heartbeat(running: running.values.map { .init(lease: $0.lease, epoch: $0.epoch) } + waiting.map { .init(lease: $0.lease, epoch: 0) })
                 try? send(dealer, .heartbeat(hb))
             }
             if t - lastHeard > deadAfterSeconds {
@@ -173,8 +189,14 @@ public final class RemoteWorker {
             do {
                 let push = try Socket(context, .push)
                 try push.connect(inbox)
-                let result = Self.train(assignment, trial: trial, data: data) { record in
+                // Every epoch of a model streams at once; toy objectives record a row per step, so
+                // their progress is sent at most every half second.
+                var lastProgress = 0.0
+                let result = Self.train(assignment, trial: trial, data: data) { record, everyRecord in
                     trial.epoch = record.epoch
+                    let t = now()
+                    guard everyRecord || t - lastProgress >= 0.5 else { return }
+                    lastProgress = t
                     try? push.send(try Message.progress(EpochProgress(lease: lease, record: record)).frames())
                 }
                 try push.send(try Message.result(result).frames())
@@ -186,13 +208,16 @@ public final class RemoteWorker {
         thread.start()
     }
 
-    static func train(_ assignment: Assignment, trial: RunningTrial, data: DataCache, onEpoch: (EpochRecord) -> Void) -> ResultMessage {
+    /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model
+    /// (true) or a step of a toy objective (false).
+    static func train(_ assignment: Assignment, trial: RunningTrial, data: DataCache, onEpoch: (EpochRecord, Bool) -> Void) -> ResultMessage {
         let lease = assignment.lease
         let started = now()
         do {
             let config = try TrialConfig.parse(yaml: assignment.config, source: "trial \(lease.trial)")
             let splits = config.isToyObjective ? nil : try data.splits(config.string("data", default: "fashion-mnist"))
-            let result = try Trainer.run(config, data: splits, shouldStop: { trial.cancelled }, onEpoch: onEpoch)
+            let perEpoch = !config.isToyObjective
+            let result = try Trainer.run(config, data: splits, shouldStop: { trial.cancelled }, onEpoch: { onEpoch($0, perEpoch) })
             return ResultMessage(
                 lease: lease, status: result.status, message: result.message, history: result.history, trajectory: result.trajectory,
                 parameterCount: result.parameterCount, optimizerStateBytes: result.optimizerStateBytes, wallSeconds: result.wallSeconds,

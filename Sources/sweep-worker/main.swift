@@ -25,16 +25,18 @@ extension SweepWorker {
         @Option(help: "Coordinator endpoint, e.g. tcp://HOST:5555.") var connect: String
         @Option(help: "BLAS threads per trial.") var threads = 1
         @Option(help: "Trials trained at once.") var slots = 1
+        @Option(help: "Trials accepted ahead of a free slot (hides the round trip between trials).") var prefetch = 2
         @Option(help: "Worker name (default HOST-PID).") var name: String?
         @Option(help: "Exit after this many seconds without a coordinator (default: keep trying).") var giveUpAfter: Double?
 
         func validate() throws {
             guard threads >= 1, slots >= 1 else { throw ValidationError("--threads and --slots must be at least 1") }
+            guard prefetch >= 0 else { throw ValidationError("--prefetch must be at least 0") }
         }
 
         func run() throws {
             let signals = SignalWatcher()
-            let worker = RemoteWorker(.init(endpoint: connect, name: name, threads: threads, slots: slots, giveUpAfter: giveUpAfter)) { print($0) }
+            let worker = RemoteWorker(.init(endpoint: connect, name: name, threads: threads, slots: slots, prefetch: prefetch, giveUpAfter: giveUpAfter)) { print($0) }
             do { try worker.run(signals: signals) } catch {
                 printError("error: \(error)")
                 throw ExitCode(1)

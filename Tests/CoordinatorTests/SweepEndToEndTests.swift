@@ -53,7 +53,7 @@ enum Harness {
         let configs = try file.group("by_id")
         for id in try configs.memberNames() {
             let g = try configs.group(id)
-            let (loss, _) = try g.read("history/train_loss", as: Double.self)
+            let loss = try g.readTableColumn("history", field: "train_loss")
             rows.append((id, try g.stringAttribute("status"), try g.attribute("attempts", as: Int64.self), loss.last ?? .nan, ""))
         }
         #expect(rows.count <= count)

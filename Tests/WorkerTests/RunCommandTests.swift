@@ -47,9 +47,9 @@ import Testing
         #expect(try file.stringAttribute("optimizer") == "sgd")
         #expect(try file.stringAttribute("config").contains("\"seed\":3"))
         #expect(try file.group("config").attribute("momentum", as: Double.self) == 0.9)
-        let (epochs, shape) = try file.read("history/epoch", as: Double.self)
-        #expect(epochs == [1, 2] && shape == [2])
-        let (accuracy, _) = try file.read("history/test_accuracy", as: Double.self)
+        let epochs = try file.readTableColumn("history", field: "epoch")
+        #expect(epochs == [1, 2])
+        let accuracy = try file.readTableColumn("history", field: "test_accuracy")
         // The printed accuracy of the last epoch is the stored one.
         let printed = lines.last { $0.hasPrefix("epoch 2:") }!
         #expect(printed.contains(String(format: "test_acc %.4f", accuracy[1])))

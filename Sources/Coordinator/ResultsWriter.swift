@@ -1,0 +1,108 @@
+import Foundation
+import Results
+
+/// The coordinator's disk side on its own thread: group commits (write, fsync, rename) and index
+/// rebuilds run here so the event loop keeps dispatching while a commit waits for the disk.
+/// It is the only thread that touches HDF5 once the sweep runs (Debian's HDF5 is not thread-safe).
+final class ResultsWriter: @unchecked Sendable {
+    enum Job {
+        case commit([FinishedTrial])
+        case index(metadata: [String: String], text: String, rows: [IndexRow])
+    }
+
+    enum Completion {
+        case committed([FinishedTrial], [CommittedTrial], seconds: Double)
+        case indexed(seconds: Double)
+        case failed(any Error)
+    }
+
+    private let store: SweepStore
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var completions: [Completion] = []
+    private var running = false
+    private var stopped = false
+    private var commitsQueued = 0
+    private var indexesQueued = 0
+    var commitInFlight: Bool { condition.lock(); defer { condition.unlock() }; return commitsQueued > 0 }
+    var indexInFlight: Bool { condition.lock(); defer { condition.unlock() }; return indexesQueued > 0 }
+
+    init(store: SweepStore) {
+        self.store = store
+        let thread = Thread { [unowned self] in self.loop() }
+        thread.name = "results-writer"
+        thread.start()
+    }
+
+    func submit(_ job: Job) {
+        condition.lock()
+        switch job {
+        case .commit: commitsQueued += 1
+        case .index: indexesQueued += 1
+        }
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Finished jobs since the last call.
+    func take() -> [Completion] {
+        condition.lock()
+        defer { condition.unlock() }
+        let c = completions
+        completions.removeAll()
+        return c
+    }
+
+    /// Blocks until every submitted job has finished.
+    func drain() {
+        condition.lock()
+        while !jobs.isEmpty || running { condition.wait() }
+        condition.unlock()
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !stopped { condition.wait() }
+            if jobs.isEmpty && stopped {
+                condition.unlock()
+                return
+            }
+            let job = jobs.removeFirst()
+            running = true
+            condition.unlock()
+
+            let started = Date()
+            let completion: Completion
+            do {
+                switch job {
+                case .commit(let trials):
+                    try store.commit(trials)
+                    completion = .committed(trials, trials.compactMap { store.committed[$0.id] }, seconds: -started.timeIntervalSinceNow)
+                case .index(let metadata, let text, let rows):
+                    try store.writeIndex(metadata: metadata, sweepText: text, rows: rows)
+                    completion = .indexed(seconds: -started.timeIntervalSinceNow)
+                }
+            } catch {
+                completion = .failed(error)
+            }
+            condition.lock()
+            switch job {
+            case .commit: commitsQueued -= 1
+            case .index: indexesQueued -= 1
+            }
+            completions.append(completion)
+            running = false
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+}
