@@ -266,12 +266,21 @@ public final class Coordinator {
         worker.lastSeen = t
         workers[identity] = worker
         // Attempts it is still running (we restarted while it trained): adopt them if nobody else has the trial.
+        // The same attempt held under the worker's previous connection (it reconnected after a
+        // partition) moves over to this one instead of being run twice.
         for lease in ready.running {
-            guard let i = indexByID[lease.trial], case .queued = states[i] else { continue }
+            guard let i = indexByID[lease.trial] else { continue }
+            switch states[i] {
+            case .queued where lease.attempt >= attempts[i]:
+                removeFromQueue(i)
+            case .leased(let held, let owner) where held == lease && owner != identity:
+                workers[owner]?.leases.remove(lease)
+            default:
+                continue
+            }
             states[i] = .leased(lease, worker: identity)
             attempts[i] = max(attempts[i], lease.attempt)
             worker.leases.insert(lease)
-            removeFromQueue(i)
         }
         log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)")
         send(.welcome(Welcome(sweep: sweep.name, heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds)), to: identity, router: router)

@@ -193,3 +193,33 @@ enum Harness {
         _ = Harness.wait(survivor, timeout: 30)
     }
 }
+
+@Suite(.serialized) struct ResumeTests {
+    /// SIGINT: no more trials handed out, finished ones committed, exit 130; starting again on the
+    /// same results directory runs only what is missing.
+    @Test func interruptedSweepResumesWithoutRunningFinishedTrialsAgain() throws {
+        let dir = Harness.temporaryDirectory("resume")
+        Harness.write("name: resume\nbase: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 5, optimizer: sgd, momentum: 0.9}\ngrid: {lr: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}\n", to: "\(dir)/s.yaml")
+        let out = "\(dir)/out"
+        let first = try Harness.start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--local-workers", "1", "--out", out, "--plain"], log: "\(dir)/first.log")
+        var waited = 0.0
+        while Harness.read("\(dir)/first.log").components(separatedBy: "] done after").count < 3 && waited < 120 { usleep(50_000); waited += 0.05 }
+        kill(first.processIdentifier, SIGINT)
+        #expect(Harness.wait(first, timeout: 60))
+        #expect(first.terminationStatus == 130, Comment(rawValue: Harness.read("\(dir)/first.log")))
+        let firstLog = Harness.read("\(dir)/first.log")
+        #expect(firstLog.contains("SIGINT"))
+        let before = try Harness.trials(out)
+        #expect(before.count >= 2 && before.count < 6, "committed before the interrupt: \(before.count)")
+
+        let second = try Harness.start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--local-workers", "1", "--out", out, "--plain"], log: "\(dir)/second.log")
+        #expect(Harness.wait(second, timeout: 180))
+        let log = Harness.read("\(dir)/second.log")
+        #expect(second.terminationStatus == 0, Comment(rawValue: log))
+        #expect(log.contains("resuming: \(before.count) of 6 trials already committed"))
+        #expect(log.components(separatedBy: "] done after").count - 1 == 6 - before.count)
+        let after = try Harness.trials(out)
+        #expect(after.count == 6 && after.allSatisfy { $0.status == "done" && $0.attempts == 1 })
+        for b in before { #expect(after.contains { $0.id == b.id && $0.trainLoss == b.trainLoss }) }
+    }
+}
