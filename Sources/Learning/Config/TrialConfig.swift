@@ -50,26 +50,9 @@ public enum TrialSchema {
         ],
     ]
 
-    public static let optimizers: [String: [Key]] = [
-        "sgd": [
-            Key(name: "momentum", help: "momentum factor (default 0)"),
-            Key(name: "dampening", help: "dampening of momentum (default 0)"),
-            Key(name: "nesterov", help: "Nesterov momentum (default false)"),
-            Key(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
-        ],
-        "adam": adamKeys(weightDecayDefault: "0"),
-        "adamw": adamKeys(weightDecayDefault: "0.01"),
-    ]
-
-    static func adamKeys(weightDecayDefault: String) -> [Key] {
-        [
-            Key(name: "beta1", help: "first-moment decay (default 0.9)"),
-            Key(name: "beta2", help: "second-moment decay (default 0.999)"),
-            Key(name: "betas", help: "[beta1, beta2] together"),
-            Key(name: "eps", help: "denominator epsilon (default 1e-8)"),
-            Key(name: "weight_decay", help: "weight decay (default \(weightDecayDefault))"),
-            Key(name: "amsgrad", help: "AMSGrad variant (default false)"),
-        ]
+    /// Each optimizer's keys, from `OptimizerCatalog`.
+    public static var optimizers: [String: [Key]] {
+        Dictionary(uniqueKeysWithValues: OptimizerCatalog.all.map { ($0.name, $0.keys) })
     }
 
     public static var modelNames: [String] { models.keys.sorted() }
@@ -222,13 +205,7 @@ public struct TrialConfig: Sendable, Equatable {
         if model == "rosenbrock" {
             guard try doubleList("start", default: [-1.5, 2]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
         }
-        let nesterov = try bool("nesterov", default: false)
-        if optimizer == "sgd" && nesterov {
-            let momentum = try double("momentum", default: 0), dampening = try double("dampening", default: 0)
-            guard momentum > 0, dampening == 0 else {
-                throw error("nesterov", "Nesterov momentum requires momentum > 0 and dampening 0")
-            }
-        }
+        try OptimizerCatalog.definition(optimizer)?.validate(self)
     }
 
     func hint(_ name: String, _ candidates: [String]) -> String {

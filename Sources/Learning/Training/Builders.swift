@@ -2,25 +2,12 @@ import Linalg
 
 /// Turns a validated trial configuration into the objects that train.
 public enum Builders {
-    /// The optimizer a trial names, with its hyperparameters (torch's defaults where unset).
+    /// The optimizer a trial names, with its hyperparameters (its reference's defaults where unset).
     public static func optimizer<T: BLASScalar>(_ config: TrialConfig, scalar: T.Type = T.self) throws -> any Optimizer<T> {
-        let lr = try config.double("lr", default: 0.01)
-        switch config.optimizerName {
-        case "sgd":
-            return SGD<T>(
-                learningRate: lr, momentum: try config.double("momentum", default: 0),
-                dampening: try config.double("dampening", default: 0), nesterov: try config.bool("nesterov", default: false),
-                weightDecay: try config.double("weight_decay", default: 0))
-        case "adam", "adamw":
-            let decoupled = config.optimizerName == "adamw"
-            let betas = try config.doubleList("betas", default: [try config.double("beta1", default: 0.9), try config.double("beta2", default: 0.999)])
-            return Adam<T>(
-                learningRate: lr, beta1: betas[0], beta2: betas[1], epsilon: try config.double("eps", default: 1e-8),
-                weightDecay: try config.double("weight_decay", default: decoupled ? 1e-2 : 0), decoupled: decoupled,
-                amsgrad: try config.bool("amsgrad", default: false))
-        default:
+        guard let definition = OptimizerCatalog.definition(config.optimizerName) else {
             throw config.error("optimizer", "unknown optimizer '\(config.optimizerName)'")
         }
+        return try definition.make(config, T.self)
     }
 
     /// The model a trial names, initialised from the trial's seed (stream "init").
