@@ -222,4 +222,31 @@ enum Harness {
         #expect(after.count == 6 && after.allSatisfy { $0.status == "done" && $0.attempts == 1 })
         for b in before { #expect(after.contains { $0.id == b.id && $0.trainLoss == b.trainLoss }) }
     }
+
+    /// A remote worker outlives its coordinator: it reconnects to the restarted one,
+    /// which adopts the attempt the worker was still training, and the sweep completes.
+    @Test func aRemoteWorkerReconnectsToARestartedCoordinator() throws {
+        let dir = Harness.temporaryDirectory("reconnect")
+        Harness.write("name: reconnect\nbase: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 4, optimizer: adamw}\ngrid: {lr: [0.001, 0.002, 0.003, 0.004]}\n", to: "\(dir)/s.yaml")
+        let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
+        let worker = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "remote", "--prefetch", "0", "--give-up-after", "60"], log: "\(dir)/worker.log")
+        let args = ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain", "--dead-after", "2", "--heartbeat", "0.5"]
+        let first = try Harness.start("sweep-coordinator", args, log: "\(dir)/first.log")
+        var waited = 0.0
+        while !Harness.read("\(dir)/first.log").contains("] done after") && waited < 120 { usleep(50_000); waited += 0.05 }
+        kill(first.processIdentifier, SIGINT)
+        #expect(Harness.wait(first, timeout: 60) && first.terminationStatus == 130, Comment(rawValue: Harness.read("\(dir)/first.log")))
+        let second = try Harness.start("sweep-coordinator", args, log: "\(dir)/second.log")
+        #expect(Harness.wait(second, timeout: 180))
+        let log = Harness.read("\(dir)/second.log")
+        #expect(second.terminationStatus == 0, Comment(rawValue: log))
+        #expect(log.contains("worker remote on") && log.contains("sweep reconnect: 4 done"))
+        #expect(Harness.wait(worker, timeout: 30) && worker.terminationStatus == 0)
+        let workerLog = Harness.read("\(dir)/worker.log")
+        #expect(workerLog.components(separatedBy: "registered with sweep reconnect").count - 1 == 2, Comment(rawValue: workerLog))
+        // (Whether it re-registered through libzmq's own reconnection and the new coordinator's
+        // REGISTER, or through its silence timeout and back-off, depends on timing: both are fine.)
+        let rows = try Harness.trials("\(dir)/out")
+        #expect(rows.count == 4 && rows.allSatisfy { $0.status == "done" && $0.attempts == 1 })
+    }
 }
