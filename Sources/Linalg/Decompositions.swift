@@ -125,3 +125,26 @@ public func symmetricMatrixPower<T: BLASScalar>(_ a: Tensor<T>, _ p: T, epsilon:
     }
     return matmul(scaled, vectors, transposeB: true)
 }
+
+/// The quintic Newton–Schulz iteration of Muon (Jordan et al.), which maps G = U·S·Vᵀ to
+/// approximately U·S'·Vᵀ with S' near 1: X ← X/(‖X‖_F + 1e-7), then `steps` times
+/// A = X·Xᵀ, B = b·A + c·A·A, X = a·X + B·X, on the wide orientation (transposed when tall).
+public func newtonSchulzOrthogonalize<T: BLASScalar>(
+    _ g: Tensor<T>, steps: Int, coefficients: (a: Double, b: Double, c: Double) = (3.4445, -4.7750, 2.0315)
+) -> Tensor<T> {
+    let tall = g.rows > g.cols
+    var x = tall ? g.transposed : g.reshaped([g.rows, g.cols])
+    let scale = 1 / (T(Double(x.norm)) + T(1e-7))
+    for i in 0..<x.count { x.storage[i] *= scale }
+    let (a, b, c) = (T(coefficients.a), T(coefficients.b), T(coefficients.c))
+    for _ in 0..<steps {
+        let aa = matmul(x, x, transposeB: true)
+        var bb = matmul(aa, aa)
+        for i in 0..<bb.count { bb.storage[i] = b * aa.storage[i] + c * bb.storage[i] }
+        var next = x
+        for i in 0..<next.count { next.storage[i] *= a }
+        gemm(bb, x, into: &next, alpha: 1, beta: 1)
+        x = next
+    }
+    return tall ? x.transposed : x
+}

@@ -20,6 +20,7 @@ public enum OptimizerCatalog {
     /// Every optimizer a trial can name.
     public static let all: [any OptimizerDefinition.Type] = [
         SGDDefinition.self, AdamDefinition.self, AdamWDefinition.self,
+        SOAPDefinition.self, SimpleSOAPDefinition.self, MuonDefinition.self,
     ]
 
     public static func definition(_ name: String) -> (any OptimizerDefinition.Type)? {
