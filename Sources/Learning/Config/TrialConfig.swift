@@ -60,7 +60,10 @@ public enum TrialSchema {
 
     /// Every key that some model or optimizer accepts.
     public static var allKeys: [String] {
-        Set(common.map(\.name) + models.values.flatMap { $0.map(\.name) } + optimizers.values.flatMap { $0.map(\.name) }).sorted()
+        Set(
+            common.map(\.name) + models.values.flatMap { $0.map(\.name) } + optimizers.values.flatMap { $0.map(\.name) }
+                + scheduleCommon.map(\.name) + schedules.values.flatMap { $0.map(\.name) }
+        ).sorted()
     }
 }
 
@@ -153,10 +156,14 @@ public struct TrialConfig: Sendable, Equatable {
         guard let optimizerKeys = TrialSchema.optimizers[optimizer] else {
             throw error("optimizer", "unknown optimizer '\(optimizer)'\(hint(optimizer, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.joined(separator: ", "))")
         }
-        let allowed = Set((TrialSchema.common + modelKeys + optimizerKeys).map(\.name))
+        let scheduleName = try string("schedule", default: "constant")
+        let scheduleKeys = TrialSchema.scheduleCommon + (TrialSchema.schedules[scheduleName] ?? [])
+        let allowed = Set((TrialSchema.common + modelKeys + optimizerKeys + scheduleKeys).map(\.name))
         for key in values.keys.sorted() where !allowed.contains(key) {
             if TrialSchema.allKeys.contains(key) {
-                let owner = TrialSchema.optimizers.keys.contains { TrialSchema.optimizers[$0]!.contains { $0.name == key } } ? "optimizer '\(optimizer)'" : "model '\(model)'"
+                let owner =
+                    TrialSchema.optimizers.values.contains { $0.contains { $0.name == key } } ? "optimizer '\(optimizer)'"
+                    : TrialSchema.schedules.values.contains { $0.contains { $0.name == key } } ? "schedule '\(scheduleName)'" : "model '\(model)'"
                 throw error(key, "does not apply to \(owner); its keys are: \(allowed.sorted().joined(separator: ", "))")
             }
             throw error(key, "unknown key\(hint(key, Array(allowed))); allowed keys for model '\(model)' with optimizer '\(optimizer)': \(allowed.sorted().joined(separator: ", "))")
@@ -206,6 +213,7 @@ public struct TrialConfig: Sendable, Equatable {
             guard try doubleList("start", default: [-1.5, 2]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
         }
         try OptimizerCatalog.definition(optimizer)?.validate(self)
+        _ = try TrialSchedule.from(self, epochs: 1, stepsPerEpoch: 1)
     }
 
     func hint(_ name: String, _ candidates: [String]) -> String {

@@ -11,7 +11,7 @@ import Linalg
 public final class Adam<Scalar: BLASScalar>: Optimizer {
     public let name: String
     public var learningRate: Double
-    public let beta1: Double
+    public var beta1: Double
     public let beta2: Double
     public let epsilon: Double
     public let weightDecay: Double
@@ -128,4 +128,12 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
 @inline(__always)
 func lerp<T: BLASScalar>(_ a: T, _ b: T, _ w: T) -> T {
     w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w)
+}
+
+extension Adam: MomentumCycling {
+    /// One-cycle drives β₁, as torch's OneCycleLR does for `betas`.
+    public var cycledMomentum: Double {
+        get { beta1 }
+        set { beta1 = newValue }
+    }
 }

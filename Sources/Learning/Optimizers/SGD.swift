@@ -11,7 +11,7 @@ import Linalg
 public final class SGD<Scalar: BLASScalar>: Optimizer {
     public let name = "sgd"
     public var learningRate: Double
-    public let momentum: Double
+    public var momentum: Double
     public let dampening: Double
     public let nesterov: Bool
     public let weightDecay: Double
@@ -72,5 +72,12 @@ public final class SGD<Scalar: BLASScalar>: Optimizer {
         buffers = try parameters.names.indices.map { i in
             try state.optionalTensor("\(parameters.names[i])/momentum_buffer", shape: parameters.values[i].shape)
         }
+    }
+}
+
+extension SGD: MomentumCycling {
+    public var cycledMomentum: Double {
+        get { momentum }
+        set { momentum = newValue }
     }
 }

@@ -102,6 +102,8 @@ public enum Trainer {
         var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
         var noise = Xoshiro256(seed: config.seed, stream: "noise")
         let params = model.parameters
+        let stepsPerEpoch = (data.train.count + batchSize - 1) / batchSize
+        var scheduler = Scheduler(try TrialSchedule.from(config, epochs: epochs, stepsPerEpoch: stepsPerEpoch), base: try config.double("lr", default: 0.01))
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [], parameterCount: params.scalarCount,
             optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)
@@ -116,6 +118,7 @@ public enum Trainer {
             while start < order.count {
                 let end = min(start + batchSize, order.count)
                 data.train.gather(order[start..<end], into: &x, labels: &labels)
+                scheduler.apply(to: optimizer, epoch: epoch - 1, step: step)
                 let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
                 let gradNorm = params.gradientNorm
                 let perExample = model.lossReduction == .sum ? loss / Double(end - start) : loss
@@ -146,6 +149,7 @@ public enum Trainer {
                 learningRate: optimizer.learningRate, seconds: trainSeconds, evalSeconds: now() - t1)
             result.history.append(record)
             onEpoch(record)
+            scheduler.endEpoch(record)
             if !testLoss.isFinite || !params.valuesFinite {
                 result.status = .diverged
                 result.message = "non-finite test loss after epoch \(epoch)"
@@ -188,6 +192,7 @@ public enum Trainer {
         let optimizer: any Optimizer<Double> = try Builders.optimizer(config)
         let steps = try config.int("steps", default: config.model == "rosenbrock" ? 1000 : 100)
         let params = Parameters<Double>([(name: "x", value: Tensor(vector: objective.start))])
+        var scheduler = Scheduler(try TrialSchedule.from(config, epochs: steps, stepsPerEpoch: 1), base: try config.double("lr", default: 0.01))
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [objective.start], parameterCount: objective.start.count,
             optimizerStateBytes: 0, wallSeconds: 0, engine: "scalar")
@@ -204,6 +209,7 @@ public enum Trainer {
                 onStep(record)
                 break
             }
+            scheduler.apply(to: optimizer, epoch: step - 1, step: step - 1)
             optimizer.update(params)
             result.trajectory.append(params.values[0].storage)
             let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
@@ -227,4 +233,39 @@ public func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Applies a trial's schedule to its optimizer: the learning rate (and one-cycle momentum) before
+/// every optimizer step, the plateau rule after every evaluated epoch.
+struct Scheduler {
+    let trial: TrialSchedule
+    let base: Double
+    var plateau: PlateauState?
+
+    init(_ trial: TrialSchedule, base: Double) {
+        self.trial = trial
+        self.base = base
+        if case .reduceOnPlateau(let mode, _, _, _, _, _, _) = trial.schedule { plateau = PlateauState(mode: mode, learningRate: base) }
+    }
+
+    /// `epoch` and `step` count from 0 (the epoch in progress, the optimizer steps already taken).
+    func apply<T>(to optimizer: any Optimizer<T>, epoch: Int, step: Int) {
+        let t = trial.interval == .step ? step : epoch
+        optimizer.learningRate = plateau?.learningRate ?? trial.schedule(t, base: base)
+        if let (low, high) = trial.cycledMomentum, let cycling = optimizer as? any MomentumCycling,
+            let m = trial.schedule.momentum(t, base: low, max: high)
+        {
+            cycling.cycledMomentum = m
+        }
+    }
+
+    mutating func endEpoch(_ record: EpochRecord) {
+        guard plateau != nil else { return }
+        let metric = switch trial.plateauMetric {
+        case "train_loss": record.trainLoss
+        case "test_accuracy": record.testAccuracy
+        default: record.testLoss
+        }
+        _ = plateau!.observe(metric, trial.schedule)
+    }
 }
