@@ -10,12 +10,23 @@ public enum LocalRun {
         public var overrides: [String]
         public var outputPath: String?
         public var threads: Int
+        /// Save the training state here (every `checkpointEvery` epochs and at the end).
+        public var checkpointPath: String?
+        public var checkpointEvery: Int?
+        /// Continue from this checkpoint.
+        public var resumePath: String?
 
-        public init(trialPath: String, overrides: [String] = [], outputPath: String? = nil, threads: Int = 1) {
+        public init(
+            trialPath: String, overrides: [String] = [], outputPath: String? = nil, threads: Int = 1, checkpointPath: String? = nil,
+            checkpointEvery: Int? = nil, resumePath: String? = nil
+        ) {
             self.trialPath = trialPath
             self.overrides = overrides
             self.outputPath = outputPath
             self.threads = threads
+            self.checkpointPath = checkpointPath
+            self.checkpointEvery = checkpointEvery
+            self.resumePath = resumePath
         }
     }
 
@@ -27,12 +38,24 @@ public enum LocalRun {
 
     /// Runs the trial and returns its result; `print` receives each output line.
     @discardableResult
-    public static func run(_ options: Options, print: (String) -> Void) throws -> TrialResult {
+    public static func run(_ options: Options, print: @escaping (String) -> Void) throws -> TrialResult {
         let config = try loadConfig(path: options.trialPath, overrides: options.overrides)
         BLASRuntime.setThreads(options.threads)
         print("engine: \(BLASRuntime.summary)")
         print("trial: \(config.canonicalJSON)")
-        let result = try Trainer.run(config, onEpoch: { record in
+        var policy = CheckpointPolicy()
+        if let path = options.checkpointPath {
+            policy.every = options.checkpointEvery ?? Int.max
+            policy.save = { checkpoint in
+                try CheckpointFile.write(checkpoint, to: path)
+                print("checkpoint: \(config.isToyObjective ? "step" : "epoch") \(checkpoint.epoch) → \(path)")
+            }
+        }
+        if let resume = options.resumePath {
+            policy.resume = try CheckpointFile.read(resume)
+            print("resuming from \(resume) after \(config.isToyObjective ? "step" : "epoch") \(policy.resume!.epoch)")
+        }
+        let result = try Trainer.run(config, checkpoints: policy, onEpoch: { record in
             print(format(record, toy: config.isToyObjective))
         })
         var summary = "status: \(result.status.rawValue)"

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import Glibc
+import Learning
 import Linalg
 import Transport
 import Worker
@@ -14,7 +16,7 @@ struct SweepWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep-worker",
         abstract: "Trains the trials of an optimizer sweep on this machine.",
-        subcommands: [Serve.self, Run.self, Info.self],
+        subcommands: [Serve.self, Run.self, Info.self, Keys.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -59,13 +61,26 @@ extension SweepWorker {
         @Option(help: "BLAS threads.")
         var threads: Int = 1
 
+        @Option(help: "Save the complete training state (model, optimizer, schedule, RNG) to this HDF5 file.")
+        var checkpoint: String?
+
+        @Option(help: "Checkpoint every N epochs (steps for toy objectives); always at the end.")
+        var checkpointEvery: Int?
+
+        @Option(help: "Continue from a checkpoint; the result equals an uninterrupted run.")
+        var resumeFrom: String?
+
         func validate() throws {
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+            if let n = checkpointEvery, n < 1 { throw ValidationError("--checkpoint-every must be at least 1") }
+            if checkpointEvery != nil && checkpoint == nil { throw ValidationError("--checkpoint-every needs --checkpoint FILE") }
         }
 
         func run() throws {
             do {
-                let result = try LocalRun.run(.init(trialPath: trial, overrides: overrides, outputPath: out, threads: threads)) { print($0) }
+                let result = try LocalRun.run(.init(
+                    trialPath: trial, overrides: overrides, outputPath: out, threads: threads, checkpointPath: checkpoint,
+                    checkpointEvery: checkpointEvery, resumePath: resumeFrom)) { print($0) }
                 if result.status == .failed { throw ExitCode(2) }
             } catch let error as ExitCode {
                 throw error
@@ -73,6 +88,26 @@ extension SweepWorker {
                 printError("error: \(error)")
                 throw ExitCode(1)
             }
+        }
+    }
+
+    struct Keys: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "keys", abstract: "List the trial keys: models, optimizers and schedules with their hyperparameters and defaults.")
+
+        func run() {
+            func section(_ title: String, _ entries: [String: [TrialSchema.Key]]) {
+                print("\(title):")
+                for name in entries.keys.sorted() {
+                    print("  \(name)")
+                    for key in entries[name]! { print("      \(key.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(key.help)") }
+                }
+            }
+            print("every trial:")
+            for key in TrialSchema.common + TrialSchema.scheduleCommon { print("      \(key.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(key.help)") }
+            section("models", TrialSchema.models)
+            section("optimizers", TrialSchema.optimizers)
+            section("schedules", TrialSchema.schedules)
         }
     }
 

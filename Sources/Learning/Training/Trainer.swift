@@ -33,6 +33,29 @@ public struct EpochRecord: Sendable, Equatable, Codable {
 
     public static let columns = ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "grad_norm", "lr", "seconds", "eval_seconds"]
     public var row: [Double] { [Double(epoch), Double(step), trainLoss, testLoss, testAccuracy, gradientNorm, learningRate, seconds, evalSeconds] }
+
+    /// The inverse of `row` (values in `columns` order).
+    public init(row r: [Double]) {
+        precondition(r.count == Self.columns.count, "an epoch record has \(Self.columns.count) columns")
+        self.init(
+            epoch: Int(r[0]), step: Int(r[1]), trainLoss: r[2], testLoss: r[3], testAccuracy: r[4], gradientNorm: r[5],
+            learningRate: r[6], seconds: r[7], evalSeconds: r[8])
+    }
+
+    public init(
+        epoch: Int, step: Int, trainLoss: Double, testLoss: Double, testAccuracy: Double, gradientNorm: Double, learningRate: Double,
+        seconds: Double, evalSeconds: Double
+    ) {
+        self.epoch = epoch
+        self.step = step
+        self.trainLoss = trainLoss
+        self.testLoss = testLoss
+        self.testAccuracy = testAccuracy
+        self.gradientNorm = gradientNorm
+        self.learningRate = learningRate
+        self.seconds = seconds
+        self.evalSeconds = evalSeconds
+    }
 }
 
 /// What a finished trial produced.
@@ -76,22 +99,30 @@ public enum Trainer {
     /// `data` supplies already loaded data (the worker caches it across trials); the trial's
     /// `limit`/`test_limit` still apply. `shouldStop` is asked after every epoch (every step
     /// for toy objectives); when it says yes the trial ends `stopped` with its history so far.
+    ///
+    /// `checkpoints` saves the complete training state every N epochs (steps for toy
+    /// objectives) and at the end, and resumes from one: a resumed run produces bit-identical
+    /// parameters and metrics to an uninterrupted one with the same seed, thread count and BLAS
+    /// kernel.
     public static func run(
-        _ config: TrialConfig, data: DataSplits? = nil, shouldStop: () -> Bool = { false }, onEpoch: (EpochRecord) -> Void = { _ in }
+        _ config: TrialConfig, data: DataSplits? = nil, checkpoints: CheckpointPolicy = .none, shouldStop: () -> Bool = { false },
+        onEpoch: (EpochRecord) -> Void = { _ in }
     ) throws -> TrialResult {
         try config.validate()
+        if let resume = checkpoints.resume { try CheckpointPolicy.check(resume, against: config) }
         let precision = try config.string("precision", default: "float32")
-        if config.isToyObjective { return try runObjective(config, shouldStop: shouldStop, onStep: onEpoch) }
+        if config.isToyObjective { return try runObjective(config, checkpoints: checkpoints, shouldStop: shouldStop, onStep: onEpoch) }
         let trainLimit = try config.optionalInt("limit"), testLimit = try config.optionalInt("test_limit")
         let splits = try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
             ?? DataSource(parsing: config.string("data", default: "fashion-mnist")).load(trainLimit: trainLimit, testLimit: testLimit)
         return precision == "float64"
-            ? try train(config, splits, Double.self, shouldStop: shouldStop, onEpoch: onEpoch)
-            : try train(config, splits, Float.self, shouldStop: shouldStop, onEpoch: onEpoch)
+            ? try train(config, splits, Double.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
+            : try train(config, splits, Float.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
     }
 
     static func train<T: BLASScalar>(
-        _ config: TrialConfig, _ data: DataSplits, _: T.Type, shouldStop: () -> Bool, onEpoch: (EpochRecord) -> Void
+        _ config: TrialConfig, _ data: DataSplits, _: T.Type, checkpoints: CheckpointPolicy, shouldStop: () -> Bool,
+        onEpoch: (EpochRecord) -> Void
     ) throws -> TrialResult {
         let started = now()
         let model: any Model<T> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
@@ -110,7 +141,16 @@ public enum Trainer {
         var x = Tensor<T>(zeros: [0])
         var labels: [Int32] = []
         var step = 0
-        epochLoop: for epoch in 1...epochs {
+        var firstEpoch = 1
+        if let resume = checkpoints.resume {
+            try params.restore(try resume.tensors(T.self))
+            try optimizer.importState(try resume.tensors(T.self).optimizer, parameters: params)
+            (shuffle, noise, scheduler.plateau) = (resume.shuffle, resume.noise, resume.plateau)
+            result.history = resume.history
+            step = resume.step
+            firstEpoch = resume.epoch + 1
+        }
+        epochLoop: for epoch in firstEpoch...max(firstEpoch, epochs) where epoch <= epochs {
             let t0 = now()
             let order = shuffle.permutation(data.train.count)
             var lossSum = 0.0, normSum = 0.0, steps = 0
@@ -155,6 +195,11 @@ public enum Trainer {
                 result.message = "non-finite test loss after epoch \(epoch)"
                 break
             }
+            if checkpoints.due(epoch, of: epochs) {
+                try checkpoints.save(TrainingCheckpoint(
+                    config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
+                    history: result.history, trajectory: [], payload: .make(params, optimizer)))
+            }
             if epoch < epochs && shouldStop() {
                 result.status = .stopped
                 result.message = "stopped after epoch \(epoch)"
@@ -186,7 +231,7 @@ public enum Trainer {
 
     /// Toy objectives: `steps` optimizer steps from the start point, in float64, recording the
     /// trajectory and one history row per step.
-    static func runObjective(_ config: TrialConfig, shouldStop: () -> Bool, onStep: (EpochRecord) -> Void) throws -> TrialResult {
+    static func runObjective(_ config: TrialConfig, checkpoints: CheckpointPolicy, shouldStop: () -> Bool, onStep: (EpochRecord) -> Void) throws -> TrialResult {
         let started = now()
         let objective = try Builders.objective(config)
         let optimizer: any Optimizer<Double> = try Builders.optimizer(config)
@@ -196,7 +241,16 @@ public enum Trainer {
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [objective.start], parameterCount: objective.start.count,
             optimizerStateBytes: 0, wallSeconds: 0, engine: "scalar")
-        for step in 1...steps {
+        var firstStep = 1
+        if let resume = checkpoints.resume {
+            try params.restore(try resume.tensors(Double.self))
+            try optimizer.importState(try resume.tensors(Double.self).optimizer, parameters: params)
+            scheduler.plateau = resume.plateau
+            result.history = resume.history
+            result.trajectory = resume.trajectory
+            firstStep = resume.epoch + 1
+        }
+        for step in firstStep...max(firstStep, steps) where step <= steps {
             let t0 = now()
             let (value, gradient) = objective.evaluate(params.values[0].storage)
             params.gradients[0].storage = gradient
@@ -215,6 +269,11 @@ public enum Trainer {
             let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
             result.history.append(record)
             onStep(record)
+            if checkpoints.due(step, of: steps) {
+                try checkpoints.save(TrainingCheckpoint(
+                    config: config, epoch: step, step: step, shuffle: Xoshiro256(seed: 0), noise: Xoshiro256(seed: 0), plateau: scheduler.plateau,
+                    history: result.history, trajectory: result.trajectory, payload: .make(params, optimizer)))
+            }
             if step < steps && shouldStop() {
                 result.status = .stopped
                 result.message = "stopped after step \(step)"

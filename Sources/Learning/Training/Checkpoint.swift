@@ -1,0 +1,136 @@
+import Linalg
+
+/// The model and optimizer of a checkpoint, in the trial's precision.
+public struct CheckpointTensors<Scalar: BLASScalar>: Sendable {
+    public var names: [String]
+    public var parameters: [Tensor<Scalar>]
+    public var optimizer: OptimizerState<Scalar>
+
+    public init(names: [String], parameters: [Tensor<Scalar>], optimizer: OptimizerState<Scalar>) {
+        self.names = names
+        self.parameters = parameters
+        self.optimizer = optimizer
+    }
+}
+
+public enum CheckpointPayload: Sendable {
+    case float32(CheckpointTensors<Float>)
+    case float64(CheckpointTensors<Double>)
+}
+
+/// Everything a trial needs to continue exactly as if it had never stopped: parameters, the
+/// complete optimizer state, the schedule's state, both random streams (data order and sampling
+/// noise) and the position (epochs and steps done; checkpoints are taken between epochs, or
+/// between steps for toy objectives), plus the history so far.
+public struct TrainingCheckpoint: Sendable {
+    public var config: TrialConfig
+    /// Epochs completed (steps for toy objectives).
+    public var epoch: Int
+    /// Optimizer steps taken.
+    public var step: Int
+    public var shuffle: Xoshiro256
+    public var noise: Xoshiro256
+    public var plateau: PlateauState?
+    public var history: [EpochRecord]
+    public var trajectory: [[Double]]
+    public var payload: CheckpointPayload
+
+    public init(
+        config: TrialConfig, epoch: Int, step: Int, shuffle: Xoshiro256, noise: Xoshiro256, plateau: PlateauState?, history: [EpochRecord],
+        trajectory: [[Double]], payload: CheckpointPayload
+    ) {
+        self.config = config
+        self.epoch = epoch
+        self.step = step
+        self.shuffle = shuffle
+        self.noise = noise
+        self.plateau = plateau
+        self.history = history
+        self.trajectory = trajectory
+        self.payload = payload
+    }
+
+    public var precision: String {
+        switch payload {
+        case .float32: "float32"
+        case .float64: "float64"
+        }
+    }
+
+    func tensors<T: BLASScalar>(_: T.Type) throws -> CheckpointTensors<T> {
+        switch payload {
+        case .float32(let t as CheckpointTensors<T>): return t
+        case .float64(let t as CheckpointTensors<T>): return t
+        default: throw CheckpointError.precision(expected: T.precisionName, found: precision)
+        }
+    }
+}
+
+public enum CheckpointError: Error, CustomStringConvertible, Equatable {
+    case precision(expected: String, found: String)
+    case configuration(String)
+    case parameters(String)
+
+    public var description: String {
+        switch self {
+        case .precision(let e, let f): "checkpoint holds \(f) tensors, the trial trains in \(e)"
+        case .configuration(let why): "checkpoint belongs to another trial: \(why)"
+        case .parameters(let why): "checkpoint does not fit the model: \(why)"
+        }
+    }
+}
+
+/// When and how a run saves and restores checkpoints.
+public struct CheckpointPolicy {
+    /// Save after every this many epochs (steps for toy objectives) and at the end; nil: never.
+    public var every: Int?
+    public var resume: TrainingCheckpoint?
+    public var save: (TrainingCheckpoint) throws -> Void
+
+    public init(every: Int? = nil, resume: TrainingCheckpoint? = nil, save: @escaping (TrainingCheckpoint) throws -> Void = { _ in }) {
+        self.every = every
+        self.resume = resume
+        self.save = save
+    }
+
+    public static var none: CheckpointPolicy { CheckpointPolicy() }
+
+    func due(_ done: Int, of total: Int) -> Bool {
+        guard let every else { return false }
+        return done % every == 0 || done == total
+    }
+
+    /// Checks that a checkpoint belongs to this trial: same configuration apart from its length.
+    static func check(_ checkpoint: TrainingCheckpoint, against config: TrialConfig) throws {
+        let lengthKeys: Set<String> = ["epochs", "steps"]
+        let a = checkpoint.config.values.filter { !lengthKeys.contains($0.key) }
+        let b = config.values.filter { !lengthKeys.contains($0.key) }
+        guard a == b else {
+            let differing = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
+            throw CheckpointError.configuration("keys differ: \(differing.joined(separator: ", "))")
+        }
+    }
+}
+
+extension Parameters {
+    /// Overwrites the values from a checkpoint, checking names and shapes.
+    func restore(_ saved: CheckpointTensors<Scalar>) throws {
+        guard saved.names == names else {
+            throw CheckpointError.parameters("parameters \(saved.names) vs the model's \(names)")
+        }
+        for i in 0..<count {
+            guard saved.parameters[i].shape == values[i].shape else {
+                throw CheckpointError.parameters("\(names[i]) has shape \(saved.parameters[i].shape), the model's is \(values[i].shape)")
+            }
+            values[i] = saved.parameters[i]
+        }
+    }
+}
+
+extension CheckpointPayload {
+    static func make<T: BLASScalar>(_ params: Parameters<T>, _ optimizer: any Optimizer<T>) -> CheckpointPayload {
+        let tensors = CheckpointTensors(names: params.names, parameters: params.values, optimizer: optimizer.exportState(names: params.names))
+        if let t = tensors as? CheckpointTensors<Float> { return .float32(t) }
+        return .float64(tensors as! CheckpointTensors<Double>)
+    }
+}

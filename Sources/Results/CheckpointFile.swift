@@ -1,0 +1,132 @@
+import HDF5
+import Learning
+import Linalg
+
+/// A training checkpoint in HDF5, readable by h5py (`f["optimizer/fc1.weight/exp_avg"][:]`):
+///
+///     /                           attributes: format, format_version, config (canonical JSON),
+///                                 epoch, step, precision, optimizer, state_names (JSON list)
+///     /model/<parameter>          parameter tensors, in the trial's precision and shape
+///     /optimizer/<param>/<state>  every optimizer state tensor (moments, statistics, bases…)
+///     /optimizer/<name>           scalars and integer arrays (step counters) as int64
+///     /rng/shuffle, /rng/noise    the two xoshiro256** states (uint64[4])
+///     /schedule                   reduce-on-plateau state as attributes, when used
+///     /history, /trajectory       as in trial files
+public enum CheckpointFile {
+    public static let format = "optimizer-sweeps/checkpoint"
+
+    /// Writes durably (temporary file, fsync, rename).
+    public static func write(_ c: TrainingCheckpoint, to path: String) throws {
+        try writeAtomically(path) { temporary in
+            let file = try HDF5File(temporary, mode: .create)
+            try write(c, into: file)
+            try file.flush()
+        }
+    }
+
+    public static func write(_ c: TrainingCheckpoint, into group: HDF5Group) throws {
+        try group.setAttribute("format", format)
+        try group.setAttribute("format_version", Int64(1))
+        try group.setAttribute("config", c.config.canonicalJSON)
+        try group.setAttribute("epoch", Int64(c.epoch))
+        try group.setAttribute("step", Int64(c.step))
+        try group.setAttribute("precision", c.precision)
+        try group.setAttribute("optimizer", c.config.optimizerName)
+        switch c.payload {
+        case .float32(let t): try writeTensors(t, into: group)
+        case .float64(let t): try writeTensors(t, into: group)
+        }
+        try group.write("rng/shuffle", c.shuffle.words)
+        try group.write("rng/noise", c.noise.words)
+        let schedule = try group.createGroup("schedule")
+        if let p = c.plateau {
+            try schedule.setAttribute("plateau_best", p.best)
+            try schedule.setAttribute("plateau_bad_epochs", Int64(p.badEpochs))
+            try schedule.setAttribute("plateau_cooldown", Int64(p.cooldownCounter))
+            try schedule.setAttribute("plateau_lr", p.learningRate)
+        }
+        let rows = c.history.map(\.row)
+        try group.writeTable("history", EpochRecord.columns.enumerated().map { i, name in .float64(name, rows.map { $0[i] }) }, compact: rows.count <= 4096)
+        if !c.trajectory.isEmpty {
+            try group.write("trajectory", c.trajectory.flatMap { $0 }, shape: [c.trajectory.count, c.trajectory[0].count])
+        }
+    }
+
+    static func writeTensors<T: BLASScalar & HDF5Scalar>(_ t: CheckpointTensors<T>, into group: HDF5Group) throws {
+        try group.setAttribute("parameter_names", jsonList(t.names))
+        for (name, value) in zip(t.names, t.parameters) { try group.write("model/\(name)", value.storage, shape: value.shape) }
+        try group.setAttribute("state_names", jsonList(t.optimizer.names))
+        for name in t.optimizer.names {
+            switch t.optimizer[name]! {
+            case .real(let tensor): try group.write("optimizer/\(name)", tensor.storage, shape: tensor.shape)
+            case .int64(let values, let shape): try group.write("optimizer/\(name)", values, shape: shape)
+            case .uint8(let values, let shape): try group.write("optimizer/\(name)", values, shape: shape)
+            }
+        }
+    }
+
+    public static func read(_ path: String) throws -> TrainingCheckpoint {
+        let file = try HDF5File(path, mode: .readOnly)
+        guard (try? file.stringAttribute("format")) == format else {
+            throw CheckpointError.configuration("\(path) is not a checkpoint (format attribute is not \(format))")
+        }
+        let config = try TrialConfig.parse(yaml: try file.stringAttribute("config"), source: "\(path):config")
+        let precision = try file.stringAttribute("precision")
+        let payload: CheckpointPayload = precision == "float64" ? .float64(try readTensors(file, Double.self)) : .float32(try readTensors(file, Float.self))
+        let schedule = try file.group("schedule")
+        var plateau: PlateauState?
+        if schedule.hasAttribute("plateau_lr") {
+            var p = PlateauState(mode: .min, learningRate: try schedule.attribute("plateau_lr", as: Double.self))
+            p.best = try schedule.attribute("plateau_best", as: Double.self)
+            p.badEpochs = Int(try schedule.attribute("plateau_bad_epochs", as: Int64.self))
+            p.cooldownCounter = Int(try schedule.attribute("plateau_cooldown", as: Int64.self))
+            plateau = p
+        }
+        let columns = try EpochRecord.columns.map { try file.readTableColumn("history", field: $0) }
+        let rows = columns.first?.count ?? 0
+        let history = (0..<rows).map { r in EpochRecord(row: columns.map { $0[r] }) }
+        var trajectory: [[Double]] = []
+        if file.contains("trajectory") {
+            let (values, shape) = try file.read("trajectory", as: Double.self)
+            trajectory = (0..<shape[0]).map { Array(values[($0 * shape[1])..<(($0 + 1) * shape[1])]) }
+        }
+        return TrainingCheckpoint(
+            config: config, epoch: Int(try file.attribute("epoch", as: Int64.self)), step: Int(try file.attribute("step", as: Int64.self)),
+            shuffle: Xoshiro256(words: try file.read("rng/shuffle", as: UInt64.self).values),
+            noise: Xoshiro256(words: try file.read("rng/noise", as: UInt64.self).values), plateau: plateau, history: history,
+            trajectory: trajectory, payload: payload)
+    }
+
+    static func readTensors<T: BLASScalar & HDF5Scalar>(_ file: HDF5File, _: T.Type) throws -> CheckpointTensors<T> {
+        let names = try parseList(try file.stringAttribute("parameter_names"))
+        let parameters = try names.map { name -> Tensor<T> in
+            let (values, shape) = try file.read("model/\(name)", as: T.self)
+            return Tensor(shape: shape, storage: values)
+        }
+        var state = OptimizerState<T>()
+        for name in try parseList(try file.stringAttribute("state_names")) {
+            let d = try file.dataset("optimizer/\(name)")
+            if try d.isByte {
+                let (values, shape) = try d.read(as: UInt8.self)
+                state.set(name, .uint8(values, shape: shape))
+            } else if try d.isInteger {
+                let (values, shape) = try d.read(as: Int64.self)
+                state.set(name, .int64(values, shape: shape))
+            } else {
+                let (values, shape) = try d.read(as: T.self)
+                state.set(name, .real(Tensor(shape: shape, storage: values)))
+            }
+        }
+        return CheckpointTensors(names: names, parameters: parameters, optimizer: state)
+    }
+
+    static func jsonList(_ names: [String]) -> String {
+        "[" + names.map { "\"" + $0.replacingAll("\\", "\\\\").replacingAll("\"", "\\\"") + "\"" }.joined(separator: ",") + "]"
+    }
+
+    static func parseList(_ text: String) throws -> [String] { try parseStringList(text) }
+}
+
+extension String {
+    func replacingAll(_ a: String, _ b: String) -> String { split(separator: a, omittingEmptySubsequences: false).joined(separator: b) }
+}
