@@ -52,7 +52,7 @@ let package = Package(
         // Thin commands.
         .executableTarget(
             name: "sweep-worker",
-            dependencies: ["Worker", "Transport", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Worker", "Transport", "Learning", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-coordinator",
@@ -70,7 +70,7 @@ let package = Package(
 
         .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),
         .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5", "CZlib"], swiftSettings: swiftSettings),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5"], swiftSettings: swiftSettings),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5", "Learning"], swiftSettings: swiftSettings),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "Learning", "Linalg", "HDF5"], swiftSettings: swiftSettings),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning"], swiftSettings: swiftSettings),
     ],

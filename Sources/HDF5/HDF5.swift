@@ -527,3 +527,23 @@ extension HDF5Group {
         return values
     }
 }
+
+extension HDF5Dataset {
+    /// Whether the stored element type is an integer (of any size).
+    public var isInteger: Bool {
+        get throws {
+            let type = try check("H5Dget_type", path, H5Dget_type(id))
+            defer { H5Tclose(type) }
+            return H5Tget_class(type) == H5T_INTEGER
+        }
+    }
+
+    /// Whether the stored element type is a one-byte integer (quantised optimizer states).
+    public var isByte: Bool {
+        get throws {
+            let type = try check("H5Dget_type", path, H5Dget_type(id))
+            defer { H5Tclose(type) }
+            return H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1
+        }
+    }
+}
