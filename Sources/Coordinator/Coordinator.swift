@@ -100,6 +100,8 @@ public final class Coordinator {
     var rejected = 0
     var started = now()
     var latestEpoch: [Int: EpochRecord] = [:]
+    /// The latest checkpoint of each running trial (HDF5 bytes, base64), and its epoch.
+    var latestCheckpoint: [Int: (epoch: Int, file: String)] = [:]
     var localProcesses: [Process] = []
     let progress: ProgressDisplay
 
@@ -144,6 +146,7 @@ public final class Coordinator {
         try startLocalWorkers(endpoint: connectable(endpoint))
         defer {
             stopLocalWorkers()
+            writer.drain()
             writer.stop()
         }
         started = now()
@@ -247,6 +250,14 @@ public final class Coordinator {
             break
         case .progress(let p):
             if let i = current(p.lease, worker: worker) { latestEpoch[i] = p.record }
+        case .checkpoint(let c):
+            guard let i = current(c.lease, worker: worker), let bytes = Data(base64Encoded: c.file) else {
+                rejected += 1
+                log("rejected checkpoint of \(c.lease) from \(worker.name)")
+                return
+            }
+            latestCheckpoint[i] = (c.epoch, c.file)
+            writer.submit(.checkpoint(id: c.lease.trial, bytes: bytes))
         case .result(let r):
             finish(r, worker: worker)
         case .bye:
@@ -351,7 +362,15 @@ public final class Coordinator {
             guard case .queued = states[i] else { continue }
             attempts[i] += 1
             let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i])
-            if send(.trial(Assignment(lease: lease, config: configTexts[i])), to: worker.identity, router: router) {
+            // An earlier attempt's checkpoint (a lost worker, or a coordinator restart) lets this one
+            // continue where that left off.
+            var resume = latestCheckpoint[i]?.file
+            if resume == nil && sweep.checkpoints.every != nil, let bytes = store.checkpoint(id: lease.trial) {
+                resume = bytes.base64EncodedString()
+            }
+            if resume != nil { log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(latestCheckpoint[i].map { " (epoch \($0.epoch))" } ?? "")") }
+            let assignment = Assignment(lease: lease, config: configTexts[i], checkpointEvery: sweep.checkpoints.every, checkpoint: resume)
+            if send(.trial(assignment), to: worker.identity, router: router) {
                 states[i] = .leased(lease, worker: worker.identity)
                 worker.free -= 1
                 worker.leases.insert(lease)
@@ -403,6 +422,9 @@ public final class Coordinator {
                     if let i = indexByID[t.id] {
                         states[i] = .finished(t.result.status)
                         finishedCount += 1
+                        if latestCheckpoint.removeValue(forKey: i) != nil || sweep.checkpoints.every != nil {
+                            if sweep.checkpoints.keep == .none { writer.submit(.prune(id: t.id)) }
+                        }
                     }
                     progress.finished(t, self)
                 }
@@ -411,6 +433,8 @@ public final class Coordinator {
                 timings["index", default: 0] += seconds
                 indexCost = seconds
                 lastIndex = now()
+            case .checkpointed:
+                break
             case .failed(let error):
                 throw error
             }

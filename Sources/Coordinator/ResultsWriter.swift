@@ -8,11 +8,16 @@ final class ResultsWriter: @unchecked Sendable {
     enum Job {
         case commit([FinishedTrial])
         case index(metadata: [String: String], text: String, rows: [IndexRow])
+        /// A trial's latest checkpoint file (already HDF5 bytes), written durably.
+        case checkpoint(id: String, bytes: Data)
+        /// Deletes a finished trial's checkpoint.
+        case prune(id: String)
     }
 
     enum Completion {
         case committed([FinishedTrial], [CommittedTrial], seconds: Double)
         case indexed(seconds: Double)
+        case checkpointed(String)
         case failed(any Error)
     }
 
@@ -39,6 +44,7 @@ final class ResultsWriter: @unchecked Sendable {
         switch job {
         case .commit: commitsQueued += 1
         case .index: indexesQueued += 1
+        case .checkpoint, .prune: break
         }
         jobs.append(job)
         condition.signal()
@@ -90,6 +96,12 @@ final class ResultsWriter: @unchecked Sendable {
                 case .index(let metadata, let text, let rows):
                     try store.writeIndex(metadata: metadata, sweepText: text, rows: rows)
                     completion = .indexed(seconds: -started.timeIntervalSinceNow)
+                case .checkpoint(let id, let bytes):
+                    try store.saveCheckpoint(id: id, bytes: bytes)
+                    completion = .checkpointed(id)
+                case .prune(let id):
+                    store.deleteCheckpoint(id: id)
+                    completion = .checkpointed(id)
                 }
             } catch {
                 completion = .failed(error)
@@ -98,6 +110,7 @@ final class ResultsWriter: @unchecked Sendable {
             switch job {
             case .commit: commitsQueued -= 1
             case .index: indexesQueued -= 1
+            case .checkpoint, .prune: break
             }
             completions.append(completion)
             running = false

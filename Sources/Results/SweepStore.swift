@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import HDF5
 import Learning
@@ -75,6 +76,23 @@ public final class SweepStore {
     public private(set) var committed: [String: CommittedTrial] = [:]
 
     public static let indexName = "sweep.h5"
+
+    /// `OUT/checkpoints/ID.h5`: the latest checkpoint of a trial in progress (see `Sweep.checkpoints`).
+    public func checkpointPath(id: String) -> String { "\(directory)/checkpoints/\(id).h5" }
+
+    public func saveCheckpoint(id: String, bytes: Data) throws {
+        try makeDirectories("\(directory)/checkpoints")
+        try writeAtomically(checkpointPath(id: id)) { temporary in
+            try bytes.write(to: URL(fileURLWithPath: temporary))
+        }
+    }
+
+    /// The bytes of a trial's latest checkpoint, if it has one.
+    public func checkpoint(id: String) -> Data? {
+        FileManager.default.contents(atPath: checkpointPath(id: id))
+    }
+
+    public func deleteCheckpoint(id: String) { unlink(checkpointPath(id: id)) }
     public var indexPath: String { "\(directory)/\(Self.indexName)" }
 
     public init(directory: String) throws {

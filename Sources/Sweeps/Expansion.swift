@@ -45,7 +45,9 @@ extension SweepSpec {
         let trials = configs.enumerated().map { i, c in
             Trial(id: TrialID.of(c.config), index: i, branch: c.branch, config: c.config, varied: varied)
         }
-        return Sweep(name: name, description: description, seed: seed, objective: objective, text: text, source: source, trials: trials)
+        var sweep = Sweep(name: name, description: description, seed: seed, objective: objective, text: text, source: source, trials: trials)
+        sweep.checkpoints = checkpoints
+        return sweep
     }
 
     /// A branch's trials before validation: fixed values and the dimensions of the product.

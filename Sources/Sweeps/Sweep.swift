@@ -10,11 +10,26 @@ public struct Sweep: Sendable {
         public let maximize: Bool
     }
 
+    public struct Checkpoints: Sendable, Equatable {
+        public enum Keep: String, Sendable { case none, last }
+        /// Checkpoint every N epochs (steps for toy objectives); nil: never.
+        public var every: Int?
+        /// `none` deletes a trial's checkpoint once it is committed; `last` keeps its final one.
+        public var keep: Keep = .none
+        public init(every: Int? = nil, keep: Keep = .none) {
+            self.every = every
+            self.keep = keep
+        }
+    }
+
     public let name: String
     public let description: String?
     /// The seed of the random draws (`seed:`, default 0).
     public let seed: UInt64
     public let objective: Objective
+    /// When workers checkpoint trials (so a lost worker's trial resumes elsewhere), and what is
+    /// kept once a trial is finished.
+    public var checkpoints = Checkpoints()
     /// The sweep file's text, as read.
     public let text: String
     /// The sweep file's path (or the name given to `SweepFile.parse`).

@@ -36,6 +36,8 @@ import Darwin
 ///     batch_size: {randint: [32, 256]}      # both ends included
 ///     activation: {choice: [relu, tanh]}
 /// seeds: [0, 1, 2]              # or `repeats: 3`: seeds base-seed (or 0), +1, +2; sets trial key `seed`
+/// checkpoints: {every: 2, keep: none}   # workers checkpoint every 2 epochs; a lost worker's trial
+///                               # resumes from its last one; keep: none | last once finished
 /// optimizers:                   # conditional sub-spaces, one branch per optimizer
 ///   adamw:
 ///     grid: {lr: [1.0e-3, 3.0e-3]}
@@ -187,6 +189,7 @@ struct SweepSpec: Sendable {
     let top: Section
     let branches: [Branch]?
     let seeds: SeedSpec?
+    let checkpoints: Sweep.Checkpoints
 }
 
 // MARK: - Parsing
@@ -194,7 +197,7 @@ struct SweepSpec: Sendable {
 struct SweepParser {
     let source: String
 
-    static let sections = ["base", "description", "grid", "name", "objective", "optimizers", "random", "repeats", "seed", "seeds", "zip"]
+    static let sections = ["base", "checkpoints", "description", "grid", "name", "objective", "optimizers", "random", "repeats", "seed", "seeds", "zip"]
     static let branchSections = ["base", "grid", "random", "zip"]
     static let metrics = ["test_accuracy", "test_loss", "train_loss"]
 
@@ -292,6 +295,7 @@ struct SweepParser {
         var top = Section()
         var branches: [Branch]?
         var seeds: SeedSpec?
+        var checkpoints = Sweep.Checkpoints()
 
         for entry in try entries(root, what: "a sweep file", key: nil, line: rootLine) {
             switch entry.key {
@@ -319,6 +323,8 @@ struct SweepParser {
                 seeds = try parseSeeds(entry)
             case "optimizers":
                 branches = try parseOptimizers(entry)
+            case "checkpoints":
+                checkpoints = try parseCheckpoints(entry)
             case "base", "grid", "zip", "random":
                 try parseSection(entry, into: &top)
             default:
@@ -330,7 +336,26 @@ struct SweepParser {
         }
         guard let name else { throw error(rootLine, "name", "a sweep needs a 'name' (letters, digits, '_', '.' and '-')") }
         return SweepSpec(source: source, rootLine: rootLine, name: name, description: description, seed: seed,
-                         objective: objective, top: top, branches: branches, seeds: seeds)
+                         objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints)
+    }
+
+    /// `checkpoints: {every: N, keep: none | last}`.
+    func parseCheckpoints(_ entry: Entry) throws -> Sweep.Checkpoints {
+        var result = Sweep.Checkpoints()
+        for e in try entries(entry.value, what: "checkpoints", key: "checkpoints", line: entry.line) {
+            switch e.key {
+            case "every":
+                result.every = try integer(e, atLeast: 1)
+            case "keep":
+                guard case .scalar(let s) = e.value, let keep = Sweep.Checkpoints.Keep(rawValue: s.string) else {
+                    throw error(e.line, "keep", "must be none or last, got \(describe(e.value))")
+                }
+                result.keep = keep
+            default:
+                throw error(e.line, e.key, "unknown checkpoints setting\(hint(e.key, ["every", "keep"])); allowed: every, keep")
+            }
+        }
+        return result
     }
 
     func parseObjective(_ entry: Entry) throws -> Sweep.Objective {

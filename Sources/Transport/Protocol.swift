@@ -19,7 +19,7 @@ public enum Protocol {
 }
 
 public enum Command: String, Sendable, CaseIterable {
-    case ready = "READY", heartbeat = "HEARTBEAT", progress = "PROGRESS", result = "RESULT", bye = "BYE"
+    case ready = "READY", heartbeat = "HEARTBEAT", progress = "PROGRESS", checkpoint = "CHECKPOINT", result = "RESULT", bye = "BYE"
     case welcome = "WELCOME", trial = "TRIAL", cancel = "CANCEL", register = "REGISTER", shutdown = "SHUTDOWN"
 }
 
@@ -86,13 +86,32 @@ public struct EpochProgress: Codable, Sendable {
 }
 
 public struct Assignment: Codable, Sendable {
-    public init(lease: Lease, config: String) {
+    public init(lease: Lease, config: String, checkpointEvery: Int? = nil, checkpoint: String? = nil) {
         self.lease = lease
         self.config = config
+        self.checkpointEvery = checkpointEvery
+        self.checkpoint = checkpoint
     }
     public var lease: Lease
     /// The trial's canonical configuration (JSON, which is also YAML).
     public var config: String
+    /// Send a CHECKPOINT every this many epochs (steps for toy objectives).
+    public var checkpointEvery: Int?
+    /// A checkpoint file (HDF5, base64) to resume from: the trial's earlier attempt got this far.
+    public var checkpoint: String?
+}
+
+/// A trial's checkpoint file (HDF5, base64), streamed to the coordinator, which keeps the latest
+/// so that another attempt can continue from it.
+public struct CheckpointMessage: Codable, Sendable {
+    public init(lease: Lease, epoch: Int, file: String) {
+        self.lease = lease
+        self.epoch = epoch
+        self.file = file
+    }
+    public var lease: Lease
+    public var epoch: Int
+    public var file: String
 }
 
 public struct ResultMessage: Codable, Sendable {
@@ -142,7 +161,7 @@ public struct Empty: Codable, Sendable { public init() {} }
 
 /// A decoded message.
 public enum Message: Sendable {
-    case ready(Ready), heartbeat(Heartbeat), progress(EpochProgress), result(ResultMessage), bye(Empty)
+    case ready(Ready), heartbeat(Heartbeat), progress(EpochProgress), checkpoint(CheckpointMessage), result(ResultMessage), bye(Empty)
     case welcome(Welcome), trial(Assignment), cancel(Cancel), register(Empty), shutdown(Empty)
 
     public var command: Command {
@@ -150,6 +169,7 @@ public enum Message: Sendable {
         case .ready: .ready
         case .heartbeat: .heartbeat
         case .progress: .progress
+        case .checkpoint: .checkpoint
         case .result: .result
         case .bye: .bye
         case .welcome: .welcome
@@ -178,6 +198,7 @@ public enum Message: Sendable {
         case .ready(let p): try Self.encoder.encode(p)
         case .heartbeat(let p): try Self.encoder.encode(p)
         case .progress(let p): try Self.encoder.encode(p)
+        case .checkpoint(let p): try Self.encoder.encode(p)
         case .result(let p): try Self.encoder.encode(p)
         case .bye(let p), .register(let p), .shutdown(let p): try Self.encoder.encode(p)
         case .welcome(let p): try Self.encoder.encode(p)
@@ -217,6 +238,7 @@ public enum Message: Sendable {
         case .ready: .ready(try d(Ready.self))
         case .heartbeat: .heartbeat(try d(Heartbeat.self))
         case .progress: .progress(try d(EpochProgress.self))
+        case .checkpoint: .checkpoint(try d(CheckpointMessage.self))
         case .result: .result(try d(ResultMessage.self))
         case .bye: .bye(try d(Empty.self))
         case .welcome: .welcome(try d(Welcome.self))

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Learning
 import Linalg
+import Results
 import Transport
 
 /// `sweep-worker --connect`: registers with a coordinator, trains the trials it leases, streams
@@ -192,7 +193,9 @@ public final class RemoteWorker {
                 // Every epoch of a model streams at once; toy objectives record a row per step, so
                 // their progress is sent at most every half second.
                 var lastProgress = 0.0
-                let result = Self.train(assignment, trial: trial, data: data) { record, everyRecord in
+                let result = Self.train(assignment, trial: trial, data: data, log: log, onCheckpoint: { epoch, file in
+                    try? push.send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
+                }) { record, everyRecord in
                     trial.epoch = record.epoch
                     let t = now()
                     guard everyRecord || t - lastProgress >= 0.5 else { return }
@@ -210,14 +213,25 @@ public final class RemoteWorker {
 
     /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model
     /// (true) or a step of a toy objective (false).
-    static func train(_ assignment: Assignment, trial: RunningTrial, data: DataCache, onEpoch: (EpochRecord, Bool) -> Void) -> ResultMessage {
+    static func train(
+        _ assignment: Assignment, trial: RunningTrial, data: DataCache, log: @escaping @Sendable (String) -> Void,
+        onCheckpoint: @escaping (Int, String) -> Void, onEpoch: (EpochRecord, Bool) -> Void
+    ) -> ResultMessage {
         let lease = assignment.lease
         let started = now()
         do {
             let config = try TrialConfig.parse(yaml: assignment.config, source: "trial \(lease.trial)")
             let splits = config.isToyObjective ? nil : try data.splits(config.string("data", default: "fashion-mnist"))
             let perEpoch = !config.isToyObjective
-            let result = try Trainer.run(config, data: splits, shouldStop: { trial.cancelled }, onEpoch: { onEpoch($0, perEpoch) })
+            var policy = CheckpointPolicy(every: assignment.checkpointEvery) { checkpoint in
+                onCheckpoint(checkpoint.epoch, try CheckpointTransfer.encode(checkpoint))
+            }
+            if let file = assignment.checkpoint {
+                let resume = try CheckpointTransfer.decode(file)
+                log("worker: trial \(lease) resumes after \(perEpoch ? "epoch" : "step") \(resume.epoch) of its previous attempt")
+                policy.resume = resume
+            }
+            let result = try Trainer.run(config, data: splits, checkpoints: policy, shouldStop: { trial.cancelled }, onEpoch: { onEpoch($0, perEpoch) })
             return ResultMessage(
                 lease: lease, status: result.status, message: result.message, history: result.history, trajectory: result.trajectory,
                 parameterCount: result.parameterCount, optimizerStateBytes: result.optimizerStateBytes, wallSeconds: result.wallSeconds,
@@ -251,3 +265,21 @@ public func hostName() -> String {
     return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
+
+/// Checkpoints travel as the bytes of their HDF5 file, base64-encoded in the JSON payload.
+enum CheckpointTransfer {
+    static func encode(_ checkpoint: TrainingCheckpoint) throws -> String {
+        let path = NSTemporaryDirectory() + "sweep-ckpt-\(getpid())-\(UUID().uuidString).h5"
+        defer { unlink(path) }
+        try CheckpointFile.write(checkpoint, to: path)
+        return try Data(contentsOf: URL(fileURLWithPath: path)).base64EncodedString()
+    }
+
+    static func decode(_ base64: String) throws -> TrainingCheckpoint {
+        guard let data = Data(base64Encoded: base64) else { throw CheckpointError.configuration("the checkpoint sent is not base64") }
+        let path = NSTemporaryDirectory() + "sweep-ckpt-\(getpid())-\(UUID().uuidString).h5"
+        defer { unlink(path) }
+        try data.write(to: URL(fileURLWithPath: path))
+        return try CheckpointFile.read(path)
+    }
+}

@@ -250,4 +250,55 @@ enum Harness {
         let rows = try Harness.trials("\(dir)/out")
         #expect(rows.count == 4 && rows.allSatisfy { $0.status == "done" && $0.attempts == 1 })
     }
+
+    /// With checkpoints, a worker killed mid-trial costs only the epochs since its last
+    /// checkpoint: the other worker continues from it, and the trial ends exactly as an
+    /// uninterrupted run of the same configuration.
+    @Test func aKilledWorkersTrialResumesFromItsCheckpointElsewhere() throws {
+        let dir = Harness.temporaryDirectory("resume-elsewhere")
+        Harness.write("""
+            name: resume-elsewhere
+            checkpoints: {every: 1}
+            base: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 8, optimizer: adamw, schedule: cosine}
+            grid: {lr: [0.001, 0.002]}
+            """, to: "\(dir)/s.yaml")
+        let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
+        let coordinator = try Harness.start(
+            "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain", "--dead-after", "2", "--heartbeat", "0.5"],
+            log: "\(dir)/coordinator.log")
+        let victim = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "victim", "--prefetch", "0", "--give-up-after", "20"], log: "\(dir)/victim.log")
+        // Kill the victim once its trial has sent a checkpoint (two epochs, to be mid-trial).
+        var waited = 0.0
+        func checkpoints() -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/out/checkpoints")) ?? [] }
+        while checkpoints().filter({ $0.hasSuffix(".h5") }).isEmpty && waited < 60 { usleep(50_000); waited += 0.05 }
+        usleep(600_000)
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        let survivor = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "survivor", "--give-up-after", "20"], log: "\(dir)/survivor.log")
+        #expect(Harness.wait(coordinator, timeout: 300), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
+        let log = Harness.read("\(dir)/coordinator.log")
+        #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
+        #expect(log.contains("declared lost") && log.contains("resumes from its checkpoint (epoch"), Comment(rawValue: log))
+        #expect(Harness.read("\(dir)/survivor.log").contains("resumes after epoch"))
+        let rows = try Harness.trials("\(dir)/out")
+        #expect(rows.count == 2 && rows.contains { $0.attempts == 2 })
+        // The resumed trial equals an uninterrupted run, bit for bit (same kernel, one thread).
+        let file = try HDF5File("\(dir)/out/sweep.h5", mode: .readOnly)
+        let byID = try file.group("by_id")
+        BLASRuntime.setThreads(1)
+        for row in rows where row.attempts == 2 {
+            let config = try TrialConfig.parse(yaml: try byID.group(row.id).stringAttribute("config"), source: row.id)
+            let engine = try byID.group(row.id).stringAttribute("engine")
+            let local = try Trainer.run(config)
+            if engine.hasPrefix("OpenBLAS \(BLASRuntime.coreName) ") {
+                #expect(local.history.last!.trainLoss == row.trainLoss)
+            } else {
+                #expect(abs(local.history.last!.trainLoss - row.trainLoss) <= 1e-6 * abs(row.trainLoss))
+            }
+            #expect(try byID.group(row.id).readTableColumn("history", field: "epoch") == (1...8).map(Double.init))
+        }
+        // Finished trials' checkpoints are pruned (keep: none).
+        #expect(checkpoints().filter { $0.hasSuffix(".h5") }.isEmpty, "\(checkpoints())")
+        _ = Harness.wait(survivor, timeout: 30)
+    }
 }
