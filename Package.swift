@@ -48,6 +48,8 @@ let package = Package(
         .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg", "Transport"], swiftSettings: swiftSettings),
 
         .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "Learning"], swiftSettings: swiftSettings),
+        // Results analysis: leaderboards, sensitivity, CSV and the self-contained HTML report.
+        .target(name: "Analysis", dependencies: ["HDF5", "Learning"], swiftSettings: swiftSettings),
 
         // Thin commands.
         .executableTarget(
@@ -60,7 +62,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-analyze",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Analysis", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "engine-benchmark",
@@ -73,6 +75,7 @@ let package = Package(
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5", "Learning"], swiftSettings: swiftSettings),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "Learning", "Linalg", "HDF5"], swiftSettings: swiftSettings),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning"], swiftSettings: swiftSettings),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "HDF5", "Learning", "Results"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -528,6 +528,98 @@ extension HDF5Group {
     }
 }
 
+// MARK: - Reading strings (the sweep index's string columns and /hparams)
+
+extension HDF5Group {
+    /// Reads one fixed-length string field of a compound dataset by name (the `/trials` table's
+    /// id, optimizer, status, … columns), trailing NULs and spaces removed.
+    public func readTableStringColumn(_ name: String, field: String) throws -> [String] {
+        let d = try dataset(name)
+        let rows = try d.shape.first ?? 0
+        let what = "\(name).\(field)"
+        let fileType = try check("H5Dget_type", what, H5Dget_type(d.id))
+        defer { H5Tclose(fileType) }
+        let member = try check("H5Tget_member_index", what, H5Tget_member_index(fileType, field))
+        let memberType = try check("H5Tget_member_type", what, H5Tget_member_type(fileType, UInt32(member)))
+        defer { H5Tclose(memberType) }
+        guard H5Tget_class(memberType) == H5T_STRING, H5Tis_variable_str(memberType) <= 0 else {
+            throw HDF5Error(call: "readTableStringColumn", object: child(what), detail: "not a fixed-length string field")
+        }
+        let width = H5Tget_size(memberType)
+        let stringType = try check("H5Tcopy", what, H5Tcopy(chdf5_T_C_S1()))
+        defer { H5Tclose(stringType) }
+        try check("H5Tset_size", what, H5Tset_size(stringType, width))
+        try check("H5Tset_strpad", what, H5Tset_strpad(stringType, H5T_STR_NULLPAD))
+        try check("H5Tset_cset", what, H5Tset_cset(stringType, H5Tget_cset(memberType)))
+        let memType = try check("H5Tcreate", what, H5Tcreate(H5T_COMPOUND, width))
+        defer { H5Tclose(memType) }
+        try check("H5Tinsert", what, H5Tinsert(memType, field, 0, stringType))
+        var buffer = [UInt8](repeating: 0, count: max(rows * width, 1))
+        if rows > 0 {
+            try check("H5Dread", what, buffer.withUnsafeMutableBytes { H5Dread(d.id, memType, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), $0.baseAddress) })
+        }
+        return (0..<rows).map { decodeFixedString(buffer[($0 * width)..<(($0 + 1) * width)]) }
+    }
+
+    /// The field names of a compound dataset, in order. (Reading a field that is not there is not
+    /// an error in HDF5 — the memory is left as it was — so readers check first.)
+    public func tableFields(_ name: String) throws -> [String] {
+        let d = try dataset(name)
+        let type = try check("H5Dget_type", child(name), H5Dget_type(d.id))
+        defer { H5Tclose(type) }
+        guard H5Tget_class(type) == H5T_COMPOUND else { return [] }
+        let n = try check("H5Tget_nmembers", child(name), H5Tget_nmembers(type))
+        return (0..<UInt32(n)).map { i in
+            guard let p = H5Tget_member_name(type, i) else { return "" }
+            defer { H5free_memory(p) }
+            return String(cString: p)
+        }
+    }
+
+    /// Whether a dataset holds strings (fixed- or variable-length) rather than numbers.
+    public func isStringDataset(_ name: String) throws -> Bool {
+        let d = try dataset(name)
+        let type = try check("H5Dget_type", child(name), H5Dget_type(d.id))
+        defer { H5Tclose(type) }
+        return H5Tget_class(type) == H5T_STRING
+    }
+
+    /// Reads a 1-D string dataset (`writeStrings`' fixed-length strings, or variable-length ones).
+    public func readStrings(_ name: String) throws -> [String] {
+        let d = try dataset(name)
+        let rows = try d.shape.reduce(1, *)
+        let fileType = try check("H5Dget_type", child(name), H5Dget_type(d.id))
+        defer { H5Tclose(fileType) }
+        guard H5Tget_class(fileType) == H5T_STRING else {
+            throw HDF5Error(call: "readStrings", object: child(name), detail: "not a string dataset")
+        }
+        guard rows > 0 else { return [] }
+        let memType = try check("H5Tcopy", child(name), H5Tcopy(chdf5_T_C_S1()))
+        defer { H5Tclose(memType) }
+        try check("H5Tset_cset", child(name), H5Tset_cset(memType, H5Tget_cset(fileType)))
+        if H5Tis_variable_str(fileType) > 0 {
+            try check("H5Tset_size", child(name), H5Tset_size(memType, chdf5_T_VARIABLE()))
+            var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: rows)
+            try check("H5Dread", child(name), pointers.withUnsafeMutableBytes { H5Dread(d.id, memType, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), $0.baseAddress) })
+            defer { for p in pointers where p != nil { H5free_memory(p) } }
+            return pointers.map { $0.map { String(cString: $0) } ?? "" }
+        }
+        let width = H5Tget_size(fileType)
+        try check("H5Tset_size", child(name), H5Tset_size(memType, width))
+        try check("H5Tset_strpad", child(name), H5Tset_strpad(memType, H5T_STR_NULLPAD))
+        var buffer = [UInt8](repeating: 0, count: rows * width)
+        try check("H5Dread", child(name), buffer.withUnsafeMutableBytes { H5Dread(d.id, memType, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), $0.baseAddress) })
+        return (0..<rows).map { decodeFixedString(buffer[($0 * width)..<(($0 + 1) * width)]) }
+    }
+}
+
+/// A fixed-length string cell: up to the first NUL, trailing spaces (space padding) removed.
+private func decodeFixedString(_ bytes: ArraySlice<UInt8>) -> String {
+    var cell = bytes.prefix { $0 != 0 }
+    while cell.last == 0x20 { cell = cell.dropLast() }
+    return String(decoding: cell, as: UTF8.self)
+}
+
 extension HDF5Dataset {
     /// Whether the stored element type is an integer (of any size).
     public var isInteger: Bool {

@@ -1,16 +1,79 @@
+import Analysis
 import ArgumentParser
+import Foundation
 
-/// Results analysis. Its leaderboard, plots and report arrive with the analysis work; until then
-/// it says so instead of printing anything that looks like a result.
+/// `sweep-analyze PATH`: the terminal summary of a sweep's results, and optionally the trials
+/// as CSV and a self-contained HTML report. All of the work is in the `Analysis` library.
 struct SweepAnalyze: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep-analyze",
-        abstract: "Ranks trials, compares optimizers and draws a report from a results file.",
-        discussion: "Not implemented yet. A single trial's results file can be read with h5py or h5dump (see README).")
+        abstract: "Ranks trials, compares optimizers and draws a report from a sweep's results.",
+        discussion: """
+            PATH is a results directory (sweep-coordinator start --out DIR) or its sweep.h5. Works while the sweep \
+            runs: queued and running trials are counted, committed ones analysed. Diverged trials and NaN metrics are \
+            listed but never ranked.
+            """)
+
+    @Argument(help: "A results directory or its sweep.h5.")
+    var path: String
+
+    @Option(help: "The metric to rank on: train_loss, test_loss or test_accuracy (default: the sweep's objective).")
+    var metric: String?
+
+    @Flag(name: .customLong("maximize"), help: "Higher is better (default: the sweep's objective mode).")
+    var maximizeFlag = false
+
+    @Flag(name: .customLong("minimize"), help: "Lower is better.")
+    var minimizeFlag = false
+
+    @Option(help: "Leaderboard rows to show.")
+    var top = 10
+
+    @Option(name: .customLong("group-by"), help: "Best trial per value of this key: optimizer (default), model, branch, status or any hyperparameter.")
+    var groupBy = "optimizer"
+
+    @Option(name: .customLong("filter"), help: "key=value on a hyperparameter, optimizer, status, model, branch or id (repeatable; repeats of one key mean any of them).")
+    var filters: [String] = []
+
+    @Option(help: "Write the trials table (one column per hyperparameter) to this CSV file.")
+    var csv: String?
+
+    @Option(help: "Write the HTML report (inline SVG charts, no scripts) to this file.")
+    var html: String?
+
+    @Option(help: "The heatmap's two hyperparameters, KEY1,KEY2 (x, y; default: the two varied numeric ones with the most values).")
+    var heatmap: String?
+
+    func validate() throws {
+        if maximizeFlag && minimizeFlag { throw ValidationError("give --maximize or --minimize, not both") }
+        if let metric, Metric(rawValue: metric) == nil {
+            throw ValidationError("--metric \(metric): use one of \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let heatmap, heatmap.split(separator: ",").count != 2 { throw ValidationError("--heatmap wants two keys: KEY1,KEY2 (e.g. lr,momentum)") }
+        if top < 1 { throw ValidationError("--top must be at least 1") }
+    }
 
     func run() throws {
-        print(Self.helpMessage())
-        throw ExitCode(2)
+        do {
+            let results = try SweepResults.load(path)
+            let analysis = try SweepAnalysis(
+                results: results, metric: metric.flatMap(Metric.init(rawValue:)), maximize: maximizeFlag ? true : minimizeFlag ? false : nil,
+                filters: try filters.map(TrialFilter.init(parsing:)))
+            print(try TextReport.render(analysis, top: top, groupBy: groupBy), terminator: "")
+            if let csv {
+                try CSVExport.render(analysis).write(toFile: csv, atomically: true, encoding: .utf8)
+                print("\ntrials table: \(csv) (\(analysis.trials.count) rows)")
+            }
+            if let html {
+                let keys = heatmap.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+                let report = try HTMLReport.render(analysis, groupBy: groupBy, heatmap: keys.map { ($0[0], $0[1]) }, top: top)
+                try report.html.write(toFile: html, atomically: true, encoding: .utf8)
+                print("\(csv == nil ? "\n" : "")report: \(html) (\(report.charts.count) charts: \(report.charts.joined(separator: ", ")))")
+            }
+        } catch let error as AnalysisError {
+            FileHandle.standardError.write(Data("sweep-analyze: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }
 

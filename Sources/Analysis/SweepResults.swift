@@ -1,0 +1,364 @@
+import Foundation
+import HDF5
+import Learning
+
+/// A metric of the sweep index's `/trials` table (each trial's last history row).
+public enum Metric: String, CaseIterable, Sendable {
+    case trainLoss = "train_loss"
+    case testLoss = "test_loss"
+    case testAccuracy = "test_accuracy"
+
+    /// Accuracy is maximised, losses minimised, unless the sweep or the user says otherwise.
+    public var maximizedByDefault: Bool { self == .testAccuracy }
+    public var label: String {
+        switch self {
+        case .trainLoss: "train loss"
+        case .testLoss: "test loss"
+        case .testAccuracy: "test accuracy"
+        }
+    }
+}
+
+/// One hyperparameter's value in a trial, from `/hparams/KEY` (numbers as float64, the rest as
+/// text; NaN or "" there means the trial does not set the key, which is `nil` here).
+public enum HParamValue: Hashable, Sendable, Comparable, CustomStringConvertible {
+    case number(Double)
+    case text(String)
+
+    public var number: Double? { if case .number(let x) = self { x } else { nil } }
+
+    /// Short and exact enough to tell grid values apart: `0.001`, `1e-05`, `64`, `adamw`.
+    public var description: String {
+        switch self {
+        case .number(let x): formatNumber(x)
+        case .text(let s): s
+        }
+    }
+
+    public static func < (a: HParamValue, b: HParamValue) -> Bool {
+        switch (a, b) {
+        case (.number(let x), .number(let y)): x < y
+        case (.text(let x), .text(let y)): x < y
+        case (.number, .text): true
+        case (.text, .number): false
+        }
+    }
+}
+
+/// A trial's per-epoch (per-step for toy objectives) history, column by column.
+public struct TrialHistory: Sendable {
+    public var epoch: [Double] = []
+    public var step: [Double] = []
+    public var trainLoss: [Double] = []
+    public var testLoss: [Double] = []
+    public var testAccuracy: [Double] = []
+    public var gradNorm: [Double] = []
+    public var lr: [Double] = []
+    public var seconds: [Double] = []
+    public var evalSeconds: [Double] = []
+
+    public init() {}
+
+    public var count: Int { epoch.count }
+
+    public func column(_ metric: Metric) -> [Double] {
+        switch metric {
+        case .trainLoss: trainLoss
+        case .testLoss: testLoss
+        case .testAccuracy: testAccuracy
+        }
+    }
+}
+
+/// An LR range test curve (loss against an exponentially growing learning rate).
+public struct LRRangeCurve: Sendable {
+    public var lr: [Double]
+    public var loss: [Double]
+    public init(lr: [Double], loss: [Double]) {
+        self.lr = lr
+        self.loss = loss
+    }
+}
+
+/// Per-layer diagnostics over epochs: one series per layer and quantity.
+public struct LayerDiagnostics: Sendable {
+    /// quantity (e.g. `update_norm`, `activation_delta`) → layer name → (epoch, value) points.
+    public var series: [String: [String: [(x: Double, y: Double)]]]
+    public init(series: [String: [String: [(x: Double, y: Double)]]]) { self.series = series }
+}
+
+/// What a committed trial's group in its batch file holds.
+public struct TrialDetails: Sendable {
+    public var status: String
+    public var message: String
+    /// The resolved configuration (`nil` when the stored JSON no longer validates, e.g. an
+    /// optimizer this build does not know).
+    public var config: TrialConfig?
+    public var configJSON: String
+    public var optimizerStateBytes: Int?
+    public var wallSeconds: Double
+    public var history: TrialHistory
+    /// Toy objectives: (steps + 1) points; empty otherwise.
+    public var trajectory: [[Double]]
+    /// Optional data sets that no trainer writes yet (see `OptionalData`); `nil` when absent.
+    public var lrRange: LRRangeCurve?
+    public var layers: LayerDiagnostics?
+
+    /// Mean training seconds per epoch (per step for toy objectives), NaN without history.
+    public var secondsPerEpoch: Double { mean(history.seconds.filter(\.isFinite)) }
+}
+
+/// One row of the sweep index, with the trial's details once it is committed.
+public struct TrialRow: Sendable {
+    public var id: String
+    public var index: Int
+    public var branch: String
+    public var model: String
+    public var optimizer: String
+    /// queued, running, done, diverged, failed, stopped
+    public var status: String
+    public var epochs: Int
+    public var trainLoss: Double
+    public var testLoss: Double
+    public var testAccuracy: Double
+    public var wallSeconds: Double
+    public var attempts: Int
+    public var host: String
+    /// The batch file holding it, relative to the results directory ("" until committed).
+    public var file: String
+    /// The keys this trial sets.
+    public var hparams: [String: HParamValue]
+    /// `nil` for queued and running trials (no group yet) or when the group could not be read.
+    public var details: TrialDetails?
+    /// Why the details could not be read, if they could not.
+    public var detailsError: String?
+
+    public var isToyObjective: Bool { model == "rosenbrock" || model == "quadratic" }
+
+    /// The final value of a metric. Toy objectives have no test set: their test loss is the
+    /// objective's value (train_loss), as the coordinator's "best so far" counts it.
+    public func value(_ metric: Metric) -> Double {
+        switch metric {
+        case .trainLoss: trainLoss
+        case .testLoss: isToyObjective && testLoss.isNaN ? trainLoss : testLoss
+        case .testAccuracy: testAccuracy
+        }
+    }
+}
+
+/// Why a results directory could not be analysed, with what to do about it.
+public struct AnalysisError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The results of a sweep as `sweep-coordinator` wrote them (see README, "Results"): the index
+/// `sweep.h5` and, through its `file` column (or the `/by_id` external links), every committed
+/// trial's group in the batch files. Safe to load while the sweep runs: the index is swapped in
+/// atomically and batch files are never written again.
+public struct SweepResults: Sendable {
+    /// The sweep.h5 file and its directory.
+    public var indexPath: String
+    public var directory: String
+    public var name: String
+    public var description: String
+    /// The sweep's objective (`objective_metric`, `objective_mode`), if the index names one.
+    public var objectiveMetric: Metric?
+    public var objectiveMaximize: Bool?
+    public var trials: [TrialRow]
+    /// Every key some trial sets, sorted.
+    public var hparamKeys: [String]
+
+    public init(
+        indexPath: String, directory: String, name: String, description: String, objectiveMetric: Metric?, objectiveMaximize: Bool?,
+        trials: [TrialRow], hparamKeys: [String]
+    ) {
+        self.indexPath = indexPath
+        self.directory = directory
+        self.name = name
+        self.description = description
+        self.objectiveMetric = objectiveMetric
+        self.objectiveMaximize = objectiveMaximize
+        self.trials = trials
+        self.hparamKeys = hparamKeys
+    }
+
+    /// Loads a results directory (or its sweep.h5). `details: false` reads only the index.
+    public static func load(_ path: String, details: Bool = true) throws -> SweepResults {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw AnalysisError("\(path): no such file or directory (give a results directory, e.g. results/quickstart, or its sweep.h5)")
+        }
+        let indexPath = isDirectory.boolValue ? (path as NSString).appendingPathComponent("sweep.h5") : path
+        guard FileManager.default.fileExists(atPath: indexPath) else {
+            throw AnalysisError("\(path) has no sweep.h5: is it a results directory (sweep-coordinator start --out DIR)? The index appears with the first committed trial.")
+        }
+        let directory = (indexPath as NSString).deletingLastPathComponent
+        let file: HDF5File
+        do { file = try HDF5File(indexPath, mode: .readOnly) } catch {
+            throw AnalysisError("\(indexPath) cannot be read as HDF5: \(error)")
+        }
+        guard file.contains("trials") else { throw AnalysisError("\(indexPath) is not a sweep index (no /trials table); a single trial's file is read with h5py, see README") }
+        func attribute(_ name: String) -> String { (try? file.stringAttribute(name)) ?? "" }
+        let objectiveMetric = Metric(rawValue: attribute("objective_metric"))
+        let mode = attribute("objective_mode")
+        let objectiveMaximize: Bool? = mode == "max" ? true : mode == "min" ? false : nil
+
+        let ids = try file.readTableStringColumn("trials", field: "id")
+        let fields = Set(try file.tableFields("trials"))
+        func strings(_ field: String) -> [String] {
+            (fields.contains(field) ? try? file.readTableStringColumn("trials", field: field) : nil) ?? Array(repeating: "", count: ids.count)
+        }
+        func numbers(_ field: String) -> [Double] {
+            (fields.contains(field) ? try? file.readTableColumn("trials", field: field) : nil) ?? Array(repeating: .nan, count: ids.count)
+        }
+        let branch = strings("branch"), model = strings("model"), optimizer = strings("optimizer"), status = strings("status")
+        let host = strings("host"), batch = strings("file")
+        let index = numbers("index"), epochs = numbers("epochs"), attempts = numbers("attempts")
+        let train = numbers("train_loss"), test = numbers("test_loss"), accuracy = numbers("test_accuracy"), wall = numbers("wall_seconds")
+
+        // /hparams/KEY: one aligned column per key, numbers or strings.
+        var hparams = Array(repeating: [String: HParamValue](), count: ids.count)
+        var keys: [String] = []
+        if file.contains("hparams") {
+            let group = try file.group("hparams")
+            for key in try group.memberNames() {
+                keys.append(key)
+                if try group.isStringDataset(key) {
+                    for (i, s) in try group.readStrings(key).prefix(ids.count).enumerated() where !s.isEmpty { hparams[i][key] = .text(s) }
+                } else {
+                    for (i, x) in try group.read(key, as: Double.self).values.prefix(ids.count).enumerated() where !x.isNaN { hparams[i][key] = .number(x) }
+                }
+            }
+        }
+
+        var rows: [TrialRow] = []
+        rows.reserveCapacity(ids.count)
+        for i in ids.indices {
+            rows.append(TrialRow(
+                id: ids[i], index: wholeNumber(index[i]) ?? i, branch: branch[i], model: model[i], optimizer: optimizer[i], status: status[i],
+                epochs: wholeNumber(epochs[i]) ?? 0, trainLoss: train[i], testLoss: test[i], testAccuracy: accuracy[i], wallSeconds: wall[i],
+                attempts: wholeNumber(attempts[i]) ?? 0, host: host[i], file: batch[i], hparams: hparams[i]))
+        }
+        if details {
+            var reader = TrialReader(directory: directory, index: file)
+            for i in rows.indices where !rows[i].file.isEmpty && rows[i].status != "queued" && rows[i].status != "running" {
+                do { rows[i].details = try reader.details(id: rows[i].id, file: rows[i].file) } catch {
+                    rows[i].detailsError = "\(error)"
+                }
+            }
+        }
+        return SweepResults(
+            indexPath: indexPath, directory: directory, name: attribute("name"), description: attribute("description"),
+            objectiveMetric: objectiveMetric, objectiveMaximize: objectiveMaximize, trials: rows, hparamKeys: keys.sorted())
+    }
+}
+
+/// Reads committed trials' groups, opening each batch file once.
+struct TrialReader {
+    let directory: String
+    let index: HDF5File
+    var open: [String: HDF5File] = [:]
+
+    init(directory: String, index: HDF5File) {
+        self.directory = directory
+        self.index = index
+    }
+
+    mutating func group(id: String, file: String) throws -> HDF5Group {
+        // The batch file named in /trials, opened once for all its trials; the /by_id external
+        // link (resolved by HDF5 against sweep.h5's directory) when that fails.
+        if let batch = open[file] ?? (try? HDF5File((directory as NSString).appendingPathComponent(file), mode: .readOnly)) {
+            open[file] = batch
+            if let g = try? batch.group(id) { return g }
+        }
+        return try index.group("by_id").group(id)
+    }
+
+    mutating func details(id: String, file: String) throws -> TrialDetails {
+        let g = try group(id: id, file: file)
+        var history = TrialHistory()
+        if g.contains("history") {
+            let rows = g.rowCount("history") ?? 0
+            let fields = Set((try? g.tableFields("history")) ?? [])
+            func column(_ name: String) -> [Double] {
+                (fields.contains(name) ? try? g.readTableColumn("history", field: name) : nil) ?? Array(repeating: .nan, count: rows)
+            }
+            history.epoch = column("epoch")
+            history.step = column("step")
+            history.trainLoss = column("train_loss")
+            history.testLoss = column("test_loss")
+            history.testAccuracy = column("test_accuracy")
+            history.gradNorm = column("grad_norm")
+            history.lr = column("lr")
+            history.seconds = column("seconds")
+            history.evalSeconds = column("eval_seconds")
+        }
+        var trajectory: [[Double]] = []
+        if g.contains("trajectory") {
+            let (values, shape) = try g.read("trajectory", as: Double.self)
+            if shape.count == 2, shape[1] > 0 {
+                trajectory = stride(from: 0, to: values.count, by: shape[1]).map { Array(values[$0..<($0 + shape[1])]) }
+            }
+        }
+        let json = (try? g.stringAttribute("config")) ?? ""
+        return TrialDetails(
+            status: (try? g.stringAttribute("status")) ?? "",
+            message: (try? g.stringAttribute("message")) ?? "",
+            // Canonical JSON is YAML, so the trial parser reads it (and validates it).
+            config: json.isEmpty ? nil : try? TrialConfig.parse(yaml: json, source: "\(file):/\(id)"),
+            configJSON: json,
+            optimizerStateBytes: g.hasAttribute("optimizer_state_bytes") ? (try? g.attribute("optimizer_state_bytes", as: Int64.self)).map { Int($0) } : nil,
+            wallSeconds: (try? g.attribute("wall_seconds", as: Double.self)) ?? .nan,
+            history: history, trajectory: trajectory,
+            lrRange: OptionalData.lrRange(in: g), layers: OptionalData.layers(in: g))
+    }
+}
+
+/// Data sets the report draws when a trial has them. No trainer writes them yet: these names
+/// are the layout the report expects, and every chart built on them is omitted when they are
+/// absent (nothing is ever drawn from invented data).
+public enum OptionalData {
+    /// `lr_range_test`: a table with float64 fields `lr` and `loss`, one row per step of an LR
+    /// range test (learning rate growing exponentially, as in the LR-finder of the course notes).
+    public static let lrRangeTable = "lr_range_test"
+    /// `layer_stats`: a table with a string field `layer`, a float64 field `epoch` and float64
+    /// fields such as `update_norm` and `activation_delta` (per-layer update norms and activation
+    /// changes, as in the Lion/SOAP homework's diagnostics).
+    public static let layerTable = "layer_stats"
+    public static let layerQuantities = ["update_norm", "activation_delta", "weight_norm", "grad_norm"]
+
+    static func lrRange(in g: HDF5Group) -> LRRangeCurve? {
+        guard g.contains(lrRangeTable), let fields = try? g.tableFields(lrRangeTable), fields.contains("lr"), fields.contains("loss"),
+              let lr = try? g.readTableColumn(lrRangeTable, field: "lr"),
+              let loss = try? g.readTableColumn(lrRangeTable, field: "loss"), !lr.isEmpty, lr.count == loss.count
+        else { return nil }
+        return LRRangeCurve(lr: lr, loss: loss)
+    }
+
+    static func layers(in g: HDF5Group) -> LayerDiagnostics? {
+        guard g.contains(layerTable), let fields = try? g.tableFields(layerTable), fields.contains("epoch"),
+              let names = try? g.readTableStringColumn(layerTable, field: "layer"),
+              let epochs = try? g.readTableColumn(layerTable, field: "epoch")
+        else { return nil }
+        var series: [String: [String: [(x: Double, y: Double)]]] = [:]
+        for quantity in layerQuantities where fields.contains(quantity) {
+            guard let values = try? g.readTableColumn(layerTable, field: quantity), values.count == names.count else { continue }
+            for i in names.indices where values[i].isFinite { series[quantity, default: [:]][names[i], default: []].append((epochs[i], values[i])) }
+        }
+        return series.isEmpty ? nil : LayerDiagnostics(series: series)
+    }
+}
+
+func wholeNumber(_ x: Double) -> Int? { x.isFinite && abs(x) < 1e15 ? Int(x) : nil }
+
+func mean(_ xs: [Double]) -> Double { xs.isEmpty ? .nan : xs.reduce(0, +) / Double(xs.count) }
+
+/// Numbers in hyperparameter and table cells: integers as integers, the rest with up to 6
+/// significant digits (`0.001`, `3e-05`, `0.8715`).
+public func formatNumber(_ x: Double, digits: Int = 6) -> String {
+    if x.isNaN { return "nan" }
+    if x.isInfinite { return x > 0 ? "inf" : "-inf" }
+    if x == x.rounded(), abs(x) < 1e9 { return String(Int(x)) }
+    return String(format: "%.\(digits)g", x)
+}
