@@ -100,6 +100,10 @@ public final class Coordinator {
     var rejected = 0
     var started = now()
     var latestEpoch: [Int: EpochRecord] = [:]
+    /// Objective values per epoch of the trials seen by this run (for early stopping).
+    var curves: [Int: [Double]] = [:]
+    /// Trials an early-stopping rule has cancelled, and why.
+    var stopReasons: [Int: String] = [:]
     /// The latest checkpoint of each running trial (HDF5 bytes, base64), and its epoch.
     var latestCheckpoint: [Int: (epoch: Int, file: String)] = [:]
     var localProcesses: [Process] = []
@@ -249,7 +253,11 @@ public final class Coordinator {
         case .heartbeat:
             break
         case .progress(let p):
-            if let i = current(p.lease, worker: worker) { latestEpoch[i] = p.record }
+            if let i = current(p.lease, worker: worker) {
+                latestEpoch[i] = p.record
+                record(p.record, of: i)
+                applyEarlyStopping(i, lease: p.lease, worker: worker, router: router)
+            }
         case .checkpoint(let c):
             guard let i = current(c.lease, worker: worker), let bytes = Data(base64Encoded: c.file) else {
                 rejected += 1
@@ -312,12 +320,53 @@ public final class Coordinator {
         worker.leases.remove(r.lease)
         worker.free = min(worker.capacity, worker.free + 1)
         let trial = sweep.trials[i]
+        curves[i] = nil
+        for record in r.history { self.record(record, of: i) }
+        let stopped = stopReasons[i].map { _ in TrialStatus.stopped }
         let result = TrialResult(
-            config: trial.config, status: r.status, message: r.message, history: r.history, trajectory: r.trajectory,
+            config: trial.config, status: r.status == .done ? r.status : (stopped ?? r.status), message: r.status == .stopped ? (stopReasons[i] ?? r.message) : r.message, history: r.history, trajectory: r.trajectory,
             parameterCount: r.parameterCount, optimizerStateBytes: r.optimizerStateBytes, wallSeconds: r.wallSeconds, engine: r.engine)
         pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: r.lease.attempt, host: worker.host, worker: worker.name))
         states[i] = .committing(r.status)
         latestEpoch[i] = nil
+    }
+
+    /// The sweep objective's value in an epoch record (NaN counts as the worst).
+    func objective(_ r: EpochRecord) -> Double {
+        let v: Double = switch sweep.objective.metric {
+        case "train_loss": r.trainLoss
+        case "test_accuracy": r.testAccuracy
+        default: r.testLoss.isNaN ? r.trainLoss : r.testLoss
+        }
+        return v.isNaN ? (sweep.objective.maximize ? -.infinity : .infinity) : v
+    }
+
+    func record(_ r: EpochRecord, of i: Int) {
+        var curve = curves[i] ?? []
+        guard r.epoch >= 1 else { return }
+        if curve.count >= r.epoch { curve.removeLast(curve.count - r.epoch + 1) }
+        while curve.count < r.epoch - 1 { curve.append(curve.last ?? objective(r)) }
+        curve.append(objective(r))
+        curves[i] = curve
+    }
+
+    /// The median stopping rule: at epoch e (past the grace period), stop trial i if its best
+    /// value so far is worse than the median of the other trials' running averages up to e.
+    func applyEarlyStopping(_ i: Int, lease: Lease, worker: WorkerState, router: Socket) {
+        guard case .median(let grace, let minTrials)? = sweep.earlyStopping, stopReasons[i] == nil, let curve = curves[i] else { return }
+        let e = curve.count
+        guard e >= grace else { return }
+        let averages = curves.filter { $0.key != i && $0.value.count >= e }.map { $0.value.prefix(e).reduce(0, +) / Double(e) }.sorted()
+        guard averages.count >= minTrials else { return }
+        let n = averages.count
+        let median = n % 2 == 1 ? averages[n / 2] : (averages[n / 2 - 1] + averages[n / 2]) / 2
+        let maximize = sweep.objective.maximize
+        let best = maximize ? curve.max()! : curve.min()!
+        guard maximize ? best < median : best > median else { return }
+        let reason = "median stopping rule: best \(sweep.objective.metric) \(fmt(best)) after epoch \(e) is worse than the median \(fmt(median)) of \(n) other trials' running averages"
+        stopReasons[i] = reason
+        log("stopping trial \(lease.trial): \(reason)")
+        send(.cancel(Cancel(lease: lease, reason: reason)), to: worker.identity, router: router)
     }
 
     func remove(_ worker: WorkerState, reason: String) {
@@ -534,3 +583,5 @@ func siblingExecutable(_ name: String) -> String {
 }
 
 func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+func fmt(_ x: Double) -> String { String(format: "%.4g", x) }

@@ -47,6 +47,7 @@ extension SweepSpec {
         }
         var sweep = Sweep(name: name, description: description, seed: seed, objective: objective, text: text, source: source, trials: trials)
         sweep.checkpoints = checkpoints
+        sweep.earlyStopping = earlyStopping
         return sweep
     }
 

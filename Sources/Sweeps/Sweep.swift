@@ -22,6 +22,14 @@ public struct Sweep: Sendable {
         }
     }
 
+    /// An early-stopping rule applied by the coordinator as epochs arrive.
+    public enum EarlyStopping: Sendable, Equatable {
+        /// The median stopping rule (Golovin et al., Google Vizier): after `graceEpochs`, stop a
+        /// trial whose best objective so far is worse than the median of the other trials'
+        /// running averages at the same epoch, once `minTrials` others have reached it.
+        case median(graceEpochs: Int, minTrials: Int)
+    }
+
     public let name: String
     public let description: String?
     /// The seed of the random draws (`seed:`, default 0).
@@ -30,6 +38,7 @@ public struct Sweep: Sendable {
     /// When workers checkpoint trials (so a lost worker's trial resumes elsewhere), and what is
     /// kept once a trial is finished.
     public var checkpoints = Checkpoints()
+    public var earlyStopping: EarlyStopping?
     /// The sweep file's text, as read.
     public let text: String
     /// The sweep file's path (or the name given to `SweepFile.parse`).

@@ -36,6 +36,7 @@ import Darwin
 ///     batch_size: {randint: [32, 256]}      # both ends included
 ///     activation: {choice: [relu, tanh]}
 /// seeds: [0, 1, 2]              # or `repeats: 3`: seeds base-seed (or 0), +1, +2; sets trial key `seed`
+/// early_stopping: {rule: median, grace_epochs: 2, min_trials: 3}   # the median stopping rule
 /// checkpoints: {every: 2, keep: none}   # workers checkpoint every 2 epochs; a lost worker's trial
 ///                               # resumes from its last one; keep: none | last once finished
 /// optimizers:                   # conditional sub-spaces, one branch per optimizer
@@ -190,6 +191,7 @@ struct SweepSpec: Sendable {
     let branches: [Branch]?
     let seeds: SeedSpec?
     let checkpoints: Sweep.Checkpoints
+    let earlyStopping: Sweep.EarlyStopping?
 }
 
 // MARK: - Parsing
@@ -197,7 +199,7 @@ struct SweepSpec: Sendable {
 struct SweepParser {
     let source: String
 
-    static let sections = ["base", "checkpoints", "description", "grid", "name", "objective", "optimizers", "random", "repeats", "seed", "seeds", "zip"]
+    static let sections = ["base", "checkpoints", "description", "early_stopping", "grid", "name", "objective", "optimizers", "random", "repeats", "seed", "seeds", "zip"]
     static let branchSections = ["base", "grid", "random", "zip"]
     static let metrics = ["test_accuracy", "test_loss", "train_loss"]
 
@@ -296,6 +298,7 @@ struct SweepParser {
         var branches: [Branch]?
         var seeds: SeedSpec?
         var checkpoints = Sweep.Checkpoints()
+        var earlyStopping: Sweep.EarlyStopping?
 
         for entry in try entries(root, what: "a sweep file", key: nil, line: rootLine) {
             switch entry.key {
@@ -325,6 +328,8 @@ struct SweepParser {
                 branches = try parseOptimizers(entry)
             case "checkpoints":
                 checkpoints = try parseCheckpoints(entry)
+            case "early_stopping":
+                earlyStopping = try parseEarlyStopping(entry)
             case "base", "grid", "zip", "random":
                 try parseSection(entry, into: &top)
             default:
@@ -336,7 +341,28 @@ struct SweepParser {
         }
         guard let name else { throw error(rootLine, "name", "a sweep needs a 'name' (letters, digits, '_', '.' and '-')") }
         return SweepSpec(source: source, rootLine: rootLine, name: name, description: description, seed: seed,
-                         objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints)
+                         objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints, earlyStopping: earlyStopping)
+    }
+
+    /// `early_stopping: {rule: median, grace_epochs: 2, min_trials: 3}`.
+    func parseEarlyStopping(_ entry: Entry) throws -> Sweep.EarlyStopping {
+        var rule: String?
+        var grace = 1, minTrials = 3
+        for e in try entries(entry.value, what: "early_stopping", key: "early_stopping", line: entry.line) {
+            switch e.key {
+            case "rule":
+                guard case .scalar(let s) = e.value, s.string == "median" else {
+                    throw error(e.line, "rule", "must be median, got \(describe(e.value))")
+                }
+                rule = s.string
+            case "grace_epochs": grace = try integer(e, atLeast: 1)
+            case "min_trials": minTrials = try integer(e, atLeast: 1)
+            default:
+                throw error(e.line, e.key, "unknown early_stopping setting\(hint(e.key, ["rule", "grace_epochs", "min_trials"])); allowed: rule, grace_epochs, min_trials")
+            }
+        }
+        guard rule != nil else { throw error(entry.line, "early_stopping", "needs a rule (median)") }
+        return .median(graceEpochs: grace, minTrials: minTrials)
     }
 
     /// `checkpoints: {every: N, keep: none | last}`.

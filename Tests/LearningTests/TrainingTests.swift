@@ -40,6 +40,15 @@ import Testing
         #expect(!result.history.isEmpty && result.history.count <= 3)
     }
 
+    @Test func aLossBoundEndsTheTrialAsDiverged() throws {
+        var bounded = Self.small
+        bounded["max_loss"] = .double(1.0)  // the first batches' cross-entropy is about 2.3
+        let result = try Trainer.run(config(bounded))
+        #expect(result.status == .diverged && result.message?.contains("exceeded max_loss 1.0") == true)
+        let toy = try Trainer.run(config(["model": .string("rosenbrock"), "optimizer": .string("sgd"), "lr": .double(0.001), "steps": .int(50), "max_loss": .double(5)]))
+        #expect(toy.status == .diverged && toy.history.count == 1)
+    }
+
     @Test func toyObjectivesRecordTrajectories() throws {
         let result = try Trainer.run(config(["model": .string("rosenbrock"), "optimizer": .string("adam"), "lr": .double(0.02), "steps": .int(3000)]))
         #expect(result.status == .done)

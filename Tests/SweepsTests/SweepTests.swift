@@ -337,8 +337,8 @@ let repositoryRoot: String = {
     }
 
     @Test func unknownOptimizerListsTheAllowedOnes() {
-        expectError(head + ["optimizers:", "  adamw: {}", "  shampoo:", "    grid: {lr: [0.1]}"], line: 5, key: "shampoo",
-                    "unknown optimizer 'shampoo'", "allowed: " + TrialSchema.optimizerNames.joined(separator: ", "))
+        expectError(head + ["optimizers:", "  adamw: {}", "  kfac:", "    grid: {lr: [0.1]}"], line: 5, key: "kfac",
+                    "unknown optimizer 'kfac'", "allowed: " + TrialSchema.optimizerNames.joined(separator: ", "))
         expectError(head + ["optimizers:", "  adamx: {}"], line: 4, key: "adamx", "did you mean 'adam'")
         expectError(head + ["optimizers: {}"], line: 3, key: "optimizers", "at least one")
     }

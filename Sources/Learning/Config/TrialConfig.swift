@@ -15,6 +15,7 @@ public enum TrialSchema {
         Key(name: "lr", help: "learning rate"),
         Key(name: "seed", help: "seed for initialisation, data order and sampling noise (default 0)"),
         Key(name: "precision", help: "float32 (default) | float64"),
+        Key(name: "max_loss", help: "end the trial as diverged when a training loss exceeds this (default: only NaN/Inf)"),
     ]
 
     /// Keys of models trained on a data set.
@@ -185,7 +186,7 @@ public struct TrialConfig: Sendable, Equatable {
         if values["data"] != nil {
             do { _ = try DataSource(parsing: try string("data", default: "")) } catch let e as DataError { throw error("data", e.description) }
         }
-        for key in ["momentum", "dampening", "weight_decay", "beta1", "beta2", "eps", "a", "b"] where values[key] != nil {
+        for key in ["momentum", "dampening", "weight_decay", "beta1", "beta2", "eps", "a", "b", "max_loss"] where values[key] != nil {
             _ = try double(key, default: 0)
         }
         for key in ["beta1", "beta2", "momentum", "dampening"] where values[key] != nil {

@@ -135,6 +135,7 @@ public enum Trainer {
         let params = model.parameters
         let stepsPerEpoch = (data.train.count + batchSize - 1) / batchSize
         var scheduler = Scheduler(try TrialSchedule.from(config, epochs: epochs, stepsPerEpoch: stepsPerEpoch), base: try config.double("lr", default: 0.01))
+        let maxLoss = try config.double("max_loss", default: .infinity)
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [], parameterCount: params.scalarCount,
             optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)
@@ -162,9 +163,11 @@ public enum Trainer {
                 let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
                 let gradNorm = params.gradientNorm
                 let perExample = model.lossReduction == .sum ? loss / Double(end - start) : loss
-                if !perExample.isFinite || !gradNorm.isFinite {
+                if !perExample.isFinite || !gradNorm.isFinite || perExample > maxLoss {
                     result.status = .diverged
-                    result.message = "non-finite \(perExample.isFinite ? "gradient" : "loss") at epoch \(epoch), step \(step + 1)"
+                    result.message = perExample > maxLoss && perExample.isFinite
+                        ? "training loss \(perExample) exceeded max_loss \(maxLoss) at epoch \(epoch), step \(step + 1)"
+                        : "non-finite \(perExample.isFinite ? "gradient" : "loss") at epoch \(epoch), step \(step + 1)"
                     let record = EpochRecord(
                         epoch: epoch, step: step, trainLoss: .nan, testLoss: .nan, testAccuracy: .nan, gradientNorm: gradNorm,
                         learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
@@ -238,6 +241,7 @@ public enum Trainer {
         let steps = try config.int("steps", default: config.model == "rosenbrock" ? 1000 : 100)
         let params = Parameters<Double>([(name: "x", value: Tensor(vector: objective.start))])
         var scheduler = Scheduler(try TrialSchedule.from(config, epochs: steps, stepsPerEpoch: 1), base: try config.double("lr", default: 0.01))
+        let maxLoss = try config.double("max_loss", default: .infinity)
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [objective.start], parameterCount: objective.start.count,
             optimizerStateBytes: 0, wallSeconds: 0, engine: "scalar")
@@ -255,9 +259,9 @@ public enum Trainer {
             let (value, gradient) = objective.evaluate(params.values[0].storage)
             params.gradients[0].storage = gradient
             let norm = params.gradientNorm
-            if !value.isFinite || !norm.isFinite {
+            if !value.isFinite || !norm.isFinite || value > maxLoss {
                 result.status = .diverged
-                result.message = "non-finite value at step \(step)"
+                result.message = value > maxLoss && value.isFinite ? "loss \(value) exceeded max_loss \(maxLoss) at step \(step)" : "non-finite value at step \(step)"
                 let record = EpochRecord(epoch: step, step: step - 1, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
                 result.history.append(record)
                 onStep(record)
