@@ -31,10 +31,13 @@ struct OptimizerFixture: Decodable {
     let gradients: [String: [[Double]]]
     let cases: [Case]
 
-    static let shared: OptimizerFixture = {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/optimizers.json")
+    static let shared = load("optimizers.json")
+
+    /// A fixture file of `Fixtures/` in this format (`optimizers.json`, `zoo.json`, …).
+    static func load(_ file: String) -> OptimizerFixture {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(file)")
         return try! JSONDecoder().decode(OptimizerFixture.self, from: Data(contentsOf: url))
-    }()
+    }
 
     func config(_ c: Case) -> TrialConfig {
         var values: [String: ConfigValue] = ["model": .string("quadratic"), "optimizer": .string(c.optimizer)]

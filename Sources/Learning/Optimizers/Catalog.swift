@@ -21,6 +21,8 @@ public enum OptimizerCatalog {
     public static let all: [any OptimizerDefinition.Type] = [
         SGDDefinition.self, AdamDefinition.self, AdamWDefinition.self,
         SOAPDefinition.self, SimpleSOAPDefinition.self, MuonDefinition.self,
+        AdagradDefinition.self, RMSpropDefinition.self, NAdamDefinition.self, LionDefinition.self, SimpleLionDefinition.self,
+        LAMBDefinition.self, LARSDefinition.self, AdafactorDefinition.self, SimpleAdafactorDefinition.self,
     ]
 
     public static func definition(_ name: String) -> (any OptimizerDefinition.Type)? {

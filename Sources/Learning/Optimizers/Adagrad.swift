@@ -1,0 +1,100 @@
+import Linalg
+
+/// Adagrad exactly as `torch.optim.Adagrad` (single-tensor path, dense gradients):
+///
+///     g ← g + λ·p                          (coupled L2 decay)
+///     η_t = η / (1 + (t − 1)·lr_decay)
+///     s ← s + g²                           (s starts at initial_accumulator_value)
+///     p ← p − η_t·g / (√s + ε)
+///
+/// State: the accumulators `sum` and the step count.
+public final class Adagrad<Scalar: BLASScalar>: Optimizer {
+    public let name = "adagrad"
+    public var learningRate: Double
+    public let lrDecay: Double
+    public let weightDecay: Double
+    public let initialAccumulatorValue: Double
+    public let epsilon: Double
+    public private(set) var step = 0
+    var sums: [Tensor<Scalar>] = []
+
+    public init(learningRate: Double = 1e-2, lrDecay: Double = 0, weightDecay: Double = 0, initialAccumulatorValue: Double = 0, epsilon: Double = 1e-10) {
+        self.learningRate = learningRate
+        self.lrDecay = lrDecay
+        self.weightDecay = weightDecay
+        self.initialAccumulatorValue = initialAccumulatorValue
+        self.epsilon = epsilon
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func update(_ parameters: Parameters<Scalar>) {
+        if sums.count != parameters.count {
+            sums = parameters.values.map { Tensor(repeating: Scalar(initialAccumulatorValue), shape: $0.shape) }
+        }
+        step += 1
+        let negClr = Scalar(-(learningRate / (1 + Double(step - 1) * lrDecay)))
+        let wd = Scalar(weightDecay), eps = Scalar(epsilon), decays = weightDecay != 0
+        for i in 0..<parameters.count {
+            let n = parameters.values[i].count
+            if n == 0 { continue }
+            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
+                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                    sums[i].storage.withUnsafeMutableBufferPointer { s in
+                        let (g, p, s) = (g.baseAddress!, p.baseAddress!, s.baseAddress!)
+                        forEachLanes(n) { j, k in
+                            let pj = loadLanes(p, j, k), g0 = loadLanes(g, j, k)
+                            let gj = decays ? g0 + wd * pj : g0
+                            let sj = loadLanes(s, j, k) + gj * gj
+                            storeLanes(sj, s, j, k)
+                            storeLanes(pj + negClr * gj / (sj.squareRoot() + eps), p, j, k)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func exportState(names: [String]) -> OptimizerState<Scalar> {
+        var state = OptimizerState<Scalar>()
+        state.set("step", integer: step)
+        for i in sums.indices { state.set("\(names[i])/sum", sums[i]) }
+        return state
+    }
+
+    public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
+        step = try state.integer("step")
+        if step == 0 { sums = []; return }
+        sums = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/sum", shape: parameters.values[$0].shape) }
+    }
+}
+
+enum AdagradDefinition: OptimizerDefinition {
+    static let name = "adagrad"
+    static let keys: [TrialSchema.Key] = [
+        .init(name: "lr_decay", help: "learning-rate decay: lr/(1 + (t−1)·lr_decay) (default 0)"),
+        .init(name: "initial_accumulator_value", help: "starting value of the squared-gradient sums (default 0)"),
+        .init(name: "eps", help: "added to √sum (default 1e-10)"),
+        .init(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
+    ]
+
+    static func validate(_ config: TrialConfig) throws {
+        for key in ["lr_decay", "initial_accumulator_value", "eps", "weight_decay"] {
+            try requireNonNegative(config, key)
+        }
+    }
+
+    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
+        Adagrad<T>(
+            learningRate: try config.double("lr", default: 1e-2), lrDecay: try config.double("lr_decay", default: 0),
+            weightDecay: try config.double("weight_decay", default: 0),
+            initialAccumulatorValue: try config.double("initial_accumulator_value", default: 0), epsilon: try config.double("eps", default: 1e-10))
+    }
+}
+
+/// Throws unless the key, when given, is a finite number ≥ 0 (torch's `Invalid … value` checks).
+func requireNonNegative(_ config: TrialConfig, _ key: String) throws {
+    guard config.values[key] != nil else { return }
+    let x = try config.double(key, default: 0)
+    guard x >= 0, x.isFinite else { throw config.error(key, "must be a number ≥ 0, got \(x)") }
+}

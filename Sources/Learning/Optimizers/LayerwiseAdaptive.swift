@@ -1,0 +1,258 @@
+import Linalg
+
+/// The layer-wise trust ratio of LAMB and LARS, as optax's `scale_by_trust_ratio`:
+/// `c·‖p‖ / (‖u‖ + ε)`, and 1 when either norm is zero (a zero parameter, such as a
+/// zero-initialised layer, would otherwise never move, and a zero update would divide 0 by 0).
+/// Norms and the ratio are computed in Double, then applied in the tensor's precision.
+@inline(__always)
+func trustRatio(parameterNorm: Double, updateNorm: Double, coefficient: Double, epsilon: Double) -> Double {
+    parameterNorm == 0 || updateNorm == 0 ? 1 : coefficient * parameterNorm / (updateNorm + epsilon)
+}
+
+/// LAMB (You et al. 2020) as optax's `lamb` — `scale_by_adam`, `add_decayed_weights`,
+/// `scale_by_trust_ratio`, `scale_by_learning_rate` — per tensor:
+///
+///     m ← (1 − β₁)·g + β₁·m;  v ← (1 − β₂)·g² + β₂·v
+///     u = (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε) + λ·p
+///     p ← p − η · r·u,   r = ‖p‖ / ‖u‖  (1 if either is zero)
+///
+/// With `exclude1D` (the default here; optax's `lamb` masks nothing unless given a `mask`) tensors
+/// of rank ≤ 1 — biases — take neither the weight decay nor the trust ratio (r = 1): the same chain
+/// with optax's weight-decay mask and `optax.masked` around the trust ratio.
+public final class LAMB<Scalar: BLASScalar>: Optimizer {
+    public let name = "lamb"
+    public var learningRate: Double
+    public let beta1: Double
+    public let beta2: Double
+    public let epsilon: Double
+    public let weightDecay: Double
+    public let exclude1D: Bool
+    public private(set) var step = 0
+    var m: [Tensor<Scalar>] = []
+    var v: [Tensor<Scalar>] = []
+    /// The un-scaled update of the tensor in hand, reused across tensors and steps.
+    var scratch: [Scalar] = []
+
+    public init(learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-6, weightDecay: Double = 0, exclude1D: Bool = true) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.exclude1D = exclude1D
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func update(_ parameters: Parameters<Scalar>) {
+        if m.count != parameters.count {
+            m = parameters.values.map { Tensor(zeros: $0.shape) }
+            v = parameters.values.map { Tensor(zeros: $0.shape) }
+            scratch = [Scalar](repeating: 0, count: parameters.values.map(\.count).max() ?? 0)
+        }
+        step += 1
+        let t = Double(step)
+        let bias1 = Scalar(1 - Double.pow(beta1, t)), bias2 = Scalar(1 - Double.pow(beta2, t))
+        let b1 = Scalar(beta1), w1 = Scalar(1 - beta1), b2 = Scalar(beta2), w2 = Scalar(1 - beta2), eps = Scalar(epsilon)
+        let wd = Scalar(weightDecay), negLR = Scalar(-learningRate)
+        for i in 0..<parameters.count {
+            let adapted = !(exclude1D && parameters.values[i].rank <= 1)
+            let decays = adapted && weightDecay != 0
+            let n = parameters.values[i].count
+            if n == 0 { continue }
+            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
+                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                    m[i].storage.withUnsafeMutableBufferPointer { m in
+                        v[i].storage.withUnsafeMutableBufferPointer { v in
+                            scratch.withUnsafeMutableBufferPointer { u in
+                                let (g, p, m, v, u) = (g.baseAddress!, p.baseAddress!, m.baseAddress!, v.baseAddress!, u.baseAddress!)
+                                forEachLanes(n) { j, k in
+                                    let gj = loadLanes(g, j, k)
+                                    let mj = w1 * gj + b1 * loadLanes(m, j, k)
+                                    let vj = w2 * (gj * gj) + b2 * loadLanes(v, j, k)
+                                    storeLanes(mj, m, j, k)
+                                    storeLanes(vj, v, j, k)
+                                    let uj = (mj / bias1) / ((vj / bias2).squareRoot() + eps)
+                                    storeLanes(decays ? uj + wd * loadLanes(p, j, k) : uj, u, j, k)
+                                }
+                                var ratio: Scalar = 1
+                                if adapted {
+                                    let pn = wideSumOfSquares(UnsafeBufferPointer(start: p, count: n)).squareRoot()
+                                    let un = wideSumOfSquares(UnsafeBufferPointer(start: u, count: n)).squareRoot()
+                                    ratio = Scalar(trustRatio(parameterNorm: pn, updateNorm: un, coefficient: 1, epsilon: 0))
+                                }
+                                forEachLanes(n) { j, k in storeLanes(loadLanes(p, j, k) + (loadLanes(u, j, k) * ratio) * negLR, p, j, k) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func exportState(names: [String]) -> OptimizerState<Scalar> {
+        var state = OptimizerState<Scalar>()
+        state.set("step", integer: step)
+        for i in m.indices {
+            state.set("\(names[i])/exp_avg", m[i])
+            state.set("\(names[i])/exp_avg_sq", v[i])
+        }
+        return state
+    }
+
+    public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
+        step = try state.integer("step")
+        if step == 0 { m = []; v = []; return }
+        let shapes = parameters.values.map(\.shape)
+        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: shapes[$0]) }
+        v = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg_sq", shape: shapes[$0]) }
+        scratch = [Scalar](repeating: 0, count: shapes.map { $0.reduce(1, *) }.max() ?? 0)
+    }
+}
+
+/// LARS (You et al. 2017) as optax's `lars` — `add_decayed_weights`, masked
+/// `scale_by_trust_ratio`, `scale_by_learning_rate`, `trace` — per tensor:
+///
+///     u = g + λ·p
+///     u ← u · c‖p‖ / (‖u‖ + ε)              (1 if either norm is zero)
+///     b ← −η·u + μ·b                        (optax's trace holds learning-rate-scaled steps)
+///     p ← p + b          or   p ← p + (−η·u + μ·b)   (Nesterov)
+///
+/// With `exclude1D` (default) tensors of rank ≤ 1 take neither weight decay nor the trust ratio,
+/// as optax's `weight_decay_mask` / `trust_ratio_mask`. Because the trace stores steps already
+/// multiplied by η, a changing learning rate affects only new contributions, as in optax.
+public final class LARS<Scalar: BLASScalar>: Optimizer {
+    public let name = "lars"
+    public var learningRate: Double
+    public let momentum: Double
+    public let nesterov: Bool
+    public let weightDecay: Double
+    public let trustCoefficient: Double
+    public let epsilon: Double
+    public let exclude1D: Bool
+    public private(set) var step = 0
+    /// optax's `trace`, absent when μ = 0 (it would only ever hold the current step).
+    var traces: [Tensor<Scalar>] = []
+
+    public init(learningRate: Double = 1, momentum: Double = 0.9, nesterov: Bool = false, weightDecay: Double = 0, trustCoefficient: Double = 1e-3, epsilon: Double = 0, exclude1D: Bool = true) {
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+        self.trustCoefficient = trustCoefficient
+        self.epsilon = epsilon
+        self.exclude1D = exclude1D
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func update(_ parameters: Parameters<Scalar>) {
+        let usesMomentum = momentum != 0
+        if usesMomentum && traces.count != parameters.count { traces = parameters.values.map { Tensor(zeros: $0.shape) } }
+        step += 1
+        let wd = Scalar(weightDecay), negLR = Scalar(-learningRate), mu = Scalar(momentum), nesterov = self.nesterov
+        var noTrace: [Scalar] = []
+        for i in 0..<parameters.count {
+            let adapted = !(exclude1D && parameters.values[i].rank <= 1)
+            let decays = adapted && weightDecay != 0
+            let n = parameters.values[i].count
+            if n == 0 { continue }
+            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
+                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                    let (g, p) = (g.baseAddress!, p.baseAddress!)
+                    @inline(__always) func direction(_ j: Int, _ k: Int) -> SIMD8<Scalar> {
+                        let gj = loadLanes(g, j, k)
+                        return decays ? gj + wd * loadLanes(p, j, k) : gj
+                    }
+                    var ratio: Scalar = 1
+                    if adapted {
+                        let pn = wideSumOfSquares(UnsafeBufferPointer(start: p, count: n)).squareRoot()
+                        let un = wideSumOfSquares(n, direction).squareRoot()
+                        ratio = Scalar(trustRatio(parameterNorm: pn, updateNorm: un, coefficient: trustCoefficient, epsilon: epsilon))
+                    }
+                    withOptionalBuffer(&traces, i, usesMomentum, &noTrace) { b in
+                        let b = b.baseAddress
+                        forEachLanes(n) { j, k in
+                            let scaled = (direction(j, k) * ratio) * negLR
+                            let pj = loadLanes(p, j, k)
+                            if usesMomentum {
+                                let bj = scaled + mu * loadLanes(b!, j, k)
+                                storeLanes(bj, b!, j, k)
+                                storeLanes(pj + (nesterov ? scaled + mu * bj : bj), p, j, k)
+                            } else {
+                                storeLanes(pj + scaled, p, j, k)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func exportState(names: [String]) -> OptimizerState<Scalar> {
+        var state = OptimizerState<Scalar>()
+        state.set("step", integer: step)
+        for i in traces.indices { state.set("\(names[i])/trace", traces[i]) }
+        return state
+    }
+
+    public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
+        step = try state.integer("step")
+        if step == 0 || momentum == 0 { traces = []; return }
+        traces = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/trace", shape: parameters.values[$0].shape) }
+    }
+}
+
+/// `exclude_1d`, shared by LAMB and LARS.
+let exclude1DKey = TrialSchema.Key(name: "exclude_1d", help: "keep rank-1 tensors (biases) out of the trust ratio and the weight decay (default true)")
+
+enum LAMBDefinition: OptimizerDefinition {
+    static let name = "lamb"
+    static let keys: [TrialSchema.Key] = [
+        .init(name: "beta1", help: "first-moment decay (default 0.9)"),
+        .init(name: "beta2", help: "second-moment decay (default 0.999)"),
+        .init(name: "betas", help: "[beta1, beta2] together"),
+        .init(name: "eps", help: "added to the root of the second moment (default 1e-6)"),
+        .init(name: "weight_decay", help: "decay added to the update before the trust ratio, as AdamW's (default 0)"),
+        exclude1DKey,
+    ]
+
+    static func validate(_ config: TrialConfig) throws {
+        for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }
+        _ = try config.bool("exclude_1d", default: true)
+    }
+
+    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
+        let (b1, b2) = try betas(config)
+        return LAMB<T>(
+            learningRate: try config.double("lr", default: 1e-3), beta1: b1, beta2: b2, epsilon: try config.double("eps", default: 1e-6),
+            weightDecay: try config.double("weight_decay", default: 0), exclude1D: try config.bool("exclude_1d", default: true))
+    }
+}
+
+enum LARSDefinition: OptimizerDefinition {
+    static let name = "lars"
+    static let keys: [TrialSchema.Key] = [
+        .init(name: "momentum", help: "momentum of the learning-rate-scaled steps (default 0.9)"),
+        .init(name: "nesterov", help: "Nesterov momentum (default false)"),
+        .init(name: "weight_decay", help: "L2 decay added to the gradient before the trust ratio (default 0)"),
+        .init(name: "trust_coefficient", help: "c of the trust ratio c·‖p‖/(‖u‖ + eps) (default 0.001)"),
+        .init(name: "eps", help: "added to ‖u‖ in the trust ratio (default 0)"),
+        exclude1DKey,
+    ]
+
+    static func validate(_ config: TrialConfig) throws {
+        for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }
+        let c = try config.double("trust_coefficient", default: 1e-3)
+        guard c > 0, c.isFinite else { throw config.error("trust_coefficient", "must be a positive number, got \(c)") }
+        _ = try config.bool("exclude_1d", default: true)
+    }
+
+    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
+        LARS<T>(
+            learningRate: try config.double("lr", default: 1), momentum: try config.double("momentum", default: 0.9),
+            nesterov: try config.bool("nesterov", default: false), weightDecay: try config.double("weight_decay", default: 0),
+            trustCoefficient: try config.double("trust_coefficient", default: 1e-3), epsilon: try config.double("eps", default: 0),
+            exclude1D: try config.bool("exclude_1d", default: true))
+    }
+}

@@ -1,0 +1,123 @@
+import Linalg
+
+/// NAdam exactly as `torch.optim.NAdam` (single-tensor path, `decoupled_weight_decay=False`):
+///
+///     g ← g + λ·p                                   (coupled L2 decay)
+///     μ_t = β₁·(1 − ½·0.96^(t·ψ)),  μ_{t+1} likewise (ψ = momentum_decay)
+///     Π ← Π·μ_t                                     (mu_product, starts at 1)
+///     m ← lerp(m, g, 1 − β₁);  v ← β₂·v + (1 − β₂)·g²
+///     d = √(v / (1 − β₂ᵗ)) + ε
+///     p ← p − η(1 − μ_t)/(1 − Π) · g/d − η·μ_{t+1}/(1 − Π·μ_{t+1}) · m/d
+///
+/// Like torch, Π is kept in the parameters' precision (a float32 scalar under float32) and
+/// exported with the moments, so a resumed run continues bit for bit.
+public final class NAdam<Scalar: BLASScalar>: Optimizer {
+    public let name = "nadam"
+    public var learningRate: Double
+    public let beta1: Double
+    public let beta2: Double
+    public let epsilon: Double
+    public let weightDecay: Double
+    public let momentumDecay: Double
+    public private(set) var step = 0
+    /// Π μ_τ over the steps taken (torch's per-parameter `mu_product`, the same for all).
+    public private(set) var muProduct: Scalar = 1
+    var m: [Tensor<Scalar>] = []
+    var v: [Tensor<Scalar>] = []
+
+    public init(learningRate: Double = 2e-3, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0, momentumDecay: Double = 4e-3) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.momentumDecay = momentumDecay
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func update(_ parameters: Parameters<Scalar>) {
+        if m.count != parameters.count {
+            m = parameters.values.map { Tensor(zeros: $0.shape) }
+            v = parameters.values.map { Tensor(zeros: $0.shape) }
+        }
+        step += 1
+        let t = Double(step), lr = learningRate
+        let bias2 = Scalar(1 - Double.pow(beta2, t))
+        let mu = beta1 * (1 - 0.5 * Double.pow(0.96, t * momentumDecay))
+        let muNext = beta1 * (1 - 0.5 * Double.pow(0.96, (t + 1) * momentumDecay))
+        muProduct = muProduct * Scalar(mu)
+        let product = Double(muProduct), productNext = product * muNext
+        let gradientCoefficient = Scalar(-lr * (1 - mu) / (1 - product))
+        let momentumCoefficient = Scalar((-lr * muNext) / (1 - productNext))
+        let w1 = Scalar(1 - beta1), b2 = Scalar(beta2), w2 = Scalar(1 - beta2), eps = Scalar(epsilon), wd = Scalar(weightDecay)
+        let decays = weightDecay != 0
+        for i in 0..<parameters.count {
+            let n = parameters.values[i].count
+            if n == 0 { continue }
+            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
+                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                    m[i].storage.withUnsafeMutableBufferPointer { m in
+                        v[i].storage.withUnsafeMutableBufferPointer { v in
+                            let (g, p, m, v) = (g.baseAddress!, p.baseAddress!, m.baseAddress!, v.baseAddress!)
+                            forEachLanes(n) { j, k in
+                                let p0 = loadLanes(p, j, k), g0 = loadLanes(g, j, k)
+                                let gj = decays ? g0 + wd * p0 : g0
+                                let mj = lerpLanes(loadLanes(m, j, k), gj, w1)
+                                let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
+                                storeLanes(mj, m, j, k)
+                                storeLanes(vj, v, j, k)
+                                let d = (vj / bias2).squareRoot() + eps
+                                let p1 = p0 + gradientCoefficient * gj / d
+                                storeLanes(p1 + momentumCoefficient * mj / d, p, j, k)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func exportState(names: [String]) -> OptimizerState<Scalar> {
+        var state = OptimizerState<Scalar>()
+        state.set("step", integer: step)
+        state.set("mu_product", Tensor(shape: [], storage: [muProduct]))
+        for i in m.indices {
+            state.set("\(names[i])/exp_avg", m[i])
+            state.set("\(names[i])/exp_avg_sq", v[i])
+        }
+        return state
+    }
+
+    public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
+        step = try state.integer("step")
+        muProduct = try state.tensor("mu_product", shape: []).storage[0]
+        if step == 0 { m = []; v = []; return }
+        let shapes = parameters.values.map(\.shape)
+        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: shapes[$0]) }
+        v = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg_sq", shape: shapes[$0]) }
+    }
+}
+
+enum NAdamDefinition: OptimizerDefinition {
+    static let name = "nadam"
+    static let keys: [TrialSchema.Key] = [
+        .init(name: "beta1", help: "first-moment decay (default 0.9)"),
+        .init(name: "beta2", help: "second-moment decay (default 0.999)"),
+        .init(name: "betas", help: "[beta1, beta2] together"),
+        .init(name: "eps", help: "denominator epsilon (default 1e-8)"),
+        .init(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
+        .init(name: "momentum_decay", help: "ψ of the momentum schedule μ_t = β₁(1 − ½·0.96^(tψ)) (default 4e-3)"),
+    ]
+
+    static func validate(_ config: TrialConfig) throws {
+        for key in ["eps", "weight_decay", "momentum_decay"] { try requireNonNegative(config, key) }
+    }
+
+    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
+        let (b1, b2) = try betas(config)
+        return NAdam<T>(
+            learningRate: try config.double("lr", default: 2e-3), beta1: b1, beta2: b2, epsilon: try config.double("eps", default: 1e-8),
+            weightDecay: try config.double("weight_decay", default: 0), momentumDecay: try config.double("momentum_decay", default: 4e-3))
+    }
+}
