@@ -59,6 +59,9 @@ public struct TrialHistory: Sendable {
 
     public init() {}
 
+    /// The history table's fields (`EpochRecord.columns`).
+    public static let fields = ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "grad_norm", "lr", "seconds", "eval_seconds"]
+
     public var count: Int { epoch.count }
 
     public func column(_ metric: Metric) -> [Double] {
@@ -209,9 +212,8 @@ public struct SweepResults: Sendable {
         func strings(_ field: String) -> [String] {
             (fields.contains(field) ? try? file.readTableStringColumn("trials", field: field) : nil) ?? Array(repeating: "", count: ids.count)
         }
-        func numbers(_ field: String) -> [Double] {
-            (fields.contains(field) ? try? file.readTableColumn("trials", field: field) : nil) ?? Array(repeating: .nan, count: ids.count)
-        }
+        let numeric = try file.readTableColumns("trials", fields: ["index", "epochs", "attempts", "train_loss", "test_loss", "test_accuracy", "wall_seconds"])
+        func numbers(_ field: String) -> [Double] { numeric[field] ?? Array(repeating: .nan, count: ids.count) }
         let branch = strings("branch"), model = strings("model"), optimizer = strings("optimizer"), status = strings("status")
         let host = strings("host"), batch = strings("file")
         let index = numbers("index"), epochs = numbers("epochs"), attempts = numbers("attempts")
@@ -280,10 +282,8 @@ struct TrialReader {
         var history = TrialHistory()
         if g.contains("history") {
             let rows = g.rowCount("history") ?? 0
-            let fields = Set((try? g.tableFields("history")) ?? [])
-            func column(_ name: String) -> [Double] {
-                (fields.contains(name) ? try? g.readTableColumn("history", field: name) : nil) ?? Array(repeating: .nan, count: rows)
-            }
+            let columns = try g.readTableColumns("history", fields: TrialHistory.fields)
+            func column(_ name: String) -> [Double] { columns[name] ?? Array(repeating: .nan, count: rows) }
             history.epoch = column("epoch")
             history.step = column("step")
             history.trainLoss = column("train_loss")

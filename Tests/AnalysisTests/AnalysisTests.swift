@@ -161,6 +161,12 @@ func parseCSV(_ text: String) -> [[String]] {
         #expect(try file.readTableStringColumn("trials", field: "status").prefix(f.trained.count) == ArraySlice(f.trained.map(\.result.status.rawValue)))
         #expect(throws: HDF5Error.self) { try file.readTableStringColumn("trials", field: "train_loss") }
         #expect(throws: HDF5Error.self) { try file.readStrings("hparams/lr") }
+        // One-pass reads of several fields agree with field-by-field reads (through /by_id).
+        let history = try file.group("by_id").group(f.trained[1].id)
+        let columns = try history.readTableColumns("history", fields: ["train_loss", "seconds", "no_such_field"])
+        #expect(columns["train_loss"] == (try history.readTableColumn("history", field: "train_loss")))
+        #expect(columns["seconds"] == f.trained[1].result.history.map(\.seconds) && columns["no_such_field"] == nil)
+        #expect(try history.tableFields("history") == EpochRecord.columns)
     }
 
     @Test func theLeaderboardRanksFinalMetricsAndNeverADivergedTrial() throws {
