@@ -181,15 +181,33 @@ public struct SweepAnalysis: Sendable {
     /// Varied keys whose values are all numbers.
     public var variedNumericKeys: [String] { variedKeys.filter { values(of: $0).allSatisfy { $0.number != nil } } }
 
+    /// Numeric keys with more distinct values than this (random search) are split into
+    /// `sensitivityBins` ranges of equal trial counts instead of one mean per value.
+    public static let maxSensitivityValues = 10
+    public static let sensitivityBins = 6
+
     /// For every varied key: the per-value means of the metric over ranked trials that set the
-    /// key, and their spread; most influential first.
+    /// key (per range of values for continuous keys), and their spread; most influential first.
     public func sensitivity() -> [Sensitivity] {
         let ranked = trials.filter(isRanked)
         var out: [Sensitivity] = []
         for key in variedKeys {
-            let groups = Dictionary(grouping: ranked.filter { $0.hparams[key] != nil }, by: { $0.hparams[key]! })
+            let setting = ranked.filter { $0.hparams[key] != nil }
+            let distinct = Set(setting.map { $0.hparams[key]! })
+            var groups: [(value: HParamValue, trials: [TrialRow])]
+            if distinct.count > Self.maxSensitivityValues, distinct.allSatisfy({ $0.number != nil }) {
+                let sorted = setting.sorted { $0.hparams[key]!.number! < $1.hparams[key]!.number! }
+                let k = Self.sensitivityBins
+                groups = (0..<k).compactMap { b in
+                    let slice = Array(sorted[(b * sorted.count / k)..<((b + 1) * sorted.count / k)])
+                    guard let lo = slice.first?.hparams[key]?.number, let hi = slice.last?.hparams[key]?.number else { return nil }
+                    return (.text("\(formatNumber(lo, digits: 3))–\(formatNumber(hi, digits: 3))"), slice)
+                }
+            } else {
+                groups = Dictionary(grouping: setting, by: { $0.hparams[key]! }).map { ($0.key, $0.value) }.sorted { $0.value < $1.value }
+            }
             guard groups.count >= 2 else { continue }
-            let means = groups.map { (value: $0.key, mean: mean($0.value.map(value)), count: $0.value.count) }.sorted { $0.value < $1.value }
+            let means = groups.map { (value: $0.value, mean: mean($0.trials.map(value)), count: $0.trials.count) }
             let best = means.min { better($0.mean, $1.mean) }!, worst = means.min { better($1.mean, $0.mean) }!
             out.append(Sensitivity(key: key, means: means, spread: abs(best.mean - worst.mean), bestValue: best.value, worstValue: worst.value))
         }

@@ -248,6 +248,24 @@ func parseCSV(_ text: String) -> [[String]] {
         }
     }
 
+    @Test func continuousHyperparametersAreBinnedForSensitivity() throws {
+        // Random search: 18 trials with distinct learning rates, the metric equal to the rate.
+        var r = try SweepResults.load(Fixture.toy.directory)
+        let template = r.trials[0]
+        r.trials = (0..<18).map { i in
+            var t = template
+            t.id = String(format: "%016x", i)
+            t.index = i
+            t.hparams["lr"] = .number(Double(i + 1) * 1e-3)
+            t.trainLoss = Double(i + 1) * 1e-3
+            return t
+        }
+        let s = try #require(try SweepAnalysis(results: r).sensitivity().first { $0.key == "lr" })
+        #expect(s.means.count == SweepAnalysis.sensitivityBins && s.means.allSatisfy { $0.count == 3 })
+        #expect(s.means.map(\.value.description) == ["0.001–0.003", "0.004–0.006", "0.007–0.009", "0.01–0.012", "0.013–0.015", "0.016–0.018"])
+        #expect(abs(s.means[0].mean - 0.002) < 1e-15 && abs(s.spread - 0.015) < 1e-15 && s.bestValue == .text("0.001–0.003"))
+    }
+
     @Test func filtersSelectByHyperparameterOptimizerAndStatus() throws {
         let r = try SweepResults.load(Fixture.toy.directory)
         func ids(_ filters: [String]) throws -> [String] { try SweepAnalysis(results: r, filters: filters.map(TrialFilter.init(parsing:))).trials.map(\.id) }
