@@ -46,11 +46,11 @@ check() {  # name, sweep file, expected charts (space-separated)
   trials=$(sed -n 's/^sweep [^:]*: \([0-9]*\) trials.*/\1/p' "$out/$name-analyze.txt")
   [ "$(wc -l < "$dir/trials.csv")" -eq $((trials + 1)) ] || fail "$name: trials.csv should have $((trials + 1)) lines"
 
-  timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$out/chromium-profile" \
+  timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$out/chromium-profile" \
     --screenshot="$dir/report.png" --window-size=1400,3000 "file://$(realpath "$dir/report.html")" > "$out/$name-chromium.log" 2>&1 \
     || { cat "$out/$name-chromium.log"; fail "$name: chromium could not take the screenshot"; }
   [ -s "$dir/report.png" ] || fail "$name: no screenshot"
-  timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$out/chromium-profile" \
+  timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir="$out/chromium-profile" \
     --dump-dom "file://$(realpath "$dir/report.html")" > "$dir/report.dom.html" 2> "$out/$name-chromium-dom.log" \
     || { cat "$out/$name-chromium-dom.log"; fail "$name: chromium could not load the report"; }
   "$python" - "$dir/report.dom.html" $expected <<'PY' || fail "$name: the rendered report is missing charts or marks"
