@@ -12,16 +12,17 @@ struct OptimizerFixture: Decodable {
         let trajectory: [String: [[Double]]]
     }
     enum HyperValue: Decodable {
-        case number(Double), bool(Bool), list([Double])
+        case number(Double), bool(Bool), list([Double]), string(String)
         init(from decoder: any Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let d = try? c.decode(Double.self) { self = .number(d) } else { self = .list(try c.decode([Double].self)) }
+            if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let d = try? c.decode(Double.self) { self = .number(d) } else if let s = try? c.decode(String.self) { self = .string(s) } else { self = .list(try c.decode([Double].self)) }
         }
         var config: ConfigValue {
             switch self {
             case .number(let d): .double(d)
             case .bool(let b): .bool(b)
             case .list(let l): .list(l.map { .double($0) })
+            case .string(let s): .string(s)
             }
         }
     }

@@ -23,6 +23,7 @@ public enum OptimizerCatalog {
         SOAPDefinition.self, SimpleSOAPDefinition.self, MuonDefinition.self,
         AdagradDefinition.self, RMSpropDefinition.self, NAdamDefinition.self, LionDefinition.self, SimpleLionDefinition.self,
         LAMBDefinition.self, LARSDefinition.self, AdafactorDefinition.self, SimpleAdafactorDefinition.self,
+        ShampooDefinition.self, SimpleShampooDefinition.self,
     ]
 
     public static func definition(_ name: String) -> (any OptimizerDefinition.Type)? {

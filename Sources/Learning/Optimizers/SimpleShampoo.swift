@@ -1,0 +1,130 @@
+import Linalg
+
+/// The source document's Shampoo (`ShampooSolution` of the modern-optimizers notebook), step for
+/// step, including its behaviour on the VAE (it diverges there with the document's settings):
+///
+///     g ← g + λ·p                                   (coupled weight decay)
+///     1-D: b ← μ·b + g;  p ← p − η·b                 (SGD with momentum, buffer even for μ = 0)
+///     otherwise, G = g as rows × rest:
+///         L ← β·L + (1 − β)·G·Gᵀ,  R ← β·R + (1 − β)·Gᵀ·G       (L, R start at ε·I)
+///         when the global step % update_freq == 0:
+///             L⁻ = L^(−1/4), R⁻ = R^(−1/4)          (eigh, eigenvalues clamped at ε; I before)
+///         D = (L⁻·G)·R⁻;  b ← μ·b + D (if μ > 0), D = b;  p ← p − η·D
+public final class SimpleShampoo<Scalar: BLASScalar>: Optimizer {
+    public let name = "shampoo-simple"
+    public var learningRate: Double
+    public let momentum: Double
+    public let weightDecay: Double
+    public let epsilon: Double
+    public let updateFrequency: Int
+    public let beta: Double
+    public private(set) var step = 0
+
+    struct State {
+        var left: Tensor<Scalar>?, right: Tensor<Scalar>?
+        var leftInverse: Tensor<Scalar>?, rightInverse: Tensor<Scalar>?
+        var momentum: Tensor<Scalar>?
+    }
+    var states: [State?] = []
+    let eigen = SymmetricEigenSolver<Scalar>()
+
+    public init(learningRate: Double = 0.1, momentum: Double = 0, weightDecay: Double = 0, epsilon: Double = 1e-4, updateFrequency: Int = 1, beta: Double = 0.9) {
+        precondition(updateFrequency >= 1, "update_freq must be at least 1")
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.weightDecay = weightDecay
+        self.epsilon = epsilon
+        self.updateFrequency = updateFrequency
+        self.beta = beta
+    }
+
+    static func isVector(_ shape: [Int]) -> Bool { shape.count <= 1 }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func update(_ parameters: Parameters<Scalar>) {
+        if states.count != parameters.count { states = Array(repeating: nil, count: parameters.count) }
+        step += 1
+        let lr = Scalar(-learningRate), wd = Scalar(weightDecay), mu = Scalar(momentum)
+        for i in 0..<parameters.count {
+            let shape = parameters.values[i].shape
+            var g = parameters.gradients[i]
+            if weightDecay != 0 {
+                parameters.values[i].storage.withUnsafeBufferPointer { p in
+                    g.storage.withUnsafeMutableBufferPointer { g in
+                        for j in 0..<g.count { g[j] = g[j] + wd * p[j] }
+                    }
+                }
+            }
+            if Self.isVector(shape) {
+                var s = states[i] ?? State(momentum: Tensor(zeros: shape))
+                for j in 0..<g.count { s.momentum!.storage[j] = s.momentum!.storage[j] * mu + g.storage[j] }
+                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                    for j in 0..<p.count { p[j] = p[j] + lr * s.momentum!.storage[j] }
+                }
+                states[i] = s
+                continue
+            }
+            let (m, n) = (g.rows, g.cols)
+            g.reshape([m, n])
+            var s = states[i] ?? {
+                let eps = Scalar(epsilon)
+                var l = Tensor<Scalar>(zeros: [m, m]), r = Tensor<Scalar>(zeros: [n, n])
+                for j in 0..<m { l.storage[j * m + j] = eps }
+                for j in 0..<n { r.storage[j * n + j] = eps }
+                return State(left: l, right: r, leftInverse: .identity(m), rightInverse: .identity(n), momentum: momentum > 0 ? Tensor(zeros: [m, n]) : nil)
+            }()
+            let b = Scalar(beta), w = Scalar(1 - beta)
+            let ggt = matmul(g, g, transposeB: true), gtg = matmul(g, transposeA: true, g)
+            for j in 0..<(m * m) { s.left!.storage[j] = b * s.left!.storage[j] + w * ggt.storage[j] }
+            for j in 0..<(n * n) { s.right!.storage[j] = b * s.right!.storage[j] + w * gtg.storage[j] }
+            if step % updateFrequency == 0 {
+                // The document's matrix_power_solution(·, −0.25, ε); a non-finite factor keeps the
+                // previous root.
+                eigen.clampedPower(s.left!, -0.25, epsilon: Scalar(epsilon), into: &s.leftInverse!)
+                eigen.clampedPower(s.right!, -0.25, epsilon: Scalar(epsilon), into: &s.rightInverse!)
+            }
+            var direction = matmul(matmul(s.leftInverse!, g), s.rightInverse!)
+            if momentum > 0 {
+                for j in 0..<(m * n) { s.momentum!.storage[j] = s.momentum!.storage[j] * mu + direction.storage[j] }
+                direction = s.momentum!
+            }
+            parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                direction.storage.withUnsafeBufferPointer { d in
+                    for j in 0..<p.count { p[j] = p[j] + lr * d[j] }
+                }
+            }
+            states[i] = s
+        }
+    }
+
+    public func exportState(names: [String]) -> OptimizerState<Scalar> {
+        var state = OptimizerState<Scalar>()
+        state.set("step", integer: step)
+        for (i, s) in states.enumerated() {
+            guard let s else { continue }
+            if let t = s.left { state.set("\(names[i])/L", t) }
+            if let t = s.right { state.set("\(names[i])/R", t) }
+            if let t = s.leftInverse { state.set("\(names[i])/L_inv", t) }
+            if let t = s.rightInverse { state.set("\(names[i])/R_inv", t) }
+            if let t = s.momentum { state.set("\(names[i])/momentum_buffer", t) }
+        }
+        return state
+    }
+
+    public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
+        step = try state.integer("step")
+        states = try parameters.names.indices.map { i in
+            let name = parameters.names[i], shape = parameters.values[i].shape
+            if Self.isVector(shape) {
+                return try state.optionalTensor("\(name)/momentum_buffer", shape: shape).map { State(momentum: $0) }
+            }
+            let (m, n) = (parameters.values[i].rows, parameters.values[i].cols)
+            guard state["\(name)/L"] != nil else { return nil }
+            return State(
+                left: try state.tensor("\(name)/L", shape: [m, m]), right: try state.tensor("\(name)/R", shape: [n, n]),
+                leftInverse: try state.tensor("\(name)/L_inv", shape: [m, m]), rightInverse: try state.tensor("\(name)/R_inv", shape: [n, n]),
+                momentum: momentum > 0 ? try state.tensor("\(name)/momentum_buffer", shape: [m, n]) : nil)
+        }
+    }
+}
