@@ -9,8 +9,9 @@ OUTSIDE this repository (its code is not part of this project):
     git clone https://github.com/facebookresearch/optimizers /tmp/optimizers
     SHAMPOO_REPO=/tmp/optimizers /opt/torchenv/bin/python Tests/LearningTests/Fixtures/generate_shampoo.py
 
-on the CPU in float64: factor matrices and their inverse roots are kept in float64
-(`factor_matrix_dtype`, `inv_factor_matrix_dtype`; the reference defaults to float32). The
+shampoo.json was written from its commit f6066066 with PyTorch 2.15, on the CPU in float64:
+factor matrices and their inverse roots are kept in float64 (`factor_matrix_dtype`,
+`inv_factor_matrix_dtype`; the reference defaults to float32). The
 reference keeps the learning rate in a float32 tensor, so every case uses a learning rate that
 float32 represents exactly (a power of two); otherwise its float64 run would be off by float32's
 rounding of lr.
