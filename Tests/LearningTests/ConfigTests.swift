@@ -54,6 +54,8 @@ import Testing
         #expect(try #require(error("model: mlp\nepochs: 0\n")).message.contains("at least 1"))
         #expect(try #require(error("model: mlp\nhidden: [64, x]\n")).message.contains("list of integers"))
         #expect(try #require(error("model: mlp\noptimizer: adam\nbeta2: 1.5\n")).message.contains("[0, 1)"))
+        #expect(try #require(error("model: mlp\noptimizer: adam\nbeta2: 1\n")).message.contains("[0, 1)"))
+        #expect(try parse("model: mlp\noptimizer: shampoo\nbeta2: 1\n").values["beta2"] == .int(1))
         #expect(try #require(error("model: mlp\nactivation: swish\n")).message.contains("relu, tanh, gelu, sigmoid"))
         #expect(try #require(error("model: mlp\nlr: -1\n")).message.contains("positive"))
         #expect(try #require(error("model: mlp\noptimizer: sgd\nnesterov: true\n")).message.contains("momentum > 0"))

@@ -191,8 +191,10 @@ public struct TrialConfig: Sendable, Equatable {
         }
         for key in ["beta1", "beta2", "momentum", "dampening"] where values[key] != nil {
             let v = try double(key, default: 0)
-            guard (0..<1).contains(v) || (key == "momentum" && v >= 0) || (key == "dampening" && v <= 1 && v >= 0) else {
-                throw error(key, "must be in [0, 1), got \(v)")
+            // Shampoo's beta2 = 1 means summed (AdaGrad-style) statistics, as in the reference.
+            let summedStatistics = key == "beta2" && optimizer == "shampoo" && v == 1
+            guard (0..<1).contains(v) || summedStatistics || (key == "momentum" && v >= 0) || (key == "dampening" && v <= 1 && v >= 0) else {
+                throw error(key, "must be in [0, 1)\(key == "beta2" && optimizer == "shampoo" ? " or 1 (summed statistics)" : ""), got \(v)")
             }
         }
         if values["betas"] != nil {
