@@ -332,4 +332,42 @@ enum Harness {
         }
         #expect(try file.attribute("count_stopped", as: Int64.self) == 2)
     }
+
+    /// A network partition, simulated by freezing a worker (SIGSTOP) for longer than the lease:
+    /// its trial is requeued elsewhere; when it comes back its late result is rejected, so every
+    /// trial is committed exactly once.
+    @Test func aWorkerCutOffLongerThanTheLeaseProducesNoDuplicates() throws {
+        let dir = Harness.temporaryDirectory("partition")
+        Harness.write("name: partition\nbase: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 5, optimizer: adamw}\ngrid: {lr: [0.001, 0.002, 0.003]}\n", to: "\(dir)/s.yaml")
+        let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
+        let coordinator = try Harness.start(
+            "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain", "--dead-after", "2", "--heartbeat", "0.5"],
+            log: "\(dir)/coordinator.log")
+        let cutOff = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "cut-off", "--prefetch", "0", "--give-up-after", "8"], log: "\(dir)/cut-off.log")
+        var waited = 0.0
+        while !Harness.read("\(dir)/coordinator.log").contains("worker cut-off") && waited < 20 { usleep(100_000); waited += 0.1 }
+        usleep(800_000)
+        kill(cutOff.processIdentifier, SIGSTOP)
+        let other = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "other", "--give-up-after", "60"], log: "\(dir)/other.log")
+        waited = 0
+        while !Harness.read("\(dir)/coordinator.log").contains("declared lost") && waited < 30 { usleep(100_000); waited += 0.1 }
+        usleep(1_000_000)
+        kill(cutOff.processIdentifier, SIGCONT)
+        #expect(Harness.wait(coordinator, timeout: 300), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
+        let log = Harness.read("\(dir)/coordinator.log")
+        #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
+        #expect(log.contains("worker cut-off on") && log.contains("declared lost") && log.contains("sweep partition: 3 done"))
+        let rows = try Harness.trials("\(dir)/out")
+        #expect(rows.count == 3 && Set(rows.map(\.id)).count == 3)
+        // Each trial is in exactly one batch file, once.
+        var committed: [String] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: "\(dir)/out/trials") where name.hasSuffix(".h5") {
+            committed += try HDF5File("\(dir)/out/trials/\(name)", mode: .readOnly).memberNames()
+        }
+        #expect(committed.sorted() == rows.map(\.id).sorted(), "\(committed)")
+        // Whatever the timing, the coming-back worker either had its attempt adopted (the trial
+        // still queued) or its late result rejected; never a second commit.
+        _ = Harness.wait(cutOff, timeout: 30)
+        _ = Harness.wait(other, timeout: 30)
+    }
 }
