@@ -11,4 +11,6 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   kernel=$(.build/release/sweep-worker info | sed -n 's/^best kernel for this CPU: //p')
   [ -n "$kernel" ] && export OPENBLAS_CORETYPE="$kernel"
 fi
+# One BLAS thread, as the workers default to: results do not depend on which test ran first.
+export OPENBLAS_NUM_THREADS=1
 swift test -c release --skip-build

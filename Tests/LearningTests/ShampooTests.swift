@@ -13,7 +13,7 @@ import Testing
 /// (and by sign, which Q·f(Λ)·Qᵀ does not see). Each inverse root therefore differs at ~1e-15
 /// relative, amplified by the factors' conditioning: measured worst 2.8e-9 with the default
 /// ε = 1e-12 (rank-deficient 1-D factors have null-space eigenvalues ε ± rounding), ≤ 1e-11 with
-/// ε = 1e-4. A wrong operation shows at 1e-3 or worse. In Float, 2e-4 relative (floor 1) on the
+/// ε = 1e-4. A wrong operation shows at 1e-3 or worse. In Float, 5e-4 relative (floor 1) on the
 /// final step, on the cases where Float is meaningful (see `floatCaseNames`): Float32
 /// eigendecompositions of factors with condition numbers ~1e5 keep about 3–4 digits of the roots.
 struct ShampooFixture {
@@ -81,7 +81,10 @@ struct ShampooFixture {
         }
         for (i, pname) in params.names.enumerated() {
             for (got, want) in zip(params.values[i].storage, c.trajectory[pname]!.last!) {
-                #expect(abs(Double(got) - want) <= 2e-4 * max(abs(want), 1), "\(name) \(pname): \(got) vs \(want)")
+                // 5e-4: Float eigendecompositions amplify rounding, and the GEMMs round differently
+                // with the BLAS kernel and thread count the test process happens to have (measured up
+                // to 2.5e-4 on this machine).
+                #expect(abs(Double(got) - want) <= 5e-4 * max(abs(want), 1), "\(name) \(pname): \(got) vs \(want)")
             }
         }
     }
