@@ -17,6 +17,8 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "Batch size.") var batchSize = 128
     @Option(help: "Comma-separated workloads: mlp, vae.") var workloads = "mlp,vae"
     @Option(help: "Epochs to time per workload; the best is reported.") var repeats = 2
+    @Flag(help: "Instead of timing: bytes of optimizer state for the VAE, for every optimizer in the catalog.")
+    var stateBytes = false
     @Option(help: "Python with torch for the side-by-side run (skipped if torch is missing).")
     var python = ProcessInfo.processInfo.environment["SWEEP_TORCH_PYTHON"] ?? "python3"
 
@@ -27,8 +29,32 @@ struct EngineBenchmark: ParsableCommand {
         var torchSamplesPerSecond: Double?
     }
 
+    /// One training step of the VAE (784-400-20, Float) per optimizer, then the exported state's size.
+    func measureStateBytes() throws {
+        let data = try DataSource.fashionMNIST.load(trainLimit: 128, testLimit: 10)
+        var rows: [(String, Int)] = []
+        var parameterCount = 0
+        for definition in OptimizerCatalog.all {
+            var values: [String: ConfigValue] = ["model": .string("vae"), "optimizer": .string(definition.name), "batch_size": .int(128)]
+            if definition.name != "adafactor" { values["lr"] = .double(1e-3) }
+            let config = TrialConfig(values: values)
+            let result = try Trainer.run(config, data: data)
+            parameterCount = result.parameterCount
+            rows.append((definition.name, result.optimizerStateBytes))
+        }
+        let parameterBytes = parameterCount * 4
+        print("VAE 784-400-20: \(parameterCount) parameters, \(parameterBytes) bytes in float32")
+        print("")
+        print("| optimizer | state bytes | × parameter bytes |")
+        print("| --- | --- | --- |")
+        for (name, bytes) in rows.sorted(by: { $0.1 < $1.1 }) {
+            print("| \(name) | \(bytes) | \(fmt(Double(bytes) / Double(parameterBytes), 3)) |")
+        }
+    }
+
     func run() throws {
         BLASRuntime.setThreads(threads)
+        if stateBytes { return try measureStateBytes() }
         print("engine: \(BLASRuntime.summary), batch \(batchSize)")
         let data = try DataSource.fashionMNIST.load(testLimit: 1000)
         var rows: [Row] = []
