@@ -50,6 +50,8 @@ public final class Coordinator {
         /// Finished, waiting for the next group commit.
         case committing(TrialStatus)
         case finished(TrialStatus)
+        /// Waiting at an ASHA rung (with its checkpoint) to be promoted.
+        case paused(rung: Int)
     }
 
     final class WorkerState {
@@ -108,6 +110,16 @@ public final class Coordinator {
     var latestCheckpoint: [Int: (epoch: Int, file: String)] = [:]
     var localProcesses: [Process] = []
     let progress: ProgressDisplay
+    /// ASHA's rungs, when the sweep uses it.
+    var asha: SuccessiveHalving?
+    /// Each trial's length in epochs (steps for toy objectives).
+    let lengths: [Int]
+    /// The epoch at which the current attempt of an ASHA trial pauses.
+    var pauseTargets: [Int: Int] = [:]
+    /// Paused trials' results so far, committed as `stopped` if never promoted.
+    var pausedResults: [Int: (result: TrialResult, host: String, worker: String)] = [:]
+    /// Attempts that were ASHA promotions rather than retries (they do not count towards `maxAttempts`).
+    var promotions: [Int]
 
     public init(sweep: Sweep, options: Options, log: @escaping (String) -> Void) throws {
         self.sweep = sweep
@@ -120,6 +132,11 @@ public final class Coordinator {
         attempts = Array(repeating: 0, count: sweep.trials.count)
         for (i, t) in sweep.trials.enumerated() { indexByID[t.id] = i }
         configTexts = sweep.trials.map(\.config.canonicalJSON)
+        lengths = sweep.trials.map { (try? $0.config.length()) ?? 1 }
+        promotions = Array(repeating: 0, count: sweep.trials.count)
+        if case .asha(let minEpochs, let eta)? = sweep.earlyStopping {
+            asha = SuccessiveHalving(minEpochs: minEpochs, reductionFactor: eta, maximize: sweep.objective.maximize)
+        }
         // Trials committed by an earlier run of this sweep are done: never run twice.
         var resumed = 0
         for (i, t) in sweep.trials.enumerated() {
@@ -134,6 +151,41 @@ public final class Coordinator {
         }
         progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: sweep.trials.count, objective: sweep.objective)
         if resumed > 0 { log("resuming: \(resumed) of \(sweep.trials.count) trials already committed in \(options.output)") }
+        if asha != nil { try rebuildRungs() }
+    }
+
+    /// After a restart: ASHA's rungs from the committed trials' histories, and the trials paused
+    /// at a rung (their checkpoint sits exactly there) back to waiting for promotion.
+    func rebuildRungs() throws {
+        for (i, t) in sweep.trials.enumerated() {
+            let history: [EpochRecord]
+            if let c = committed[t.id] {
+                history = try store.history(of: c)
+            } else if store.checkpoint(id: t.id) != nil, let checkpoint = try? CheckpointFile.read(store.checkpointPath(id: t.id)) {
+                history = checkpoint.history
+                if let k = asha!.rung(ofEpoch: checkpoint.epoch, length: lengths[i]) {
+                    removeFromQueue(i)
+                    states[i] = .paused(rung: k)
+                    let result = TrialResult(
+                        config: t.config, status: .stopped, history: history, trajectory: checkpoint.trajectory, parameterCount: 0,
+                        optimizerStateBytes: 0, wallSeconds: 0, engine: "")
+                    pausedResults[i] = (result, "", "")
+                } else {
+                    pauseTargets[i] = asha!.pauseTarget(after: checkpoint.epoch, length: lengths[i])
+                }
+            } else {
+                continue
+            }
+            for r in history { recordRung(r, of: i) }
+            let reached = history.last?.epoch ?? 0
+            for (k, level) in asha!.levels(length: lengths[i]).enumerated() where level < reached { asha!.markPromoted(trial: i, from: k) }
+        }
+        let paused = states.filter { if case .paused = $0 { true } else { false } }.count
+        if paused > 0 { log("ASHA: \(paused) trial\(paused == 1 ? "" : "s") waiting at a rung for promotion") }
+    }
+
+    func recordRung(_ r: EpochRecord, of i: Int) {
+        asha?.record(trial: i, epoch: r.epoch, value: objective(r), length: lengths[i])
     }
 
     // MARK: Running
@@ -217,6 +269,7 @@ public final class Coordinator {
         case .queued: "queued"
         case .leased: "running"
         case .committing: "running"
+        case .paused: "paused"
         case .finished(let st): st.rawValue
         }
     }
@@ -256,6 +309,7 @@ public final class Coordinator {
             if let i = current(p.lease, worker: worker) {
                 latestEpoch[i] = p.record
                 record(p.record, of: i)
+                recordRung(p.record, of: i)
                 applyEarlyStopping(i, lease: p.lease, worker: worker, router: router)
             }
         case .checkpoint(let c):
@@ -292,6 +346,10 @@ public final class Coordinator {
             switch states[i] {
             case .queued where lease.attempt >= attempts[i]:
                 removeFromQueue(i)
+            case .paused(let k):
+                // A promoted attempt that kept running while we restarted: it continues from rung k.
+                asha?.markPromoted(trial: i, from: k)
+                pauseTargets[i] = asha?.pauseTarget(after: pausedResults[i]?.result.history.last?.epoch ?? 0, length: lengths[i])
             case .leased(let held, let owner) where held == lease && owner != identity:
                 workers[owner]?.leases.remove(lease)
             default:
@@ -321,11 +379,26 @@ public final class Coordinator {
         worker.free = min(worker.capacity, worker.free + 1)
         let trial = sweep.trials[i]
         curves[i] = nil
-        for record in r.history { self.record(record, of: i) }
+        for record in r.history {
+            self.record(record, of: i)
+            recordRung(record, of: i)
+        }
         let stopped = stopReasons[i].map { _ in TrialStatus.stopped }
-        let result = TrialResult(
+        var result = TrialResult(
             config: trial.config, status: r.status == .done ? r.status : (stopped ?? r.status), message: r.status == .stopped ? (stopReasons[i] ?? r.message) : r.message, history: r.history, trajectory: r.trajectory,
             parameterCount: r.parameterCount, optimizerStateBytes: r.optimizerStateBytes, wallSeconds: r.wallSeconds, engine: r.engine)
+        if let asha, r.status == .stopped, stopReasons[i] == nil, let target = pauseTargets[i], let last = r.history.last?.epoch, last == target,
+            let k = asha.rung(ofEpoch: last, length: lengths[i])
+        {
+            // Reached its rung: it waits there, with its checkpoint, until it ranks high enough.
+            if let earlier = pausedResults[i] { result.wallSeconds += earlier.result.wallSeconds }
+            pausedResults[i] = (result, worker.host, worker.name)
+            states[i] = .paused(rung: k)
+            latestEpoch[i] = nil
+            indexDirty = true
+            return
+        }
+        if let earlier = pausedResults.removeValue(forKey: i) { result.wallSeconds += earlier.result.wallSeconds }
         pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: r.lease.attempt, host: worker.host, worker: worker.name))
         states[i] = .committing(r.status)
         latestEpoch[i] = nil
@@ -373,7 +446,7 @@ public final class Coordinator {
         workers[worker.identity] = nil
         for lease in worker.leases {
             guard let i = indexByID[lease.trial], case .leased(let held, _) = states[i], held == lease else { continue }
-            if attempts[i] >= options.maxAttempts {
+            if attempts[i] - promotions[i] >= options.maxAttempts {
                 log("trial \(lease.trial) lost its worker \(attempts[i]) times; marking it failed")
                 let trial = sweep.trials[i]
                 let result = TrialResult(
@@ -404,36 +477,89 @@ public final class Coordinator {
 
     /// Hands queued trials to workers with free slots, the freest first.
     func dispatch(_ router: Socket) throws {
-        while queueHead < queue.count {
-            guard let worker = workers.values.filter({ $0.free > 0 }).max(by: { $0.free < $1.free }) else { break }
+        while let worker = workers.values.filter({ $0.free > 0 }).max(by: { $0.free < $1.free }) {
+            // ASHA: a paused trial that now ranks in the top 1/η of its rung goes before any new trial.
+            if asha != nil, let (i, k) = asha!.promotion(isPaused: isPaused) {
+                promotions[i] += 1
+                pauseTargets[i] = asha!.pauseTarget(after: pausedResults[i]?.result.history.last?.epoch ?? 0, length: lengths[i])
+                log("ASHA: promoting trial \(sweep.trials[i].id) from rung \(k)\(pauseTargets[i].map { " to epoch \($0)" } ?? " to its end")")
+                states[i] = .queued
+                if !lease(i, to: worker, router: router) {
+                    states[i] = .paused(rung: k)
+                    promotions[i] -= 1
+                    asha!.unmarkPromoted(trial: i, from: k)
+                }
+                continue
+            }
+            guard queueHead < queue.count else { break }
             let i = queue[queueHead]
             queueHead += 1
             guard case .queued = states[i] else { continue }
-            attempts[i] += 1
-            let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i])
-            // An earlier attempt's checkpoint (a lost worker, or a coordinator restart) lets this one
-            // continue where that left off.
-            var resume = latestCheckpoint[i]?.file
-            if resume == nil && sweep.checkpoints.every != nil, let bytes = store.checkpoint(id: lease.trial) {
-                resume = bytes.base64EncodedString()
-            }
-            if resume != nil { log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(latestCheckpoint[i].map { " (epoch \($0.epoch))" } ?? "")") }
-            let assignment = Assignment(lease: lease, config: configTexts[i], checkpointEvery: sweep.checkpoints.every, checkpoint: resume)
-            if send(.trial(assignment), to: worker.identity, router: router) {
-                states[i] = .leased(lease, worker: worker.identity)
-                worker.free -= 1
-                worker.leases.insert(lease)
-                indexDirty = true
-            } else {
-                attempts[i] -= 1
-                queueHead -= 1
-                remove(worker, reason: "unreachable")
-            }
+            if asha != nil && pauseTargets[i] == nil { pauseTargets[i] = asha!.pauseTarget(after: 0, length: lengths[i]) }
+            if !lease(i, to: worker, router: router) { queueHead -= 1 }
         }
         if queueHead > 4096 && queueHead * 2 > queue.count {
             queue.removeFirst(queueHead)
             queueHead = 0
         }
+        if asha != nil { finishPausedIfNothingLeft() }
+    }
+
+    func isPaused(_ i: Int, at rung: Int) -> Bool {
+        if case .paused(let k) = states[i] { k == rung } else { false }
+    }
+
+    /// ASHA with nothing queued or running: the trials still waiting at a rung will never rank
+    /// high enough, so they end `stopped` with the reason.
+    func finishPausedIfNothingLeft() {
+        guard queueHead >= queue.count, !pausedResults.isEmpty, !asha!.canPromote(isPaused: isPaused) else { return }
+        for s in states {
+            switch s {
+            case .leased, .committing: return
+            case .queued: return
+            default: continue
+            }
+        }
+        for (i, s) in states.enumerated() {
+            guard case .paused(let k) = s, let paused = pausedResults.removeValue(forKey: i) else { continue }
+            var result = paused.result
+            let trial = sweep.trials[i]
+            let epoch = result.history.last?.epoch ?? 0
+            result.status = .stopped
+            result.message = asha!.reason(notPromoted: i, rung: k, epoch: epoch, metric: sweep.objective.metric)
+            log("stopping trial \(trial.id): \(result.message!)")
+            pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts[i], host: paused.host, worker: paused.worker))
+            states[i] = .committing(.stopped)
+        }
+        indexDirty = true
+    }
+
+    /// Sends trial i to a worker (resuming from its latest checkpoint if it has one). False when
+    /// the worker cannot be reached (it is then removed).
+    func lease(_ i: Int, to worker: WorkerState, router: Socket) -> Bool {
+        attempts[i] += 1
+        let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i])
+        // An earlier attempt's checkpoint (a lost worker, or a coordinator restart) lets this one
+        // continue where that left off.
+        var resume = latestCheckpoint[i]?.file
+        if resume == nil && (sweep.checkpoints.every != nil || asha != nil), let bytes = store.checkpoint(id: lease.trial) {
+            resume = bytes.base64EncodedString()
+        }
+        if resume != nil { log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(latestCheckpoint[i].map { " (epoch \($0.epoch))" } ?? "")") }
+        // ASHA pauses trials at rungs with a checkpoint, so it needs them even when the sweep asks for none.
+        let pauseAfter = pauseTargets[i]
+        let every = sweep.checkpoints.every ?? (asha != nil ? lengths[i] : nil)
+        let assignment = Assignment(lease: lease, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: pauseAfter)
+        guard send(.trial(assignment), to: worker.identity, router: router) else {
+            attempts[i] -= 1
+            remove(worker, reason: "unreachable")
+            return false
+        }
+        states[i] = .leased(lease, worker: worker.identity)
+        worker.free -= 1
+        worker.leases.insert(lease)
+        indexDirty = true
+        return true
     }
 
     @discardableResult

@@ -24,7 +24,7 @@ final class ProgressDisplay {
         var done = 0, running = 0, failed = 0, queued = 0
         for s in c.states {
             switch s {
-            case .queued: queued += 1
+            case .queued, .paused: queued += 1
             case .leased, .committing: running += 1
             case .finished(let st): if st == .failed { failed += 1 } else { done += 1 }
             }

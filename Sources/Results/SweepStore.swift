@@ -120,6 +120,14 @@ public final class SweepStore {
         }
     }
 
+    /// The history of a committed trial, read back from its batch file.
+    public func history(of trial: CommittedTrial) throws -> [EpochRecord] {
+        let file = try HDF5File("\(directory)/\(trial.file)", mode: .readOnly)
+        let columns = try file.group(trial.id).readTableColumns("history", fields: EpochRecord.columns)
+        let count = columns["epoch"]?.count ?? 0
+        return (0..<count).map { r in EpochRecord(row: EpochRecord.columns.map { columns[$0]?[r] ?? .nan }) }
+    }
+
     static func readCommitted(_ g: HDF5Group, id: String, file: String) throws -> CommittedTrial {
         let status = TrialStatus(rawValue: try g.stringAttribute("status")) ?? .failed
         func last(_ column: String) throws -> Double { try g.readTableColumn("history", field: column).last ?? .nan }

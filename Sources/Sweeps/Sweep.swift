@@ -28,6 +28,12 @@ public struct Sweep: Sendable {
         /// trial whose best objective so far is worse than the median of the other trials'
         /// running averages at the same epoch, once `minTrials` others have reached it.
         case median(graceEpochs: Int, minTrials: Int)
+        /// Asynchronous successive halving (Li et al., "A System for Massively Parallel
+        /// Hyperparameter Tuning", 2020) on epochs (steps for toy objectives): rungs at
+        /// `minEpochs·η^k` below each trial's `epochs`. A trial pauses at each rung with a
+        /// checkpoint; a paused trial is promoted, resuming from that checkpoint, once it ranks in
+        /// the top 1/η of the trials recorded at its rung. Trials never promoted end `stopped`.
+        case asha(minEpochs: Int, reductionFactor: Int)
     }
 
     public let name: String

@@ -37,6 +37,7 @@ import Darwin
 ///     activation: {choice: [relu, tanh]}
 /// seeds: [0, 1, 2]              # or `repeats: 3`: seeds base-seed (or 0), +1, +2; sets trial key `seed`
 /// early_stopping: {rule: median, grace_epochs: 2, min_trials: 3}   # the median stopping rule
+/// early_stopping: {rule: asha, min_epochs: 1, reduction_factor: 3}  # or ASHA: rungs at 1, 3, 9… epochs
 /// checkpoints: {every: 2, keep: none}   # workers checkpoint every 2 epochs; a lost worker's trial
 ///                               # resumes from its last one; keep: none | last once finished
 /// optimizers:                   # conditional sub-spaces, one branch per optimizer
@@ -344,25 +345,36 @@ struct SweepParser {
                          objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints, earlyStopping: earlyStopping)
     }
 
-    /// `early_stopping: {rule: median, grace_epochs: 2, min_trials: 3}`.
+    /// `early_stopping: {rule: median, grace_epochs: 2, min_trials: 3}` or
+    /// `early_stopping: {rule: asha, min_epochs: 1, reduction_factor: 3}`.
     func parseEarlyStopping(_ entry: Entry) throws -> Sweep.EarlyStopping {
-        var rule: String?
-        var grace = 1, minTrials = 3
+        var rule: (name: String, line: Int?)?
+        var settings: [String: (value: Int, line: Int?)] = [:]
+        let allowed = ["median": ["grace_epochs", "min_trials"], "asha": ["min_epochs", "reduction_factor"]]
         for e in try entries(entry.value, what: "early_stopping", key: "early_stopping", line: entry.line) {
             switch e.key {
             case "rule":
-                guard case .scalar(let s) = e.value, s.string == "median" else {
-                    throw error(e.line, "rule", "must be median, got \(describe(e.value))")
+                guard case .scalar(let s) = e.value, allowed[s.string] != nil else {
+                    throw error(e.line, "rule", "must be median or asha, got \(describe(e.value))")
                 }
-                rule = s.string
-            case "grace_epochs": grace = try integer(e, atLeast: 1)
-            case "min_trials": minTrials = try integer(e, atLeast: 1)
+                rule = (s.string, e.line)
+            case "grace_epochs", "min_trials", "min_epochs":
+                settings[e.key] = (try integer(e, atLeast: 1), e.line)
+            case "reduction_factor":
+                settings[e.key] = (try integer(e, atLeast: 2), e.line)
             default:
-                throw error(e.line, e.key, "unknown early_stopping setting\(hint(e.key, ["rule", "grace_epochs", "min_trials"])); allowed: rule, grace_epochs, min_trials")
+                let all = ["rule"] + allowed.values.flatMap { $0 }.sorted()
+                throw error(e.line, e.key, "unknown early_stopping setting\(hint(e.key, all)); allowed: \(all.joined(separator: ", "))")
             }
         }
-        guard rule != nil else { throw error(entry.line, "early_stopping", "needs a rule (median)") }
-        return .median(graceEpochs: grace, minTrials: minTrials)
+        guard let rule else { throw error(entry.line, "early_stopping", "needs a rule (median or asha)") }
+        for (key, setting) in settings where !allowed[rule.name]!.contains(key) {
+            throw error(setting.line, key, "does not apply to rule \(rule.name); its settings are: \(allowed[rule.name]!.joined(separator: ", "))")
+        }
+        if rule.name == "asha" {
+            return .asha(minEpochs: settings["min_epochs"]?.value ?? 1, reductionFactor: settings["reduction_factor"]?.value ?? 3)
+        }
+        return .median(graceEpochs: settings["grace_epochs"]?.value ?? 1, minTrials: settings["min_trials"]?.value ?? 3)
     }
 
     /// `checkpoints: {every: N, keep: none | last}`.

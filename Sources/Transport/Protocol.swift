@@ -86,11 +86,12 @@ public struct EpochProgress: Codable, Sendable {
 }
 
 public struct Assignment: Codable, Sendable {
-    public init(lease: Lease, config: String, checkpointEvery: Int? = nil, checkpoint: String? = nil) {
+    public init(lease: Lease, config: String, checkpointEvery: Int? = nil, checkpoint: String? = nil, pauseAfter: Int? = nil) {
         self.lease = lease
         self.config = config
         self.checkpointEvery = checkpointEvery
         self.checkpoint = checkpoint
+        self.pauseAfter = pauseAfter
     }
     public var lease: Lease
     /// The trial's canonical configuration (JSON, which is also YAML).
@@ -99,6 +100,9 @@ public struct Assignment: Codable, Sendable {
     public var checkpointEvery: Int?
     /// A checkpoint file (HDF5, base64) to resume from: the trial's earlier attempt got this far.
     public var checkpoint: String?
+    /// Stop after this epoch (step for toy objectives), checkpoint, and report `stopped`: the
+    /// trial has reached an ASHA rung and waits there to be promoted.
+    public var pauseAfter: Int?
 }
 
 /// A trial's checkpoint file (HDF5, base64), streamed to the coordinator, which keeps the latest

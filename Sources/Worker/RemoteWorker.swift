@@ -231,7 +231,14 @@ public final class RemoteWorker {
                 log("worker: trial \(lease) resumes after \(perEpoch ? "epoch" : "step") \(resume.epoch) of its previous attempt")
                 policy.resume = resume
             }
-            let result = try Trainer.run(config, data: splits, checkpoints: policy, shouldStop: { trial.cancelled }, onEpoch: { onEpoch($0, perEpoch) })
+            var lastEpoch = 0
+            let pauseAfter = assignment.pauseAfter ?? .max
+            let result = try Trainer.run(
+                config, data: splits, checkpoints: policy, shouldStop: { trial.cancelled || lastEpoch >= pauseAfter },
+                onEpoch: { record in
+                    lastEpoch = record.epoch
+                    onEpoch(record, perEpoch)
+                })
             return ResultMessage(
                 lease: lease, status: result.status, message: result.message, history: result.history, trajectory: result.trajectory,
                 parameterCount: result.parameterCount, optimizerStateBytes: result.optimizerStateBytes, wallSeconds: result.wallSeconds,

@@ -466,3 +466,28 @@ let repositoryRoot: String = {
         #expect(Set(r.trials.map(\.branch)) == ["sgd", "adam"])
     }
 }
+
+@Suite struct EarlyStoppingSettingsTests {
+    func parse(_ text: String) throws -> Sweep { try SweepFile.parse(yaml: text, source: "s.yaml") }
+
+    @Test func ashaSettingsAreParsedWithDefaults() throws {
+        let base = "name: s\nbase: {model: quadratic}\n"
+        #expect(try parse(base + "early_stopping: {rule: asha}").earlyStopping == .asha(minEpochs: 1, reductionFactor: 3))
+        #expect(try parse(base + "early_stopping: {rule: asha, min_epochs: 2, reduction_factor: 4}").earlyStopping == .asha(minEpochs: 2, reductionFactor: 4))
+        #expect(try parse(base + "early_stopping: {rule: median}").earlyStopping == .median(graceEpochs: 1, minTrials: 3))
+    }
+
+    @Test func wrongAshaSettingsSayWhereAndWhy() {
+        let base = "name: s\nbase: {model: quadratic}\n"
+        let cases = [
+            ("early_stopping: {rule: asha, grace_epochs: 2}", "s.yaml:3: 'grace_epochs': does not apply to rule asha"),
+            ("early_stopping: {rule: asha, reduction_factor: 1}", "s.yaml:3: 'reduction_factor': must be an integer of at least 2"),
+            ("early_stopping: {rule: hyperband}", "must be median or asha"),
+            ("early_stopping: {min_epochs: 2}", "needs a rule"),
+        ]
+        for (line, expected) in cases {
+            #expect(throws: (any Error).self) { try parse(base + line) }
+            do { _ = try parse(base + line) } catch { #expect("\(error)".contains(expected), "\(error)") }
+        }
+    }
+}

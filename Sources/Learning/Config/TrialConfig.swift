@@ -288,6 +288,11 @@ public struct TrialConfig: Sendable, Equatable {
     public var seed: UInt64 { UInt64(truncatingIfNeeded: (try? int("seed", default: 0)) ?? 0) }
     public var isToyObjective: Bool { model == "quadratic" || model == "rosenbrock" }
 
+    /// How long the trial trains: epochs for models on data, steps for toy objectives.
+    public func length() throws -> Int {
+        isToyObjective ? try int("steps", default: model == "rosenbrock" ? 1000 : 100) : try int("epochs", default: 1)
+    }
+
     /// Canonical JSON of the resolved configuration (keys sorted): the trial's identity.
     public var canonicalJSON: String {
         "{" + values.keys.sorted().map { "\(jsonQuote($0)):\(values[$0]!.json)" }.joined(separator: ",") + "}"

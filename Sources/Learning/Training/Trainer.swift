@@ -127,7 +127,7 @@ public enum Trainer {
         let started = now()
         let model: any Model<T> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
         let optimizer: any Optimizer<T> = try Builders.optimizer(config)
-        let epochs = try config.int("epochs", default: 1)
+        let epochs = try config.length()
         let batchSize = try config.int("batch_size", default: 128)
         let evalBatch = try config.int("eval_batch_size", default: 1000)
         var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
@@ -206,6 +206,12 @@ public enum Trainer {
             if epoch < epochs && shouldStop() {
                 result.status = .stopped
                 result.message = "stopped after epoch \(epoch)"
+                // A stopped trial may be continued later (ASHA promotes paused trials): keep its state.
+                if checkpoints.every != nil && !checkpoints.due(epoch, of: epochs) {
+                    try checkpoints.save(TrainingCheckpoint(
+                        config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
+                        history: result.history, trajectory: [], payload: .make(params, optimizer)))
+                }
                 break
             }
         }
@@ -238,7 +244,7 @@ public enum Trainer {
         let started = now()
         let objective = try Builders.objective(config)
         let optimizer: any Optimizer<Double> = try Builders.optimizer(config)
-        let steps = try config.int("steps", default: config.model == "rosenbrock" ? 1000 : 100)
+        let steps = try config.length()
         let params = Parameters<Double>([(name: "x", value: Tensor(vector: objective.start))])
         var scheduler = Scheduler(try TrialSchedule.from(config, epochs: steps, stepsPerEpoch: 1), base: try config.double("lr", default: 0.01))
         let maxLoss = try config.double("max_loss", default: .infinity)
@@ -273,12 +279,13 @@ public enum Trainer {
             let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
             result.history.append(record)
             onStep(record)
-            if checkpoints.due(step, of: steps) {
+            let stopping = step < steps && shouldStop()
+            if checkpoints.due(step, of: steps) || (stopping && checkpoints.every != nil) {
                 try checkpoints.save(TrainingCheckpoint(
                     config: config, epoch: step, step: step, shuffle: Xoshiro256(seed: 0), noise: Xoshiro256(seed: 0), plateau: scheduler.plateau,
                     history: result.history, trajectory: result.trajectory, payload: .make(params, optimizer)))
             }
-            if step < steps && shouldStop() {
+            if stopping {
                 result.status = .stopped
                 result.message = "stopped after step \(step)"
                 break
