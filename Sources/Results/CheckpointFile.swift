@@ -12,6 +12,7 @@ import Linalg
 ///     /rng/shuffle, /rng/noise    the two xoshiro256** states (uint64[4])
 ///     /schedule                   reduce-on-plateau state as attributes, when used
 ///     /history, /trajectory       as in trial files
+///     /layer_stats                per-layer diagnostics so far, as in trial files
 public enum CheckpointFile {
     public static let format = "optimizer-sweeps/checkpoint"
 
@@ -50,6 +51,7 @@ public enum CheckpointFile {
         if !c.trajectory.isEmpty {
             try group.write("trajectory", c.trajectory.flatMap { $0 }, shape: [c.trajectory.count, c.trajectory[0].count])
         }
+        try LayerStatisticsTable.write(c.layerStatistics, into: group)
     }
 
     static func writeTensors<T: BLASScalar & HDF5Scalar>(_ t: CheckpointTensors<T>, into group: HDF5Group) throws {
@@ -94,7 +96,7 @@ public enum CheckpointFile {
             config: config, epoch: Int(try file.attribute("epoch", as: Int64.self)), step: Int(try file.attribute("step", as: Int64.self)),
             shuffle: Xoshiro256(words: try file.read("rng/shuffle", as: UInt64.self).values),
             noise: Xoshiro256(words: try file.read("rng/noise", as: UInt64.self).values), plateau: plateau, history: history,
-            trajectory: trajectory, payload: payload)
+            trajectory: trajectory, payload: payload, layerStatistics: try LayerStatisticsTable.read(file))
     }
 
     static func readTensors<T: BLASScalar & HDF5Scalar>(_ file: HDF5File, _: T.Type) throws -> CheckpointTensors<T> {

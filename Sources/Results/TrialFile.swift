@@ -13,6 +13,11 @@ import Learning
 ///                            test_accuracy, grad_norm, lr, seconds, eval_seconds;
 ///                            `pd.DataFrame(f["history"][:])` reads it
 ///     /trajectory            toy objectives: (steps + 1) × dimension points, float64
+///     /lr_range_test         `mode: lr_range_test`: a table (lr, loss = the smoothed loss), one
+///                            row per step; attribute `suggested_lr` on the trial (NaN if none)
+///     /layer_stats           `diagnostics: true`: a table, one row per layer and epoch: layer
+///                            (text), epoch, update_norm, update_spectral_norm, weight_norm,
+///                            grad_norm, activation_delta (see `LayerStatistics`)
 public enum TrialFile {
     public static let format = "optimizer-sweeps/trial"
     public static let formatVersion: Int64 = 1
@@ -54,6 +59,36 @@ public enum TrialFile {
             let d = result.trajectory[0].count
             let layout: DatasetLayout = result.trajectory.count > 1024 ? .compressed(chunk: [4096, d]) : .contiguous
             try group.write("trajectory", result.trajectory.flatMap { $0 }, shape: [result.trajectory.count, d], layout: layout)
+        }
+        if let test = result.lrRangeTest {
+            try group.writeTable("lr_range_test", [.float64("lr", test.learningRates), .float64("loss", test.smoothedLosses)], compact: test.learningRates.count <= 4096)
+            try group.setAttribute("suggested_lr", test.suggested ?? .nan)
+        }
+        try LayerStatisticsTable.write(result.layerStatistics, into: group)
+    }
+}
+
+/// The `layer_stats` table of trial and checkpoint files.
+enum LayerStatisticsTable {
+    static let name = "layer_stats"
+
+    static func write(_ rows: [LayerStatistics], into group: HDF5Group) throws {
+        guard !rows.isEmpty else { return }
+        let width = max(8, rows.map(\.layer.utf8.count).max() ?? 8)
+        var columns: [TableColumn] = [.string("layer", rows.map(\.layer), width: width), .float64("epoch", rows.map { Double($0.epoch) })]
+        for (c, column) in LayerStatistics.columns.enumerated() { columns.append(.float64(column, rows.map { $0.values[c] })) }
+        try group.writeTable(name, columns, compact: rows.count <= 4096)
+    }
+
+    static func read(_ group: HDF5Group) throws -> [LayerStatistics] {
+        guard group.contains(name) else { return [] }
+        let layers = try group.readTableStringColumn(name, field: "layer")
+        let epochs = try group.readTableColumn(name, field: "epoch")
+        let values = try LayerStatistics.columns.map { try group.readTableColumn(name, field: $0) }
+        return layers.indices.map { r in
+            LayerStatistics(
+                layer: layers[r], epoch: Int(epochs[r]), updateNorm: values[0][r], updateSpectralNorm: values[1][r], weightNorm: values[2][r],
+                gradNorm: values[3][r], activationDelta: values[4][r])
         }
     }
 }

@@ -26,6 +26,18 @@ public enum TrialSchema {
         Key(name: "limit", help: "use only the first N training examples"),
         Key(name: "test_limit", help: "use only the first N test examples"),
         Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000)"),
+        Key(name: "accumulation_steps", help: "micro-batches of batch_size averaged per optimizer step (default 1)"),
+        Key(name: "clip_grad_norm", help: "clip the global gradient norm to this (torch clip_grad_norm_)"),
+        Key(name: "clip_grad_value", help: "clamp every gradient component to [-v, v] (torch clip_grad_value_)"),
+        Key(name: "bias_weight_decay", help: "apply weight decay to biases too (default false: biases are not decayed)"),
+        Key(name: "layer_lr_multipliers", help: "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
+        Key(name: "layer_lr_decay", help: "layer-wise lr decay γ: the last layer gets lr, each one below γ times the next"),
+        Key(name: "diagnostics", help: "record per-layer update norms and activation deltas each epoch (default false)"),
+        Key(name: "mode", help: "train (default) | lr_range_test"),
+        Key(name: "range_start_lr", help: "LR range test: first learning rate (default 1e-7)"),
+        Key(name: "range_end_lr", help: "LR range test: last learning rate (default 10)"),
+        Key(name: "range_steps", help: "LR range test: steps (default 100)"),
+        Key(name: "range_smoothing", help: "LR range test: loss smoothing factor (default 0.05)"),
     ]
 
     public static let models: [String: [Key]] = [
@@ -154,8 +166,15 @@ public struct TrialConfig: Sendable, Equatable {
             throw error("model", "unknown model '\(model)'\(hint(model, TrialSchema.modelNames)); allowed: \(TrialSchema.modelNames.joined(separator: ", "))")
         }
         let optimizer = try string("optimizer", default: "sgd")
-        guard let optimizerKeys = TrialSchema.optimizers[optimizer] else {
+        guard var optimizerKeys = TrialSchema.optimizers[optimizer] else {
             throw error("optimizer", "unknown optimizer '\(optimizer)'\(hint(optimizer, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.joined(separator: ", "))")
+        }
+        if let wrapper = OptimizerCatalog.definition(optimizer) as? any WrapperDefinition.Type {
+            let base = try string("base_optimizer", default: wrapper.defaultBase)
+            guard let baseKeys = TrialSchema.optimizers[base], base != optimizer else {
+                throw error("base_optimizer", "unknown optimizer '\(base)' to wrap\(hint(base, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.filter { $0 != optimizer }.joined(separator: ", "))")
+            }
+            optimizerKeys += baseKeys
         }
         let scheduleName = try string("schedule", default: "constant")
         let scheduleKeys = TrialSchema.scheduleCommon + (TrialSchema.schedules[scheduleName] ?? [])
@@ -174,7 +193,7 @@ public struct TrialConfig: Sendable, Equatable {
         _ = try int("seed", default: 0)
         let precision = try string("precision", default: "float32")
         guard ["float32", "float64"].contains(precision) else { throw error("precision", "must be float32 or float64, not '\(precision)'") }
-        for key in ["epochs", "batch_size", "limit", "test_limit", "eval_batch_size", "steps", "latent"] where values[key] != nil {
+        for key in ["epochs", "batch_size", "limit", "test_limit", "eval_batch_size", "steps", "latent", "accumulation_steps", "range_steps"] where values[key] != nil {
             guard try int(key, default: 1) >= 1 else { throw error(key, "must be at least 1") }
         }
         if values["activation"] != nil {
@@ -215,6 +234,29 @@ public struct TrialConfig: Sendable, Equatable {
         if model == "rosenbrock" {
             guard try doubleList("start", default: [-1.5, 2]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
         }
+        for key in ["clip_grad_norm", "clip_grad_value", "range_start_lr", "range_end_lr", "layer_lr_decay"] where values[key] != nil {
+            guard try double(key, default: 1) > 0 else { throw error(key, "must be positive") }
+        }
+        if values["range_smoothing"] != nil {
+            let f = try double("range_smoothing", default: 0.05)
+            guard f > 0 && f <= 1 else { throw error("range_smoothing", "must be in (0, 1], got \(f)") }
+        }
+        for key in ["bias_weight_decay", "diagnostics"] where values[key] != nil { _ = try bool(key, default: false) }
+        let mode = try string("mode", default: "train")
+        guard ["train", "lr_range_test"].contains(mode) else { throw error("mode", "must be train or lr_range_test, not '\(mode)'") }
+        if try double("range_end_lr", default: 10) <= (try double("range_start_lr", default: 1e-7)) {
+            throw error("range_end_lr", "must be larger than range_start_lr")
+        }
+        if values["layer_lr_multipliers"] != nil {
+            guard try doubleList("layer_lr_multipliers", default: []).allSatisfy({ $0 > 0 }) else { throw error("layer_lr_multipliers", "multipliers must be positive") }
+            if values["layer_lr_decay"] != nil { throw error("layer_lr_decay", "give either layer_lr_multipliers or layer_lr_decay, not both") }
+        }
+        let baseOptimizer = try string("base_optimizer", default: "")
+        if ["sam", "asam"].contains(optimizer) || (optimizer == "lookahead" && ["sam", "asam"].contains(baseOptimizer)),
+            try int("accumulation_steps", default: 1) > 1
+        {
+            throw error("accumulation_steps", "SAM recomputes the gradient of the step's batch; it does not combine with gradient accumulation")
+        }
         try OptimizerCatalog.definition(optimizer)?.validate(self)
         _ = try TrialSchedule.from(self, epochs: 1, stepsPerEpoch: 1)
     }
@@ -242,6 +284,7 @@ public struct TrialConfig: Sendable, Equatable {
     }
 
     public func optionalInt(_ key: String) throws -> Int? { values[key] == nil ? nil : try int(key, default: 0) }
+    public func optionalDouble(_ key: String) throws -> Double? { values[key] == nil ? nil : try double(key, default: 0) }
 
     public func double(_ key: String, default d: Double) throws -> Double {
         guard let v = values[key] else { return d }

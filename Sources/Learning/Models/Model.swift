@@ -18,6 +18,14 @@ public protocol Model<Scalar>: AnyObject {
     var lossReduction: LossReduction { get }
     /// Multiply–adds per example for one forward pass (the benchmark's GFLOP/s).
     var forwardMACsPerExample: Int { get }
+    /// Sophia's Gauss–Newton–Bartlett estimator: fills `parameters.gradients` with the gradient of
+    /// the loss *averaged* over the batch, on targets sampled from the model's own predictive
+    /// distribution (classifiers: labels from the softmax; the VAE: pixels from the decoder's
+    /// Bernoulli), drawing from `rng`.
+    func sampledTargetGradients(x: Tensor<Scalar>, rng: inout Xoshiro256)
+    /// Each layer's output on a batch (classifiers: post-activation; the VAE: h1, mu, logvar, h3,
+    /// logits), named after the layer's parameters (`fc1`, …), for the per-layer diagnostics.
+    func layerOutputs(x: Tensor<Scalar>, rng: inout Xoshiro256) -> [(layer: String, values: [Scalar])]
 }
 
 public enum LossReduction: Sendable { case mean, sum }
@@ -108,6 +116,35 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
             }
         }
         return total / Double(x.rows)
+    }
+
+    public func sampledTargetGradients(x: Tensor<Scalar>, rng: inout Xoshiro256) {
+        forward(x)
+        let logits = outputs[layers.count - 1]
+        var sampled = [Int32](repeating: 0, count: logits.rows)
+        logits.storage.withUnsafeBufferPointer { z in
+            for r in 0..<logits.rows {
+                let row = z.baseAddress! + r * logits.cols
+                var maxV = row[0]
+                for c in 1..<logits.cols { maxV = Swift.max(maxV, row[c]) }
+                var sum = 0.0
+                for c in 0..<logits.cols { sum += Double(Scalar.exp(row[c] - maxV)) }
+                // Inverse-CDF sampling from the softmax.
+                var u = rng.nextUnit() * sum, c = 0
+                while c < logits.cols - 1 {
+                    u -= Double(Scalar.exp(row[c] - maxV))
+                    if u < 0 { break }
+                    c += 1
+                }
+                sampled[r] = Int32(c)
+            }
+        }
+        _ = lossAndGradients(x: x, labels: sampled, rng: &rng)
+    }
+
+    public func layerOutputs(x: Tensor<Scalar>, rng: inout Xoshiro256) -> [(layer: String, values: [Scalar])] {
+        forward(x)
+        return layers.indices.map { (layer: "fc\($0 + 1)", values: outputs[$0].storage) }
     }
 
     @_specialize(where Scalar == Float)

@@ -91,6 +91,41 @@ public final class VAE<Scalar: BLASScalar>: Model {
     @_specialize(where Scalar == Double)
     public func lossAndGradients(x: Tensor<Scalar>, labels: [Int32], rng: inout Xoshiro256) -> Double {
         let loss = forward(x, rng: &rng, wantGradient: true)
+        backward(x)
+        return loss
+    }
+
+    /// The reconstruction targets are drawn from the decoder's Bernoulli, `x̂ ~ Bernoulli(σ(a))`,
+    /// so the output gradient becomes `σ(a) − x̂`; the KL term's gradient is kept as it is (it has
+    /// no sampled target). The gradient of the summed loss is divided by the batch size.
+    public func sampledTargetGradients(x: Tensor<Scalar>, rng: inout Xoshiro256) {
+        _ = forward(x, rng: &rng, wantGradient: true)
+        dLogits.storage.withUnsafeMutableBufferPointer { d in
+            x.storage.withUnsafeBufferPointer { xs in
+                for i in 0..<d.count {
+                    let p = d[i] + xs[i]  // σ(a)
+                    d[i] = p - (Scalar(rng.nextUnit()) < p ? 1 : 0)
+                }
+            }
+        }
+        backward(x)
+        let scale = Scalar(1) / Scalar(x.rows)
+        for i in 0..<parameters.count {
+            parameters.gradients[i].storage.withUnsafeMutableBufferPointer { g in
+                for j in 0..<g.count { g[j] *= scale }
+            }
+        }
+    }
+
+    public func layerOutputs(x: Tensor<Scalar>, rng: inout Xoshiro256) -> [(layer: String, values: [Scalar])] {
+        _ = forward(x, rng: &rng, wantGradient: false)
+        return [("fc1", h1.storage), ("fc_mu", mu.storage), ("fc_logvar", logvar.storage), ("fc3", h3.storage), ("fc4", logits.storage)]
+    }
+
+    /// Backpropagation from `dLogits` (left by `forward`) into the parameters' gradients.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    func backward(_ x: Tensor<Scalar>) {
         let b = x.rows, k = latent
         fc4.parameterGradients(input: h3, delta: dLogits, parameters)
         fc4.inputGradient(delta: dLogits, parameters, into: &dH3)
@@ -123,7 +158,6 @@ public final class VAE<Scalar: BLASScalar>: Model {
         fcLogvar.inputGradient(delta: dLogvar, parameters, into: &dH1, accumulate: true)
         Linear.activationBackward(.relu, output: h1, pre: scratch, delta: &dH1)
         fc1.parameterGradients(input: x, delta: dH1, parameters)
-        return loss
     }
 
     @_specialize(where Scalar == Float)

@@ -3,11 +3,66 @@ import Linalg
 /// Turns a validated trial configuration into the objects that train.
 public enum Builders {
     /// The optimizer a trial names, with its hyperparameters (its reference's defaults where unset).
-    public static func optimizer<T: BLASScalar>(_ config: TrialConfig, scalar: T.Type = T.self) throws -> any Optimizer<T> {
+    ///
+    /// Given the model's parameter names it also builds the trial's parameter groups: biases
+    /// without weight decay (unless `bias_weight_decay: true`) and per-layer learning-rate
+    /// multipliers (`layer_lr_multipliers`, `layer_lr_decay`), each group with its own instance of
+    /// the optimizer (see `ParameterGroups`). Wrappers (SAM, Lookahead) wrap the grouped optimizer.
+    public static func optimizer<T: BLASScalar>(_ config: TrialConfig, parameterNames: [String]? = nil, scalar: T.Type = T.self) throws -> any Optimizer<T> {
         guard let definition = OptimizerCatalog.definition(config.optimizerName) else {
             throw config.error("optimizer", "unknown optimizer '\(config.optimizerName)'")
         }
-        return try definition.make(config, T.self)
+        guard let names = parameterNames else { return try definition.make(config, T.self) }
+        if let wrapper = definition as? any WrapperDefinition.Type {
+            let baseName = try config.string("base_optimizer", default: wrapper.defaultBase)
+            let base: any Optimizer<T> = try optimizer(config.setting("optimizer", .string(baseName)), parameterNames: names)
+            return try wrapper.wrap(base, config)
+        }
+        let groups = try parameterGroups(config, names: names, decays: definition.keys.contains { $0.name == "weight_decay" })
+        guard groups.count > 1 || groups.first?.learningRateScale != 1 || groups.first?.weightDecay == false else {
+            return try definition.make(config, T.self)
+        }
+        let lr = try config.double("lr", default: 0.01)
+        let built = try groups.map { g in
+            let inner = g.weightDecay ? config : config.setting("weight_decay", .double(0))
+            return (indices: g.indices, learningRateScale: g.learningRateScale, weightDecay: g.weightDecay, optimizer: try definition.make(inner, T.self))
+        }
+        let view = Parameters<T>(names.map { (name: $0, value: Tensor<T>(zeros: [0])) })
+        return ParameterGroups(name: built[0].optimizer.name, learningRate: lr, groups: built, parameters: view)
+    }
+
+    /// The groups of parameters that share a learning-rate multiplier and weight-decay setting,
+    /// in order of first appearance. A parameter's layer is its name up to the last dot.
+    static func parameterGroups(_ config: TrialConfig, names: [String], decays: Bool) throws -> [(indices: [Int], learningRateScale: Double, weightDecay: Bool)] {
+        var layers: [String] = []
+        for name in names {
+            let layer = name.split(separator: ".").dropLast().joined(separator: ".")
+            if !layers.contains(layer) { layers.append(layer) }
+        }
+        var scales = Array(repeating: 1.0, count: layers.count)
+        if config.values["layer_lr_multipliers"] != nil {
+            let m = try config.doubleList("layer_lr_multipliers", default: [])
+            guard m.count == layers.count else {
+                throw config.error("layer_lr_multipliers", "needs one multiplier per layer: \(layers.count) (\(layers.joined(separator: ", "))), got \(m.count)")
+            }
+            scales = m
+        } else if config.values["layer_lr_decay"] != nil {
+            let gamma = try config.double("layer_lr_decay", default: 1)
+            scales = layers.indices.map { Double.pow(gamma, Double(layers.count - 1 - $0)) }
+        }
+        let decayBiases = try config.bool("bias_weight_decay", default: false) || !decays
+        var groups: [(indices: [Int], learningRateScale: Double, weightDecay: Bool)] = []
+        for (i, name) in names.enumerated() {
+            let layer = name.split(separator: ".").dropLast().joined(separator: ".")
+            let scale = scales[layers.firstIndex(of: layer)!]
+            let decay = decayBiases || !name.hasSuffix(".bias")
+            if let k = groups.firstIndex(where: { $0.learningRateScale == scale && $0.weightDecay == decay }) {
+                groups[k].indices.append(i)
+            } else {
+                groups.append((indices: [i], learningRateScale: scale, weightDecay: decay))
+            }
+        }
+        return groups
     }
 
     /// The model a trial names, initialised from the trial's seed (stream "init").

@@ -34,11 +34,14 @@ public struct TrainingCheckpoint: Sendable {
     public var history: [EpochRecord]
     public var trajectory: [[Double]]
     public var payload: CheckpointPayload
+    /// The per-layer diagnostics so far (`diagnostics: true`).
+    public var layerStatistics: [LayerStatistics]
 
     public init(
         config: TrialConfig, epoch: Int, step: Int, shuffle: Xoshiro256, noise: Xoshiro256, plateau: PlateauState?, history: [EpochRecord],
-        trajectory: [[Double]], payload: CheckpointPayload
+        trajectory: [[Double]], payload: CheckpointPayload, layerStatistics: [LayerStatistics] = []
     ) {
+        self.layerStatistics = layerStatistics
         self.config = config
         self.epoch = epoch
         self.step = step

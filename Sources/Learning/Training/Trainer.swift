@@ -71,6 +71,10 @@ public struct TrialResult: Sendable {
     public var wallSeconds: Double
     /// The BLAS kernel and threads it ran with.
     public var engine: String
+    /// `mode: lr_range_test`: the learning rates tried, the smoothed losses and the suggestion.
+    public var lrRangeTest: LRRangeTest?
+    /// `diagnostics: true`: per-layer update norms and activation deltas, per epoch.
+    public var layerStatistics: [LayerStatistics] = []
 
     public var final: EpochRecord? { history.last }
 
@@ -126,7 +130,10 @@ public enum Trainer {
     ) throws -> TrialResult {
         let started = now()
         let model: any Model<T> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
-        let optimizer: any Optimizer<T> = try Builders.optimizer(config)
+        let optimizer: any Optimizer<T> = try Builders.optimizer(config, parameterNames: model.parameters.names)
+        if try config.string("mode", default: "train") == "lr_range_test" {
+            return try rangeTest(config, data, model: model, optimizer: optimizer, started: started)
+        }
         let epochs = try config.length()
         let batchSize = try config.int("batch_size", default: 128)
         let evalBatch = try config.int("eval_batch_size", default: 1000)
@@ -143,26 +150,51 @@ public enum Trainer {
         var labels: [Int32] = []
         var step = 0
         var firstEpoch = 1
+        var gradients = try GradientProcessing<T>(config)
+        let sharpnessAware = optimizer as? any SharpnessAware<T>
+        let hessian = optimizer as? any HessianEstimating<T>
+        let evaluationPoint = optimizer as? any EvaluationPointSwapping<T>
+        var diagnostics: LayerDiagnostics<T>?
+        if try config.bool("diagnostics", default: false) {
+            var probe = Tensor<T>(zeros: [0]), probeLabels: [Int32] = []
+            data.test.gather(Array(0..<min(256, data.test.count))[...], into: &probe, labels: &probeLabels)
+            diagnostics = LayerDiagnostics(probe: probe)
+        }
         if let resume = checkpoints.resume {
             try params.restore(try resume.tensors(T.self))
             try optimizer.importState(try resume.tensors(T.self).optimizer, parameters: params)
             (shuffle, noise, scheduler.plateau) = (resume.shuffle, resume.noise, resume.plateau)
             result.history = resume.history
+            result.layerStatistics = resume.layerStatistics
             step = resume.step
             firstEpoch = resume.epoch + 1
         }
+        diagnostics?.start(model)
         epochLoop: for epoch in firstEpoch...max(firstEpoch, epochs) where epoch <= epochs {
             let t0 = now()
             let order = shuffle.permutation(data.train.count)
             var lossSum = 0.0, normSum = 0.0, steps = 0
             var start = 0
             while start < order.count {
-                let end = min(start + batchSize, order.count)
-                data.train.gather(order[start..<end], into: &x, labels: &labels)
+                // One optimizer step: `accumulation` micro-batches (fewer at the end of the epoch).
                 scheduler.apply(to: optimizer, epoch: epoch - 1, step: step)
-                let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
+                let stepStart = start
+                var stepLoss = 0.0, micro = 0
+                var noiseBefore = noise
+                while micro < gradients.accumulation && start < order.count {
+                    let end = min(start + batchSize, order.count)
+                    data.train.gather(order[start..<end], into: &x, labels: &labels)
+                    if micro == 0 { noiseBefore = noise }
+                    let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
+                    let perExample = model.lossReduction == .sum ? loss / Double(end - start) : loss
+                    stepLoss += perExample * Double(end - start)
+                    if gradients.accumulation > 1 { gradients.accumulate(params, first: micro == 0) }
+                    micro += 1
+                    start = end
+                }
+                if micro > 1 { gradients.finishAccumulation(params, count: micro) }
                 let gradNorm = params.gradientNorm
-                let perExample = model.lossReduction == .sum ? loss / Double(end - start) : loss
+                let perExample = stepLoss / Double(start - stepStart)
                 if !perExample.isFinite || !gradNorm.isFinite || perExample > maxLoss {
                     result.status = .diverged
                     result.message = perExample > maxLoss && perExample.isFinite
@@ -175,17 +207,32 @@ public enum Trainer {
                     onEpoch(record)
                     break epochLoop
                 }
+                gradients.clip(params, norm: gradNorm)
+                if let sharpnessAware {
+                    // SAM: the gradient again, on the same batch and noise, at the perturbed point.
+                    sharpnessAware.perturb(params)
+                    var again = noiseBefore
+                    _ = model.lossAndGradients(x: x, labels: labels, rng: &again)
+                    gradients.clip(params, norm: params.gradientNorm)
+                }
+                if start >= order.count { diagnostics?.beforeLastStep(params) }
                 optimizer.update(params)
                 step += 1
-                lossSum += perExample * Double(end - start)
+                if let hessian, hessian.wantsHessianEstimate {
+                    model.sampledTargetGradients(x: x, rng: &noise)
+                    hessian.updateHessian(params, batchSize: x.rows)
+                }
+                lossSum += stepLoss
                 normSum += gradNorm
                 steps += 1
-                start = end
             }
             let trainSeconds = now() - t0
+            if diagnostics != nil { result.layerStatistics += diagnostics!.finishEpoch(epoch, model: model, params: params) }
             let t1 = now()
             var evalNoise = Xoshiro256(seed: config.seed &+ UInt64(epoch), stream: "eval")
+            evaluationPoint?.useEvaluationPoint(params)
             let (testLoss, accuracy) = evaluate(model, data.test, batchSize: evalBatch, rng: &evalNoise, buffer: &x, labels: &labels)
+            evaluationPoint?.useTrainingPoint(params)
             let record = EpochRecord(
                 epoch: epoch, step: step, trainLoss: lossSum / Double(data.train.count), testLoss: testLoss,
                 testAccuracy: model.isClassifier ? accuracy : .nan, gradientNorm: normSum / Double(max(steps, 1)),
@@ -201,7 +248,7 @@ public enum Trainer {
             if checkpoints.due(epoch, of: epochs) {
                 try checkpoints.save(TrainingCheckpoint(
                     config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
-                    history: result.history, trajectory: [], payload: .make(params, optimizer)))
+                    history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
             }
             if epoch < epochs && shouldStop() {
                 result.status = .stopped
@@ -210,11 +257,66 @@ public enum Trainer {
                 if checkpoints.every != nil && !checkpoints.due(epoch, of: epochs) {
                     try checkpoints.save(TrainingCheckpoint(
                         config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
-                        history: result.history, trajectory: [], payload: .make(params, optimizer)))
+                        history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
                 }
                 break
             }
         }
+        result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
+        result.wallSeconds = now() - started
+        return result
+    }
+
+    /// `mode: lr_range_test`: `range_steps` steps with the learning rate growing geometrically
+    /// from `range_start_lr` to `range_end_lr` (see `LRRangeTest`). One history row per step
+    /// (epoch = step, train_loss = that batch's loss); the batches cycle through shuffled epochs.
+    static func rangeTest<T: BLASScalar>(
+        _ config: TrialConfig, _ data: DataSplits, model: any Model<T>, optimizer: any Optimizer<T>, started: Double
+    ) throws -> TrialResult {
+        let params = model.parameters
+        let batchSize = try config.int("batch_size", default: 128)
+        let steps = try config.int("range_steps", default: 100)
+        let (low, high) = (try config.double("range_start_lr", default: 1e-7), try config.double("range_end_lr", default: 10))
+        let smoothing = try config.double("range_smoothing", default: 0.05)
+        var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
+        var noise = Xoshiro256(seed: config.seed, stream: "noise")
+        var result = TrialResult(
+            config: config, status: .done, history: [], trajectory: [], parameterCount: params.scalarCount,
+            optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)
+        var test = LRRangeTest(stopReason: "reached range_end_lr after \(steps) steps")
+        var x = Tensor<T>(zeros: [0]), labels: [Int32] = []
+        var order: [Int] = [], position = 0
+        var average = 0.0, best = Double.infinity
+        let factor = Double.pow(high / low, 1 / Double(steps))
+        var lr = low
+        for i in 0..<steps {
+            let t0 = now()
+            if position >= order.count { (order, position) = (shuffle.permutation(data.train.count), 0) }
+            let end = min(position + batchSize, order.count)
+            data.train.gather(order[position..<end], into: &x, labels: &labels)
+            position = end
+            optimizer.learningRate = lr
+            let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
+            let perExample = model.lossReduction == .sum ? loss / Double(x.rows) : loss
+            average = i == 0 ? perExample : smoothing * perExample + (1 - smoothing) * average
+            if !perExample.isFinite || average > 4 * best {
+                test.stopReason = "stopped at step \(i + 1), lr \(formatG(lr)): the smoothed loss \(perExample.isFinite ? "exceeded 4× its best \(formatG(best))" : "became non-finite")"
+                break
+            }
+            best = min(best, average)
+            test.learningRates.append(lr)
+            test.smoothedLosses.append(average)
+            let norm = params.gradientNorm
+            optimizer.update(params)
+            let record = EpochRecord(
+                epoch: i + 1, step: i + 1, trainLoss: perExample, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: lr,
+                seconds: now() - t0, evalSeconds: 0)
+            result.history.append(record)
+            lr *= factor
+        }
+        test.suggested = LRRangeTest.suggest(test.learningRates, test.smoothedLosses)
+        result.message = (test.suggested.map { "suggested lr \(formatG($0)) (steepest descent of the smoothed loss); " } ?? "too few points for a suggestion; ") + test.stopReason
+        result.lrRangeTest = test
         result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
         result.wallSeconds = now() - started
         return result
@@ -295,6 +397,12 @@ public enum Trainer {
         result.wallSeconds = now() - started
         return result
     }
+}
+
+func formatG(_ x: Double) -> String {
+    var buf = [CChar](repeating: 0, count: 32)
+    _ = withVaList([x]) { vsnprintf(&buf, buf.count, "%.3g", $0) }
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// Monotonic seconds.
