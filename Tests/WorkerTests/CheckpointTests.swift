@@ -19,6 +19,9 @@ import Testing
         ["optimizer": .string("sgd"), "lr": .double(0.05), "schedule": .string("step"), "step_size": .int(1), "warmup_steps": .int(2)],
         ["model": .string("vae"), "hidden": .int(16), "latent": .int(3), "optimizer": .string("adamw"), "lr": .double(0.003)],
         ["precision": .string("float64"), "optimizer": .string("adamw"), "lr": .double(0.003)],
+        // The training techniques keep their state across a resume too.
+        ["optimizer": .string("sam"), "base_optimizer": .string("adamw"), "lr": .double(0.003), "diagnostics": .bool(true), "clip_grad_norm": .double(0.5), "layer_lr_decay": .double(0.5)],
+        ["optimizer": .string("lookahead"), "base_optimizer": .string("sgd"), "momentum": .double(0.9), "lr": .double(0.01), "accumulation_steps": .int(3), "lookahead_k": .int(4)],
     ] + OptimizerCatalog.all.map { ["optimizer": .string($0.name), "lr": .double(0.001), "muon_output": $0.name == "muon" ? .bool(true) : nil].compactMapValues { $0 } }
 
     static func config(_ variant: [String: ConfigValue]) -> TrialConfig {
@@ -42,6 +45,7 @@ import Testing
         #expect(resumed.status == straight.status)
         let strip: (EpochRecord) -> [Double] = { r in [Double(r.epoch), Double(r.step), r.trainLoss, r.testLoss, r.testAccuracy.isNaN ? -1 : r.testAccuracy, r.gradientNorm, r.learningRate] }
         #expect(resumed.history.map(strip) == straight.history.map(strip), "\(config.canonicalJSON)")
+        #expect(resumed.layerStatistics == straight.layerStatistics, "\(config.canonicalJSON)")
         switch (saved[1].payload, resumedEnd[0].payload) {
         case (.float32(let a), .float32(let b)):
             #expect(a.parameters == b.parameters)

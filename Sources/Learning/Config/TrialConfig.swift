@@ -16,6 +16,8 @@ public enum TrialSchema {
         Key(name: "seed", help: "seed for initialisation, data order and sampling noise (default 0)"),
         Key(name: "precision", help: "float32 (default) | float64"),
         Key(name: "max_loss", help: "end the trial as diverged when a training loss exceeds this (default: only NaN/Inf)"),
+        Key(name: "clip_grad_norm", help: "clip the global gradient norm to this (torch clip_grad_norm_)"),
+        Key(name: "clip_grad_value", help: "clamp every gradient component to [-v, v] (torch clip_grad_value_)"),
     ]
 
     /// Keys of models trained on a data set.
@@ -27,8 +29,6 @@ public enum TrialSchema {
         Key(name: "test_limit", help: "use only the first N test examples"),
         Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000)"),
         Key(name: "accumulation_steps", help: "micro-batches of batch_size averaged per optimizer step (default 1)"),
-        Key(name: "clip_grad_norm", help: "clip the global gradient norm to this (torch clip_grad_norm_)"),
-        Key(name: "clip_grad_value", help: "clamp every gradient component to [-v, v] (torch clip_grad_value_)"),
         Key(name: "bias_weight_decay", help: "apply weight decay to biases too (default false: biases are not decayed)"),
         Key(name: "layer_lr_multipliers", help: "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
         Key(name: "layer_lr_decay", help: "layer-wise lr decay γ: the last layer gets lr, each one below γ times the next"),

@@ -2,17 +2,17 @@ import Linalg
 
 /// The gradient techniques of the course notes (`001_…` §5), applied by the training loop
 /// between backpropagation and the optimizer step, in torch's order: accumulate, then clip.
-struct GradientProcessing<T: BLASScalar> {
+public struct GradientProcessing<T: BLASScalar> {
     /// Micro-batches per optimizer step (`accumulation_steps`): their gradients are averaged, as
     /// torch does with `(loss / k).backward()` over k micro-batches.
-    let accumulation: Int
+    public let accumulation: Int
     /// `torch.nn.utils.clip_grad_norm_`: scale all gradients by `max / (‖g‖ + 1e-6)` when that is below 1.
-    let maxNorm: Double?
+    public let maxNorm: Double?
     /// `torch.nn.utils.clip_grad_value_`: clamp every component to [−v, v].
-    let maxValue: Double?
+    public let maxValue: Double?
     var sum: [Tensor<T>] = []
 
-    init(_ config: TrialConfig) throws {
+    public init(_ config: TrialConfig) throws {
         accumulation = try config.int("accumulation_steps", default: 1)
         maxNorm = try config.optionalDouble("clip_grad_norm")
         maxValue = try config.optionalDouble("clip_grad_value")
@@ -42,8 +42,8 @@ struct GradientProcessing<T: BLASScalar> {
         }
     }
 
-    /// Clips in place; returns the global norm before clipping (what torch returns).
-    func clip(_ params: Parameters<T>, norm: Double) {
+    /// Clips in place, given the global norm of the gradients.
+    public func clip(_ params: Parameters<T>, norm: Double) {
         if let maxNorm {
             let coefficient = maxNorm / (norm + 1e-6)
             if coefficient < 1 {

@@ -350,6 +350,7 @@ public enum Trainer {
         let params = Parameters<Double>([(name: "x", value: Tensor(vector: objective.start))])
         var scheduler = Scheduler(try TrialSchedule.from(config, epochs: steps, stepsPerEpoch: 1), base: try config.double("lr", default: 0.01))
         let maxLoss = try config.double("max_loss", default: .infinity)
+        let clipping = try GradientProcessing<Double>(config)
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [objective.start], parameterCount: objective.start.count,
             optimizerStateBytes: 0, wallSeconds: 0, engine: "scalar")
@@ -367,6 +368,7 @@ public enum Trainer {
             let (value, gradient) = objective.evaluate(params.values[0].storage)
             params.gradients[0].storage = gradient
             let norm = params.gradientNorm
+            clipping.clip(params, norm: norm)
             if !value.isFinite || !norm.isFinite || value > maxLoss {
                 result.status = .diverged
                 result.message = value > maxLoss && value.isFinite ? "loss \(value) exceeded max_loss \(maxLoss) at step \(step)" : "non-finite value at step \(step)"
