@@ -113,7 +113,7 @@ extension SweepSpec {
             locations[a.key] = location(a.line)
         }
         if hasBranches {
-            values["optimizer"] = .string(branch.name)
+            values["optimizer"] = .string(branch.optimizer)
             locations["optimizer"] = location(branch.line)
         }
 

@@ -93,13 +93,14 @@ import Darwin
 /// Every problem is a `ConfigError` naming the file, the line and the key, and saying what is allowed.
 public enum SweepFile {
     /// Reads, validates and expands the sweep file at `path`.
-    public static func load(path: String) throws -> Sweep {
-        try parse(yaml: try readTextFile(path), source: path)
+    public static func load(path: String, profile: String? = nil) throws -> Sweep {
+        try parse(yaml: try readTextFile(path), source: path, profile: profile)
     }
 
     /// Parses, validates and expands a sweep from its YAML text; `source` names it in errors.
-    public static func parse(yaml: String, source: String) throws -> Sweep {
-        let spec = try SweepParser(source: source).parse(yaml)
+    /// `profile` applies one of the file's `profiles` (its name is appended to the sweep's).
+    public static func parse(yaml: String, source: String, profile: String? = nil) throws -> Sweep {
+        let spec = try SweepParser(source: source, profile: profile).parse(yaml)
         return try spec.expand(text: yaml)
     }
 }
@@ -165,9 +166,11 @@ struct Section: Sendable {
 }
 
 struct Branch: Sendable {
+    /// The optimizer, or `OPTIMIZER/LABEL` for several branches of one optimizer.
     let name: String
     let line: Int?
     let section: Section
+    var optimizer: String { name.split(separator: "/", maxSplits: 1).first.map(String.init) ?? name }
 }
 
 enum SeedSpec: Sendable {
@@ -199,8 +202,9 @@ struct SweepSpec: Sendable {
 
 struct SweepParser {
     let source: String
+    var profile: String? = nil
 
-    static let sections = ["base", "checkpoints", "description", "early_stopping", "grid", "name", "objective", "optimizers", "random", "repeats", "seed", "seeds", "zip"]
+    static let sections = ["base", "checkpoints", "description", "early_stopping", "grid", "name", "objective", "optimizers", "profiles", "random", "repeats", "seed", "seeds", "zip"]
     static let branchSections = ["base", "grid", "random", "zip"]
     static let metrics = ["test_accuracy", "test_loss", "train_loss"]
 
@@ -300,6 +304,8 @@ struct SweepParser {
         var seeds: SeedSpec?
         var checkpoints = Sweep.Checkpoints()
         var earlyStopping: Sweep.EarlyStopping?
+        var profileSection: Section?
+        var profileNames: [String] = []
 
         for entry in try entries(root, what: "a sweep file", key: nil, line: rootLine) {
             switch entry.key {
@@ -331,6 +337,19 @@ struct SweepParser {
                 checkpoints = try parseCheckpoints(entry)
             case "early_stopping":
                 earlyStopping = try parseEarlyStopping(entry)
+            case "profiles":
+                for p in try entries(entry.value, what: "profiles", key: "profiles", line: entry.line) {
+                    profileNames.append(p.key)
+                    guard p.key == profile else { continue }
+                    var section = Section()
+                    for e in try entries(p.value, what: "profile '\(p.key)'", key: p.key, line: p.line) {
+                        guard e.key == "base" || e.key == "grid" else {
+                            throw error(e.line, e.key, "a profile overrides 'base' and 'grid' only")
+                        }
+                        try parseSection(e, into: &section)
+                    }
+                    profileSection = section
+                }
             case "base", "grid", "zip", "random":
                 try parseSection(entry, into: &top)
             default:
@@ -340,7 +359,23 @@ struct SweepParser {
                             + (isTrialKey ? " (trial keys such as '\(entry.key)' go under 'base', or under 'grid' to vary them)" : ""))
             }
         }
-        guard let name else { throw error(rootLine, "name", "a sweep needs a 'name' (letters, digits, '_', '.' and '-')") }
+        guard var name else { throw error(rootLine, "name", "a sweep needs a 'name' (letters, digits, '_', '.' and '-')") }
+        if let profile {
+            guard let overrides = profileSection else {
+                throw error(nil, "profiles", "no profile '\(profile)' in this sweep file\(profileNames.isEmpty ? " (it has no 'profiles' section)" : "; it has: \(profileNames.joined(separator: ", "))")")
+            }
+            // The profile's keys replace the file's top-level ones of the same name.
+            for a in overrides.base {
+                top.base.removeAll { $0.key == a.key }
+                top.grid.removeAll { $0.key == a.key }
+                top.base.append(a)
+            }
+            for axis in overrides.grid {
+                top.base.removeAll { $0.key == axis.key }
+                if let k = top.grid.firstIndex(where: { $0.key == axis.key }) { top.grid[k] = axis } else { top.grid.append(axis) }
+            }
+            name += "-\(profile)"
+        }
         return SweepSpec(source: source, rootLine: rootLine, name: name, description: description, seed: seed,
                          objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints, earlyStopping: earlyStopping)
     }
@@ -444,8 +479,9 @@ struct SweepParser {
         }
         var branches: [Branch] = []
         for e in list {
-            guard allowed.contains(e.key) else {
-                throw error(e.line, e.key, "unknown optimizer '\(e.key)'\(hint(e.key, allowed)); allowed: \(allowed.joined(separator: ", "))")
+            let optimizer = e.key.split(separator: "/", maxSplits: 1).first.map(String.init) ?? e.key
+            guard allowed.contains(optimizer) else {
+                throw error(e.line, e.key, "unknown optimizer '\(optimizer)'\(hint(optimizer, allowed)); allowed: \(allowed.joined(separator: ", ")) (several branches of one optimizer: OPTIMIZER/LABEL)")
             }
             var section = Section()
             for s in try entries(e.value, what: "optimizer entry '\(e.key)'", key: e.key, line: e.line) {

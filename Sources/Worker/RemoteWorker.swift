@@ -221,7 +221,7 @@ public final class RemoteWorker {
         let started = now()
         do {
             let config = try TrialConfig.parse(yaml: assignment.config, source: "trial \(lease.trial)")
-            let splits = config.isToyObjective ? nil : try data.splits(config.string("data", default: "fashion-mnist"))
+            let splits = config.isToyObjective ? nil : try data.splits(config.string("data", default: "fashion-mnist"), seed: config.seed)
             let perEpoch = !config.isToyObjective
             var policy = CheckpointPolicy(every: assignment.checkpointEvery) { checkpoint in
                 onCheckpoint(checkpoint.epoch, try CheckpointTransfer.encode(checkpoint))
@@ -256,14 +256,18 @@ final class DataCache: @unchecked Sendable {
     private let lock = NSLock()
     private var loaded: [String: DataSplits] = [:]
 
-    func splits(_ name: String) throws -> DataSplits {
-        try lock.withLock {
-            if let d = loaded[name] { return d }
-            let d = try DataSource(parsing: name).load()
-            loaded[name] = d
+    /// Synthetic data sets depend on the trial's seed and are cached per seed.
+    func splits(_ name: String, seed: UInt64) throws -> DataSplits {
+        let source = try DataSource(parsing: name)
+        let key = source.isSynthetic ? "\(name)#\(seed)" : name
+        return try lock.withLock {
+            if let d = loaded[key] { return d }
+            let d = try source.load(seed: seed)
+            loaded[key] = d
             return d
         }
     }
+
 }
 
 public func hostName() -> String {

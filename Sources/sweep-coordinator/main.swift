@@ -23,11 +23,12 @@ extension SweepCoordinator {
     struct Plan: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the number of trials and a table of them, without running anything.")
         @Argument(help: "Sweep file (YAML).") var sweep: String
+        @Option(help: "Apply this profile of the sweep file (e.g. full).") var profile: String?
         @Option(help: "Show at most this many rows.") var limit: Int?
 
         func run() throws {
             do {
-                let s = try SweepFile.load(path: sweep)
+                let s = try SweepFile.load(path: sweep, profile: profile)
                 print(s.planTable(limit: limit), terminator: "")
             } catch {
                 printError("error: \(error)")
@@ -47,6 +48,7 @@ extension SweepCoordinator {
         @Option(help: "Declare a worker lost after this many seconds of silence.") var deadAfter = 5.0
         @Option(help: "Attempts per trial before it is marked failed.") var maxAttempts = 3
         @Flag(help: "Plain log lines even on a terminal.") var plain = false
+        @Option(help: "Apply this profile of the sweep file (e.g. full: the documents' full settings).") var profile: String?
 
         func validate() throws {
             guard localWorkers >= 0 else { throw ValidationError("--local-workers must be at least 0") }
@@ -56,7 +58,7 @@ extension SweepCoordinator {
         func run() throws {
             let signals = SignalWatcher()
             do {
-                let s = try SweepFile.load(path: sweep)
+                let s = try SweepFile.load(path: sweep, profile: profile)
                 var options = Coordinator.Options(bind: bind, output: out ?? "results/\(s.name)", localWorkers: localWorkers)
                 options.workerThreads = workerThreads
                 options.heartbeatSeconds = heartbeat

@@ -55,6 +55,11 @@ public enum TrialSchema {
             Key(name: "curvatures", help: "diagonal curvatures h_i of ½Σh_i·x_i² (default [10, 0.1])"),
             Key(name: "start", help: "start point (default [1, 1])"),
         ],
+        "polyfit": [
+            Key(name: "degree", help: "polynomial degree (default 10)"),
+            Key(name: "points", help: "noisy training samples of sin(πx) (default 20)"),
+            Key(name: "noise", help: "standard deviation of the sample noise (default 0.1)"),
+        ],
         "rosenbrock": [
             Key(name: "steps", help: "optimizer steps (default 1000)"),
             Key(name: "start", help: "start point (default [-1.5, 2])"),
@@ -231,6 +236,11 @@ public struct TrialConfig: Sendable, Equatable {
             let s = try doubleList("start", default: Array(repeating: 1, count: h.count))
             guard !h.isEmpty, h.count == s.count else { throw error(values["start"] != nil ? "start" : "curvatures", "curvatures and start need the same, non-zero length (\(h.count) vs \(s.count))") }
         }
+        if model == "polyfit" {
+            guard try int("degree", default: 10) >= 0 else { throw error("degree", "must be at least 0") }
+            guard try int("points", default: 20) >= 1 else { throw error("points", "must be at least 1") }
+            guard try double("noise", default: 0.1) >= 0 else { throw error("noise", "must be at least 0") }
+        }
         if model == "rosenbrock" {
             guard try doubleList("start", default: [-1.5, 2]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
         }
@@ -329,11 +339,11 @@ public struct TrialConfig: Sendable, Equatable {
     public var model: String { (try? string("model", default: "")) ?? "" }
     public var optimizerName: String { (try? string("optimizer", default: "sgd")) ?? "sgd" }
     public var seed: UInt64 { UInt64(truncatingIfNeeded: (try? int("seed", default: 0)) ?? 0) }
-    public var isToyObjective: Bool { model == "quadratic" || model == "rosenbrock" }
+    public var isToyObjective: Bool { model == "quadratic" || model == "rosenbrock" || model == "polyfit" }
 
     /// How long the trial trains: epochs for models on data, steps for toy objectives.
     public func length() throws -> Int {
-        isToyObjective ? try int("steps", default: model == "rosenbrock" ? 1000 : 100) : try int("epochs", default: 1)
+        model == "polyfit" ? 1 : isToyObjective ? try int("steps", default: model == "rosenbrock" ? 1000 : 100) : try int("epochs", default: 1)
     }
 
     /// Canonical JSON of the resolved configuration (keys sorted): the trial's identity.

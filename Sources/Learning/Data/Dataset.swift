@@ -76,6 +76,10 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
     /// An HDF5 file with `X_train`, `y_train`, `X_test`, `y_test`, or just `X` and `y`, whose last
     /// seventh becomes the test split (Fashion-MNIST's 60k/10k proportion).
     case hdf5(String)
+    /// Modular addition `a + b mod p` (the grokking experiments of Power et al. 2022): every pair
+    /// (a, b) as the one-hot codes of a and b side by side (2p features), labelled (a + b) mod p;
+    /// the pairs are shuffled with the trial's seed and the first `trainFraction` of them train.
+    case modular(modulus: Int, trainFraction: Double)
 
     public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
 
@@ -84,14 +88,26 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
         case .fashionMNIST: "fashion-mnist"
         case .idxDirectory(let d): "idx:\(d)"
         case .hdf5(let p): "hdf5:\(p)"
+        case .modular(let p, let f): "modular:\(p):\(f)"
         }
     }
+
+    /// Generated from the trial's seed (so a worker caches it per seed).
+    public var isSynthetic: Bool { if case .modular = self { true } else { false } }
 
     /// Parses a trial's `data` value: `fashion-mnist`, `idx:DIR` (or a bare directory) or
     /// `hdf5:FILE` (or a path ending in `.h5`/`.hdf5`).
     public init(parsing text: String) throws {
         if text == "fashion-mnist" || text == "fashion_mnist" {
             self = .fashionMNIST
+        } else if text.hasPrefix("modular:") {
+            let parts = text.split(separator: ":").dropFirst()
+            guard let p = parts.first.flatMap({ Int($0) }), p >= 2, p <= 1000,
+                let f = parts.count > 1 ? Double(parts[parts.startIndex + 1]) : 0.5, f > 0, f < 1, parts.count <= 2
+            else {
+                throw DataError.invalid("'\(text)': use modular:P or modular:P:TRAIN_FRACTION with 2 ≤ P ≤ 1000 and 0 < TRAIN_FRACTION < 1 (e.g. modular:97:0.4)")
+            }
+            self = .modular(modulus: p, trainFraction: f)
         } else if text.hasPrefix("idx:") {
             self = .idxDirectory(String(text.dropFirst(4)))
         } else if text.hasPrefix("hdf5:") {
@@ -105,9 +121,11 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public func load(trainLimit: Int? = nil, testLimit: Int? = nil) throws -> DataSplits {
+    public func load(trainLimit: Int? = nil, testLimit: Int? = nil, seed: UInt64 = 0) throws -> DataSplits {
         let splits: DataSplits
         switch self {
+        case .modular(let p, let fraction):
+            splits = try Self.modularAddition(p, trainFraction: fraction, seed: seed)
         case .fashionMNIST:
             let dir = Self.fashionMNISTDirectory
             if access(dir, F_OK) != 0 {
@@ -120,6 +138,24 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
             splits = try Self.loadHDF5(path: path)
         }
         return DataSplits(train: splits.train.prefix(trainLimit), test: splits.test.prefix(testLimit))
+    }
+
+    static func modularAddition(_ p: Int, trainFraction: Double, seed: UInt64) throws -> DataSplits {
+        var rng = Xoshiro256(seed: seed, stream: "modular")
+        let order = rng.permutation(p * p)
+        let trainCount = max(1, min(p * p - 1, Int((trainFraction * Double(p * p)).rounded())))
+        func make(_ pairs: ArraySlice<Int>, _ name: String) throws -> Dataset {
+            var x = [Float](repeating: 0, count: pairs.count * 2 * p)
+            var labels: [Int32] = []
+            for (row, pair) in pairs.enumerated() {
+                let (a, b) = (pair / p, pair % p)
+                x[row * 2 * p + a] = 1
+                x[row * 2 * p + p + b] = 1
+                labels.append(Int32((a + b) % p))
+            }
+            return try Dataset(name: name, features: 2 * p, x: x, labels: labels, classes: p)
+        }
+        return DataSplits(train: try make(order[..<trainCount], "modular-\(p) train"), test: try make(order[trainCount...], "modular-\(p) test"))
     }
 
     static func findIDX(_ directory: String, _ stem: String) throws -> String {

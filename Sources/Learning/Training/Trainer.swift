@@ -115,10 +115,11 @@ public enum Trainer {
         try config.validate()
         if let resume = checkpoints.resume { try CheckpointPolicy.check(resume, against: config) }
         let precision = try config.string("precision", default: "float32")
+        if config.model == "polyfit" { return try fitPolynomial(config, onEpoch: onEpoch) }
         if config.isToyObjective { return try runObjective(config, checkpoints: checkpoints, shouldStop: shouldStop, onStep: onEpoch) }
         let trainLimit = try config.optionalInt("limit"), testLimit = try config.optionalInt("test_limit")
         let splits = try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
-            ?? DataSource(parsing: config.string("data", default: "fashion-mnist")).load(trainLimit: trainLimit, testLimit: testLimit)
+            ?? DataSource(parsing: config.string("data", default: "fashion-mnist")).load(trainLimit: trainLimit, testLimit: testLimit, seed: config.seed)
         return precision == "float64"
             ? try train(config, splits, Double.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
             : try train(config, splits, Float.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
@@ -320,6 +321,21 @@ public enum Trainer {
         result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
         result.wallSeconds = now() - started
         return result
+    }
+
+    /// `model: polyfit`: the closed-form minimum-norm fit (no optimizer steps); one history row
+    /// with the train and test mean squared errors (`grad_norm` holds the coefficients' norm).
+    static func fitPolynomial(_ config: TrialConfig, onEpoch: (EpochRecord) -> Void) throws -> TrialResult {
+        let started = now()
+        let fit = PolynomialFit(
+            degree: try config.int("degree", default: 10), points: try config.int("points", default: 20), noise: try config.double("noise", default: 0.1),
+            seed: config.seed)
+        let (train, test, norm) = try fit.fit()
+        let record = EpochRecord(epoch: 1, step: 0, trainLoss: train, testLoss: test, testAccuracy: .nan, gradientNorm: norm, learningRate: 0, seconds: now() - started, evalSeconds: 0)
+        onEpoch(record)
+        return TrialResult(
+            config: config, status: test.isFinite ? .done : .diverged, message: "minimum-norm least squares, degree \(fit.degree), \(fit.points) points",
+            history: [record], trajectory: [], parameterCount: fit.degree + 1, optimizerStateBytes: 0, wallSeconds: now() - started, engine: BLASRuntime.summary)
     }
 
     /// Mean loss per example and accuracy over a data set, in batches, without gradients.
