@@ -387,6 +387,9 @@ public final class Coordinator {
         var result = TrialResult(
             config: trial.config, status: r.status == .done ? r.status : (stopped ?? r.status), message: r.status == .stopped ? (stopReasons[i] ?? r.message) : r.message, history: r.history, trajectory: r.trajectory,
             parameterCount: r.parameterCount, optimizerStateBytes: r.optimizerStateBytes, wallSeconds: r.wallSeconds, engine: r.engine)
+        result.lrRangeTest = r.lrRangeTest
+        result.layerStatistics = r.layerStatistics ?? []
+        result.sharpness = r.sharpness
         if let asha, r.status == .stopped, stopReasons[i] == nil, let target = pauseTargets[i], let last = r.history.last?.epoch, last == target,
             let k = asha.rung(ofEpoch: last, length: lengths[i])
         {

@@ -15,6 +15,7 @@ import Learning
 ///     /trajectory            toy objectives: (steps + 1) × dimension points, float64
 ///     /lr_range_test         `mode: lr_range_test`: a table (lr, loss = the smoothed loss), one
 ///                            row per step; attribute `suggested_lr` on the trial (NaN if none)
+///     sharpness              attribute, `sharpness_rho: ρ`: L(w + ρ·g/‖g‖) − L(w) at the end
 ///     /layer_stats           `diagnostics: true`: a table, one row per layer and epoch: layer
 ///                            (text), epoch, update_norm, update_spectral_norm, weight_norm,
 ///                            grad_norm, activation_delta (see `LayerStatistics`)
@@ -65,6 +66,7 @@ public enum TrialFile {
             try group.setAttribute("suggested_lr", test.suggested ?? .nan)
         }
         try LayerStatisticsTable.write(result.layerStatistics, into: group)
+        if let sharpness = result.sharpness { try group.setAttribute("sharpness", sharpness) }
     }
 }
 

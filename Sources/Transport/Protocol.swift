@@ -139,6 +139,10 @@ public struct ResultMessage: Codable, Sendable {
     public var optimizerStateBytes: Int
     public var wallSeconds: Double
     public var engine: String
+    /// `mode: lr_range_test`, `diagnostics: true` and `sharpness_rho` results.
+    public var lrRangeTest: LRRangeTest?
+    public var layerStatistics: [LayerStatistics]?
+    public var sharpness: Double?
 }
 
 public struct Welcome: Codable, Sendable {

@@ -239,10 +239,14 @@ public final class RemoteWorker {
                     lastEpoch = record.epoch
                     onEpoch(record, perEpoch)
                 })
-            return ResultMessage(
+            var message = ResultMessage(
                 lease: lease, status: result.status, message: result.message, history: result.history, trajectory: result.trajectory,
                 parameterCount: result.parameterCount, optimizerStateBytes: result.optimizerStateBytes, wallSeconds: result.wallSeconds,
                 engine: result.engine)
+            message.lrRangeTest = result.lrRangeTest
+            message.layerStatistics = result.layerStatistics.isEmpty ? nil : result.layerStatistics
+            message.sharpness = result.sharpness
+            return message
         } catch {
             return ResultMessage(
                 lease: lease, status: .failed, message: "\(error)", history: [], trajectory: [], parameterCount: 0,

@@ -32,6 +32,7 @@ public enum TrialSchema {
         Key(name: "bias_weight_decay", help: "apply weight decay to biases too (default false: biases are not decayed)"),
         Key(name: "layer_lr_multipliers", help: "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
         Key(name: "layer_lr_decay", help: "layer-wise lr decay γ: the last layer gets lr, each one below γ times the next"),
+        Key(name: "sharpness_rho", help: "at the end, measure L(w + ρ·g/‖g‖) − L(w) on 2,048 training examples (SAM's sharpness)"),
         Key(name: "diagnostics", help: "record per-layer update norms and activation deltas each epoch (default false)"),
         Key(name: "mode", help: "train (default) | lr_range_test"),
         Key(name: "range_start_lr", help: "LR range test: first learning rate (default 1e-7)"),
@@ -244,7 +245,7 @@ public struct TrialConfig: Sendable, Equatable {
         if model == "rosenbrock" {
             guard try doubleList("start", default: [-1.5, 2]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
         }
-        for key in ["clip_grad_norm", "clip_grad_value", "range_start_lr", "range_end_lr", "layer_lr_decay"] where values[key] != nil {
+        for key in ["clip_grad_norm", "clip_grad_value", "range_start_lr", "range_end_lr", "layer_lr_decay", "sharpness_rho"] where values[key] != nil {
             guard try double(key, default: 1) > 0 else { throw error(key, "must be positive") }
         }
         if values["range_smoothing"] != nil {

@@ -68,7 +68,7 @@ public struct GradientProcessing<T: BLASScalar> {
 /// exceeds 4× its best (or is NaN), and the suggested rate is where the smoothed loss falls
 /// fastest (`argmin` of numpy's `gradient`, skipping the first 10 and last 5 points as the notes'
 /// plot does).
-public struct LRRangeTest: Sendable, Equatable {
+public struct LRRangeTest: Sendable, Equatable, Codable {
     public var learningRates: [Double] = []
     public var smoothedLosses: [Double] = []
     public var suggested: Double?
@@ -89,7 +89,7 @@ public struct LRRangeTest: Sendable, Equatable {
 }
 
 /// One row of the per-layer diagnostics (`003_…` parts c.1 and h.1), recorded after each epoch.
-public struct LayerStatistics: Sendable, Equatable {
+public struct LayerStatistics: Sendable, Equatable, Codable {
     public var layer: String
     public var epoch: Int
     /// Frobenius and spectral norms of the layer's weight update in the epoch's last step.

@@ -75,6 +75,9 @@ public struct TrialResult: Sendable {
     public var lrRangeTest: LRRangeTest?
     /// `diagnostics: true`: per-layer update norms and activation deltas, per epoch.
     public var layerStatistics: [LayerStatistics] = []
+    /// `sharpness_rho: ρ`: the training loss increase under the first-order worst-case
+    /// perturbation of norm ρ, `L(w + ρ·g/‖g‖) − L(w)`, at the end of training (SAM's measure).
+    public var sharpness: Double?
 
     public var final: EpochRecord? { history.last }
 
@@ -263,9 +266,36 @@ public enum Trainer {
                 break
             }
         }
+        if result.status == .done, let rho = try config.optionalDouble("sharpness_rho") {
+            evaluationPoint?.useEvaluationPoint(params)
+            result.sharpness = sharpness(model, data.train, rho: rho, buffer: &x, labels: &labels)
+            evaluationPoint?.useTrainingPoint(params)
+            result.message = "sharpness at rho \(formatG(rho)): \(formatG(result.sharpness!))"
+        }
         result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
         result.wallSeconds = now() - started
         return result
+    }
+
+    /// SAM's sharpness of the point reached: on the first 2,048 training examples (one batch,
+    /// fixed noise), `L(w + ρ·g/‖g‖) − L(w)` with g the gradient there. The parameters are restored.
+    static func sharpness<T: BLASScalar>(_ model: any Model<T>, _ data: Dataset, rho: Double, buffer x: inout Tensor<T>, labels: inout [Int32]) -> Double {
+        let params = model.parameters
+        data.gather(Array(0..<min(2048, data.count))[...], into: &x, labels: &labels)
+        var noise = Xoshiro256(seed: 0, stream: "sharpness")
+        let rows = Double(x.rows), summed = model.lossReduction == .sum
+        let perExample = { (loss: Double) in summed ? loss / rows : loss }
+        let before = perExample(model.lossAndGradients(x: x, labels: labels, rng: &noise))
+        let norm = params.gradientNorm
+        guard norm > 0 else { return 0 }
+        let saved = params.values
+        for i in 0..<params.count {
+            for j in 0..<params.values[i].count { params.values[i].storage[j] += T(rho / norm) * params.gradients[i].storage[j] }
+        }
+        var again = Xoshiro256(seed: 0, stream: "sharpness")
+        let after = perExample(model.lossAndGradients(x: x, labels: labels, rng: &again))
+        params.values = saved
+        return after - before
     }
 
     /// `mode: lr_range_test`: `range_steps` steps with the learning rate growing geometrically
