@@ -24,6 +24,13 @@ import Linalg
 /// NaN gradients. Here a NaN gradient propagates into the parameter and, through the absolute
 /// maximum, into its whole block, so the trial ends diverged. Moments are computed in the
 /// parameters' precision (bitsandbytes: float32) and absolute maxima kept in it.
+///
+/// A sharp edge of the method (bitsandbytes' CUDA kernel quantises the same way; its CPU table,
+/// which cannot store 0, hides it): v spans the square of m's range, so an element whose v is below half the
+/// smallest unsigned code (1.6e-7 of its block's maximum) is stored as 0 while its m is not, and
+/// if its next gradient is 0 its step is lr·m/ε. Inputs that are rarely non-zero (the border
+/// pixels of Fashion-MNIST in the VAE) do exactly that: with ε = 1e-8 the VAE diverges within
+/// three steps, with ε = 1e-4 it trains like AdamW.
 public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
     public let name = "adamw8bit"
     public var learningRate: Double
@@ -46,11 +53,7 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
     var absmax2: [[Scalar]] = []
     /// The parameters' shapes, which the codes keep in a checkpoint (as bitsandbytes' state1/state2).
     var shapes: [[Int]] = []
-    /// The code books in the parameters' precision, and one block of dequantised moments.
-    let signedCode: [Scalar] = DynamicCodebook.signed.map { Scalar($0) }
-    let unsignedCode: [Scalar] = DynamicCodebook.unsigned.map { Scalar($0) }
-    var blockM = [Scalar](repeating: 0, count: 256)
-    var blockV = [Scalar](repeating: 0, count: 256)
+    let tables = QuantizationTables<Scalar>()
 
     public init(
         learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 1e-2,
@@ -128,40 +131,32 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
         _ i: Int, _ n: Int, _ g: UnsafePointer<Scalar>, _ p: UnsafeMutablePointer<Scalar>, b1: Scalar, w1: Scalar, b2: Scalar, w2: Scalar,
         decays: Bool, decay: Scalar, stepSize: Scalar, correction2: Scalar, epsilon: Scalar
     ) {
-        let block = Self.blockSize
-        signedCode.withUnsafeBufferPointer { signed in
-            unsignedCode.withUnsafeBufferPointer { unsigned in
-                codes1[i].withUnsafeMutableBufferPointer { c1 in
-                    codes2[i].withUnsafeMutableBufferPointer { c2 in
-                        absmax1[i].withUnsafeMutableBufferPointer { a1 in
-                            absmax2[i].withUnsafeMutableBufferPointer { a2 in
-                                blockM.withUnsafeMutableBufferPointer { ms in
-                                    blockV.withUnsafeMutableBufferPointer { vs in
-                                        let (signed, unsigned) = (signed.baseAddress!, unsigned.baseAddress!)
-                                        for b in 0..<Self.blocks(n) {
-                                            let start = b * block, count = Swift.min(block, n - start)
-                                            let scale1 = a1[b], scale2 = a2[b]
-                                            var max1: Scalar = 0, max2: Scalar = 0
-                                            for j in 0..<count {
-                                                let gj = g[start + j]
-                                                let mj = (signed[Int(c1[start + j])] * scale1) * b1 + w1 * gj
-                                                let vj = (unsigned[Int(c2[start + j])] * scale2) * b2 + w2 * gj * gj
-                                                ms[j] = mj
-                                                vs[j] = vj
-                                                max1 = nanPropagatingMax(max1, Swift.abs(mj))
-                                                max2 = nanPropagatingMax(max2, Swift.abs(vj))
-                                                let p0 = p[start + j]
-                                                let pj = decays ? p0 * decay : p0
-                                                p[start + j] = pj + stepSize * (mj / (vj.squareRoot() / correction2 + epsilon))
-                                            }
-                                            a1[b] = max1
-                                            a2[b] = max2
-                                            quantize(ms.baseAddress!, count, absmax: max1, code: signed, into: c1.baseAddress! + start)
-                                            quantize(vs.baseAddress!, count, absmax: max2, code: unsigned, into: c2.baseAddress! + start)
-                                        }
-                                    }
-                                }
+        let block = Self.blockSize, t = tables
+        let (signed, unsigned, ms, vs) = (UnsafePointer(t.signed), UnsafePointer(t.unsigned), t.blockM, t.blockV)
+        codes1[i].withUnsafeMutableBufferPointer { c1 in
+            codes2[i].withUnsafeMutableBufferPointer { c2 in
+                absmax1[i].withUnsafeMutableBufferPointer { a1 in
+                    absmax2[i].withUnsafeMutableBufferPointer { a2 in
+                        for b in 0..<Self.blocks(n) {
+                            let start = b * block, count = Swift.min(block, n - start)
+                            let scale1 = a1[b], scale2 = a2[b]
+                            var max1: Scalar = 0, max2: Scalar = 0
+                            for j in 0..<count {
+                                let gj = g[start + j]
+                                let mj = (signed[Int(c1[start + j])] * scale1) * b1 + w1 * gj
+                                let vj = (unsigned[Int(c2[start + j])] * scale2) * b2 + w2 * gj * gj
+                                ms[j] = mj
+                                vs[j] = vj
+                                max1 = nanPropagatingMax(max1, Swift.abs(mj))
+                                max2 = nanPropagatingMax(max2, Swift.abs(vj))
+                                let p0 = p[start + j]
+                                let pj = decays ? p0 * decay : p0
+                                p[start + j] = pj + stepSize * (mj / (vj.squareRoot() / correction2 + epsilon))
                             }
+                            a1[b] = max1
+                            a2[b] = max2
+                            quantize(ms, count, absmax: max1, code: signed, starts: t.signedStarts, into: c1.baseAddress! + start)
+                            quantize(vs, count, absmax: max2, code: unsigned, starts: t.unsignedStarts, into: c2.baseAddress! + start)
                         }
                     }
                 }
@@ -171,13 +166,15 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
 
     /// Codes of `x·(1/absmax)`; an all-zero block gets codes 0, as in bitsandbytes.
     @inline(__always)
-    func quantize(_ x: UnsafePointer<Scalar>, _ count: Int, absmax: Scalar, code: UnsafePointer<Scalar>, into out: UnsafeMutablePointer<UInt8>) {
+    func quantize(
+        _ x: UnsafeMutablePointer<Scalar>, _ count: Int, absmax: Scalar, code: UnsafePointer<Scalar>, starts: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>
+    ) {
         if absmax == 0 {
             out.update(repeating: 0, count: count)
             return
         }
         let inverse = 1 / absmax
-        for j in 0..<count { out[j] = DynamicCodebook.nearest(x[j] * inverse, in: code) }
+        for j in 0..<count { out[j] = DynamicCodebook.nearest(x[j] * inverse, in: code, starts: starts) }
     }
 
     public func exportState(names: [String]) -> OptimizerState<Scalar> {
@@ -224,6 +221,37 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
         (self.m, self.v, self.codes1, self.codes2, self.absmax1, self.absmax2) = (m, v, codes1, codes2, absmax1, absmax2)
         shapes = parameters.values.map(\.shape)
         step = imported
+    }
+}
+
+/// The code books in the parameters' precision with their search starts, and one block of
+/// dequantised moments: raw buffers, so that the update's inner loops read them directly.
+final class QuantizationTables<T: BLASScalar> {
+    let signed: UnsafeMutablePointer<T>
+    let unsigned: UnsafeMutablePointer<T>
+    let signedStarts: UnsafeMutablePointer<UInt8>
+    let unsignedStarts: UnsafeMutablePointer<UInt8>
+    let blockM: UnsafeMutablePointer<T>
+    let blockV: UnsafeMutablePointer<T>
+
+    init() {
+        func buffer<E>(_ values: [E]) -> UnsafeMutablePointer<E> {
+            let p = UnsafeMutablePointer<E>.allocate(capacity: values.count)
+            p.initialize(from: values, count: values.count)
+            return p
+        }
+        signed = buffer(DynamicCodebook.signed.map { T($0) })
+        unsigned = buffer(DynamicCodebook.unsigned.map { T($0) })
+        signedStarts = buffer(DynamicCodebook.signedStarts)
+        unsignedStarts = buffer(DynamicCodebook.unsignedStarts)
+        blockM = buffer([T](repeating: 0, count: 256))
+        blockV = buffer([T](repeating: 0, count: 256))
+    }
+
+    deinit {
+        for p in [signed, unsigned, blockM, blockV] { p.deallocate() }
+        signedStarts.deallocate()
+        unsignedStarts.deallocate()
     }
 }
 

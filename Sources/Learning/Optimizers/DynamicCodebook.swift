@@ -84,25 +84,57 @@ public enum DynamicCodebook {
         0.9542968, 0.96132815, 0.96835935, 0.9753907, 0.9824219, 0.9894531, 0.9964844, 1,
     ]
 
-    /// `nearest` over a code book given as an array of 256 sorted values.
-    public static func nearestIndex<T: BLASScalar>(_ x: T, in code: [T]) -> UInt8 {
-        precondition(code.count == 256, "a code book has 256 values")
-        return code.withUnsafeBufferPointer { nearest(x, in: $0.baseAddress!) }
+    /// Where the search for the lower bound of a value starts, by the top 16 bits of its float32
+    /// bit pattern in a monotonic order (`orderKey`): the number of codes below the smallest value
+    /// of that bucket (capped at 255). Buckets are 1/128 of a binade, narrower than the gaps
+    /// between codes almost everywhere, so the search rarely moves more than one step from here.
+    static let signedStarts = searchStarts(signed)
+    static let unsignedStarts = searchStarts(unsigned)
+
+    static func searchStarts(_ code: [Float]) -> [UInt8] {
+        (0..<65536).map { bucket in
+            let key = UInt32(bucket) << 16
+            let lowest = Float(bitPattern: key & 0x8000_0000 != 0 ? key & 0x7FFF_FFFF : ~key)
+            // Binary search for the number of codes below `lowest` (NaN buckets: 0).
+            var (low, high) = (0, code.count)
+            while low < high {
+                let middle = (low + high) / 2
+                if code[middle] < lowest { low = middle + 1 } else { high = middle }
+            }
+            return UInt8(Swift.min(low, 255))
+        }
+    }
+
+    /// Float32 bit patterns reordered so that unsigned comparison follows the values' order.
+    @inline(__always)
+    static func orderKey(_ x: Float) -> UInt32 {
+        let bits = x.bitPattern
+        return bits & 0x8000_0000 != 0 ? ~bits : bits | 0x8000_0000
+    }
+
+    /// The nearest code to `x` in the signed or unsigned map (`nearest`).
+    public static func nearestIndex<T: BLASScalar>(_ x: T, signed isSigned: Bool) -> UInt8 {
+        let code = (isSigned ? signed : unsigned).map { T($0) }
+        return code.withUnsafeBufferPointer { code in
+            (isSigned ? signedStarts : unsignedStarts).withUnsafeBufferPointer { nearest(x, in: code.baseAddress!, starts: $0.baseAddress!) }
+        }
     }
 
     /// The index of the value nearest to `x` clamped to [−1, 1], ties to the lower index:
     /// bitsandbytes' exact search (`lookup_code_index` in csrc/cpu_ops.cpp; the CUDA kernels'
     /// `quantize_2D` is a binary search to the nearest value too). NaN gives index 0.
+    ///
+    /// The lower bound (how many codes are < x) starts from `starts` and walks to the exact
+    /// answer, whatever the start, so a Double that rounds into the next float32 bucket is found
+    /// exactly too; a binary search from scratch costs three times as much (its comparisons are
+    /// unpredictable).
     @inline(__always)
-    static func nearest<T: BLASScalar>(_ x: T, in code: UnsafePointer<T>) -> UInt8 {
+    static func nearest<T: BLASScalar>(_ x: T, in code: UnsafePointer<T>, starts: UnsafePointer<UInt8>) -> UInt8 {
+        if x.isNaN { return 0 }
         let v = x < -1 ? -1 : (x > 1 ? 1 : x)
-        // Branch-free lower bound over 256 sorted values: how many are < v (0…256).
-        var first = 0
-        var step = 128
-        while step > 0 {
-            if code[first + step - 1] < v { first += step }
-            step >>= 1
-        }
+        var first = Int(starts[Int(orderKey(Float(v)) >> 16)])
+        while first > 0 && code[first - 1] >= v { first -= 1 }
+        while first < 256 && code[first] < v { first += 1 }
         if first == 0 { return 0 }
         if first == 256 { return 255 }
         let below = v - code[first - 1], above = code[first] - v
