@@ -202,4 +202,31 @@ import Testing
         let unknownBase = TrialConfig(values: Self.mlp.merging(["optimizer": .string("lookahead"), "base_optimizer": .string("adamx")]) { $1 })
         do { try unknownBase.validate(); Issue.record("accepted") } catch { #expect("\(error)".contains("base_optimizer") && "\(error)".contains("adamw")) }
     }
+
+    /// Sophia gets its Gauss–Newton–Bartlett estimates from the loop (labels sampled from the
+    /// model's softmax; the VAE's pixels from its Bernoulli) after every `hessian_interval` steps,
+    /// and schedule-free AdamW is evaluated at its averaged point and checkpointed at its training point.
+    @Test func sophiaAndScheduleFreeTrainThroughTheLoop() throws {
+        for model in ["mlp", "vae"] {
+            var values = Self.mlp.merging(["optimizer": .string("sophia"), "lr": .double(model == "vae" ? 1e-4 : 3e-4), "hessian_interval": .int(5), "epochs": .int(2)]) { $1 }
+            values["model"] = .string(model)
+            if model == "vae" { values["hidden"] = .int(32); values["latent"] = .int(4) }
+            var saved: TrainingCheckpoint?
+            let result = try Trainer.run(TrialConfig(values: values), checkpoints: CheckpointPolicy(every: 1) { saved = $0 })
+            #expect(result.status == .done && result.history[1].trainLoss < result.history[0].trainLoss, "\(model): \(result.history.map(\.trainLoss))")
+            guard case .float64(let t)? = saved?.payload, case .real(let h)? = t.optimizer["fc1.weight/hessian"] else {
+                Issue.record("no Hessian estimate in the checkpoint")
+                continue
+            }
+            // 20 steps, an estimate after every 5th: the diagonal estimate is positive somewhere.
+            #expect(h.storage.contains { $0 > 0 } && h.storage.allSatisfy { $0 >= 0 && $0.isFinite }, "\(model)")
+        }
+        var saved: TrainingCheckpoint?
+        let sf = try Trainer.run(
+            TrialConfig(values: Self.mlp.merging(["optimizer": .string("schedule-free-adamw"), "lr": .double(2.5e-3), "epochs": .int(2)]) { $1 }),
+            checkpoints: CheckpointPolicy(every: 1) { saved = $0 })
+        #expect(sf.status == .done && sf.history[1].trainLoss < sf.history[0].trainLoss, "\(sf.history.map(\.trainLoss))")
+        guard case .float64(let t)? = saved?.payload else { Issue.record("no checkpoint"); return }
+        #expect(try t.optimizer.integer("train_mode") == 1)
+    }
 }

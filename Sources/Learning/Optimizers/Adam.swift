@@ -124,10 +124,10 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
     }
 }
 
-/// torch's `lerp`: `a + w·(b − a)` for `w < 0.5`, else `b − (b − a)·(1 − w)` (exact at both ends).
+/// torch's `lerp`: `a + w·(b − a)` for `|w| < 0.5`, else `b − (b − a)·(1 − w)` (exact at both ends).
 @inline(__always)
 func lerp<T: BLASScalar>(_ a: T, _ b: T, _ w: T) -> T {
-    w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w)
+    Swift.abs(w) < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w)
 }
 
 extension Adam: MomentumCycling {

@@ -24,6 +24,7 @@ public enum OptimizerCatalog {
         AdagradDefinition.self, RMSpropDefinition.self, NAdamDefinition.self, LionDefinition.self, SimpleLionDefinition.self,
         LAMBDefinition.self, LARSDefinition.self, AdafactorDefinition.self, SimpleAdafactorDefinition.self,
         ShampooDefinition.self, SimpleShampooDefinition.self,
+        SophiaDefinition.self, AdamW8bitDefinition.self, ScheduleFreeAdamWDefinition.self,
         SAMDefinition.self, ASAMDefinition.self, LookaheadDefinition.self,
     ]
 

@@ -47,6 +47,14 @@ public struct OptimizerState<Scalar: BLASScalar>: Equatable, Sendable {
         arrays[name] == nil ? nil : try tensor(name, shape: shape)
     }
 
+    /// An array of 8-bit codes (quantised moments) of the given shape.
+    public func bytes(_ name: String, shape: [Int]) throws -> [UInt8] {
+        guard let value = arrays[name] else { throw OptimizerStateError.missing(name) }
+        guard case .uint8(let v, let s) = value else { throw OptimizerStateError.wrongKind(name, expected: "uint8 array") }
+        guard s == shape, v.count == shape.reduce(1, *) else { throw OptimizerStateError.wrongShape(name, expected: shape, found: s) }
+        return v
+    }
+
     public func integer(_ name: String) throws -> Int {
         guard let value = arrays[name] else { throw OptimizerStateError.missing(name) }
         guard case .int64(let v, _) = value, v.count == 1 else { throw OptimizerStateError.wrongKind(name, expected: "integer") }

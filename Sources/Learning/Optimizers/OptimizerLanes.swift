@@ -42,10 +42,10 @@ func storeLanes<T: BLASScalar>(_ v: SIMD8<T>, _ p: UnsafeMutablePointer<T>, _ j:
     for l in 0..<k { p[j + l] = v[l] }
 }
 
-/// torch's `lerp` lane-wise: `a + w·(b − a)` for w < 0.5, else `b − (b − a)·(1 − w)`.
+/// torch's `lerp` lane-wise: `a + w·(b − a)` for |w| < 0.5, else `b − (b − a)·(1 − w)`.
 @inline(__always)
 func lerpLanes<T: BLASScalar>(_ a: SIMD8<T>, _ b: SIMD8<T>, _ w: T) -> SIMD8<T> {
-    w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w)
+    Swift.abs(w) < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w)
 }
 
 // Lane masks (comparisons, `replacing`) compile to vector selects only on concrete SIMD types;
