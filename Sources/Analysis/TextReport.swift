@@ -2,7 +2,9 @@ import Foundation
 
 /// The terminal summary: counts, leaderboard, best per group, sensitivity, costs.
 public enum TextReport {
-    public static func render(_ a: SweepAnalysis, top: Int = 10, groupBy: String = "optimizer") throws -> String {
+    /// `reach`: also show when each trial's metric first reached this value (the epoch, or the
+    /// step for toy objectives), e.g. the 001 notes' iterations to a Rosenbrock loss below 0.01.
+    public static func render(_ a: SweepAnalysis, top: Int = 10, groupBy: String = "optimizer", reach: Double? = nil) throws -> String {
         var out = ""
         let r = a.results
         let total = a.trials.count
@@ -24,13 +26,16 @@ public enum TextReport {
         if board.isEmpty {
             out += "  no trial has finished with a finite \(a.metric.rawValue) yet\n"
         } else {
-            var rows = [["#", "trial", "optimizer", "status", a.metric.rawValue] + shownKeys + ["epochs", "s/epoch"]]
+            let reachColumn = reach.map { ["\(a.metric.rawValue) \(a.maximize ? "≥" : "≤") \(formatMetric($0)) at"] } ?? []
+            var rows = [["#", "trial", "optimizer", "status", a.metric.rawValue] + shownKeys + ["epochs", "s/epoch"] + reachColumn]
             for e in board.prefix(top) {
                 let t = e.trial
-                rows.append([String(e.rank), t.id, t.optimizer, t.status, formatMetric(e.value)] + shownKeys.map { t.hparams[$0]?.description ?? "-" }
-                    + [String(t.epochs), t.details.map { formatSeconds($0.secondsPerEpoch) } ?? "-"])
+                var row = [String(e.rank), t.id, t.branch.contains("/") ? t.branch : t.optimizer, t.status, formatMetric(e.value)] + shownKeys.map { t.hparams[$0]?.description ?? "-" }
+                    + [String(t.epochs), t.details.map { formatSeconds($0.secondsPerEpoch) } ?? "-"]
+                if let reach { row.append(a.firstReaching(t, reach).map(String.init) ?? "never") }
+                rows.append(row)
             }
-            out += table(rows, rightAligned: [0, 4] + Array(5..<(5 + shownKeys.count + 2)))
+            out += table(rows, rightAligned: [0, 4] + Array(5..<(5 + shownKeys.count + 2 + reachColumn.count)))
         }
         let unranked = a.unranked()
         if !unranked.isEmpty {

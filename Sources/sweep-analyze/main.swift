@@ -35,6 +35,9 @@ struct SweepAnalyze: ParsableCommand {
     @Option(name: .customLong("filter"), help: "key=value on a hyperparameter, optimizer, status, model, branch or id (repeatable; repeats of one key mean any of them).")
     var filters: [String] = []
 
+    @Option(help: "Also show when each trial's metric first reached this value (epoch, or step for toy objectives).")
+    var reach: Double?
+
     @Option(help: "Write the trials table (one column per hyperparameter) to this CSV file.")
     var csv: String?
 
@@ -59,7 +62,7 @@ struct SweepAnalyze: ParsableCommand {
             let analysis = try SweepAnalysis(
                 results: results, metric: metric.flatMap(Metric.init(rawValue:)), maximize: maximizeFlag ? true : minimizeFlag ? false : nil,
                 filters: try filters.map(TrialFilter.init(parsing:)))
-            print(try TextReport.render(analysis, top: top, groupBy: groupBy), terminator: "")
+            print(try TextReport.render(analysis, top: top, groupBy: groupBy, reach: reach), terminator: "")
             if let csv {
                 try CSVExport.render(analysis).write(toFile: csv, atomically: true, encoding: .utf8)
                 print("\ntrials table: \(csv) (\(analysis.trials.count) rows)")
