@@ -3,7 +3,9 @@
 # slurm-wlm and munge; slurmctld and slurmd on 127.0.0.1 with a private configuration), submits
 # deploy/slurm/sweep.sbatch with sbatch twice (one worker per node using all its cores, then one
 # worker per core), waits for each job and checks its results: every trial done exactly once,
-# CURVE in use, the workers srun started on the node, the job's keys removed. Stops everything it
+# CURVE in use, the workers srun started on the node, the job's keys removed. Then it cancels a
+# job mid-sweep (the coordinator commits and exits 130) and submits the same sweep again, which
+# continues it. Stops everything it
 # started, even on failure. Needs root (the daemons); not part of .ci/run.
 #   scripts/slurm-test.sh
 set -euo pipefail
@@ -100,6 +102,16 @@ seeds: [0, 1]
 EOF
 trials=8
 
+wait_job() {  # job id: prints its final state (polled, as sbatch --wait needs a reachable submit host), at most 5 minutes
+  local state=""
+  for _ in $(seq 300); do
+    state=$(scontrol show job "$1" 2> /dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+    case $state in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) break ;; esac
+    sleep 1
+  done
+  echo "$state"
+}
+
 run_job() {  # layout, expected workers
   local layout=$1 expected_workers=$2 out="$work/results-$1" log="$work/job-$1.out"
   echo "== sbatch (SWEEP_LAYOUT=$layout)"
@@ -108,13 +120,8 @@ run_job() {  # layout, expected workers
   job=$(SWEEP_BIN="$repo/.build/release" SWEEP_LAYOUT=$layout SWEEP_ARGS="--dead-after 10" \
     sbatch --parsable --nodes=1 --time=10:00 --chdir="$work" --output="$log" "$repo/deploy/slurm/sweep.sbatch" "$work/slurm-sweep.yaml" "$out")
   jobs_submitted+=("$job")
-  # Poll (sbatch --wait needs a reachable submit host for its callback): at most 5 minutes.
-  local state=""
-  for _ in $(seq 300); do
-    state=$(scontrol show job "$job" 2> /dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-    case $state in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) break ;; esac
-    sleep 1
-  done
+  local state
+  state=$(wait_job "$job")
   echo "job $job: $state after $(( $(date +%s) - t0 )) s"
   sed 's/^/  | /' "$log" | grep -E "sweep |coordinator exited|registered|refused" || true
   [ "$state" = COMPLETED ] || { cat "$log" >&2; fail "job $job ended $state"; }
@@ -149,4 +156,37 @@ PY
 
 run_job node 1
 run_job core "$cores"
+
+echo "== scancel mid-sweep, then the same sbatch again: it continues"
+cat > "$work/resume-sweep.yaml" <<'EOF'
+name: slurm-resume
+base: {model: mlp, hidden: [128], limit: 20000, test_limit: 1000, epochs: 4, optimizer: adamw}
+grid: {lr: [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005]}
+EOF
+submit_resume() {
+  SWEEP_BIN="$repo/.build/release" SWEEP_LAYOUT=core sbatch --parsable --nodes=1 --time=10:00 --chdir="$work" \
+    --output="$work/job-resume-$1.out" "$repo/deploy/slurm/sweep.sbatch" "$work/resume-sweep.yaml" "$work/results-resume"
+}
+job=$(submit_resume 1)
+jobs_submitted+=("$job")
+for _ in $(seq 300); do
+  done_so_far=$(grep -c '] done after' "$work/job-resume-1.out" 2> /dev/null || true)
+  [ "${done_so_far:-0}" -ge 2 ] && break
+  sleep 0.2
+done
+scancel "$job"
+state=$(wait_job "$job")
+grep -q "SIGTERM: no more trials will be handed out" "$work/job-resume-1.out" || fail "the coordinator did not get SIGTERM: $(tail "$work/job-resume-1.out")"
+grep -q "coordinator exited with status 130" "$work/job-resume-1.out" || fail "the coordinator did not exit 130 after scancel"
+first=$(grep -c '] done after' "$work/job-resume-1.out")
+echo "job $job: $state after scancel; $first of 6 trials committed"
+[ "$first" -lt 6 ] || fail "the sweep finished before scancel: make it longer"
+job=$(submit_resume 2)
+jobs_submitted+=("$job")
+state=$(wait_job "$job")
+[ "$state" = COMPLETED ] || { cat "$work/job-resume-2.out" >&2; fail "the resumed job ended $state"; }
+grep -q "resuming: $first of 6 trials already committed" "$work/job-resume-2.out" || fail "the second job did not continue the first: $(head "$work/job-resume-2.out")"
+second=$(grep -c '] done after' "$work/job-resume-2.out")
+[ "$((first + second))" -eq 6 ] || fail "$first + $second trials run for 6"
+echo "job $job: COMPLETED; resumed with $first committed, ran the other $second"
 echo "slurm-test: ok ($(( $(date +%s) - started )) s)"

@@ -201,7 +201,7 @@ struct Door {
             return
         }
         let suppressed = lastLogged[k]?.suppressed ?? 0
-        lines.append(line + (suppressed > 0 ? " (and \(suppressed) more like it in the last \(Int(quietSeconds)) s)" : ""))
+        lines.append(line + (suppressed > 0 ? " (and \(suppressed) more like it since the last such line)" : ""))
         lastLogged[k] = (t, 0)
     }
 }
