@@ -43,6 +43,15 @@ extension SweepEndToEndTests {
 
         static func mode(_ path: String) -> UInt32 { (try? KeyFiles.mode(of: path)) ?? 0 }
 
+        /// Ends a process a test started if it is still running (a failed expectation or a
+        /// thrown error must not leave a coordinator waiting for workers forever).
+        static func stop(_ processes: Process?...) {
+            for case let p? in processes where p.isRunning {
+                p.terminate()
+                p.waitUntilExit()
+            }
+        }
+
         @Test func keysCommandWritesAPrivateSecretKeyAndAShareablePublicKey() throws {
             let dir = Harness.temporaryDirectory("keys")
             let p = try Harness.start("sweep-coordinator", ["keys", "--out", "\(dir)/k", "coordinator", "node01"], log: "\(dir)/out.log")
@@ -108,6 +117,7 @@ extension SweepEndToEndTests {
             let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
             let coordinator = try Self.startCoordinator(dir, endpoint: endpoint)
             let worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret")
+            defer { Self.stop(coordinator, worker) }
             #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
             let log = Harness.read("\(dir)/coordinator.log")
             #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
@@ -123,12 +133,14 @@ extension SweepEndToEndTests {
             let dir = try Self.setUp("intruder")
             let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
             let coordinator = try Self.startCoordinator(dir, endpoint: endpoint)
+            var worker: Process?
+            defer { Self.stop(coordinator, worker) }
             // The intruder knows the coordinator's public key but its own key is not allowed.
             let intruder = try Self.worker(dir, endpoint: endpoint, name: "intruder", key: "\(dir)/keys/other/intruder.key_secret")
             #expect(Harness.wait(intruder, timeout: 30) && intruder.terminationStatus == 1, Comment(rawValue: Harness.read("\(dir)/intruder.log")))
             let intruderKey = try KeyFiles.readPublic("\(dir)/keys/other/intruder.key")
             #expect(Harness.read("\(dir)/intruder.log").contains("refused this worker's key \(intruderKey)"))
-            let worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret")
+            worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret")
             #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
             let log = Harness.read("\(dir)/coordinator.log")
             #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
@@ -141,13 +153,15 @@ extension SweepEndToEndTests {
             }.first
             #expect(log.contains("sweep sec: 3 done") && (refused ?? 0) >= 1, Comment(rawValue: log))
             #expect(log.components(separatedBy: " on w1, attempt 1").count - 1 == 3)
-            #expect(Harness.wait(worker, timeout: 30))
+            #expect(Harness.wait(worker!, timeout: 30))
         }
 
         @Test func aPlaintextClientIsRefusedByACurveCoordinator() throws {
             let dir = try Self.setUp("plaintext")
             let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
             let coordinator = try Self.startCoordinator(dir, endpoint: endpoint)
+            var worker: Process?
+            defer { Self.stop(coordinator, worker) }
             // A worker without keys is told why and stops.
             let plain = try Self.worker(dir, endpoint: endpoint, name: "plain", key: nil)
             #expect(Harness.wait(plain, timeout: 30) && plain.terminationStatus == 1)
@@ -167,14 +181,14 @@ extension SweepEndToEndTests {
             // connection close). A raw client that sends a whole ZMTP 3.0 NULL greeting and waits
             // lets the coordinator see the mismatch itself.
             #expect(Self.nullGreetingIsClosed(port: Int(endpoint.split(separator: ":").last!)!))
-            let worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret")
+            worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret")
             #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
             let log = Harness.read("\(dir)/coordinator.log")
             #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
             #expect(log.range(of: "refused a connection from 127.0.0.1:[0-9]+: it does not use CURVE", options: .regularExpression) != nil, Comment(rawValue: log))
             #expect(!log.contains("worker plain on") && !log.contains("worker rogue on"))
             #expect(log.contains("sweep sec: 3 done"))
-            #expect(Harness.wait(worker, timeout: 30))
+            #expect(Harness.wait(worker!, timeout: 30))
         }
 
         /// Connects over plain TCP, sends a ZMTP 3.0 greeting for the NULL mechanism and reads until
@@ -216,6 +230,7 @@ extension SweepEndToEndTests {
                 log: "\(dir)/coordinator.log")
             usleep(500_000)
             let worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret", extra: ["--give-up-after", "4"])
+            defer { Self.stop(impostor, worker) }
             #expect(Harness.wait(worker, timeout: 30))
             let workerLog = Harness.read("\(dir)/w1.log")
             #expect(workerLog.contains("is --server-key the coordinator's public key?") && !workerLog.contains("registered with sweep"), Comment(rawValue: workerLog))
@@ -231,6 +246,7 @@ extension SweepEndToEndTests {
             let dir = try Self.setUp("local-curve")
             let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("sweep-keys-") }
             let coordinator = try Self.startCoordinator(dir, endpoint: "tcp://127.0.0.1:\(Harness.freePort())", extra: ["--local-workers", "2"])
+            defer { Self.stop(coordinator) }
             #expect(Harness.wait(coordinator, timeout: 120))
             let log = Harness.read("\(dir)/coordinator.log")
             #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
@@ -257,6 +273,7 @@ extension SweepEndToEndTests {
             // --insecure: allowed, with a warning; local workers still connect over loopback.
             let ok = try Harness.start(
                 "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", "tcp://0.0.0.0:\(port)", "--insecure", "--local-workers", "1", "--out", "\(dir)/out", "--plain"], log: "\(dir)/insecure.log")
+            defer { Self.stop(ok) }
             #expect(Harness.wait(ok, timeout: 120))
             let log = Harness.read("\(dir)/insecure.log")
             #expect(ok.terminationStatus == 0 && log.contains("warning: --insecure") && log.contains("sweep sec: 3 done"), Comment(rawValue: log))
@@ -324,6 +341,7 @@ extension SweepEndToEndTests {
             }
             let coordinator = try start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain"], log: "\(dir)/coordinator.log")
             let worker = try start("sweep-worker", ["--connect", endpoint, "--name", "w", "--give-up-after", "20"], log: "\(dir)/w.log")
+            defer { Self.stop(coordinator, worker) }
             var waited = 0.0
             while !Harness.read("\(dir)/coordinator.log").contains("worker w on") && waited < 30 { usleep(50_000); waited += 0.05 }
             usleep(300_000)
