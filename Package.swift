@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),
         .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5", "CZlib"], swiftSettings: swiftSettings),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5", "Learning"], swiftSettings: swiftSettings),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "Learning", "Linalg", "HDF5"], swiftSettings: swiftSettings),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "CZeroMQ", "Learning", "Linalg", "HDF5"], swiftSettings: swiftSettings),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "HDF5", "Learning", "Results"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
     ],

@@ -25,6 +25,10 @@ public final class Coordinator {
         public var indexInterval = 2.0
         /// Terminal progress line (true) or plain log lines (false); nil: decide by isatty.
         public var interactive: Bool?
+        /// CURVE: the coordinator's keys and the workers allowed in. nil: plaintext, refused on a
+        /// non-loopback `bind` unless `insecure`.
+        public var curve: CurveServer?
+        public var insecure = false
 
         public init(bind: String? = nil, output: String, localWorkers: Int = 0, workerExecutable: String? = nil) {
             self.bind = bind
@@ -41,6 +45,8 @@ public final class Coordinator {
         public var interrupted: Bool
         public var endpoint: String
         public var rejectedMessages: Int
+        /// Connections refused at the door: unknown keys, plaintext clients, failed handshakes.
+        public var refusedConnections: Int
         public var best: (id: String, value: Double)?
     }
 
@@ -100,6 +106,9 @@ public final class Coordinator {
     /// Seconds spent in each part of the loop (printed at the end of large sweeps).
     var timings: [String: Double] = [:]
     var rejected = 0
+    var refusedConnections = 0
+    /// Local workers' ephemeral CURVE key (a private temporary directory) and their arguments.
+    var localWorkerSecurity: (directory: String?, arguments: [String]) = (nil, [])
     var started = now()
     var latestEpoch: [Int: EpochRecord] = [:]
     /// Objective values per epoch of the trials seen by this run (for early stopping).
@@ -125,6 +134,7 @@ public final class Coordinator {
         self.sweep = sweep
         self.options = options
         self.log = log
+        try Self.checkSecurityOptions(options)
         store = try SweepStore(directory: options.output)
         committed = store.committed
         writer = ResultsWriter(store: store)
@@ -196,9 +206,15 @@ public final class Coordinator {
         try router.setOption(ZMQ_ROUTER_MANDATORY, Int32(1))
         try router.setOption(ZMQ_MAXMSGSIZE, Protocol.maxMessageSize)
         let bind = options.bind ?? "tcp://127.0.0.1:*"
+        let gatekeeper = try secure(router, context: context, bind: bind)
+        defer {
+            router.close()
+            gatekeeper.stop()
+            removeLocalWorkerKeys()
+        }
         try router.bind(bind)
         let endpoint = router.lastEndpoint
-        log("sweep \(sweep.name): \(sweep.trials.count) trials, \(queue.count) to run; listening on \(endpoint); results in \(options.output)")
+        log("sweep \(sweep.name): \(sweep.trials.count) trials, \(queue.count) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)")
         try startLocalWorkers(endpoint: connectable(endpoint))
         defer {
             stopLocalWorkers()
@@ -234,6 +250,7 @@ public final class Coordinator {
                 reapDeadWorkers(now: t)
             }
             try collectCompletions()
+            try report(gatekeeper)
             if !pending.isEmpty && !writer.commitInFlight && (t - lastCommit >= options.commitInterval || pending.count >= 512) {
                 commit()
             }
@@ -243,6 +260,7 @@ public final class Coordinator {
             progress.update(self, now: t)
         }
         try finishWriting()
+        try report(gatekeeper)
         progress.finish(self)
         if sweep.trials.count > 200 {
             log("coordinator time: " + timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }.joined(separator: ", "))
@@ -261,7 +279,9 @@ public final class Coordinator {
     func summary(interrupted: Bool, endpoint: String) -> Summary {
         var counts: [String: Int] = [:]
         for s in states { counts[Self.statusName(s), default: 0] += 1 }
-        return Summary(total: states.count, counts: counts, seconds: now() - started, interrupted: interrupted, endpoint: endpoint, rejectedMessages: rejected, best: best())
+        return Summary(
+            total: states.count, counts: counts, seconds: now() - started, interrupted: interrupted, endpoint: endpoint, rejectedMessages: rejected,
+            refusedConnections: refusedConnections, best: best())
     }
 
     static func statusName(_ s: TrialState) -> String {
@@ -674,6 +694,7 @@ public final class Coordinator {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = ["--connect", endpoint, "--name", "local-\(n)", "--threads", String(options.workerThreads), "--give-up-after", "10"]
+                + localWorkerSecurity.arguments
             let logPath = "\(logs)/local-\(n).log"
             FileManager.default.createFile(atPath: logPath, contents: nil)
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

@@ -1,25 +1,23 @@
 import CZeroMQ
 import Glibc
 
-/// SIGINT and SIGTERM delivered through a file descriptor (signalfd), so a poll loop can wait
-/// for them with its sockets.
+/// SIGINT and SIGTERM delivered through a file descriptor (a handler writing to a pipe), so a
+/// poll loop can wait for them with its sockets. Whichever thread the kernel picks for a signal
+/// (OpenBLAS's, the writer's), it is reported here instead of ending the process.
 public final class SignalWatcher {
     public let fd: Int32
 
     public init(_ signals: [Int32] = [SIGINT, SIGTERM]) {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-        fd = signalfd(-1, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
+        fd = signals.withUnsafeBufferPointer { csweep_watch_signals($0.baseAddress, Int32($0.count)) }
+        precondition(fd >= 0, "cannot watch signals: \(String(cString: strerror(errno)))")
     }
 
     /// The pending signal's name, if any.
     public func take() -> String? {
-        var info = signalfd_siginfo()
-        let n = read(fd, &info, MemoryLayout<signalfd_siginfo>.size)
-        guard n == MemoryLayout<signalfd_siginfo>.size else { return nil }
-        return info.ssi_signo == UInt32(SIGINT) ? "SIGINT" : info.ssi_signo == UInt32(SIGTERM) ? "SIGTERM" : "signal \(info.ssi_signo)"
+        var byte: UInt8 = 0
+        guard read(fd, &byte, 1) == 1 else { return nil }
+        let signal = Int32(byte)
+        return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"
     }
 }
 

@@ -35,7 +35,7 @@ public final class Context: @unchecked Sendable {
 
 /// One ZeroMQ socket. Not thread-safe: exactly one thread owns and uses it.
 public final class Socket {
-    public enum Kind { case router, dealer, push, pull }
+    public enum Kind { case router, dealer, push, pull, pair, rep }
 
     let handle: UnsafeMutableRawPointer
     public let kind: Kind
@@ -47,6 +47,8 @@ public final class Socket {
         case .dealer: ZMQ_DEALER
         case .push: ZMQ_PUSH
         case .pull: ZMQ_PULL
+        case .pair: ZMQ_PAIR
+        case .rep: ZMQ_REP
         }
         guard let h = zmq_socket(context.handle, type) else {
             let code = zmq_errno()
@@ -75,6 +77,23 @@ public final class Socket {
 
     public func setOption(_ option: Int32, bytes: [UInt8]) throws {
         try check("zmq_setsockopt(\(option))", bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) })
+    }
+
+    public func setOption(_ option: Int32, string: String) throws {
+        try setOption(option, bytes: Array(string.utf8))
+    }
+
+    public func intOption(_ option: Int32) throws -> Int32 {
+        var value: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        try check("zmq_getsockopt(\(option))", zmq_getsockopt(handle, option, &value, &size))
+        return value
+    }
+
+    /// Publishes the socket's `events` (ZMQ_EVENT_*) on a PAIR endpoint, `inproc://…`; read them
+    /// with a `.pair` socket connected there and `MonitorEvent.init(frames:)`.
+    public func monitor(_ endpoint: String, events: Int32) throws {
+        try check("zmq_socket_monitor(\(endpoint))", zmq_socket_monitor(handle, endpoint, events))
     }
 
     public func bind(_ endpoint: String) throws { try check("zmq_bind(\(endpoint))", zmq_bind(handle, endpoint)) }
@@ -119,6 +138,23 @@ public final class Socket {
     }
 
     var pollHandle: UnsafeMutableRawPointer { handle }
+}
+
+/// One event of a socket monitor: the event (ZMQ_EVENT_*), its value (a descriptor for
+/// ACCEPTED/DISCONNECTED, an error or status code for the HANDSHAKE_FAILED events) and the
+/// endpoint (for a bound socket, its own address: libzmq 4.3 does not tell the peer's).
+public struct MonitorEvent: Sendable {
+    public let event: Int32
+    public let value: UInt32
+    public let endpoint: String
+
+    public init?(frames: [[UInt8]]) {
+        guard frames.count == 2, frames[0].count == 6 else { return nil }
+        let f = frames[0]
+        event = Int32(UInt16(f[0]) | UInt16(f[1]) << 8)
+        value = UInt32(f[2]) | UInt32(f[3]) << 8 | UInt32(f[4]) << 16 | UInt32(f[5]) << 24
+        endpoint = String(decoding: frames[1], as: UTF8.self)
+    }
 }
 
 /// Waits until any of the sockets (or plain file descriptors) is readable.

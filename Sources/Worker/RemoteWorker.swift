@@ -22,6 +22,10 @@ public final class RemoteWorker {
         public var prefetch: Int
         /// Give up after this long without any coordinator (nil: keep trying forever).
         public var giveUpAfter: Double?
+        /// CURVE: this worker's keys and the coordinator's public key. nil: plaintext, refused
+        /// for a non-loopback endpoint unless `insecure`.
+        public var curve: CurveClient?
+        public var insecure = false
 
         public init(endpoint: String, name: String? = nil, threads: Int = 1, slots: Int = 1, prefetch: Int = 2, giveUpAfter: Double? = nil) {
             self.endpoint = endpoint
@@ -44,6 +48,10 @@ public final class RemoteWorker {
     var deadAfterSeconds = 5.0
     var lastHeard = now()
     var lastSent = 0.0
+    /// The monitor of the current DEALER: tells a refused key from a silent coordinator.
+    var monitor: Socket?
+    var dealers = 0
+    var lastHandshakeWarning = 0.0
 
     final class RunningTrial: @unchecked Sendable {
         let lease: Lease
@@ -71,8 +79,43 @@ public final class RemoteWorker {
     func makeDealer() throws -> Socket {
         let socket = try Socket(context, .dealer)
         try socket.setOption(ZMQ_MAXMSGSIZE, Protocol.maxMessageSize)
+        if let curve = options.curve { try socket.makeCurveClient(curve.keys, serverKey: curve.serverKey) }
+        // Handshake outcomes, read by the loop below (same thread).
+        dealers += 1
+        let endpoint = "inproc://worker-monitor-\(getpid())-\(dealers)"
+        try socket.monitor(endpoint, events: ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        monitor?.close()
+        let pair = try Socket(context, .pair)
+        try pair.connect(endpoint)
+        monitor = pair
         try socket.connect(options.endpoint)
         return socket
+    }
+
+    /// A refused key or a mechanism mismatch will not mend itself: stop with the reason. A
+    /// handshake that merely failed (wrong coordinator key, or the link dropped) is retried by
+    /// libzmq and logged at most every 30 s.
+    func handle(_ event: MonitorEvent) throws {
+        let endpoint = options.endpoint
+        switch event.event {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            if options.curve != nil && lastHandshakeWarning >= 0 {
+                log("worker \(options.name): CURVE handshake with \(endpoint) succeeded (coordinator key verified, traffic encrypted)")
+                lastHandshakeWarning = -1
+            }
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            throw SecurityError.refusedByCoordinator(endpoint: endpoint, publicKey: options.curve?.keys.publicKey ?? "(none)")
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL where Int32(bitPattern: event.value) == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            throw SecurityError.mechanismMismatch(endpoint: endpoint, workerUsesCurve: options.curve != nil)
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            let t = now()
+            guard t - lastHandshakeWarning >= 30 else { return }
+            lastHandshakeWarning = t
+            let hint = options.curve != nil ? "; is --server-key the coordinator's public key?" : ""
+            log("worker \(options.name): the handshake with \(endpoint) failed (\(event.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error 0x\(String(event.value, radix: 16))" : "connection closed")\(hint)), retrying")
+        default:
+            break
+        }
     }
 
     func ready(_ dealer: Socket) throws {
@@ -90,6 +133,12 @@ public final class RemoteWorker {
 
     /// Runs until SHUTDOWN, a signal, or `giveUpAfter` without a coordinator.
     public func run(signals: SignalWatcher? = nil) throws {
+        if options.curve == nil {
+            try EndpointScope.checkPlaintext(options.endpoint, role: .worker, insecure: options.insecure)
+        } else if options.insecure {
+            throw SecurityError.insecureWithKeys
+        }
+        defer { monitor?.close() }
         BLASRuntime.setThreads(options.threads)
         let pull = try Socket(context, .pull)
         try pull.bind(inbox)
@@ -101,9 +150,13 @@ public final class RemoteWorker {
         var stopping = false
         while true {
             var items: [Poller.Item] = [.socket(dealer), .socket(pull)]
+            if let monitor { items.append(.socket(monitor)) }
             if let signals { items.append(.fd(signals.fd)) }
             let readable = try Poller.poll(items, timeout: 100)
-            if readable.contains(2), let signals, let signal = signals.take() {
+            while let frames = try monitor?.receive(wait: false) {
+                if let event = MonitorEvent(frames: frames) { try handle(event) }
+            }
+            if readable.contains(items.count - 1), let signals, let signal = signals.take() {
                 log("worker \(options.name): \(signal), stopping")
                 stopping = true
                 waiting.removeAll()
@@ -296,5 +349,17 @@ enum CheckpointTransfer {
         defer { unlink(path) }
         try data.write(to: URL(fileURLWithPath: path))
         return try CheckpointFile.read(path)
+    }
+}
+
+/// A worker's CURVE identity and the coordinator key it insists on.
+public struct CurveClient: Sendable {
+    public var keys: CurveKeyPair
+    /// The coordinator's public key: a coordinator without its secret key cannot complete the handshake.
+    public var serverKey: String
+
+    public init(keys: CurveKeyPair, serverKey: String) {
+        self.keys = keys
+        self.serverKey = serverKey
     }
 }

@@ -11,7 +11,7 @@ struct SweepCoordinator: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep-coordinator",
         abstract: "Expands optimizer sweeps into trials and hands them to sweep-worker processes over ZeroMQ.",
-        subcommands: [Plan.self, Start.self])
+        subcommands: [Plan.self, Start.self, Keys.self])
 }
 
 func printError(_ line: String) {
@@ -49,10 +49,16 @@ extension SweepCoordinator {
         @Option(help: "Attempts per trial before it is marked failed.") var maxAttempts = 3
         @Flag(help: "Plain log lines even on a terminal.") var plain = false
         @Option(help: "Apply this profile of the sweep file (e.g. full: the documents' full settings).") var profile: String?
+        @Option(help: "CURVE: the coordinator's secret key file (NAME.key_secret from `keys`, mode 0600). Encrypts all traffic.") var key: String?
+        @Option(help: "CURVE: the workers allowed in: a directory of NAME.key files, a .key file, or a file of lines 'KEY [NAME]' (repeatable).") var allow: [String] = []
+        @Flag(help: "Allow plaintext on a non-loopback --bind: any host that reaches the port can join and read the traffic.") var insecure = false
 
         func validate() throws {
             guard localWorkers >= 0 else { throw ValidationError("--local-workers must be at least 0") }
             guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+            if key != nil && allow.isEmpty { throw ValidationError("--key needs --allow: the public keys of the workers allowed to join") }
+            if key == nil && !allow.isEmpty { throw ValidationError("--allow needs --key: the coordinator's secret key") }
+            if key != nil && insecure { throw ValidationError("--insecure turns CURVE off: give either --key/--allow or --insecure, not both") }
         }
 
         func run() throws {
@@ -64,6 +70,10 @@ extension SweepCoordinator {
                 options.heartbeatSeconds = heartbeat
                 options.deadAfterSeconds = deadAfter
                 options.maxAttempts = maxAttempts
+                options.insecure = insecure
+                if let key {
+                    options.curve = CurveServer(keys: try KeyFiles.readSecret(key), allowList: try AllowList.load(allow))
+                }
                 if plain { options.interactive = false }
                 if localWorkers == 0 && bind == nil {
                     printError("note: no --local-workers and no --bind: workers must connect to the loopback port printed below")
@@ -74,9 +84,45 @@ extension SweepCoordinator {
                 print("sweep \(s.name): \(counts) in \(String(format: "%.1f", summary.seconds)) s; results in \(options.output)/sweep.h5")
                 if let best = summary.best { print("best \(s.objective.metric): \(best.value) (trial \(best.id))") }
                 if summary.rejectedMessages > 0 { print("rejected \(summary.rejectedMessages) malformed or stale messages") }
+                if summary.refusedConnections > 0 { print("refused \(summary.refusedConnections) connection\(summary.refusedConnections == 1 ? "" : "s") (keys not allowed, plaintext clients, failed handshakes)") }
                 if summary.interrupted { throw ExitCode(130) }
             } catch let e as ExitCode {
                 throw e
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+extension SweepCoordinator {
+    struct Keys: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create CURVE key pairs: NAME.key (public, share it) and NAME.key_secret (mode 0600, keep it on its host).",
+            discussion: """
+                sweep-coordinator keys --out keys coordinator
+                sweep-coordinator keys --out keys/workers node01 node02
+                sweep-coordinator start SWEEP.yaml --bind tcp://*:5555 --key keys/coordinator.key_secret --allow keys/workers
+                sweep-worker --connect tcp://HOST:5555 --key keys/workers/node01.key_secret --server-key keys/coordinator.key
+                """)
+        @Argument(help: "Names of the key pairs (e.g. coordinator, or one per worker host).") var names: [String]
+        @Option(help: "Directory for the key files (created with mode 0700).") var out = "."
+        @Flag(help: "Replace existing key files.") var force = false
+
+        func validate() throws {
+            guard !names.isEmpty else { throw ValidationError("name at least one key pair, e.g. `keys coordinator`") }
+            guard Set(names).count == names.count else { throw ValidationError("each name once") }
+        }
+
+        func run() throws {
+            do {
+                for name in names {
+                    let written = try KeyFiles.write(try CurveKeyPair.generate(), name: name, directory: out, force: force)
+                    print("\(name): public key \(written.publicKey)")
+                    print("  \(written.publicPath) (public, mode 0644)")
+                    print("  \(written.secretPath) (secret, mode 0600)")
+                }
             } catch {
                 printError("error: \(error)")
                 throw ExitCode(1)

@@ -30,16 +30,28 @@ extension SweepWorker {
         @Option(help: "Trials accepted ahead of a free slot (hides the round trip between trials).") var prefetch = 2
         @Option(help: "Worker name (default HOST-PID).") var name: String?
         @Option(help: "Exit after this many seconds without a coordinator (default: keep trying).") var giveUpAfter: Double?
+        @Option(help: "CURVE: this worker's secret key file (NAME.key_secret, mode 0600), allowed by the coordinator.") var key: String?
+        @Option(help: "CURVE: the coordinator's public key: its .key file or the 40-character key.") var serverKey: String?
+        @Flag(help: "Allow plaintext to a non-loopback coordinator (one started with --insecure).") var insecure = false
 
         func validate() throws {
             guard threads >= 1, slots >= 1 else { throw ValidationError("--threads and --slots must be at least 1") }
             guard prefetch >= 0 else { throw ValidationError("--prefetch must be at least 0") }
+            if (key == nil) != (serverKey == nil) { throw ValidationError("CURVE needs both --key (this worker's secret key) and --server-key (the coordinator's public key)") }
+            if key != nil && insecure { throw ValidationError("--insecure turns CURVE off: give either --key/--server-key or --insecure, not both") }
         }
 
         func run() throws {
             let signals = SignalWatcher()
-            let worker = RemoteWorker(.init(endpoint: connect, name: name, threads: threads, slots: slots, prefetch: prefetch, giveUpAfter: giveUpAfter)) { print($0) }
-            do { try worker.run(signals: signals) } catch {
+            do {
+                var options = RemoteWorker.Options(endpoint: connect, name: name, threads: threads, slots: slots, prefetch: prefetch, giveUpAfter: giveUpAfter)
+                options.insecure = insecure
+                if let key, let serverKey {
+                    options.curve = CurveClient(keys: try KeyFiles.readSecret(key), serverKey: try KeyFiles.readPublic(serverKey))
+                }
+                let worker = RemoteWorker(options) { print($0) }
+                try worker.run(signals: signals)
+            } catch {
                 printError("error: \(error)")
                 throw ExitCode(1)
             }
