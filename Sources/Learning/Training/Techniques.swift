@@ -11,6 +11,8 @@ public struct GradientProcessing<T: BLASScalar> {
     /// `torch.nn.utils.clip_grad_value_`: clamp every component to [−v, v].
     public let maxValue: Double?
     var sum: [Tensor<T>] = []
+    /// Whether `clip` changes anything (so callers can skip computing the norm).
+    public var clips: Bool { maxNorm != nil || maxValue != nil }
 
     public init(_ config: TrialConfig) throws {
         accumulation = try config.int("accumulation_steps", default: 1)

@@ -217,7 +217,7 @@ public enum Trainer {
                     sharpnessAware.perturb(params)
                     var again = noiseBefore
                     _ = model.lossAndGradients(x: x, labels: labels, rng: &again)
-                    gradients.clip(params, norm: params.gradientNorm)
+                    if gradients.clips { gradients.clip(params, norm: params.gradientNorm) }
                 }
                 if start >= order.count { diagnostics?.beforeLastStep(params) }
                 optimizer.update(params)
