@@ -410,6 +410,8 @@ public final class Coordinator {
         result.lrRangeTest = r.lrRangeTest
         result.layerStatistics = r.layerStatistics ?? []
         result.sharpness = r.sharpness
+        result.optimizerStateByTensor = r.optimizerStateByTensor ?? []
+        result.optimizerWork = r.optimizerWork ?? [:]
         if let asha, r.status == .stopped, stopReasons[i] == nil, let target = pauseTargets[i], let last = r.history.last?.epoch, last == target,
             let k = asha.rung(ofEpoch: last, length: lengths[i])
         {

@@ -19,6 +19,12 @@ import Learning
 ///     /layer_stats           `diagnostics: true`: a table, one row per layer and epoch: layer
 ///                            (text), epoch, update_norm, update_spectral_norm, weight_norm,
 ///                            grad_norm, activation_delta (see `LayerStatistics`)
+///     /optimizer_state       a table, one row per parameter tensor: tensor (text), bytes (int64)
+///                            of optimizer state at the end; state of no single tensor (step
+///                            counters) is the row `(global)`; the rows sum to
+///                            optimizer_state_bytes
+///     optimizer_work_NAME    attributes (int64): the optimizer's work counters, e.g. Shampoo's
+///                            optimizer_work_eigendecompositions and optimizer_work_eigenbases_kept
 public enum TrialFile {
     public static let format = "optimizer-sweeps/trial"
     public static let formatVersion: Int64 = 1
@@ -67,6 +73,16 @@ public enum TrialFile {
         }
         try LayerStatisticsTable.write(result.layerStatistics, into: group)
         if let sharpness = result.sharpness { try group.setAttribute("sharpness", sharpness) }
+        if !result.optimizerStateByTensor.isEmpty {
+            let rows = result.optimizerStateByTensor
+            try group.writeTable(
+                "optimizer_state",
+                [.string("tensor", rows.map(\.tensor), width: max(8, rows.map(\.tensor.utf8.count).max() ?? 8)), .int64("bytes", rows.map { Int64($0.bytes) })],
+                compact: true)
+        }
+        for (name, count) in result.optimizerWork.sorted(by: { $0.key < $1.key }) {
+            try group.setAttribute("optimizer_work_\(name)", Int64(count))
+        }
     }
 }
 

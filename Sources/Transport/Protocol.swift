@@ -143,6 +143,9 @@ public struct ResultMessage: Codable, Sendable {
     public var lrRangeTest: LRRangeTest?
     public var layerStatistics: [LayerStatistics]?
     public var sharpness: Double?
+    /// Optimizer state bytes per parameter tensor, and the optimizer's work counters.
+    public var optimizerStateByTensor: [TensorStateBytes]?
+    public var optimizerWork: [String: Int]?
 }
 
 public struct Welcome: Codable, Sendable {

@@ -62,6 +62,12 @@ public enum LocalRun {
         if let message = result.message { summary += " (\(message))" }
         summary += String(format2: result.wallSeconds, prefix: ", wall time ", suffix: " s")
         print(summary)
+        if result.optimizerStateBytes > 0 {
+            print("optimizer state: \(result.optimizerStateBytes) bytes (" + result.optimizerStateByTensor.map { "\($0.tensor) \($0.bytes)" }.joined(separator: ", ") + ")")
+        }
+        if !result.optimizerWork.isEmpty {
+            print("optimizer work: " + result.optimizerWork.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
         if let out = options.outputPath {
             try TrialFile.write(result, id: TrialID.of(config), to: out)
             print("wrote \(out)")

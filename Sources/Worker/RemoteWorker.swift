@@ -299,6 +299,8 @@ public final class RemoteWorker {
             message.lrRangeTest = result.lrRangeTest
             message.layerStatistics = result.layerStatistics.isEmpty ? nil : result.layerStatistics
             message.sharpness = result.sharpness
+            message.optimizerStateByTensor = result.optimizerStateByTensor.isEmpty ? nil : result.optimizerStateByTensor
+            message.optimizerWork = result.optimizerWork.isEmpty ? nil : result.optimizerWork
             return message
         } catch {
             return ResultMessage(

@@ -17,30 +17,41 @@ import Testing
 /// final step, on the cases where Float is meaningful (see `floatCaseNames`): Float32
 /// eigendecompositions of factors with condition numbers ~1e5 keep about 3–4 digits of the roots.
 struct ShampooFixture {
-    static let fixture = OptimizerFixture.load("shampoo.json")
+    let fixture: OptimizerFixture
     /// The order the generator handed the parameters to the optimizer.
+    let order: [String]
     struct Order: Decodable { let parameter_order: [String] }
-    static let order: [String] = {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/shampoo.json")
-        return try! JSONDecoder().decode(Order.self, from: Data(contentsOf: url)).parameter_order
-    }()
 
-    static func parameters<T: BLASScalar>(_: T.Type) -> Parameters<T> {
+    init(_ file: String) {
+        fixture = OptimizerFixture.load(file)
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(file)")
+        order = try! JSONDecoder().decode(Order.self, from: Data(contentsOf: url)).parameter_order
+    }
+
+    /// Most cases; the eigendecomposed cases whose eigenbasis outlives a refresh (a tolerance, QR
+    /// iterations) run on square blocks only (`shampoo_eigen.json`): their factors are full rank
+    /// from the first step, whereas a rank-deficient factor's null-space eigenvectors are any
+    /// basis LAPACK happens to return, and a kept basis would carry that arbitrariness forward.
+    static let main = ShampooFixture("shampoo.json"), eigen = ShampooFixture("shampoo_eigen.json")
+    static let all = [main, eigen]
+    static func of(_ name: String) -> ShampooFixture { all.first { $0.fixture.cases.contains { $0.name == name } }! }
+
+    func parameters<T: BLASScalar>(_: T.Type) -> Parameters<T> {
         Parameters(order.map { (name: $0, value: Tensor<T>(shape: fixture.shapes[$0]!, storage: fixture.start[$0]!.map { T($0) })) })
     }
 
-    static func testCase(_ name: String) -> OptimizerFixture.Case { fixture.cases.first { $0.name == name }! }
+    func testCase(_ name: String) -> OptimizerFixture.Case { fixture.cases.first { $0.name == name }! }
 }
 
 @Suite struct ShampooTests {
-    static let caseNames = ShampooFixture.fixture.cases.map(\.name)
+    static let caseNames = ShampooFixture.all.flatMap { $0.fixture.cases.map(\.name) }
 
     @Test(arguments: caseNames)
     func matchesReferenceInDouble(name: String) throws {
-        let fixture = ShampooFixture.fixture
-        let c = ShampooFixture.testCase(name)
+        let shampoo = ShampooFixture.of(name), fixture = shampoo.fixture
+        let c = shampoo.testCase(name)
         let optimizer: any Optimizer<Double> = try Builders.optimizer(fixture.config(c))
-        let params = ShampooFixture.parameters(Double.self)
+        let params = shampoo.parameters(Double.self)
         var worst = 0.0
         for step in 0..<fixture.steps {
             fixture.setGradients(params, step: step)
@@ -62,7 +73,7 @@ struct ShampooFixture {
     /// grafting: stale roots of the rank-deficient 1-D factor multiply the new gradients' component
     /// outside its span by ε^(−1/2) = 100, and Float's eigenvalue noise there (~1% of ε) with it
     /// (1e-2 off); the same case with grafting agrees to 1e-4, as the grafted norm bounds the step.
-    static let floatCaseNames = ShampooFixture.fixture.cases.filter { c in
+    static let floatCaseNames = ShampooFixture.all.flatMap(\.fixture.cases).filter { c in
         guard c.optimizer == "shampoo" else { return true }
         if c.name == "shampoo_delayed_start_no_grafting" { return false }
         if case .number(let eps)? = c.hyperparameters["epsilon"] { return eps >= 1e-6 }
@@ -71,10 +82,10 @@ struct ShampooFixture {
 
     @Test(arguments: floatCaseNames)
     func matchesReferenceInFloat(name: String) throws {
-        let fixture = ShampooFixture.fixture
-        let c = ShampooFixture.testCase(name)
+        let shampoo = ShampooFixture.of(name), fixture = shampoo.fixture
+        let c = shampoo.testCase(name)
         let optimizer: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        let params = ShampooFixture.parameters(Float.self)
+        let params = shampoo.parameters(Float.self)
         for step in 0..<fixture.steps {
             fixture.setGradients(params, step: step)
             optimizer.update(params)
@@ -92,14 +103,14 @@ struct ShampooFixture {
     /// 5 steps, export, import into a fresh optimizer, 5 more = 10 straight, bit for bit.
     @Test(arguments: caseNames)
     func exportImportResumesExactly(name: String) throws {
-        let fixture = ShampooFixture.fixture
-        let c = ShampooFixture.testCase(name)
+        let shampoo = ShampooFixture.of(name), fixture = shampoo.fixture
+        let c = shampoo.testCase(name)
         let straight: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        let a = ShampooFixture.parameters(Float.self)
+        let a = shampoo.parameters(Float.self)
         for step in 0..<10 { fixture.setGradients(a, step: step); straight.update(a) }
 
         let first: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        let b = ShampooFixture.parameters(Float.self)
+        let b = shampoo.parameters(Float.self)
         for step in 0..<5 { fixture.setGradients(b, step: step); first.update(b) }
         let state = first.exportState(names: b.names)
         let resumed: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
@@ -111,10 +122,10 @@ struct ShampooFixture {
     }
 
     @Test func stateNamesFactorsPerBlock() throws {
-        let c = ShampooFixture.testCase("shampoo_adam_grafting_ema_decay")
-        let optimizer: any Optimizer<Double> = try Builders.optimizer(ShampooFixture.fixture.config(c))
-        let params = ShampooFixture.parameters(Double.self)
-        ShampooFixture.fixture.setGradients(params, step: 0)
+        let c = ShampooFixture.main.testCase("shampoo_adam_grafting_ema_decay")
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(ShampooFixture.main.fixture.config(c))
+        let params = ShampooFixture.main.parameters(Double.self)
+        ShampooFixture.main.fixture.setGradients(params, step: 0)
         optimizer.update(params)
         let state = optimizer.exportState(names: params.names)
         // big (10×6) with max_preconditioner_dim 8: blocks 8×6 and 2×6.
@@ -129,7 +140,7 @@ struct ShampooFixture {
         #expect(state["vector/block_0/momentum_buffer"] == nil)
         #expect(try state.integer("step") == 1)
 
-        let simple: any Optimizer<Double> = try Builders.optimizer(ShampooFixture.fixture.config(ShampooFixture.testCase("simple_momentum_decay_freq")))
+        let simple: any Optimizer<Double> = try Builders.optimizer(ShampooFixture.main.fixture.config(ShampooFixture.main.testCase("simple_momentum_decay_freq")))
         simple.update(params)
         let s = simple.exportState(names: params.names)
         for (name, shape) in [("matrix/L", [5, 5]), ("matrix/R_inv", [3, 3]), ("tensor3/R", [12, 12]), ("tensor3/momentum_buffer", [2, 12]), ("vector/momentum_buffer", [7])] {
@@ -276,5 +287,49 @@ struct ShampooFixture {
         #expect(error(["grafting_beta2": .double(0.9)])?.contains("grafting_beta2") == true)
         #expect(error(["use_nesterov": .bool(true)])?.contains("use_nesterov") == true)
         #expect(error(["grafting": .string("adam"), "grafting_beta2": .double(0.95), "beta2": .double(0.99), "max_preconditioner_dim": .int(256)]) == nil)
+        #expect(error(["preconditioner": .string("eigen")])?.contains("preconditioner") == true)
+        #expect(error(["eigendecomposition": .string("qr")])?.contains("applies to preconditioner: eigendecomposed") == true)
+        #expect(error(["preconditioner": .string("eigendecomposed"), "eigendecomposition_tolerance": .double(1.5)])?.contains("eigendecomposition_tolerance") == true)
+        #expect(error(["preconditioner": .string("eigendecomposed"), "qr_max_iterations": .int(3)])?.contains("qr only") == true)
+        #expect(error(["preconditioner": .string("eigendecomposed"), "eigendecomposition": .string("qr"), "qr_max_iterations": .int(3)]) == nil)
+    }
+
+    /// The tolerance case of the fixture goes both ways within its 12 steps: some refreshes keep
+    /// the basis (eigenvalues only), others decompose again — and still matches the reference.
+    @Test func eigendecompositionToleranceKeepsAndRecomputes() throws {
+        for (name, kept) in [("shampoo_eigendecomposed_eigh_tolerance", true), ("shampoo_eigendecomposed_eigh", false)] {
+            let shampoo = ShampooFixture.of(name), fixture = shampoo.fixture
+            let optimizer = try #require(try Builders.optimizer(fixture.config(shampoo.testCase(name))) as any Optimizer<Double> as? Shampoo<Double>)
+            let params = shampoo.parameters(Double.self)
+            for step in 0..<fixture.steps {
+                fixture.setGradients(params, step: step)
+                optimizer.update(params)
+            }
+            let counts = optimizer.eigendecompositionCounts
+            #expect(counts.computed > 0, "\(name)")
+            #expect((counts.kept > 0) == kept, "\(name): \(counts)")
+        }
+    }
+
+    /// The eigendecomposed preconditioner keeps eigenvectors and eigenvalues (the reference's
+    /// state), not inverse roots; the roots are rebuilt from them on import.
+    @Test func eigendecomposedStateNames() throws {
+        let c = ShampooFixture.eigen.testCase("shampoo_eigendecomposed_qr")
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(ShampooFixture.eigen.fixture.config(c))
+        let params = ShampooFixture.eigen.parameters(Double.self)
+        ShampooFixture.eigen.fixture.setGradients(params, step: 0)
+        optimizer.update(params)
+        let state = optimizer.exportState(names: params.names)
+        for (name, shape) in [
+            ("square/block_0/L", [3, 3]), ("square/block_3/L_eigenvectors", [3, 3]), ("square/block_1/R_eigenvalues", [3]),
+            ("cube/block_0/factor_2_eigenvectors", [3, 3]),
+        ] {
+            #expect(try state.tensor(name, shape: shape).count == shape.reduce(1, *), "\(name)")
+        }
+        #expect(state["square/block_0/L_inv_root"] == nil)
+        // Eigenvectors are orthonormal columns.
+        let q = try state.tensor("square/block_2/R_eigenvectors", shape: [3, 3])
+        let qtq = matmul(q, transposeA: true, q)
+        for i in 0..<3 { for j in 0..<3 { #expect(abs(qtq.storage[i * 3 + j] - (i == j ? 1 : 0)) < 1e-12) } }
     }
 }

@@ -56,6 +56,44 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: out + ".tmp"))
     }
 
+    /// The results say how much optimizer state each parameter tensor has (summing to the total)
+    /// and how much expensive work the optimizer did (Shampoo's eigendecompositions).
+    @Test func recordsOptimizerStatePerTensorAndWork() throws {
+        let trial = temporary("shampoo.yaml"), out = temporary("shampoo.h5")
+        try """
+            model: mlp
+            hidden: [16]
+            optimizer: shampoo
+            lr: 0.001
+            grafting: adam
+            max_preconditioner_dim: 16
+            preconditioner: eigendecomposed
+            eigendecomposition_tolerance: 0.05
+            epochs: 1
+            limit: 640
+            test_limit: 100
+            """.write(toFile: trial, atomically: true, encoding: .utf8)
+        let r = try run(["run", trial, "--out", out])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("optimizer work: eigenbases_kept "), "\(r.out)")
+        let file = try HDF5File(out, mode: .readOnly)
+        let tensors = try file.readTableStringColumn("optimizer_state", field: "tensor")
+        let bytes = try file.readTableColumn("optimizer_state", field: "bytes")
+        #expect(tensors.count == 4 + 1 && tensors.last == "(global)", "\(tensors)")
+        #expect(Int64(bytes.reduce(0, +)) == (try file.attribute("optimizer_state_bytes", as: Int64.self)))
+        // The 784×16 weight in 16×16 blocks (49 of them): per block two 16×16 factors, their
+        // eigenvectors and 16 eigenvalues each, Adam grafting's second moment and the filtered
+        // gradient (16×16 each), in float32.
+        let perBlock = 2 * (2 * 16 * 16 + 16) + 2 * 16 * 16
+        #expect(bytes.max() == Double(49 * perBlock * 4), "\(tensors): \(bytes)")
+        let decompositions = try file.attribute("optimizer_work_eigendecompositions", as: Int64.self)
+        let kept = try file.attribute("optimizer_work_eigenbases_kept", as: Int64.self)
+        // 5 steps, every factor refreshed at each: the first decomposes, later ones may keep.
+        #expect(decompositions > 0 && kept > 0)
+        // Factors: 2 per weight block (49 + 1), 1 per bias.
+        #expect(decompositions + kept == 5 * Int64(2 * 49 + 2 + 1 + 1), "\(decompositions) + \(kept)")
+    }
+
     @Test func toyTrialFromStandardInputStoresTheTrajectory() throws {
         let out = temporary("toy.h5")
         let r = try run(["run", "-", "--out", out], stdin: "model: rosenbrock\noptimizer: sgd\nlr: 0.001\nmomentum: 0.9\nsteps: 40\n")

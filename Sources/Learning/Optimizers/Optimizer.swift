@@ -62,6 +62,41 @@ public struct OptimizerState<Scalar: BLASScalar>: Equatable, Sendable {
     }
 
     public var byteCount: Int { arrays.values.reduce(0) { $0 + $1.byteCount } }
+
+    /// Bytes per parameter tensor, in the order of `names`: an array belongs to the parameter
+    /// whose name prefixes it (`fc1.weight/exp_avg`, `fc1.weight/block_0/L`); the rest (step
+    /// counters, wrappers' global state) is reported under `TensorStateBytes.global`.
+    public func bytesByTensor(_ names: [String]) -> [TensorStateBytes] {
+        var bytes = [Int](repeating: 0, count: names.count)
+        var global = 0
+        for (key, array) in arrays {
+            if let i = names.indices.filter({ key.hasPrefix(names[$0] + "/") }).max(by: { names[$0].count < names[$1].count }) {
+                bytes[i] += array.byteCount
+            } else {
+                global += array.byteCount
+            }
+        }
+        return zip(names, bytes).map { TensorStateBytes(tensor: $0, bytes: $1) } + (global > 0 ? [TensorStateBytes(tensor: TensorStateBytes.global, bytes: global)] : [])
+    }
+}
+
+/// Bytes of optimizer state held for one parameter tensor.
+public struct TensorStateBytes: Codable, Sendable, Equatable {
+    /// The name under which state that belongs to no single tensor is reported.
+    public static let global = "(global)"
+    public var tensor: String
+    public var bytes: Int
+    public init(tensor: String, bytes: Int) {
+        self.tensor = tensor
+        self.bytes = bytes
+    }
+}
+
+/// An optimizer that counts the expensive work it does (eigendecompositions and the like), so that
+/// a trial's result says how much of it there was.
+public protocol WorkCounting {
+    /// Counter name → count since the optimizer was made (not part of its state).
+    var workCounters: [String: Int] { get }
 }
 
 public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {

@@ -2,6 +2,18 @@ import Linalg
 
 public enum ShampooGrafting: String, CaseIterable, Sendable { case none, sgd, adagrad, rmsprop, adam }
 
+/// How the preconditioner is kept between refreshes: the reference's
+/// `RootInvShampooPreconditionerConfig` (the inverse roots) or
+/// `EigendecomposedShampooPreconditionerConfig` (each factor's eigenvectors and eigenvalues).
+public enum ShampooPreconditionerKind: String, CaseIterable, Sendable {
+    case rootInv = "root_inv"
+    case eigendecomposed
+}
+
+/// The eigendecomposed preconditioner's amortized computation: `EighEigendecompositionConfig`
+/// or `QREigendecompositionConfig`.
+public enum ShampooEigendecomposition: String, CaseIterable, Sendable { case eigh, qr }
+
 /// `Shampoo`'s hyperparameters besides the learning rate, with the reference's defaults.
 public struct ShampooConfiguration: Sendable, Equatable {
     public var beta1 = 0.9
@@ -27,8 +39,16 @@ public struct ShampooConfiguration: Sendable, Equatable {
     public var momentum = 0.0
     public var dampening = 0.0
     public var useNesterov = false
+    public var preconditioner = ShampooPreconditionerKind.rootInv
+    public var eigendecomposition = ShampooEigendecomposition.eigh
+    /// The eigenbasis is kept while ‖QᵀFQ − diag‖_F ≤ tolerance·‖QᵀFQ‖_F; nil means the
+    /// reference's defaults, 0 for `eigh` (always decompose) and 0.01 for `qr`.
+    public var eigendecompositionTolerance: Double? = nil
+    public var qrMaxIterations = 1
 
     public init() {}
+
+    var resolvedTolerance: Double { eigendecompositionTolerance ?? (eigendecomposition == .qr ? 0.01 : 0) }
 
     var resolvedBeta3: Double { beta3 < 0 ? beta1 : beta3 }
     var resolvedStart: Int { startPreconditioningStep < 0 ? preconditionFrequency : startPreconditioningStep }
@@ -50,8 +70,8 @@ public struct ShampooConfiguration: Sendable, Equatable {
 }
 
 /// Shampoo as Meta's reference implementation, `DistributedShampoo` (facebookresearch/optimizers,
-/// `distributed_shampoo/`), on one device with its default root-inverse preconditioner
-/// (eigendecomposition, epsilon added before the decomposition).
+/// `distributed_shampoo/`), on one device, with its default root-inverse preconditioner
+/// (eigendecomposition, epsilon added before the decomposition) or its eigendecomposed one.
 ///
 /// Parameters are first reshaped as the reference does: dimensions of size 1 are dropped and
 /// adjacent dimensions are merged (from the last) while their product stays within
@@ -77,18 +97,26 @@ public struct ShampooConfiguration: Sendable, Equatable {
 /// where graft(Ḡ) is Ḡ (SGD) or Ḡ / (√(V / bias correction) + ε_graft) (bias correction for Adam
 /// only). Everything is per block; `step` is global, as the reference's group step.
 ///
+/// With `preconditioner: eigendecomposed` the block keeps, per factor, the eigenvectors Q and
+/// eigenvalues λ of A = F_j / (1 − β₂ᵗ) + ε·I (Q = I, λ = 1 at first) and P_j = Q·diag(λ'^(−1/r))·Qᵀ
+/// with λ' shifted as above. A refresh either re-decomposes A (`eigh`: `syevd`; `qr`: QR iterations
+/// warm-started from Q) or — when Q still diagonalises A, ‖QᵀAQ − diag‖_F ≤ τ‖QᵀAQ‖_F with
+/// τ = `eigendecomposition_tolerance` — keeps Q and takes λ = diag(QᵀAQ): the reference's adaptive
+/// eigendecomposition, which makes refreshing every step affordable (see
+/// `SymmetricEigenSolver.refreshEigenbasis`).
+///
 /// Differences from the reference: a non-finite factor matrix or a failed eigendecomposition
 /// keeps the previous inverse root instead of raising (the reference raises
 /// `PreconditionerValueError` on NaN/Inf, and after 3 consecutive solver failures); the
-/// reference's distributed, iterate-averaging, eigenvalue-corrected (SOAP), Newton-iteration and
-/// trace-scaling options, and per-dimension exponent overrides, are not offered.
+/// reference's distributed, iterate-averaging, eigenvalue-corrected (SOAP), Newton-iteration,
+/// pseudo-inverse and trace-scaling options, and per-dimension exponent overrides, are not
+/// offered.
 ///
-/// Cost: each refresh is one `syevd` per factor (at most `max_preconditioner_dim` square) plus a
-/// GEMM to rebuild the root; the other steps cost two GEMMs per factor (statistics and
-/// preconditioning). On the VAE 784-400-20 (one core) refreshing every step costs about 34× an
-/// AdamW epoch with the default 1024 and 15× with blocks of 64, the eigendecompositions taking
-/// most of it; `precondition_frequency` 10 with blocks of 128 is about 4×.
-public final class Shampoo<Scalar: BLASScalar>: Optimizer {
+/// Cost per step and block of size b: statistics b³ per factor (`syrk`), preconditioning 2b³ per
+/// factor (GEMM); a root-inverse refresh adds one `syevd` per factor (~30× a GEMM of the same size
+/// on these CPUs); an eigendecomposed refresh with a tolerance adds one GEMM and one `syrk` per
+/// factor while the basis is kept. README's Performance section has the measured epochs.
+public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
     public typealias Grafting = ShampooGrafting
     public typealias Configuration = ShampooConfiguration
 
@@ -108,6 +136,11 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
         /// F_j and P_j = F_j^(−1/r), one per dimension.
         var factors: [Tensor<Scalar>]
         var inverseRoots: [Tensor<Scalar>]
+        /// The eigendecomposed preconditioner's state (empty for root-inverse): per dimension the
+        /// eigenvectors (columns) and eigenvalues of F_j / bias correction + ε·I. P_j is computed
+        /// from them at each refresh (the reference recomputes it every step from the same values).
+        var eigenvectors: [Tensor<Scalar>]
+        var eigenvalues: [Tensor<Scalar>]
         var root: Double
         var grafting: Tensor<Scalar>?
         var filtered: Tensor<Scalar>?
@@ -116,6 +149,15 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
     /// Per parameter (empty until the first update or an import).
     var blocks: [[Block]] = []
     let eigen = SymmetricEigenSolver<Scalar>()
+    /// Refreshes of a factor's preconditioner since this optimizer was made: by a decomposition
+    /// (`syevd` or QR iterations) or, with a tolerance, by keeping an eigenbasis that still
+    /// diagonalises the factor (eigenvalues updated). Not part of the state.
+    public private(set) var eigendecompositionCounts = (computed: 0, kept: 0)
+    public var workCounters: [String: Int] {
+        configuration.preconditioner == .rootInv
+            ? ["eigendecompositions": eigendecompositionCounts.computed]
+            : ["eigendecompositions": eigendecompositionCounts.computed, "eigenbases_kept": eigendecompositionCounts.kept]
+    }
 
     public init(learningRate: Double = 1e-2, configuration: Configuration = Configuration()) {
         precondition(configuration.maxPreconditionerDim >= 1 && configuration.preconditionFrequency >= 1)
@@ -191,7 +233,10 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
             let c = configuration
             return Block(
                 dims: b.dims, runs: runs, runLength: b.dims[b.dims.count - 1],
-                factors: b.dims.map { Tensor(zeros: [$0, $0]) }, inverseRoots: b.dims.map { Tensor.identity($0) }, root: root,
+                factors: b.dims.map { Tensor(zeros: [$0, $0]) }, inverseRoots: b.dims.map { Tensor.identity($0) },
+                eigenvectors: c.preconditioner == .eigendecomposed ? b.dims.map { Tensor.identity($0) } : [],
+                eigenvalues: c.preconditioner == .eigendecomposed ? b.dims.map { Tensor(shape: [$0], storage: Array(repeating: 1, count: $0)) } : [],
+                root: root,
                 grafting: [.adagrad, .rmsprop, .adam].contains(c.grafting) ? Tensor(zeros: b.dims) : nil,
                 filtered: c.beta1 != 0 ? Tensor(zeros: b.dims) : nil,
                 momentum: c.momentum != 0 ? Tensor(zeros: b.dims) : nil)
@@ -226,8 +271,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
 
     // Scratch, reused across blocks and steps.
     let gradScratch = ShampooScratch<Scalar>(), paramScratch = ShampooScratch<Scalar>(), filteredScratch = ShampooScratch<Scalar>()
-    let directionScratch = ShampooScratch<Scalar>(), graftScratch = ShampooScratch<Scalar>(), productScratch = ShampooScratch<Scalar>()
-    let outerScratch = ShampooScratch<Scalar>()
+    let directionScratch = ShampooScratch<Scalar>(), productScratch = ShampooScratch<Scalar>()
 
     func stepBlock(
         _ block: inout Block, _ parameters: Parameters<Scalar>, _ i: Int, refresh: Bool, useGraftingMethod: Bool, bc2: Double,
@@ -252,91 +296,118 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
             for j in 0..<n { g[j] = g[j] + wd * p[j] }
         }
 
-        // Factor matrices, and their inverse roots when due.
-        let beta2 = Scalar(c.beta2), weight = Scalar(c.beta2 == 1 ? 1 : 1 - c.beta2)
+        // Factor matrices (F ← β₂·F + w·G_(j)·G_(j)ᵀ in one `syrk` per slice), and their
+        // preconditioners when due.
+        let weight = Scalar(c.beta2 == 1 ? 1 : 1 - c.beta2)
         for d in block.dims.indices {
-            let m = block.dims[d]
-            let o = outerScratch.reserve(m * m)
-            modeGram(g, dims: block.dims, mode: d, into: o)
             block.factors[d].storage.withUnsafeMutableBufferPointer { f in
-                if c.beta2 != 1 { for j in 0..<(m * m) { f[j] *= beta2 } }
-                if weight == 1 {
-                    for j in 0..<(m * m) { f[j] += o[j] }
-                } else {
-                    for j in 0..<(m * m) { f[j] += weight * o[j] }
+                accumulateModeGram(g, dims: block.dims, mode: d, weight: weight, decay: Scalar(c.beta2), into: f.baseAddress!)
+            }
+            if refresh { refreshPreconditioner(&block, dimension: d, bc2: bc2) }
+        }
+
+        // Grafting statistics V and the filtered gradient Ḡ, in one pass (eight lanes at a time,
+        // each lane the scalar formula).
+        let b2 = Scalar(graftBeta2), w2 = Scalar(c.grafting == .adagrad ? 1 : 1 - graftBeta2), decayV = graftBeta2 != 1
+        let w1 = Scalar(1 - c.beta1), w3 = Scalar(1 - beta3), scale1 = Scalar(bc1)
+        let separate = beta3 != c.beta1, correct = c.useBiasCorrection
+        withOptionalStorage(&block.grafting) { v in
+            withOptionalStorage(&block.filtered) { f in
+                forEachLanes(n) { j, k in
+                    let gj = loadLanes(g, j, k)
+                    if let v {
+                        var vj = loadLanes(v, j, k)
+                        if decayV { vj *= b2 }
+                        storeLanes(vj + w2 * gj * gj, v, j, k)
+                    }
+                    if let f {
+                        let fj = loadLanes(f, j, k)
+                        let ahead = separate ? lerpLanes(fj, gj, w3) : SIMD8(repeating: 0)
+                        let updated = lerpLanes(fj, gj, w1)
+                        storeLanes(updated, f, j, k)
+                        let value = separate ? ahead : updated
+                        storeLanes(correct ? value / scale1 : value, gbar, j, k)
+                    } else {
+                        storeLanes(gj, gbar, j, k)
+                    }
                 }
             }
-            if refresh {
-                eigen.inverseRoot(
-                    block.factors[d], divisor: Scalar(bc2), epsilon: Scalar(c.epsilon), exponent: Scalar(-1 / block.root), into: &block.inverseRoots[d])
-            }
         }
 
-        // Grafting statistics.
-        if block.grafting != nil {
-            let b2 = Scalar(graftBeta2), w = Scalar(c.grafting == .adagrad ? 1 : 1 - graftBeta2)
-            block.grafting!.storage.withUnsafeMutableBufferPointer { v in
-                if graftBeta2 != 1 { for j in 0..<n { v[j] *= b2 } }
-                for j in 0..<n { v[j] = v[j] + w * g[j] * g[j] }
-            }
-        }
-
-        // Filtered gradient Ḡ.
-        if block.filtered != nil {
-            let w1 = Scalar(1 - c.beta1), w3 = Scalar(1 - beta3), scale = Scalar(bc1)
-            let separate = beta3 != c.beta1, correct = c.useBiasCorrection
-            block.filtered!.storage.withUnsafeMutableBufferPointer { f in
-                for j in 0..<n {
-                    let ahead = separate ? lerp(f[j], g[j], w3) : Scalar(0)
-                    f[j] = lerp(f[j], g[j], w1)
-                    let value = separate ? ahead : f[j]
-                    gbar[j] = correct ? value / scale : value
-                }
-            }
-        } else {
-            gbar.update(from: g, count: n)
-        }
-
-        // Search direction D.
+        // Search direction D: Shampoo's, rescaled to the grafted method's norm (the grafted
+        // direction itself is only needed for its norm), or the grafted method alone before start.
+        var directionScale: Scalar? = nil
         if useGraftingMethod {
             graftDirection(block, gbar, n: n, bc2: graftBC2, into: dir)
         } else {
             shampooDirection(block, gbar, into: dir)
             if c.grafting != .none {
-                let graft = graftScratch.reserve(n)
-                graftDirection(block, gbar, n: n, bc2: graftBC2, into: graft)
-                let graftNorm = sumOfSquares(UnsafeBufferPointer(start: graft, count: n)).squareRoot()
-                let shampooNorm = sumOfSquares(UnsafeBufferPointer(start: dir, count: n)).squareRoot()
-                let scale = graftNorm / (shampooNorm + Scalar(1e-16))
-                for j in 0..<n { dir[j] *= scale }
-            }
-        }
-        if c.weightDecay != 0 && c.decoupledWeightDecay {
-            for j in 0..<n { dir[j] = dir[j] + wd * p[j] }
-        }
-        if block.momentum != nil {
-            let mu = Scalar(c.momentum), damp = Scalar(1 - c.dampening)
-            let nesterov = c.useNesterov
-            block.momentum!.storage.withUnsafeMutableBufferPointer { m in
-                for j in 0..<n {
-                    m[j] *= mu
-                    m[j] = m[j] + damp * dir[j]
-                    if nesterov {
-                        dir[j] *= damp
-                        dir[j] = dir[j] + mu * m[j]
-                    } else {
-                        dir[j] = m[j]
+                let graftNorm2: Scalar
+                if let v = block.grafting {
+                    let eps = Scalar(c.graftingEpsilon), bc = Scalar(graftBC2)
+                    graftNorm2 = v.storage.withUnsafeBufferPointer { v in
+                        var sum = SIMD8<Scalar>(repeating: 0)
+                        forEachLanes(n) { j, k in
+                            // Padding lanes are 0 / ε = 0.
+                            let x = loadLanes(gbar, j, k) / ((loadLanes(v.baseAddress!, j, k) / bc).squareRoot() + eps)
+                            sum += x * x
+                        }
+                        return sum.sum()
                     }
+                } else {
+                    graftNorm2 = sumOfSquares(UnsafeBufferPointer(start: gbar, count: n))
                 }
+                let shampooNorm = sumOfSquares(UnsafeBufferPointer(start: dir, count: n)).squareRoot()
+                directionScale = graftNorm2.squareRoot() / (shampooNorm + Scalar(1e-16))
             }
         }
-        // W ← W + (−η)·D, scattered back.
+
+        // D ← D·scale (grafting), D + λ·W (decoupled decay), momentum, W ← W − η·D; scattered back.
+        let decoupled = c.weightDecay != 0 && c.decoupledWeightDecay
+        let mu = Scalar(c.momentum), damp = Scalar(1 - c.dampening), nesterov = c.useNesterov
         let negLR = Scalar(-learningRate)
-        for j in 0..<n { p[j] = p[j] + dir[j] * negLR }
+        withOptionalStorage(&block.momentum) { m in
+            forEachLanes(n) { j, k in
+                var dj = loadLanes(dir, j, k)
+                if let directionScale { dj *= directionScale }
+                let pj = loadLanes(p, j, k)
+                if decoupled { dj = dj + wd * pj }
+                if let m {
+                    var mj = loadLanes(m, j, k) * mu
+                    mj = mj + damp * dj
+                    storeLanes(mj, m, j, k)
+                    dj = nesterov ? damp * dj + mu * mj : mj
+                }
+                storeLanes(pj + dj * negLR, p, j, k)
+            }
+        }
         parameters.values[i].storage.withUnsafeMutableBufferPointer { value in
             for (r, start) in block.runs.enumerated() {
                 (value.baseAddress! + start).update(from: p + r * runLength, count: runLength)
             }
+        }
+    }
+
+    /// Recomputes P_j of one block from F_j: the inverse root directly, or through the
+    /// eigendecomposition kept in the block.
+    func refreshPreconditioner(_ block: inout Block, dimension d: Int, bc2: Double) {
+        let c = configuration
+        let exponent = Scalar(-1 / block.root), epsilon = Scalar(c.epsilon)
+        switch c.preconditioner {
+        case .rootInv:
+            eigen.inverseRoot(block.factors[d], divisor: Scalar(bc2), epsilon: epsilon, exponent: exponent, into: &block.inverseRoots[d])
+            eigendecompositionCounts.computed += 1
+        case .eigendecomposed:
+            let outcome = eigen.refreshEigenbasis(
+                block.factors[d], divisor: Scalar(bc2), epsilon: epsilon, method: c.eigendecomposition, tolerance: Scalar(c.resolvedTolerance),
+                maxIterations: c.qrMaxIterations, eigenvectors: &block.eigenvectors[d], eigenvalues: &block.eigenvalues[d])
+            switch outcome {
+            case .computed: eigendecompositionCounts.computed += 1
+            case .kept: eigendecompositionCounts.kept += 1
+            case .failed: return
+            }
+            eigen.rootFromEigendecomposition(
+                eigenvectors: block.eigenvectors[d], eigenvalues: block.eigenvalues[d], epsilon: epsilon, exponent: exponent, into: &block.inverseRoots[d])
         }
     }
 
@@ -382,7 +453,12 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
                 for d in block.dims.indices {
                     let f = Self.factorName(d, order: block.dims.count)
                     state.set("\(prefix)/\(f)", block.factors[d])
-                    state.set("\(prefix)/\(f)_inv_root", block.inverseRoots[d])
+                    if block.eigenvectors.isEmpty {
+                        state.set("\(prefix)/\(f)_inv_root", block.inverseRoots[d])
+                    } else {
+                        state.set("\(prefix)/\(f)_eigenvectors", block.eigenvectors[d])
+                        state.set("\(prefix)/\(f)_eigenvalues", block.eigenvalues[d])
+                    }
                 }
                 if let g = block.grafting { state.set("\(prefix)/grafting_second_moment", g) }
                 if let f = block.filtered { state.set("\(prefix)/filtered_grad", f) }
@@ -403,7 +479,16 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
                     for d in block.dims.indices {
                         let f = Self.factorName(d, order: block.dims.count), m = block.dims[d]
                         block.factors[d] = try state.tensor("\(prefix)/\(f)", shape: [m, m])
-                        block.inverseRoots[d] = try state.tensor("\(prefix)/\(f)_inv_root", shape: [m, m])
+                        if block.eigenvectors.isEmpty {
+                            block.inverseRoots[d] = try state.tensor("\(prefix)/\(f)_inv_root", shape: [m, m])
+                        } else {
+                            block.eigenvectors[d] = try state.tensor("\(prefix)/\(f)_eigenvectors", shape: [m, m])
+                            block.eigenvalues[d] = try state.tensor("\(prefix)/\(f)_eigenvalues", shape: [m])
+                            // The same function of the same values as at the refresh: the same bits.
+                            eigen.rootFromEigendecomposition(
+                                eigenvectors: block.eigenvectors[d], eigenvalues: block.eigenvalues[d], epsilon: Scalar(configuration.epsilon),
+                                exponent: Scalar(-1 / block.root), into: &block.inverseRoots[d])
+                        }
                     }
                     if block.grafting != nil { block.grafting = try state.tensor("\(prefix)/grafting_second_moment", shape: block.dims) }
                     if block.filtered != nil { block.filtered = try state.tensor("\(prefix)/filtered_grad", shape: block.dims) }
@@ -414,138 +499,5 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer {
         }
         step = imported
         blocks = imported > 0 ? loaded : []
-    }
-}
-
-// MARK: - Kernels shared by the Shampoo variants
-
-/// A growable scratch buffer with a stable address (no exclusivity checks or copy-on-write in
-/// the hot loops).
-final class ShampooScratch<T: Numeric> {
-    private var pointer = UnsafeMutablePointer<T>.allocate(capacity: 1)
-    private var capacity = 1
-
-    /// At least `n` elements; contents are unspecified after growing.
-    func reserve(_ n: Int) -> UnsafeMutablePointer<T> {
-        if n > capacity {
-            pointer.deallocate()
-            pointer = .allocate(capacity: n)
-            pointer.initialize(repeating: 0, count: n)
-            capacity = n
-        }
-        return pointer
-    }
-
-    deinit { pointer.deallocate() }
-}
-
-/// The mode-j Gram matrix of a row-major tensor with shape `dims`: Σ over all other indices of
-/// x[…, i, …]·x[…, k, …] (G·Gᵀ for j = 0 of a matrix, Gᵀ·G for j = 1), into `out` (n×n).
-func modeGram<T: BLASScalar>(_ x: UnsafePointer<T>, dims: [Int], mode j: Int, into out: UnsafeMutablePointer<T>) {
-    let a = dims[..<j].reduce(1, *), n = dims[j], b = dims[(j + 1)...].reduce(1, *)
-    if b == 1 {
-        // x is a×n: xᵀ·x.
-        T.gemm(transA: true, transB: false, m: n, n: n, k: a, alpha: 1, a: x, lda: n, b: x, ldb: n, beta: 0, c: out, ldc: n)
-    } else {
-        for s in 0..<a {
-            let xs = x + s * n * b
-            T.gemm(transA: false, transB: true, m: n, n: n, k: b, alpha: 1, a: xs, lda: b, b: xs, ldb: b, beta: s == 0 ? 0 : 1, c: out, ldc: n)
-        }
-    }
-}
-
-/// y = x ×_j pᵀ: y[…, m, …] = Σ_i x[…, i, …]·p[i, m] (the reference's `tensordot(x, p, [[0], [0]])`
-/// applied along dimension j, axes kept in place).
-func modeProduct<T: BLASScalar>(_ x: UnsafePointer<T>, dims: [Int], mode j: Int, _ p: UnsafePointer<T>, into y: UnsafeMutablePointer<T>) {
-    let a = dims[..<j].reduce(1, *), n = dims[j], b = dims[(j + 1)...].reduce(1, *)
-    if b == 1 {
-        T.gemm(transA: false, transB: false, m: a, n: n, k: n, alpha: 1, a: x, lda: n, b: p, ldb: n, beta: 0, c: y, ldc: n)
-    } else {
-        for s in 0..<a {
-            T.gemm(
-                transA: true, transB: false, m: n, n: b, k: n, alpha: 1, a: p, lda: n, b: x + s * n * b, ldb: b, beta: 0, c: y + s * n * b,
-                ldc: b)
-        }
-    }
-}
-
-/// Symmetric eigendecompositions (LAPACK `syevd`) with workspaces kept between calls, and the
-/// matrix functions Shampoo builds from them.
-final class SymmetricEigenSolver<T: BLASScalar> {
-    private var workspaceSizes: [Int: (lwork: Int32, liwork: Int32)] = [:]
-    private let work = ShampooScratch<T>()
-    private let iwork = ShampooScratch<Int32>()
-    private let matrix = ShampooScratch<T>(), values = ShampooScratch<T>(), scaled = ShampooScratch<T>(), result = ShampooScratch<T>()
-
-    /// Eigen-decomposes the n×n symmetric matrix in `matrix`; on success
-    /// `matrix` holds the eigenvectors as rows (LAPACK's column-major Z read row-major) and
-    /// `values` the eigenvalues, ascending.
-    private func decompose(n: Int) -> Bool {
-        var n32 = Int32(n), info: Int32 = 0
-        let a = matrix.reserve(n * n), w = values.reserve(n)
-        if workspaceSizes[n] == nil {
-            var lwork: Int32 = -1, liwork: Int32 = -1, wq: T = 0, iwq: Int32 = 0
-            "V".withCString { jobz in "U".withCString { uplo in T.lapackSyevd(jobz, uplo, &n32, a, &n32, w, &wq, &lwork, &iwq, &liwork, &info) } }
-            if info != 0 { return false }
-            workspaceSizes[n] = (Int32(wq), iwq)
-        }
-        var (lwork, liwork) = workspaceSizes[n]!
-        let wk = work.reserve(Int(lwork))
-        let iwk = iwork.reserve(Int(liwork))
-        "V".withCString { jobz in "U".withCString { uplo in T.lapackSyevd(jobz, uplo, &n32, a, &n32, w, wk, &lwork, iwk, &liwork, &info) } }
-        return info == 0
-    }
-
-    /// Writes Q·diag(f(λ))·Qᵀ from the last decomposition into `target` when every entry is finite
-    /// (the reference's `(Q * f) @ Q.T`); false otherwise.
-    private func reconstruct(n: Int, into target: inout Tensor<T>, _ f: (T) -> T) -> Bool {
-        let q = matrix.reserve(n * n), w = values.reserve(n), s = scaled.reserve(n * n), x = result.reserve(n * n)
-        for k in 0..<n {
-            let fk = f(w[k])
-            let row = q + k * n, out = s + k * n
-            for i in 0..<n { out[i] = fk * row[i] }
-        }
-        T.gemm(transA: true, transB: false, m: n, n: n, k: n, alpha: 1, a: s, lda: n, b: q, ldb: n, beta: 0, c: x, ldc: n)
-        guard allFinite(UnsafeBufferPointer(start: x, count: n * n)) else { return false }
-        target.storage.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: x, count: n * n) }
-        return true
-    }
-
-    /// The reference's root inverse (`matrix_inverse_root`, eigendecomposition with perturbation
-    /// before computation): A = F / divisor + ε·I, A = Q·diag(λ)·Qᵀ; if λ_min < ε, λ ← λ − λ_min + ε;
-    /// then Q·diag(λ^exponent)·Qᵀ into `target`. Leaves `target` alone (the previous root) and
-    /// returns false when F is not finite or LAPACK fails.
-    @discardableResult
-    func inverseRoot(_ factor: Tensor<T>, divisor: T, epsilon: T, exponent: T, into target: inout Tensor<T>) -> Bool {
-        let n = factor.rows
-        let a = matrix.reserve(n * n)
-        factor.storage.withUnsafeBufferPointer { f in
-            if divisor == 1 {
-                a.update(from: f.baseAddress!, count: n * n)
-            } else {
-                for j in 0..<(n * n) { a[j] = f[j] / divisor }
-            }
-        }
-        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)) else { return false }
-        for j in 0..<n { a[j * n + j] += epsilon }
-        guard decompose(n: n) else { return false }
-        let w = values.reserve(n)
-        var lambdaMin = w[0]
-        for k in 0..<n { lambdaMin = min(lambdaMin, w[k]) }
-        if lambdaMin < epsilon {
-            for k in 0..<n { w[k] = (w[k] + -lambdaMin) + epsilon }
-        }
-        return reconstruct(n: n, into: &target) { T.pow($0, exponent) }
-    }
-
-    /// The source document's `matrix_power_solution(M, p, ε)`: eigh of M, eigenvalues clamped at
-    /// ε, V·diag(λᵖ)·Vᵀ into `target` (left alone, returning false, if M is not finite).
-    @discardableResult
-    func clampedPower(_ m: Tensor<T>, _ p: T, epsilon: T, into target: inout Tensor<T>) -> Bool {
-        let n = m.rows
-        let a = matrix.reserve(n * n)
-        m.storage.withUnsafeBufferPointer { a.update(from: $0.baseAddress!, count: n * n) }
-        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)), decompose(n: n) else { return false }
-        return reconstruct(n: n, into: &target) { T.pow(Swift.max($0, epsilon), p) }
     }
 }

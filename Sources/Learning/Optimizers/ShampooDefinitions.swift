@@ -21,6 +21,10 @@ enum ShampooDefinition: OptimizerDefinition {
         .init(name: "momentum", help: "momentum of the search direction; 0 disables (default 0)"),
         .init(name: "dampening", help: "dampening of momentum (default 0)"),
         .init(name: "use_nesterov", help: "Nesterov momentum (default false)"),
+        .init(name: "preconditioner", help: "root_inv (inverse roots kept) or eigendecomposed (eigenvectors and eigenvalues kept) (default root_inv)"),
+        .init(name: "eigendecomposition", help: "eigendecomposed only: eigh (syevd) or qr (QR iterations warm-started from the last basis) (default eigh)"),
+        .init(name: "eigendecomposition_tolerance", help: "eigendecomposed only: keep the basis while its off-diagonal ‖QᵀFQ − diag‖ ≤ this × ‖QᵀFQ‖, in [0, 1] (default 0 for eigh, 0.01 for qr)"),
+        .init(name: "qr_max_iterations", help: "eigendecomposition qr: QR iterations per refresh at most (default 1)"),
     ]
 
     static func validate(_ config: TrialConfig) throws { _ = try configuration(config) }
@@ -68,6 +72,27 @@ enum ShampooDefinition: OptimizerDefinition {
         guard (0..<1).contains(c.dampening) else { throw config.error("dampening", "must be in [0, 1)") }
         c.useNesterov = try config.bool("use_nesterov", default: false)
         if c.useNesterov && c.momentum == 0 { throw config.error("use_nesterov", "Nesterov momentum needs momentum > 0") }
+        let kind = try config.string("preconditioner", default: "root_inv")
+        guard let k = ShampooPreconditionerKind(rawValue: kind) else {
+            throw config.error("preconditioner", "must be one of \(ShampooPreconditionerKind.allCases.map(\.rawValue).joined(separator: ", ")), not '\(kind)'")
+        }
+        c.preconditioner = k
+        for key in ["eigendecomposition", "eigendecomposition_tolerance", "qr_max_iterations"] where config.values[key] != nil && k != .eigendecomposed {
+            throw config.error(key, "applies to preconditioner: eigendecomposed only")
+        }
+        let method = try config.string("eigendecomposition", default: "eigh")
+        guard let m = ShampooEigendecomposition(rawValue: method) else {
+            throw config.error("eigendecomposition", "must be one of \(ShampooEigendecomposition.allCases.map(\.rawValue).joined(separator: ", ")), not '\(method)'")
+        }
+        c.eigendecomposition = m
+        if config.values["eigendecomposition_tolerance"] != nil {
+            let tolerance = try config.double("eigendecomposition_tolerance", default: 0)
+            guard (0...1).contains(tolerance) else { throw config.error("eigendecomposition_tolerance", "must be in [0, 1]") }
+            c.eigendecompositionTolerance = tolerance
+        }
+        c.qrMaxIterations = try config.int("qr_max_iterations", default: 1)
+        guard c.qrMaxIterations >= 1 else { throw config.error("qr_max_iterations", "must be at least 1") }
+        if config.values["qr_max_iterations"] != nil && m != .qr { throw config.error("qr_max_iterations", "applies to eigendecomposition: qr only") }
         return c
     }
 

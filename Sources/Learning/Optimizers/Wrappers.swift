@@ -356,3 +356,20 @@ enum LookaheadDefinition: WrapperDefinition {
         Lookahead(base: base, k: try config.int("lookahead_k", default: 5), alpha: try config.double("lookahead_alpha", default: 0.5))
     }
 }
+
+extension SAM: WorkCounting {
+    public var workCounters: [String: Int] { (base as? any WorkCounting)?.workCounters ?? [:] }
+}
+
+extension Lookahead: WorkCounting {
+    public var workCounters: [String: Int] { (base as? any WorkCounting)?.workCounters ?? [:] }
+}
+
+extension ParameterGroups: WorkCounting {
+    /// The groups' counters, summed.
+    public var workCounters: [String: Int] {
+        groups.reduce(into: [:]) { total, g in
+            for (k, v) in (g.optimizer as? any WorkCounting)?.workCounters ?? [:] { total[k, default: 0] += v }
+        }
+    }
+}

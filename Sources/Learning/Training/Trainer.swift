@@ -78,6 +78,18 @@ public struct TrialResult: Sendable {
     /// `sharpness_rho: ρ`: the training loss increase under the first-order worst-case
     /// perturbation of norm ρ, `L(w + ρ·g/‖g‖) − L(w)`, at the end of training (SAM's measure).
     public var sharpness: Double?
+    /// Bytes of optimizer state per parameter tensor (and global), summing to `optimizerStateBytes`.
+    public var optimizerStateByTensor: [TensorStateBytes] = []
+    /// The optimizer's work counters (`WorkCounting`), e.g. Shampoo's eigendecompositions.
+    public var optimizerWork: [String: Int] = [:]
+
+    /// The optimizer's state size, in total and per tensor, and its work counters, at the end.
+    mutating func recordOptimizer<T: BLASScalar>(_ optimizer: any Optimizer<T>, names: [String]) {
+        let state = optimizer.exportState(names: names)
+        optimizerStateBytes = state.byteCount
+        optimizerStateByTensor = state.bytesByTensor(names)
+        optimizerWork = (optimizer as? any WorkCounting)?.workCounters ?? [:]
+    }
 
     public var final: EpochRecord? { history.last }
 
@@ -272,7 +284,7 @@ public enum Trainer {
             evaluationPoint?.useTrainingPoint(params)
             result.message = "sharpness at rho \(formatG(rho)): \(formatG(result.sharpness!))"
         }
-        result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
+        result.recordOptimizer(optimizer, names: params.names)
         result.wallSeconds = now() - started
         return result
     }
@@ -348,7 +360,7 @@ public enum Trainer {
         test.suggested = LRRangeTest.suggest(test.learningRates, test.smoothedLosses)
         result.message = (test.suggested.map { "suggested lr \(formatG($0)) (steepest descent of the smoothed loss); " } ?? "too few points for a suggestion; ") + test.stopReason
         result.lrRangeTest = test
-        result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
+        result.recordOptimizer(optimizer, names: params.names)
         result.wallSeconds = now() - started
         return result
     }
@@ -441,7 +453,7 @@ public enum Trainer {
                 break
             }
         }
-        result.optimizerStateBytes = optimizer.stateBytes(names: params.names)
+        result.recordOptimizer(optimizer, names: params.names)
         result.wallSeconds = now() - started
         return result
     }

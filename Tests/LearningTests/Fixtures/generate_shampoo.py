@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Reference trajectories for `shampoo` (Meta's DistributedShampoo) and `shampoo-simple` (the
-source document's ShampooSolution), for the Swift tests. Same format as optimizers.json, plus
-`parameter_order` (the order the parameters are handed to the optimizer).
+source document's ShampooSolution), for the Swift tests: shampoo.json, and shampoo_eigen.json for
+the eigendecomposed preconditioner's kept-basis cases (square blocks; see EIGEN_CASES). Same
+format as optimizers.json, plus `parameter_order` (the order the parameters are handed to the
+optimizer).
 
 `shampoo` runs the actual DistributedShampoo from a copy of facebookresearch/optimizers placed
 OUTSIDE this repository (its code is not part of this project):
@@ -20,6 +22,10 @@ The trial keys map to the reference's arguments as follows: beta1/beta2 -> betas
 epsilon, weight_decay, use_decoupled_weight_decay -> weight_decay_type (DECOUPLED or L2),
 max_preconditioner_dim, precondition_frequency, start_preconditioning_step, use_bias_correction,
 inv_root_override r -> preconditioner_config.inverse_exponent_override {order: 1/r},
+preconditioner root_inv / eigendecomposed -> RootInvShampooPreconditionerConfig /
+EigendecomposedShampooPreconditionerConfig, whose amortized_computation_config is
+EighEigendecompositionConfig (eigendecomposition eigh) or QREigendecompositionConfig (qr), with
+eigendecomposition_tolerance -> tolerance and qr_max_iterations -> max_iterations,
 grafting/grafting_beta2/grafting_epsilon -> grafting_config (SGD, AdaGrad, RMSprop, Adam
 PreconditionerConfig), momentum/dampening/use_nesterov -> iterate_averaging_config
 (ClassicMomentumConfig).
@@ -41,12 +47,17 @@ from distributed_shampoo.shampoo_types import (  # noqa: E402
     AdaGradPreconditionerConfig,
     AdamPreconditionerConfig,
     ClassicMomentumConfig,
+    EigendecomposedShampooPreconditionerConfig,
     RMSpropPreconditionerConfig,
     RootInvShampooPreconditionerConfig,
     SGDPreconditionerConfig,
     WeightDecayType,
 )
 from distributed_shampoo.distributed_shampoo import DistributedShampoo  # noqa: E402
+from distributed_shampoo.preconditioner.matrix_functions_types import (  # noqa: E402
+    EighEigendecompositionConfig,
+    QREigendecompositionConfig,
+)
 
 logging.disable(logging.WARNING)  # the reference logs its settings at WARNING
 torch.set_default_dtype(torch.float64)
@@ -158,9 +169,23 @@ def distributed(params, h):
         iterate_averaging_config=ClassicMomentumConfig(
             momentum=momentum, dampening=h.get("dampening", 0.0), use_nesterov=h.get("use_nesterov", False))
         if momentum > 0 else None,
-        preconditioner_config=RootInvShampooPreconditionerConfig(
-            factor_matrix_dtype=torch.float64, inv_factor_matrix_dtype=torch.float64, inverse_exponent_override=override),
+        preconditioner_config=preconditioner_config(h, override),
     )
+
+
+def preconditioner_config(h, override):
+    if h.get("preconditioner", "root_inv") == "root_inv":
+        return RootInvShampooPreconditionerConfig(
+            factor_matrix_dtype=torch.float64, inv_factor_matrix_dtype=torch.float64, inverse_exponent_override=override)
+    if h.get("eigendecomposition", "eigh") == "eigh":
+        amortized = EighEigendecompositionConfig(tolerance=h.get("eigendecomposition_tolerance", 0.0))
+    else:
+        amortized = QREigendecompositionConfig(
+            max_iterations=h.get("qr_max_iterations", 1), tolerance=h.get("eigendecomposition_tolerance", 0.01))
+    return EigendecomposedShampooPreconditionerConfig(
+        amortized_computation_config=amortized, factor_matrix_dtype=torch.float64,
+        factor_matrix_eigenvectors_dtype=torch.float64, factor_matrix_eigenvalues_dtype=torch.float64,
+        inverse_exponent_override=override)
 
 
 # (fixture name, optimizer key as trials name it, trial hyperparameters, factory)
@@ -203,9 +228,38 @@ CASES = [
     # Order-3 factors (the 2x3x4 tensor keeps its three dims) and blocks everywhere.
     ("shampoo_order3_blocks", "shampoo",
      {"lr": 0.03125, "max_preconditioner_dim": 3, "grafting": "adam", "weight_decay": 0.001, "epsilon": 1e-4}, distributed),
+    # The eigendecomposed preconditioner with eigh at every refresh: the same maths as root_inv.
+    ("shampoo_eigendecomposed_eigh", "shampoo",
+     {"lr": 0.03125, "max_preconditioner_dim": 8, "preconditioner": "eigendecomposed", "grafting": "adam",
+      "epsilon": 1e-4}, distributed),
     ("simple_defaults", "shampoo-simple", {"lr": 0.1}, simple),
     ("simple_momentum_decay_freq", "shampoo-simple",
      {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "update_freq": 3, "beta": 0.95, "epsilon": 1e-3}, simple),
+]
+
+
+# Eigendecomposed cases whose basis outlives a refresh: eigh with a tolerance (the basis is kept
+# while it still diagonalises the factor to the tolerance, so some refreshes only update the
+# eigenvalues) and QR iterations warm-started from the last basis. They run on square blocks only
+# (a 6x6 matrix in four 3x3 blocks, a 3x3 matrix, a 3x3x3 tensor with three 3x3 factors), whose
+# factors are full rank from the first step: a rank-deficient factor's null-space eigenvectors are
+# whatever basis the LAPACK build returns, and a kept basis carries that choice forward.
+EIGEN_ORDER = ["square", "matrix", "cube"]
+EIGEN_SHAPES = {"square": [6, 6], "matrix": [3, 3], "cube": [3, 3, 3]}
+EIGEN_CASES = [
+    ("shampoo_eigendecomposed_eigh_tolerance", "shampoo",
+     {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed",
+      "eigendecomposition_tolerance": 0.2, "grafting": "adam", "epsilon": 1e-4}, distributed),
+    ("shampoo_eigendecomposed_eigh_tolerance_ema", "shampoo",
+     {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed", "beta2": 0.9,
+      "eigendecomposition_tolerance": 0.05, "epsilon": 1e-4}, distributed),
+    ("shampoo_eigendecomposed_qr", "shampoo",
+     {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed", "eigendecomposition": "qr",
+      "beta2": 0.99, "epsilon": 1e-4}, distributed),
+    ("shampoo_eigendecomposed_qr_iterations", "shampoo",
+     {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed", "eigendecomposition": "qr",
+      "qr_max_iterations": 4, "eigendecomposition_tolerance": 0.001, "grafting": "rmsprop", "epsilon": 1e-4},
+     distributed),
 ]
 
 
@@ -221,36 +275,41 @@ def gradient_sequence(shape, generator):
     return grads
 
 
-def main():
-    generator = torch.Generator().manual_seed(4321)
-    starts = {k: torch.randn(SHAPES[k], generator=generator) for k in ORDER}
-    grads = {k: gradient_sequence(SHAPES[k], generator) for k in ORDER}
+def write(file, cases_spec, order, shapes, seed):
+    generator = torch.Generator().manual_seed(seed)
+    starts = {k: torch.randn(shapes[k], generator=generator) for k in order}
+    grads = {k: gradient_sequence(shapes[k], generator) for k in order}
     cases = []
-    for name, optimizer, hyper, factory in CASES:
-        params = {k: torch.nn.Parameter(starts[k].clone()) for k in ORDER}
-        opt = factory([params[k] for k in ORDER], hyper)
-        trajectory = {k: [] for k in ORDER}
+    for name, optimizer, hyper, factory in cases_spec:
+        params = {k: torch.nn.Parameter(starts[k].clone()) for k in order}
+        opt = factory([params[k] for k in order], hyper)
+        trajectory = {k: [] for k in order}
         for t in range(STEPS):
-            for k in ORDER:
+            for k in order:
                 params[k].grad = grads[k][t].clone()
             opt.step()
-            for k in ORDER:
+            for k in order:
                 trajectory[k].append(params[k].detach().flatten().tolist())
         cases.append({"name": name, "optimizer": optimizer, "hyperparameters": hyper, "trajectory": trajectory})
     fixture = {
         "generator": "generate_shampoo.py",
         "torch": torch.__version__,
         "steps": STEPS,
-        "parameter_order": ORDER,
-        "shapes": SHAPES,
+        "parameter_order": order,
+        "shapes": shapes,
         "start": {k: v.flatten().tolist() for k, v in starts.items()},
         "gradients": {k: [g.flatten().tolist() for g in gs] for k, gs in grads.items()},
         "cases": cases,
     }
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shampoo.json")
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), file)
     with open(out, "w") as f:
         json.dump(fixture, f, indent=1)
     print(f"wrote {out}: {len(cases)} cases")
+
+
+def main():
+    write("shampoo.json", CASES, ORDER, SHAPES, 4321)
+    write("shampoo_eigen.json", EIGEN_CASES, EIGEN_ORDER, EIGEN_SHAPES, 8765)
 
 
 if __name__ == "__main__":

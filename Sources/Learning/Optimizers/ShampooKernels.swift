@@ -1,0 +1,298 @@
+import Linalg
+
+// MARK: - Kernels shared by the Shampoo variants
+
+/// A growable scratch buffer with a stable address (no exclusivity checks or copy-on-write in
+/// the hot loops).
+final class ShampooScratch<T: Numeric> {
+    private var pointer = UnsafeMutablePointer<T>.allocate(capacity: 1)
+    private var capacity = 1
+
+    /// At least `n` elements; contents are unspecified after growing.
+    func reserve(_ n: Int) -> UnsafeMutablePointer<T> {
+        if n > capacity {
+            pointer.deallocate()
+            pointer = .allocate(capacity: n)
+            pointer.initialize(repeating: 0, count: n)
+            capacity = n
+        }
+        return pointer
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// F ← decay·F + weight·(the mode-j Gram matrix of x), by `syrk` on the upper triangle (one call
+/// per slice of the leading dimensions) and a mirror.
+func accumulateModeGram<T: BLASScalar>(_ x: UnsafePointer<T>, dims: [Int], mode j: Int, weight: T, decay: T, into f: UnsafeMutablePointer<T>) {
+    let a = dims[..<j].reduce(1, *), n = dims[j], b = dims[(j + 1)...].reduce(1, *)
+    if b == 1 {
+        T.syrk(trans: true, n: n, k: a, alpha: weight, a: x, lda: n, beta: decay, c: f, ldc: n)
+    } else {
+        for s in 0..<a {
+            T.syrk(trans: false, n: n, k: b, alpha: weight, a: x + s * n * b, lda: b, beta: s == 0 ? decay : 1, c: f, ldc: n)
+        }
+    }
+    mirrorUpper(f, n: n)
+}
+
+/// Runs `body` on the tensor's storage, or on nil when there is no tensor.
+func withOptionalStorage<T, R>(_ tensor: inout Tensor<T>?, _ body: (UnsafeMutablePointer<T>?) -> R) -> R {
+    if tensor == nil { return body(nil) }
+    return tensor!.storage.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
+
+/// Copies the upper triangle of a row-major n×n matrix onto its lower triangle.
+func mirrorUpper<T>(_ m: UnsafeMutablePointer<T>, n: Int) {
+    for i in 1..<max(n, 1) {
+        for j in 0..<i { m[i * n + j] = m[j * n + i] }
+    }
+}
+
+/// y = x ×_j pᵀ: y[…, m, …] = Σ_i x[…, i, …]·p[i, m] (the reference's `tensordot(x, p, [[0], [0]])`
+/// applied along dimension j, axes kept in place).
+func modeProduct<T: BLASScalar>(_ x: UnsafePointer<T>, dims: [Int], mode j: Int, _ p: UnsafePointer<T>, into y: UnsafeMutablePointer<T>) {
+    let a = dims[..<j].reduce(1, *), n = dims[j], b = dims[(j + 1)...].reduce(1, *)
+    if b == 1 {
+        T.gemm(transA: false, transB: false, m: a, n: n, k: n, alpha: 1, a: x, lda: n, b: p, ldb: n, beta: 0, c: y, ldc: n)
+    } else {
+        for s in 0..<a {
+            T.gemm(
+                transA: true, transB: false, m: n, n: b, k: n, alpha: 1, a: p, lda: n, b: x + s * n * b, ldb: b, beta: 0, c: y + s * n * b,
+                ldc: b)
+        }
+    }
+}
+
+/// Symmetric eigendecompositions (LAPACK `syevd`) with workspaces kept between calls, and the
+/// matrix functions Shampoo builds from them.
+final class SymmetricEigenSolver<T: BLASScalar> {
+    private var workspaceSizes: [Int: (lwork: Int32, liwork: Int32)] = [:]
+    private let work = ShampooScratch<T>()
+    private let iwork = ShampooScratch<Int32>()
+    private let matrix = ShampooScratch<T>(), values = ShampooScratch<T>(), scaled = ShampooScratch<T>(), result = ShampooScratch<T>()
+    private let weights = ShampooScratch<T>(), roots = ShampooScratch<T>()
+
+    /// Eigen-decomposes the n×n symmetric matrix in `matrix`; on success
+    /// `matrix` holds the eigenvectors as rows (LAPACK's column-major Z read row-major) and
+    /// `values` the eigenvalues, ascending.
+    private func decompose(n: Int) -> Bool {
+        var n32 = Int32(n), info: Int32 = 0
+        let a = matrix.reserve(n * n), w = values.reserve(n)
+        if workspaceSizes[n] == nil {
+            var lwork: Int32 = -1, liwork: Int32 = -1, wq: T = 0, iwq: Int32 = 0
+            "V".withCString { jobz in "U".withCString { uplo in T.lapackSyevd(jobz, uplo, &n32, a, &n32, w, &wq, &lwork, &iwq, &liwork, &info) } }
+            if info != 0 { return false }
+            workspaceSizes[n] = (Int32(wq), iwq)
+        }
+        var (lwork, liwork) = workspaceSizes[n]!
+        let wk = work.reserve(Int(lwork))
+        let iwk = iwork.reserve(Int(liwork))
+        "V".withCString { jobz in "U".withCString { uplo in T.lapackSyevd(jobz, uplo, &n32, a, &n32, w, wk, &lwork, iwk, &liwork, &info) } }
+        return info == 0
+    }
+
+    /// Writes Q·diag(f(λ))·Qᵀ from the last decomposition into `target` when every entry is finite
+    /// (the reference's `(Q * f) @ Q.T`); false otherwise. f must be positive.
+    private func reconstruct(n: Int, into target: inout Tensor<T>, _ f: (T) -> T) -> Bool {
+        let w = values.reserve(n)
+        for k in 0..<n { w[k] = f(w[k]) }
+        return symmetricProduct(vectors: matrix.reserve(n * n), asRows: true, weights: w, n: n, into: &target)
+    }
+
+    /// Σ_k w_k·q_k·q_kᵀ for positive weights, as (Q·diag(√w))·(Q·diag(√w))ᵀ by `syrk`; the q_k are
+    /// the rows (`asRows`) or the columns of the row-major n×n `vectors`. Leaves `target` alone and
+    /// returns false unless every entry is finite.
+    func symmetricProduct(vectors q: UnsafePointer<T>, asRows: Bool, weights w: UnsafePointer<T>, n: Int, into target: inout Tensor<T>) -> Bool {
+        let s = scaled.reserve(n * n), x = result.reserve(n * n), r = roots.reserve(max(n, 1))
+        for k in 0..<n { r[k] = w[k].squareRoot() }
+        for i in 0..<n {
+            let row = q + i * n, out = s + i * n
+            if asRows {
+                let ri = r[i]
+                for k in 0..<n { out[k] = ri * row[k] }
+            } else {
+                for k in 0..<n { out[k] = r[k] * row[k] }
+            }
+        }
+        T.syrk(trans: asRows, n: n, k: n, alpha: 1, a: s, lda: n, beta: 0, c: x, ldc: n)
+        mirrorUpper(x, n: n)
+        guard allFinite(UnsafeBufferPointer(start: x, count: n * n)) else { return false }
+        target.storage.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: x, count: n * n) }
+        return true
+    }
+
+    /// The reference's root inverse (`matrix_inverse_root`, eigendecomposition with perturbation
+    /// before computation): A = F / divisor + ε·I, A = Q·diag(λ)·Qᵀ; if λ_min < ε, λ ← λ − λ_min + ε;
+    /// then Q·diag(λ^exponent)·Qᵀ into `target`. Leaves `target` alone (the previous root) and
+    /// returns false when F is not finite or LAPACK fails.
+    @discardableResult
+    func inverseRoot(_ factor: Tensor<T>, divisor: T, epsilon: T, exponent: T, into target: inout Tensor<T>) -> Bool {
+        let n = factor.rows
+        let a = matrix.reserve(n * n)
+        factor.storage.withUnsafeBufferPointer { f in
+            if divisor == 1 {
+                a.update(from: f.baseAddress!, count: n * n)
+            } else {
+                for j in 0..<(n * n) { a[j] = f[j] / divisor }
+            }
+        }
+        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)) else { return false }
+        for j in 0..<n { a[j * n + j] += epsilon }
+        guard decompose(n: n) else { return false }
+        let w = values.reserve(n)
+        var lambdaMin = w[0]
+        for k in 0..<n { lambdaMin = min(lambdaMin, w[k]) }
+        if lambdaMin < epsilon {
+            for k in 0..<n { w[k] = (w[k] + -lambdaMin) + epsilon }
+        }
+        return reconstruct(n: n, into: &target) { T.pow($0, exponent) }
+    }
+
+    /// The source document's `matrix_power_solution(M, p, ε)`: eigh of M, eigenvalues clamped at
+    /// ε, V·diag(λᵖ)·Vᵀ into `target` (left alone, returning false, if M is not finite).
+    @discardableResult
+    func clampedPower(_ m: Tensor<T>, _ p: T, epsilon: T, into target: inout Tensor<T>) -> Bool {
+        let n = m.rows
+        let a = matrix.reserve(n * n)
+        m.storage.withUnsafeBufferPointer { a.update(from: $0.baseAddress!, count: n * n) }
+        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)), decompose(n: n) else { return false }
+        return reconstruct(n: n, into: &target) { T.pow(Swift.max($0, epsilon), p) }
+    }
+}
+
+// MARK: - Eigendecomposed Shampoo's amortized computation
+
+/// What an eigenbasis refresh did.
+enum EigenbasisRefresh { case computed, kept, failed }
+
+extension SymmetricEigenSolver {
+    /// Meta's `matrix_eigendecomposition` for `EigendecomposedShampooPreconditionerConfig`, on
+    /// A = F / divisor + ε·I with the stored eigenvectors Q (columns of the row-major `eigenvectors`) as
+    /// the estimate:
+    ///
+    /// - `eigh` with tolerance τ > 0: B = QᵀAQ; if ‖B − diag B‖_F ≤ τ·‖B‖_F the basis is kept and
+    ///   the eigenvalues become diag(B) (`kept`); otherwise, and always when τ = 0, `syevd`.
+    /// - `qr`: B = QᵀAQ, then up to `maxIterations` times while the same criterion fails:
+    ///   B = Q'·R, B ← R·Q', Q ← Q·Q' (simultaneous iteration warm-started from the last basis);
+    ///   eigenvalues diag(B), sorted ascending with the eigenvectors (stable).
+    ///
+    /// For the `eigh` check only diag(B) is formed (from F·Q, F read in place) and ‖B‖_F is taken
+    /// as ‖A‖_F, which equals it for an orthogonal Q: the same test for a third of the work (one
+    /// GEMM instead of two, no copy of F). As in the reference, a negative ‖B‖² − ‖diag B‖²
+    /// (rounding) counts as not converged. Leaves the state alone and returns `failed` when A is
+    /// not finite or LAPACK fails.
+    func refreshEigenbasis(
+        _ factor: Tensor<T>, divisor: T, epsilon: T, method: ShampooEigendecomposition, tolerance: T, maxIterations: Int,
+        eigenvectors: inout Tensor<T>, eigenvalues: inout Tensor<T>
+    ) -> EigenbasisRefresh {
+        let n = factor.rows
+        func converged(norm2: T, diagonal2: T) -> Bool {
+            let off2 = norm2 - diagonal2
+            return off2 >= 0 && off2.squareRoot() <= tolerance * norm2.squareRoot()
+        }
+
+        // The check on the kept basis reads F in place: with A = F/c + ε·I,
+        // diag(QᵀAQ)ᵢ = qᵢᵀFqᵢ/c + ε‖qᵢ‖² and ‖A‖² = ‖F‖²/c² + 2ε·tr(F)/c + nε².
+        if method == .eigh && tolerance > 0 {
+            let aq = scaled.reserve(n * n), d = values.reserve(n)
+            let (norm2, diagonal2) = factor.storage.withUnsafeBufferPointer { f in
+                eigenvectors.storage.withUnsafeBufferPointer { q in
+                    let f = f.baseAddress!, q = q.baseAddress!
+                    T.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: f, lda: n, b: q, ldb: n, beta: 0, c: aq, ldc: n)
+                    let qq = weights.reserve(n)
+                    for i in 0..<n { d[i] = 0; qq[i] = 0 }
+                    for k in 0..<n {
+                        let qk = q + k * n, ak = aq + k * n
+                        for i in 0..<n {
+                            d[i] += qk[i] * ak[i]
+                            qq[i] += qk[i] * qk[i]
+                        }
+                    }
+                    var diagonal2: T = 0, trace: T = 0
+                    for i in 0..<n {
+                        d[i] = d[i] / divisor + epsilon * qq[i]
+                        diagonal2 += d[i] * d[i]
+                        trace += f[i * n + i]
+                    }
+                    let fNorm2 = sumOfSquares(UnsafeBufferPointer(start: f, count: n * n))
+                    let norm2 = fNorm2 / (divisor * divisor) + 2 * epsilon * trace / divisor + T(n) * epsilon * epsilon
+                    return (norm2, diagonal2)
+                }
+            }
+            if norm2.isFinite && diagonal2.isFinite && converged(norm2: norm2, diagonal2: diagonal2) {
+                eigenvalues.storage.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: d, count: n) }
+                return .kept
+            }
+        }
+
+        let a = matrix.reserve(n * n)
+        factor.storage.withUnsafeBufferPointer { f in
+            if divisor == 1 {
+                a.update(from: f.baseAddress!, count: n * n)
+            } else {
+                for j in 0..<(n * n) { a[j] = f[j] / divisor }
+            }
+        }
+        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)) else { return .failed }
+        for j in 0..<n { a[j * n + j] += epsilon }
+
+        switch method {
+        case .eigh:
+            guard decompose(n: n) else { return .failed }
+            // `matrix` now holds the eigenvectors as rows: transpose into columns.
+            let q = matrix.reserve(n * n), w = values.reserve(n)
+            guard allFinite(UnsafeBufferPointer(start: q, count: n * n)), allFinite(UnsafeBufferPointer(start: w, count: n)) else { return .failed }
+            eigenvectors.storage.withUnsafeMutableBufferPointer { v in
+                for i in 0..<n { for k in 0..<n { v[i * n + k] = q[k * n + i] } }
+            }
+            eigenvalues.storage.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: w, count: n) }
+            return .computed
+
+        case .qr:
+            let aq = scaled.reserve(n * n)
+            var v = eigenvectors
+            let b = result.reserve(n * n)
+            v.storage.withUnsafeBufferPointer { q in
+                T.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: q.baseAddress!, ldb: n, beta: 0, c: aq, ldc: n)
+                T.gemm(transA: true, transB: false, m: n, n: n, k: n, alpha: 1, a: q.baseAddress!, lda: n, b: aq, ldb: n, beta: 0, c: b, ldc: n)
+            }
+            var iterations = 0
+            while iterations < maxIterations {
+                let bb = UnsafeBufferPointer(start: b, count: n * n)
+                var diagonal2: T = 0
+                for i in 0..<n { diagonal2 += b[i * n + i] * b[i * n + i] }
+                if converged(norm2: sumOfSquares(bb), diagonal2: diagonal2) { break }
+                guard allFinite(bb), let (qr, r) = try? Linalg.qr(Tensor(shape: [n, n], storage: Array(bb))) else { return .failed }
+                let rq = matmul(r, qr)
+                rq.storage.withUnsafeBufferPointer { b.update(from: $0.baseAddress!, count: n * n) }
+                v = matmul(v, qr)
+                iterations += 1
+            }
+            // Eigenvalues ascending (stable), eigenvectors permuted with them.
+            let diagonal = (0..<n).map { b[$0 * n + $0] }
+            let order = diagonal.indices.sorted { (diagonal[$0], $0) < (diagonal[$1], $1) }
+            guard allFinite(UnsafeBufferPointer(start: b, count: n * n)), v.storage.allSatisfy(\.isFinite) else { return .failed }
+            eigenvectors.storage.withUnsafeMutableBufferPointer { out in
+                for i in 0..<n { for (k, from) in order.enumerated() { out[i * n + k] = v.storage[i * n + from] } }
+            }
+            eigenvalues.storage = order.map { diagonal[$0] }
+            return iterations == 0 ? .kept : .computed
+        }
+    }
+
+    /// The reference's `matrix_inverse_root_from_eigendecomposition` with its default perturbation:
+    /// λ ← λ − λ_min + ε when λ_min < ε, then Q·diag(λ^exponent)·Qᵀ into `target` (eigenvectors
+    /// as the columns of `eigenvectors`); false (target untouched) if the result is not finite.
+    @discardableResult
+    func rootFromEigendecomposition(eigenvectors: Tensor<T>, eigenvalues: Tensor<T>, epsilon: T, exponent: T, into target: inout Tensor<T>) -> Bool {
+        let n = eigenvalues.count
+        let w = eigenvalues.storage
+        let lambdaMin = w.min() ?? 0
+        let f = weights.reserve(max(n, 1))
+        for k in 0..<n { f[k] = T.pow(lambdaMin < epsilon ? (w[k] + -lambdaMin) + epsilon : w[k], exponent) }
+        return eigenvectors.storage.withUnsafeBufferPointer { q in
+            symmetricProduct(vectors: q.baseAddress!, asRows: false, weights: f, n: n, into: &target)
+        }
+    }
+}
