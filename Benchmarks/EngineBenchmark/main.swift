@@ -19,6 +19,11 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "Epochs to time per workload; the best is reported.") var repeats = 2
     @Flag(help: "Instead of timing: bytes of optimizer state for the VAE, for every optimizer in the catalog.")
     var stateBytes = false
+    @Flag(help: "Instead of the engine workloads: VAE epochs with AdamW and with Shampoo refreshing every step (settings below), next to PyTorch's AdamW, the documents' Shampoo and Meta's.")
+    var shampoo = false
+    @Option(help: "With --shampoo: the settings, `;`-separated, each `optimizer:key=value,…`; the first is the baseline of the ratios.")
+    var settings = Self.shampooSettings.joined(separator: ";")
+    @Option(help: "With --shampoo: epochs per setting.") var epochs = 3
     @Option(help: "Python with torch for the side-by-side run (skipped if torch is missing).")
     var python = ProcessInfo.processInfo.environment["SWEEP_TORCH_PYTHON"] ?? "python3"
 
@@ -52,9 +57,73 @@ struct EngineBenchmark: ParsableCommand {
         }
     }
 
+    static let shampooSettings = [
+        "adamw:lr=0.001",
+        // Meta's eigendecomposed Shampoo, Adam-grafted, every step, blocks of 64 or 48; the basis is
+        // re-decomposed when it no longer diagonalises a factor to 5% (or always, tolerance 0).
+        "shampoo:lr=0.001,grafting=adam,precondition_frequency=1,max_preconditioner_dim=64,preconditioner=eigendecomposed,eigendecomposition_tolerance=0.05",
+        "shampoo:lr=0.001,grafting=adam,precondition_frequency=1,max_preconditioner_dim=48,preconditioner=eigendecomposed,eigendecomposition_tolerance=0.05",
+        "shampoo:lr=0.001,grafting=adam,precondition_frequency=1,max_preconditioner_dim=64,preconditioner=eigendecomposed,eigendecomposition_tolerance=0",
+    ]
+
+    /// VAE epochs per optimizer setting, through `Trainer` as trials run them.
+    func measureShampoo() throws {
+        print("engine: \(BLASRuntime.summary), batch \(batchSize), VAE 784-400-20, \(epochs) epochs per setting")
+        let data = try DataSource.fashionMNIST.load()
+        var baseline: Double?
+        print("")
+        print("| setting | seconds per epoch | mean | × first | test loss | work |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for setting in settings.split(separator: ";").map(String.init) {
+            let parts = setting.split(separator: ":", maxSplits: 1).map(String.init)
+            let values: [String: ConfigValue] = ["model": .string("vae"), "optimizer": .string(parts[0]), "batch_size": .int(batchSize), "epochs": .int(epochs)]
+            let config = try TrialConfig(values: values).overriding((parts.count > 1 ? parts[1] : "").split(separator: ",").map(String.init))
+            try config.validate()
+            let result = try Trainer.run(config, data: data)
+            let seconds = result.history.map(\.seconds)
+            let mean = seconds.reduce(0, +) / Double(max(seconds.count, 1))
+            if baseline == nil { baseline = mean }
+            let work = result.optimizerWork.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("| \(setting) | \(seconds.map { fmt($0, 1) }.joined(separator: ", ")) | \(fmt(mean, 1)) | \(fmt(mean / baseline!, 2))× | \(result.history.last.map { fmt($0.testLoss, 2) } ?? "") | \(work) |")
+        }
+        try torchShampooReference()
+    }
+
+    /// Runs `Benchmarks/shampoo_reference.py` when torch and Meta's repository are importable.
+    func torchShampooReference() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shampoo_reference.py").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, script, "--threads", String(threads), "--batch-size", String(batchSize)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        do { try process.run() } catch { print("PyTorch: \(python) not found; side-by-side skipped"); return }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        var rows: [(String, Double, Int)] = []
+        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let name = object["optimizer"] as? String, let perStep = object["seconds_per_step"] as? Double, let steps = object["steps"] as? Int
+            else { continue }
+            rows.append((name, perStep, steps))
+        }
+        guard let adamw = rows.first(where: { $0.0 == "adamw" })?.1 else {
+            print("PyTorch side skipped: \(script) needs torch and Meta's optimizers repository (SHAMPOO_REPO)")
+            return
+        }
+        print("")
+        print("PyTorch, seconds per VAE step (after the first steps):")
+        print("")
+        print("| optimizer | steps timed | seconds per step | × AdamW |")
+        print("| --- | --- | --- | --- |")
+        for (name, perStep, steps) in rows { print("| \(name) | \(steps) | \(fmt(perStep, 4)) | \(fmt(perStep / adamw, 1))× |") }
+    }
+
     func run() throws {
         BLASRuntime.setThreads(threads)
         if stateBytes { return try measureStateBytes() }
+        if shampoo { return try measureShampoo() }
         print("engine: \(BLASRuntime.summary), batch \(batchSize)")
         let data = try DataSource.fashionMNIST.load(testLimit: 1000)
         var rows: [Row] = []

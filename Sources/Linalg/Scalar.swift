@@ -14,11 +14,6 @@ where Self.RawSignificand: FixedWidthInteger {
     static func gemv(
         trans: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
         x: UnsafePointer<Self>, beta: Self, y: UnsafeMutablePointer<Self>)
-    /// `C ← alpha·op(A)·op(A)ᵀ + beta·C` on row-major buffers, upper triangle of the n×n `C` only
-    /// (`op(A)` is n×k: A, or Aᵀ when `trans`).
-    static func syrk(
-        trans: Bool, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
-        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
     static func lapackSyevd(
         _ jobz: UnsafePointer<CChar>, _ uplo: UnsafePointer<CChar>, _ n: UnsafePointer<Int32>,
         _ a: UnsafeMutablePointer<Self>, _ lda: UnsafePointer<Int32>, _ w: UnsafeMutablePointer<Self>,
@@ -66,12 +61,6 @@ extension Float: BLASScalar {
         cblas_sgemm(
             CblasRowMajor, order(transA), order(transB), blasint(m), blasint(n), blasint(k), alpha,
             a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
-    }
-    public static func syrk(
-        trans: Bool, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        cblas_ssyrk(CblasRowMajor, CblasUpper, order(trans), blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
     }
     public static func gemv(
         trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
@@ -124,12 +113,6 @@ extension Double: BLASScalar {
         cblas_dgemm(
             CblasRowMajor, order(transA), order(transB), blasint(m), blasint(n), blasint(k), alpha,
             a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
-    }
-    public static func syrk(
-        trans: Bool, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
-        beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
-    ) {
-        cblas_dsyrk(CblasRowMajor, CblasUpper, order(trans), blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
     }
     public static func gemv(
         trans: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,

@@ -22,6 +22,12 @@ import Testing
         // The training techniques keep their state across a resume too.
         ["optimizer": .string("sam"), "base_optimizer": .string("adamw"), "lr": .double(0.003), "diagnostics": .bool(true), "clip_grad_norm": .double(0.5), "layer_lr_decay": .double(0.5)],
         ["optimizer": .string("lookahead"), "base_optimizer": .string("sgd"), "momentum": .double(0.9), "lr": .double(0.01), "accumulation_steps": .int(3), "lookahead_k": .int(4)],
+        // Meta's eigendecomposed Shampoo keeping its basis between decompositions: the roots are rebuilt
+        // from the stored eigenvectors and eigenvalues on resume.
+        [
+            "optimizer": .string("shampoo"), "lr": .double(0.001), "grafting": .string("adam"), "max_preconditioner_dim": .int(32),
+            "preconditioner": .string("eigendecomposed"), "eigendecomposition_tolerance": .double(0.1),
+        ],
     ] + OptimizerCatalog.all.map { ["optimizer": .string($0.name), "lr": .double(0.001), "muon_output": $0.name == "muon" ? .bool(true) : nil].compactMapValues { $0 } }
 
     static func config(_ variant: [String: ConfigValue]) -> TrialConfig {

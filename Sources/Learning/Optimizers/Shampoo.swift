@@ -112,10 +112,10 @@ public struct ShampooConfiguration: Sendable, Equatable {
 /// pseudo-inverse and trace-scaling options, and per-dimension exponent overrides, are not
 /// offered.
 ///
-/// Cost per step and block of size b: statistics b³ per factor (`syrk`), preconditioning 2b³ per
-/// factor (GEMM); a root-inverse refresh adds one `syevd` per factor (~30× a GEMM of the same size
-/// on these CPUs); an eigendecomposed refresh with a tolerance adds one GEMM and one `syrk` per
-/// factor while the basis is kept. README's Performance section has the measured epochs.
+/// Cost per step and block of size b: statistics and preconditioning one GEMM (2b³) each per
+/// factor; a root-inverse refresh adds one `syevd` per factor (~50× a GEMM of the same size on
+/// these CPUs); an eigendecomposed refresh with a tolerance adds two GEMMs per factor while the
+/// basis is kept (the check and the root). README's Performance section has the measured epochs.
 public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
     public typealias Grafting = ShampooGrafting
     public typealias Configuration = ShampooConfiguration
@@ -278,30 +278,59 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         graftBeta2: Double, graftBC2: Double, beta3: Double, bc1: Double
     ) {
         let c = configuration
-        let n = block.count
-        let g = gradScratch.reserve(n), p = paramScratch.reserve(n), gbar = filteredScratch.reserve(n)
-        let dir = directionScratch.reserve(n)
-        // Gather the block's gradient and values.
-        let runLength = block.runLength
+        let n = block.count, runLength = block.runLength, rows = block.runs.count
+        let gbar = filteredScratch.reserve(n), dir = directionScratch.reserve(n)
+        let wd = Scalar(c.weightDecay)
+        let l2 = c.weightDecay != 0 && !c.decoupledWeightDecay
+        // A block of order 1 or 2 is read and written where it lies in the parameter, its rows `ld`
+        // apart (GEMMs take the stride); blocks of higher order, and L2 decay (which changes the
+        // gradient), go through contiguous copies.
+        let inPlace = block.dims.count <= 2 && !l2
+        let ld = inPlace && rows > 1 ? block.runs[1] - block.runs[0] : runLength
         parameters.gradients[i].storage.withUnsafeBufferPointer { grad in
-            parameters.values[i].storage.withUnsafeBufferPointer { value in
-                for (r, start) in block.runs.enumerated() {
-                    (g + r * runLength).update(from: grad.baseAddress! + start, count: runLength)
-                    (p + r * runLength).update(from: value.baseAddress! + start, count: runLength)
+            parameters.values[i].storage.withUnsafeMutableBufferPointer { value in
+                let g: UnsafePointer<Scalar>, p: UnsafeMutablePointer<Scalar>
+                if inPlace {
+                    g = grad.baseAddress! + block.runs[0]
+                    p = value.baseAddress! + block.runs[0]
+                } else {
+                    let gs = gradScratch.reserve(n), ps = paramScratch.reserve(n)
+                    for (r, start) in block.runs.enumerated() {
+                        (gs + r * runLength).update(from: grad.baseAddress! + start, count: runLength)
+                        (ps + r * runLength).update(from: value.baseAddress! + start, count: runLength)
+                    }
+                    if l2 { for j in 0..<n { gs[j] = gs[j] + wd * ps[j] } }
+                    (g, p) = (UnsafePointer(gs), ps)
+                }
+                stepBlock(
+                    &block, g: g, p: p, ld: ld, n: n, rows: rows, gbar: gbar, dir: dir, refresh: refresh, useGraftingMethod: useGraftingMethod,
+                    bc2: bc2, graftBeta2: graftBeta2, graftBC2: graftBC2, beta3: beta3, bc1: bc1)
+                if !inPlace {
+                    for (r, start) in block.runs.enumerated() {
+                        (value.baseAddress! + start).update(from: p + r * runLength, count: runLength)
+                    }
                 }
             }
         }
-        let wd = Scalar(c.weightDecay)
-        if c.weightDecay != 0 && !c.decoupledWeightDecay {
-            for j in 0..<n { g[j] = g[j] + wd * p[j] }
-        }
+    }
 
-        // Factor matrices (F ← β₂·F + w·G_(j)·G_(j)ᵀ in one `syrk` per slice), and their
+    /// One block's step on its gradient `g` and values `p` (rows of `block.runLength` elements,
+    /// `ld` apart); the block's state, Ḡ (`gbar`) and D (`dir`) are contiguous.
+    func stepBlock(
+        _ block: inout Block, g: UnsafePointer<Scalar>, p: UnsafeMutablePointer<Scalar>, ld: Int, n: Int, rows: Int,
+        gbar: UnsafeMutablePointer<Scalar>, dir: UnsafeMutablePointer<Scalar>, refresh: Bool, useGraftingMethod: Bool, bc2: Double,
+        graftBeta2: Double, graftBC2: Double, beta3: Double, bc1: Double
+    ) {
+        let c = configuration
+        let runLength = block.runLength
+        let wd = Scalar(c.weightDecay)
+        // Factor matrices (F ← β₂·F + w·G_(j)·G_(j)ᵀ in one GEMM per slice), and their
         // preconditioners when due.
         let weight = Scalar(c.beta2 == 1 ? 1 : 1 - c.beta2)
         for d in block.dims.indices {
             block.factors[d].storage.withUnsafeMutableBufferPointer { f in
-                accumulateModeGram(g, dims: block.dims, mode: d, weight: weight, decay: Scalar(c.beta2), into: f.baseAddress!)
+                accumulateModeGram(
+                    g, dims: block.dims, rowStride: block.dims.count == 2 ? ld : nil, mode: d, weight: weight, decay: Scalar(c.beta2), into: f.baseAddress!)
             }
             if refresh { refreshPreconditioner(&block, dimension: d, bc2: bc2) }
         }
@@ -313,22 +342,25 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         let separate = beta3 != c.beta1, correct = c.useBiasCorrection
         withOptionalStorage(&block.grafting) { v in
             withOptionalStorage(&block.filtered) { f in
-                forEachLanes(n) { j, k in
-                    let gj = loadLanes(g, j, k)
-                    if let v {
-                        var vj = loadLanes(v, j, k)
-                        if decayV { vj *= b2 }
-                        storeLanes(vj + w2 * gj * gj, v, j, k)
-                    }
-                    if let f {
-                        let fj = loadLanes(f, j, k)
-                        let ahead = separate ? lerpLanes(fj, gj, w3) : SIMD8(repeating: 0)
-                        let updated = lerpLanes(fj, gj, w1)
-                        storeLanes(updated, f, j, k)
-                        let value = separate ? ahead : updated
-                        storeLanes(correct ? value / scale1 : value, gbar, j, k)
-                    } else {
-                        storeLanes(gj, gbar, j, k)
+                for r in 0..<rows {
+                    let gRow = g + r * ld, o = r * runLength
+                    forEachLanes(runLength) { j, k in
+                        let gj = loadLanes(gRow, j, k)
+                        if let v {
+                            var vj = loadLanes(v, o + j, k)
+                            if decayV { vj *= b2 }
+                            storeLanes(vj + w2 * gj * gj, v, o + j, k)
+                        }
+                        if let f {
+                            let fj = loadLanes(f, o + j, k)
+                            let ahead = separate ? lerpLanes(fj, gj, w3) : SIMD8(repeating: 0)
+                            let updated = lerpLanes(fj, gj, w1)
+                            storeLanes(updated, f, o + j, k)
+                            let value = separate ? ahead : updated
+                            storeLanes(correct ? value / scale1 : value, gbar, o + j, k)
+                        } else {
+                            storeLanes(gj, gbar, o + j, k)
+                        }
                     }
                 }
             }
@@ -362,28 +394,26 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
             }
         }
 
-        // D ← D·scale (grafting), D + λ·W (decoupled decay), momentum, W ← W − η·D; scattered back.
+        // D ← D·scale (grafting), D + λ·W (decoupled decay), momentum, W ← W − η·D.
         let decoupled = c.weightDecay != 0 && c.decoupledWeightDecay
         let mu = Scalar(c.momentum), damp = Scalar(1 - c.dampening), nesterov = c.useNesterov
         let negLR = Scalar(-learningRate)
         withOptionalStorage(&block.momentum) { m in
-            forEachLanes(n) { j, k in
-                var dj = loadLanes(dir, j, k)
-                if let directionScale { dj *= directionScale }
-                let pj = loadLanes(p, j, k)
-                if decoupled { dj = dj + wd * pj }
-                if let m {
-                    var mj = loadLanes(m, j, k) * mu
-                    mj = mj + damp * dj
-                    storeLanes(mj, m, j, k)
-                    dj = nesterov ? damp * dj + mu * mj : mj
+            for r in 0..<rows {
+                let pRow = p + r * ld, o = r * runLength
+                forEachLanes(runLength) { j, k in
+                    var dj = loadLanes(dir, o + j, k)
+                    if let directionScale { dj *= directionScale }
+                    let pj = loadLanes(pRow, j, k)
+                    if decoupled { dj = dj + wd * pj }
+                    if let m {
+                        var mj = loadLanes(m, o + j, k) * mu
+                        mj = mj + damp * dj
+                        storeLanes(mj, m, o + j, k)
+                        dj = nesterov ? damp * dj + mu * mj : mj
+                    }
+                    storeLanes(pj + dj * negLR, pRow, j, k)
                 }
-                storeLanes(pj + dj * negLR, p, j, k)
-            }
-        }
-        parameters.values[i].storage.withUnsafeMutableBufferPointer { value in
-            for (r, start) in block.runs.enumerated() {
-                (value.baseAddress! + start).update(from: p + r * runLength, count: runLength)
             }
         }
     }

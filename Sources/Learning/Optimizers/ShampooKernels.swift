@@ -22,31 +22,29 @@ final class ShampooScratch<T: Numeric> {
     deinit { pointer.deallocate() }
 }
 
-/// F ← decay·F + weight·(the mode-j Gram matrix of x), by `syrk` on the upper triangle (one call
-/// per slice of the leading dimensions) and a mirror.
-func accumulateModeGram<T: BLASScalar>(_ x: UnsafePointer<T>, dims: [Int], mode j: Int, weight: T, decay: T, into f: UnsafeMutablePointer<T>) {
+/// F ← decay·F + weight·(the mode-j Gram matrix of x): Σ over all other indices of
+/// x[…, i, …]·x[…, k, …] (G·Gᵀ for j = 0 of a matrix, Gᵀ·G for j = 1), one GEMM per slice of the
+/// leading dimensions. x is contiguous, or for a matrix its rows are `rowStride` apart. (At these
+/// block sizes a GEMM costs less than `syrk` plus mirroring its triangle.)
+func accumulateModeGram<T: BLASScalar>(
+    _ x: UnsafePointer<T>, dims: [Int], rowStride: Int? = nil, mode j: Int, weight: T, decay: T, into f: UnsafeMutablePointer<T>
+) {
     let a = dims[..<j].reduce(1, *), n = dims[j], b = dims[(j + 1)...].reduce(1, *)
     if b == 1 {
-        T.syrk(trans: true, n: n, k: a, alpha: weight, a: x, lda: n, beta: decay, c: f, ldc: n)
+        // x is a×n: xᵀ·x.
+        T.gemm(transA: true, transB: false, m: n, n: n, k: a, alpha: weight, a: x, lda: rowStride ?? n, b: x, ldb: rowStride ?? n, beta: decay, c: f, ldc: n)
     } else {
         for s in 0..<a {
-            T.syrk(trans: false, n: n, k: b, alpha: weight, a: x + s * n * b, lda: b, beta: s == 0 ? decay : 1, c: f, ldc: n)
+            let xs = x + s * n * b, lda = a == 1 ? rowStride ?? b : b
+            T.gemm(transA: false, transB: true, m: n, n: n, k: b, alpha: weight, a: xs, lda: lda, b: xs, ldb: lda, beta: s == 0 ? decay : 1, c: f, ldc: n)
         }
     }
-    mirrorUpper(f, n: n)
 }
 
 /// Runs `body` on the tensor's storage, or on nil when there is no tensor.
 func withOptionalStorage<T, R>(_ tensor: inout Tensor<T>?, _ body: (UnsafeMutablePointer<T>?) -> R) -> R {
     if tensor == nil { return body(nil) }
     return tensor!.storage.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
-}
-
-/// Copies the upper triangle of a row-major n×n matrix onto its lower triangle.
-func mirrorUpper<T>(_ m: UnsafeMutablePointer<T>, n: Int) {
-    for i in 1..<max(n, 1) {
-        for j in 0..<i { m[i * n + j] = m[j * n + i] }
-    }
 }
 
 /// y = x ×_j pᵀ: y[…, m, …] = Σ_i x[…, i, …]·p[i, m] (the reference's `tensordot(x, p, [[0], [0]])`
@@ -71,7 +69,7 @@ final class SymmetricEigenSolver<T: BLASScalar> {
     private let work = ShampooScratch<T>()
     private let iwork = ShampooScratch<Int32>()
     private let matrix = ShampooScratch<T>(), values = ShampooScratch<T>(), scaled = ShampooScratch<T>(), result = ShampooScratch<T>()
-    private let weights = ShampooScratch<T>(), roots = ShampooScratch<T>()
+    private let weights = ShampooScratch<T>()
 
     /// Eigen-decomposes the n×n symmetric matrix in `matrix`; on success
     /// `matrix` holds the eigenvectors as rows (LAPACK's column-major Z read row-major) and
@@ -100,23 +98,22 @@ final class SymmetricEigenSolver<T: BLASScalar> {
         return symmetricProduct(vectors: matrix.reserve(n * n), asRows: true, weights: w, n: n, into: &target)
     }
 
-    /// Σ_k w_k·q_k·q_kᵀ for positive weights, as (Q·diag(√w))·(Q·diag(√w))ᵀ by `syrk`; the q_k are
-    /// the rows (`asRows`) or the columns of the row-major n×n `vectors`. Leaves `target` alone and
-    /// returns false unless every entry is finite.
+    /// Σ_k w_k·q_k·q_kᵀ, as the reference's `(Q * w) @ Q.T`; the q_k are the rows (`asRows`) or
+    /// the columns of the row-major n×n `vectors`. Leaves `target` alone and returns false unless
+    /// every entry is finite.
     func symmetricProduct(vectors q: UnsafePointer<T>, asRows: Bool, weights w: UnsafePointer<T>, n: Int, into target: inout Tensor<T>) -> Bool {
-        let s = scaled.reserve(n * n), x = result.reserve(n * n), r = roots.reserve(max(n, 1))
-        for k in 0..<n { r[k] = w[k].squareRoot() }
+        let s = scaled.reserve(n * n), x = result.reserve(n * n)
         for i in 0..<n {
             let row = q + i * n, out = s + i * n
             if asRows {
-                let ri = r[i]
-                for k in 0..<n { out[k] = ri * row[k] }
+                let wi = w[i]
+                for k in 0..<n { out[k] = wi * row[k] }
             } else {
-                for k in 0..<n { out[k] = r[k] * row[k] }
+                for k in 0..<n { out[k] = w[k] * row[k] }
             }
         }
-        T.syrk(trans: asRows, n: n, k: n, alpha: 1, a: s, lda: n, beta: 0, c: x, ldc: n)
-        mirrorUpper(x, n: n)
+        // Rows: Sᵀ·Q with S = diag(w)·Q; columns: S·Qᵀ with S = Q·diag(w).
+        T.gemm(transA: asRows, transB: !asRows, m: n, n: n, k: n, alpha: 1, a: s, lda: n, b: q, ldb: n, beta: 0, c: x, ldc: n)
         guard allFinite(UnsafeBufferPointer(start: x, count: n * n)) else { return false }
         target.storage.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: x, count: n * n) }
         return true
