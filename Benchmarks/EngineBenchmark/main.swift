@@ -38,6 +38,7 @@ struct EngineBenchmark: ParsableCommand {
     func measureStateBytes() throws {
         let data = try DataSource.fashionMNIST.load(trainLimit: 128, testLimit: 10)
         var rows: [(String, Int)] = []
+        var perTensor: [String: [TensorStateBytes]] = [:]
         var parameterCount = 0
         for definition in OptimizerCatalog.all {
             var values: [String: ConfigValue] = ["model": .string("vae"), "optimizer": .string(definition.name), "batch_size": .int(128)]
@@ -46,6 +47,7 @@ struct EngineBenchmark: ParsableCommand {
             let result = try Trainer.run(config, data: data)
             parameterCount = result.parameterCount
             rows.append((definition.name, result.optimizerStateBytes))
+            perTensor[definition.name] = result.optimizerStateByTensor
         }
         let parameterBytes = parameterCount * 4
         print("VAE 784-400-20: \(parameterCount) parameters, \(parameterBytes) bytes in float32")
@@ -54,6 +56,14 @@ struct EngineBenchmark: ParsableCommand {
         print("| --- | --- | --- |")
         for (name, bytes) in rows.sorted(by: { $0.1 < $1.1 }) {
             print("| \(name) | \(bytes) | \(fmt(Double(bytes) / Double(parameterBytes), 3)) |")
+        }
+        // Per parameter tensor, for the optimizers whose state the documents discuss.
+        let shown = ["adamw", "adafactor", "adamw8bit", "lion", "muon", "soap", "shampoo"].filter { perTensor[$0] != nil }
+        print("")
+        print("| tensor | " + shown.joined(separator: " | ") + " |")
+        print("| --- |" + String(repeating: " --- |", count: shown.count))
+        for (k, row) in (perTensor[shown[0]] ?? []).enumerated() {
+            print("| \(row.tensor) | " + shown.map { perTensor[$0].map { k < $0.count ? String($0[k].bytes) : "" } ?? "" }.joined(separator: " | ") + " |")
         }
     }
 

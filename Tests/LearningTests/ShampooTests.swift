@@ -214,6 +214,40 @@ struct ShampooFixture {
         #expect(state["w/block_3/L"] == nil)
     }
 
+    /// Blocks stepped by two threads give what one thread gives, bit for bit.
+    @Test func blockWorkersDoNotChangeTheResult() throws {
+        for settings: [String: ConfigValue] in [
+            ["lr": .double(0.01), "max_preconditioner_dim": .int(16), "grafting": .string("adam"), "momentum": .double(0.5)],
+            [
+                "lr": .double(0.01), "max_preconditioner_dim": .int(16), "grafting": .string("adam"), "preconditioner": .string("eigendecomposed"),
+                "eigendecomposition_tolerance": .double(0.1),
+            ],
+        ] {
+            var rng = Xoshiro256(seed: 11, stream: "shampoo-workers")
+            func random(_ shape: [Int]) -> Tensor<Double> {
+                var t = Tensor<Double>(zeros: shape)
+                t.storage.withUnsafeMutableBufferPointer { rng.fillNormal($0) }
+                return t
+            }
+            let start = [random([70, 40]), random([40])]
+            let runs = try [1, 2].map { workers in
+                let optimizer = try #require(try Self.shampoo(settings) as? Shampoo<Double>)
+                optimizer.blockWorkers = workers
+                return (optimizer, Parameters<Double>([(name: "w", value: start[0]), (name: "b", value: start[1])]))
+            }
+            for _ in 0..<6 {
+                let gradients = [random([70, 40]), random([40])]
+                for (optimizer, p) in runs {
+                    p.gradients = gradients
+                    optimizer.update(p)
+                }
+            }
+            #expect(runs[0].1.values == runs[1].1.values)
+            #expect(runs[0].0.exportState(names: ["w", "b"]) == runs[1].0.exportState(names: ["w", "b"]))
+            #expect(runs[0].0.workCounters == runs[1].0.workCounters)
+        }
+    }
+
     /// The reference's merging of small dimensions: size-1 dimensions are dropped and neighbours
     /// merged from the last while the product stays within max_preconditioner_dim.
     @Test func smallDimensionsMergeAsTheReference() throws {

@@ -1,3 +1,4 @@
+import Dispatch
 import Linalg
 
 public enum ShampooGrafting: String, CaseIterable, Sendable { case none, sgd, adagrad, rmsprop, adam }
@@ -148,11 +149,17 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
     }
     /// Per parameter (empty until the first update or an import).
     var blocks: [[Block]] = []
-    let eigen = SymmetricEigenSolver<Scalar>()
+    /// Scratch, solver and counters of each thread stepping blocks (one per block worker).
+    var workspaces = [ShampooWorkspace<Scalar>()]
+    /// How many threads step a parameter's blocks at once: nil means as many as the BLAS threads
+    /// the trial has. Blocks are independent, so the result is the same for any number.
+    public var blockWorkers: Int? = nil
     /// Refreshes of a factor's preconditioner since this optimizer was made: by a decomposition
     /// (`syevd` or QR iterations) or, with a tolerance, by keeping an eigenbasis that still
     /// diagonalises the factor (eigenvalues updated). Not part of the state.
-    public private(set) var eigendecompositionCounts = (computed: 0, kept: 0)
+    public var eigendecompositionCounts: (computed: Int, kept: Int) {
+        workspaces.reduce((0, 0)) { ($0.0 + $1.counts.computed, $0.1 + $1.counts.kept) }
+    }
     public var workCounters: [String: Int] {
         configuration.preconditioner == .rootInv
             ? ["eigendecompositions": eigendecompositionCounts.computed]
@@ -260,26 +267,49 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         let graftBC2 = c.grafting == .adam && graftBeta2 < 1 ? 1 - Double.pow(graftBeta2, Double(t)) : 1
         let beta3 = c.resolvedBeta3
         let bc1 = c.useBiasCorrection ? 1 - beta3 * Double.pow(c.beta1, Double(t - 1)) : 1
-        for i in 0..<parameters.count {
-            for b in blocks[i].indices {
-                stepBlock(
-                    &blocks[i][b], parameters, i, refresh: refresh, useGraftingMethod: useGraftingMethod, bc2: bc2, graftBeta2: graftBeta2,
-                    graftBC2: graftBC2, beta3: beta3, bc1: bc1)
+        let blasThreads = BLASRuntime.threads
+        let workers = max(1, blockWorkers ?? blasThreads)
+        while workspaces.count < workers { workspaces.append(ShampooWorkspace()) }
+        let spaces = workspaces
+        // The threads go to blocks, not inside each block's small GEMMs and decompositions (where
+        // OpenBLAS's own threads would only contend with them).
+        if workers > 1 && blasThreads > 1 { BLASRuntime.setThreads(1) }
+        defer { if workers > 1 && blasThreads > 1 { BLASRuntime.setThreads(blasThreads) } }
+        for i in 0..<parameters.count where !blocks[i].isEmpty {
+            parameters.gradients[i].storage.withUnsafeBufferPointer { grad in
+                parameters.values[i].storage.withUnsafeMutableBufferPointer { value in
+                    let (g, v) = (grad.baseAddress!, value.baseAddress!)
+                    blocks[i].withUnsafeMutableBufferPointer { buffer in
+                        let parameterBlocks = buffer, count = buffer.count, w = min(workers, count)
+                        // Worker k steps blocks k, k + w, …; each block's arithmetic is the same
+                        // whichever thread runs it.
+                        let work = { (k: Int) in
+                            for b in stride(from: k, to: count, by: w) {
+                                self.stepBlock(
+                                    &parameterBlocks[b], grad: g, value: v, workspace: spaces[k], refresh: refresh, useGraftingMethod: useGraftingMethod,
+                                    bc2: bc2, graftBeta2: graftBeta2, graftBC2: graftBC2, beta3: beta3, bc1: bc1)
+                            }
+                        }
+                        if w == 1 {
+                            work(0)
+                        } else {
+                            // Each worker touches only its own blocks and workspace.
+                            let disjoint = DisjointWork(work)
+                            DispatchQueue.concurrentPerform(iterations: w) { disjoint.run($0) }
+                        }
+                    }
+                }
             }
         }
     }
 
-    // Scratch, reused across blocks and steps.
-    let gradScratch = ShampooScratch<Scalar>(), paramScratch = ShampooScratch<Scalar>(), filteredScratch = ShampooScratch<Scalar>()
-    let directionScratch = ShampooScratch<Scalar>(), productScratch = ShampooScratch<Scalar>()
-
     func stepBlock(
-        _ block: inout Block, _ parameters: Parameters<Scalar>, _ i: Int, refresh: Bool, useGraftingMethod: Bool, bc2: Double,
-        graftBeta2: Double, graftBC2: Double, beta3: Double, bc1: Double
+        _ block: inout Block, grad: UnsafePointer<Scalar>, value: UnsafeMutablePointer<Scalar>, workspace: ShampooWorkspace<Scalar>,
+        refresh: Bool, useGraftingMethod: Bool, bc2: Double, graftBeta2: Double, graftBC2: Double, beta3: Double, bc1: Double
     ) {
         let c = configuration
         let n = block.count, runLength = block.runLength, rows = block.runs.count
-        let gbar = filteredScratch.reserve(n), dir = directionScratch.reserve(n)
+        let gbar = workspace.filtered.reserve(n), dir = workspace.direction.reserve(n)
         let wd = Scalar(c.weightDecay)
         let l2 = c.weightDecay != 0 && !c.decoupledWeightDecay
         // A block of order 1 or 2 is read and written where it lies in the parameter, its rows `ld`
@@ -287,29 +317,25 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         // gradient), go through contiguous copies.
         let inPlace = block.dims.count <= 2 && !l2
         let ld = inPlace && rows > 1 ? block.runs[1] - block.runs[0] : runLength
-        parameters.gradients[i].storage.withUnsafeBufferPointer { grad in
-            parameters.values[i].storage.withUnsafeMutableBufferPointer { value in
-                let g: UnsafePointer<Scalar>, p: UnsafeMutablePointer<Scalar>
-                if inPlace {
-                    g = grad.baseAddress! + block.runs[0]
-                    p = value.baseAddress! + block.runs[0]
-                } else {
-                    let gs = gradScratch.reserve(n), ps = paramScratch.reserve(n)
-                    for (r, start) in block.runs.enumerated() {
-                        (gs + r * runLength).update(from: grad.baseAddress! + start, count: runLength)
-                        (ps + r * runLength).update(from: value.baseAddress! + start, count: runLength)
-                    }
-                    if l2 { for j in 0..<n { gs[j] = gs[j] + wd * ps[j] } }
-                    (g, p) = (UnsafePointer(gs), ps)
-                }
-                stepBlock(
-                    &block, g: g, p: p, ld: ld, n: n, rows: rows, gbar: gbar, dir: dir, refresh: refresh, useGraftingMethod: useGraftingMethod,
-                    bc2: bc2, graftBeta2: graftBeta2, graftBC2: graftBC2, beta3: beta3, bc1: bc1)
-                if !inPlace {
-                    for (r, start) in block.runs.enumerated() {
-                        (value.baseAddress! + start).update(from: p + r * runLength, count: runLength)
-                    }
-                }
+        let g: UnsafePointer<Scalar>, p: UnsafeMutablePointer<Scalar>
+        if inPlace {
+            g = grad + block.runs[0]
+            p = value + block.runs[0]
+        } else {
+            let gs = workspace.gradient.reserve(n), ps = workspace.values.reserve(n)
+            for (r, start) in block.runs.enumerated() {
+                (gs + r * runLength).update(from: grad + start, count: runLength)
+                (ps + r * runLength).update(from: value + start, count: runLength)
+            }
+            if l2 { for j in 0..<n { gs[j] = gs[j] + wd * ps[j] } }
+            (g, p) = (UnsafePointer(gs), ps)
+        }
+        stepBlock(
+            &block, g: g, p: p, ld: ld, n: n, rows: rows, gbar: gbar, dir: dir, workspace: workspace, refresh: refresh,
+            useGraftingMethod: useGraftingMethod, bc2: bc2, graftBeta2: graftBeta2, graftBC2: graftBC2, beta3: beta3, bc1: bc1)
+        if !inPlace {
+            for (r, start) in block.runs.enumerated() {
+                (value + start).update(from: p + r * runLength, count: runLength)
             }
         }
     }
@@ -318,7 +344,8 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
     /// `ld` apart); the block's state, Ḡ (`gbar`) and D (`dir`) are contiguous.
     func stepBlock(
         _ block: inout Block, g: UnsafePointer<Scalar>, p: UnsafeMutablePointer<Scalar>, ld: Int, n: Int, rows: Int,
-        gbar: UnsafeMutablePointer<Scalar>, dir: UnsafeMutablePointer<Scalar>, refresh: Bool, useGraftingMethod: Bool, bc2: Double,
+        gbar: UnsafeMutablePointer<Scalar>, dir: UnsafeMutablePointer<Scalar>, workspace: ShampooWorkspace<Scalar>, refresh: Bool,
+        useGraftingMethod: Bool, bc2: Double,
         graftBeta2: Double, graftBC2: Double, beta3: Double, bc1: Double
     ) {
         let c = configuration
@@ -332,7 +359,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                 accumulateModeGram(
                     g, dims: block.dims, rowStride: block.dims.count == 2 ? ld : nil, mode: d, weight: weight, decay: Scalar(c.beta2), into: f.baseAddress!)
             }
-            if refresh { refreshPreconditioner(&block, dimension: d, bc2: bc2) }
+            if refresh { refreshPreconditioner(&block, dimension: d, bc2: bc2, workspace: workspace) }
         }
 
         // Grafting statistics V and the filtered gradient Ḡ, in one pass (eight lanes at a time,
@@ -372,7 +399,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         if useGraftingMethod {
             graftDirection(block, gbar, n: n, bc2: graftBC2, into: dir)
         } else {
-            shampooDirection(block, gbar, into: dir)
+            shampooDirection(block, gbar, into: dir, workspace: workspace)
             if c.grafting != .none {
                 let graftNorm2: Scalar
                 if let v = block.grafting {
@@ -420,20 +447,21 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
 
     /// Recomputes P_j of one block from F_j: the inverse root directly, or through the
     /// eigendecomposition kept in the block.
-    func refreshPreconditioner(_ block: inout Block, dimension d: Int, bc2: Double) {
+    func refreshPreconditioner(_ block: inout Block, dimension d: Int, bc2: Double, workspace: ShampooWorkspace<Scalar>) {
         let c = configuration
+        let eigen = workspace.eigen
         let exponent = Scalar(-1 / block.root), epsilon = Scalar(c.epsilon)
         switch c.preconditioner {
         case .rootInv:
             eigen.inverseRoot(block.factors[d], divisor: Scalar(bc2), epsilon: epsilon, exponent: exponent, into: &block.inverseRoots[d])
-            eigendecompositionCounts.computed += 1
+            workspace.counts.computed += 1
         case .eigendecomposed:
             let outcome = eigen.refreshEigenbasis(
                 block.factors[d], divisor: Scalar(bc2), epsilon: epsilon, method: c.eigendecomposition, tolerance: Scalar(c.resolvedTolerance),
                 maxIterations: c.qrMaxIterations, eigenvectors: &block.eigenvectors[d], eigenvalues: &block.eigenvalues[d])
             switch outcome {
-            case .computed: eigendecompositionCounts.computed += 1
-            case .kept: eigendecompositionCounts.kept += 1
+            case .computed: workspace.counts.computed += 1
+            case .kept: workspace.counts.kept += 1
             case .failed: return
             }
             eigen.rootFromEigendecomposition(
@@ -442,9 +470,9 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
     }
 
     /// D = Ḡ ×₀ P₀ ×₁ P₁ …
-    func shampooDirection(_ block: Block, _ gbar: UnsafePointer<Scalar>, into dir: UnsafeMutablePointer<Scalar>) {
+    func shampooDirection(_ block: Block, _ gbar: UnsafePointer<Scalar>, into dir: UnsafeMutablePointer<Scalar>, workspace: ShampooWorkspace<Scalar>) {
         let k = block.dims.count
-        let tmp = productScratch.reserve(block.count)
+        let tmp = workspace.product.reserve(block.count)
         // Alternate so that the last product lands in `dir`.
         var source = gbar
         for d in 0..<k {
@@ -515,7 +543,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                             block.eigenvectors[d] = try state.tensor("\(prefix)/\(f)_eigenvectors", shape: [m, m])
                             block.eigenvalues[d] = try state.tensor("\(prefix)/\(f)_eigenvalues", shape: [m])
                             // The same function of the same values as at the refresh: the same bits.
-                            eigen.rootFromEigendecomposition(
+                            workspaces[0].eigen.rootFromEigendecomposition(
                                 eigenvectors: block.eigenvectors[d], eigenvalues: block.eigenvalues[d], epsilon: Scalar(configuration.epsilon),
                                 exponent: Scalar(-1 / block.root), into: &block.inverseRoots[d])
                         }

@@ -2,6 +2,21 @@ import Linalg
 
 // MARK: - Kernels shared by the Shampoo variants
 
+/// What one thread stepping Shampoo blocks needs of its own: scratch, a solver, counters.
+final class ShampooWorkspace<Scalar: BLASScalar> {
+    let gradient = ShampooScratch<Scalar>(), values = ShampooScratch<Scalar>(), filtered = ShampooScratch<Scalar>()
+    let direction = ShampooScratch<Scalar>(), product = ShampooScratch<Scalar>()
+    let eigen = SymmetricEigenSolver<Scalar>()
+    var counts = (computed: 0, kept: 0)
+}
+
+/// Work split into parts that share no mutable state (distinct blocks, distinct workspaces), run
+/// from several threads: the compiler cannot see the disjointness through the raw pointers.
+struct DisjointWork: @unchecked Sendable {
+    let run: (Int) -> Void
+    init(_ run: @escaping (Int) -> Void) { self.run = run }
+}
+
 /// A growable scratch buffer with a stable address (no exclusivity checks or copy-on-write in
 /// the hot loops).
 final class ShampooScratch<T: Numeric> {
