@@ -41,6 +41,15 @@ struct ShampooFixture {
     }
 
     func testCase(_ name: String) -> OptimizerFixture.Case { fixture.cases.first { $0.name == name }! }
+
+    /// The exported state after the case's first step (Double), and the parameters it stepped.
+    func stateAfterOneStep(_ name: String) throws -> (OptimizerState<Double>, Parameters<Double>) {
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(fixture.config(testCase(name)))
+        let params = parameters(Double.self)
+        fixture.setGradients(params, step: 0)
+        optimizer.update(params)
+        return (optimizer.exportState(names: params.names), params)
+    }
 }
 
 @Suite struct ShampooTests {
@@ -122,12 +131,7 @@ struct ShampooFixture {
     }
 
     @Test func stateNamesFactorsPerBlock() throws {
-        let c = ShampooFixture.main.testCase("shampoo_adam_grafting_ema_decay")
-        let optimizer: any Optimizer<Double> = try Builders.optimizer(ShampooFixture.main.fixture.config(c))
-        let params = ShampooFixture.main.parameters(Double.self)
-        ShampooFixture.main.fixture.setGradients(params, step: 0)
-        optimizer.update(params)
-        let state = optimizer.exportState(names: params.names)
+        let (state, params) = try ShampooFixture.main.stateAfterOneStep("shampoo_adam_grafting_ema_decay")
         // big (10×6) with max_preconditioner_dim 8: blocks 8×6 and 2×6.
         for (name, shape) in [
             ("big/block_0/L", [8, 8]), ("big/block_0/R", [6, 6]), ("big/block_1/L", [2, 2]), ("big/block_1/R_inv_root", [6, 6]),
@@ -348,12 +352,7 @@ struct ShampooFixture {
     /// The eigendecomposed preconditioner keeps eigenvectors and eigenvalues (the reference's
     /// state), not inverse roots; the roots are rebuilt from them on import.
     @Test func eigendecomposedStateNames() throws {
-        let c = ShampooFixture.eigen.testCase("shampoo_eigendecomposed_qr")
-        let optimizer: any Optimizer<Double> = try Builders.optimizer(ShampooFixture.eigen.fixture.config(c))
-        let params = ShampooFixture.eigen.parameters(Double.self)
-        ShampooFixture.eigen.fixture.setGradients(params, step: 0)
-        optimizer.update(params)
-        let state = optimizer.exportState(names: params.names)
+        let (state, _) = try ShampooFixture.eigen.stateAfterOneStep("shampoo_eigendecomposed_qr")
         for (name, shape) in [
             ("square/block_0/L", [3, 3]), ("square/block_3/L_eigenvectors", [3, 3]), ("square/block_1/R_eigenvalues", [3]),
             ("cube/block_0/factor_2_eigenvectors", [3, 3]),

@@ -105,6 +105,22 @@ final class SymmetricEigenSolver<T: BLASScalar> {
         return info == 0
     }
 
+    /// A = F / divisor + ε·I into `matrix` (where `decompose` works), or nil if F is not finite.
+    private func loadShifted(_ factor: Tensor<T>, divisor: T, epsilon: T) -> UnsafeMutablePointer<T>? {
+        let n = factor.rows
+        let a = matrix.reserve(n * n)
+        factor.storage.withUnsafeBufferPointer { f in
+            if divisor == 1 {
+                a.update(from: f.baseAddress!, count: n * n)
+            } else {
+                for j in 0..<(n * n) { a[j] = f[j] / divisor }
+            }
+        }
+        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)) else { return nil }
+        for j in 0..<n { a[j * n + j] += epsilon }
+        return a
+    }
+
     /// Writes Q·diag(f(λ))·Qᵀ from the last decomposition into `target` when every entry is finite
     /// (the reference's `(Q * f) @ Q.T`); false otherwise. f must be positive.
     private func reconstruct(n: Int, into target: inout Tensor<T>, _ f: (T) -> T) -> Bool {
@@ -141,17 +157,7 @@ final class SymmetricEigenSolver<T: BLASScalar> {
     @discardableResult
     func inverseRoot(_ factor: Tensor<T>, divisor: T, epsilon: T, exponent: T, into target: inout Tensor<T>) -> Bool {
         let n = factor.rows
-        let a = matrix.reserve(n * n)
-        factor.storage.withUnsafeBufferPointer { f in
-            if divisor == 1 {
-                a.update(from: f.baseAddress!, count: n * n)
-            } else {
-                for j in 0..<(n * n) { a[j] = f[j] / divisor }
-            }
-        }
-        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)) else { return false }
-        for j in 0..<n { a[j * n + j] += epsilon }
-        guard decompose(n: n) else { return false }
+        guard loadShifted(factor, divisor: divisor, epsilon: epsilon) != nil, decompose(n: n) else { return false }
         let w = values.reserve(n)
         var lambdaMin = w[0]
         for k in 0..<n { lambdaMin = min(lambdaMin, w[k]) }
@@ -238,16 +244,7 @@ extension SymmetricEigenSolver {
             }
         }
 
-        let a = matrix.reserve(n * n)
-        factor.storage.withUnsafeBufferPointer { f in
-            if divisor == 1 {
-                a.update(from: f.baseAddress!, count: n * n)
-            } else {
-                for j in 0..<(n * n) { a[j] = f[j] / divisor }
-            }
-        }
-        guard allFinite(UnsafeBufferPointer(start: a, count: n * n)) else { return .failed }
-        for j in 0..<n { a[j * n + j] += epsilon }
+        guard let a = loadShifted(factor, divisor: divisor, epsilon: epsilon) else { return .failed }
 
         switch method {
         case .eigh:
