@@ -101,20 +101,10 @@ struct EngineBenchmark: ParsableCommand {
 
     /// Runs `Benchmarks/shampoo_reference.py` when torch and Meta's repository are importable.
     func torchShampooReference() throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shampoo_reference.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script, "--threads", String(threads), "--batch-size", String(batchSize)]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { print("PyTorch: \(python) not found; side-by-side skipped"); return }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let script = "shampoo_reference.py"
         var rows: [(String, Double, Int)] = []
-        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                let name = object["optimizer"] as? String, let perStep = object["seconds_per_step"] as? Double, let steps = object["steps"] as? Int
+        for object in try pythonJSONLines(script, ["--threads", String(threads), "--batch-size", String(batchSize)]) {
+            guard let name = object["optimizer"] as? String, let perStep = object["seconds_per_step"] as? Double, let steps = object["steps"] as? Int
             else { continue }
             rows.append((name, perStep, steps))
         }
@@ -168,7 +158,6 @@ struct EngineBenchmark: ParsableCommand {
 
     /// Runs `Benchmarks/torch_reference.py`; returns workload → samples/s, or nothing without torch.
     func torchReference() throws -> [(String, Double)] {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("torch_reference.py").path
         let check = Process()
         check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         check.arguments = [python, "-c", "import torch"]
@@ -180,23 +169,31 @@ struct EngineBenchmark: ParsableCommand {
             print("PyTorch: not importable by \(python); side-by-side skipped (set SWEEP_TORCH_PYTHON)")
             return []
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script, "--threads", String(threads), "--batch-size", String(batchSize), "--workloads", workloads, "--repeats", String(repeats)]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
         var rates: [(String, Double)] = []
-        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                let workload = object["workload"] as? String, let rate = object["samples_per_s"] as? Double
-            else { continue }
+        let arguments = ["--threads", String(threads), "--batch-size", String(batchSize), "--workloads", workloads, "--repeats", String(repeats)]
+        for object in try pythonJSONLines("torch_reference.py", arguments) {
+            guard let workload = object["workload"] as? String, let rate = object["samples_per_s"] as? Double else { continue }
             print("PyTorch \(object["torch"] ?? "?") \(workload): \(fmt(object["seconds"] as? Double ?? 0, 3)) s per epoch, \(fmt(rate, 0)) samples/s")
             rates.append((workload, rate))
         }
         return rates
+    }
+
+    /// Runs a script of `Benchmarks/` with `python` and returns its JSON-object lines (other
+    /// output, and a script that fails to start, give none).
+    func pythonJSONLines(_ script: String, _ arguments: [String]) throws -> [[String: Any]] {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(script).path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, path] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        do { try process.run() } catch { return [] }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: output, as: UTF8.self).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
     }
 }
 
