@@ -26,8 +26,10 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
+        // Products of small matrices without OpenBLAS's packing (AVX2), for blocked preconditioners.
+        .target(name: "CKernels"),
         // Numerics: matrices over BLAS, LAPACK factorizations, the BLAS kernel choice.
-        .target(name: "Linalg", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
+        .target(name: "Linalg", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: swiftSettings),
         // A small, typed HDF5 layer (files, groups, datasets, attributes).
         .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: swiftSettings),
         // Models with manual backprop, data sets, optimizers, the training loop, trial configs.

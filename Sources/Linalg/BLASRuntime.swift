@@ -60,8 +60,15 @@ public enum BLASRuntime {
         openblas_set_num_threads(Int32(n))
     }
 
-    /// One line for logs and results: kernel, how it was chosen, threads.
-    public static var summary: String { "OpenBLAS \(coreName) (\(kernelSource)), \(threads) thread\(threads == 1 ? "" : "s")" }
+    /// The largest order of the single-precision products that run on the engine's own AVX2
+    /// kernel rather than OpenBLAS (nil: this CPU has no AVX2, OpenBLAS does them all).
+    public static var smallProductLimit: Int? { smallGemmLimit }
+
+    /// One line for logs and results: kernel, how it was chosen, threads, the small-product kernel.
+    public static var summary: String {
+        "OpenBLAS \(coreName) (\(kernelSource)), \(threads) thread\(threads == 1 ? "" : "s")"
+            + (smallProductLimit.map { ", float products up to \($0) on the AVX2 small-matrix kernel" } ?? "")
+    }
 }
 
 extension String {

@@ -3,7 +3,18 @@
 /// computes exactly what the scalar formula computes (no reassociation, no FMA contraction), so
 /// results are bit-identical to the scalar tail and to a scalar reference.
 
+import CKernels
+
 public typealias Vector8<T: SIMDScalar> = SIMD8<T>
+
+/// √x lane-wise as vector instructions (`SIMD8.squareRoot()` takes one lane at a time, with a
+/// libm call per lane); the same correctly rounded roots.
+@inlinable @inline(__always)
+public func squareRootLanes<T: BLASScalar>(_ x: SIMD8<T>) -> SIMD8<T> {
+    if T.self == Float.self { return unsafeBitCast(ck_sqrt_float8(unsafeBitCast(x, to: SIMD8<Float>.self)), to: SIMD8<T>.self) }
+    if T.self == Double.self { return unsafeBitCast(ck_sqrt_double8(unsafeBitCast(x, to: SIMD8<Double>.self)), to: SIMD8<T>.self) }
+    return x.squareRoot()
+}
 
 @inlinable @inline(__always)
 func load8<T: BLASScalar>(_ p: UnsafePointer<T>, _ i: Int) -> SIMD8<T> {
@@ -77,7 +88,7 @@ public func adamUpdate<T: BLASScalar>(
         let mv0 = load8(m, i)
         let mv = lowWeight ? mv0 + vw * (gv - mv0) : gv - (gv - mv0) * vw1
         let vv = vb2 * load8(v, i) + vb2c * (gv * gv)
-        pv -= vss * (mv / (vv.squareRoot() / vbc + veps))
+        pv -= vss * (mv / (squareRootLanes(vv) / vbc + veps))
         store8(mv, m, i)
         store8(vv, v, i)
         store8(pv, p, i)

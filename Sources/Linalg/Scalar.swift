@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Glibc
 
@@ -51,6 +52,11 @@ where Self.RawSignificand: FixedWidthInteger {
 @inline(__always)
 private func order(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
 
+/// Single-precision products whose three sizes are all at most this go to the AVX2 small-matrix
+/// kernel (`small_sgemm`) instead of OpenBLAS, whose packing dominates at these sizes; nil when
+/// the CPU cannot run it. Either way the result does not depend on the BLAS thread count.
+let smallGemmLimit: Int? = small_gemm_available() ? Int(SMALL_GEMM_MAX_DIM) : nil
+
 extension Float: BLASScalar {
     @inlinable public static var precisionName: String { "float32" }
     public static func gemm(
@@ -58,6 +64,9 @@ extension Float: BLASScalar {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        if let limit = smallGemmLimit, m <= limit, n <= limit, k <= limit {
+            return small_sgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
         cblas_sgemm(
             CblasRowMajor, order(transA), order(transB), blasint(m), blasint(n), blasint(k), alpha,
             a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))

@@ -30,6 +30,45 @@ func naiveProduct(_ a: Tensor<Double>, _ ta: Bool, _ b: Tensor<Double>, _ tb: Bo
         #expect(cf.converted(to: Double.self).maxAbsDifference(expected) < 1e-5)
     }
 
+    /// Float products of order ≤ 96 run on the small-matrix kernel where the CPU has AVX2: every
+    /// transpose mode, sizes across its 6-row and 8/16-column tiles, strided operands, alpha and
+    /// beta, and a C full of NaN that beta = 0 must not read.
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func smallFloatProductsMatchDefinition(ta: Bool, tb: Bool) {
+        for (m, n, k) in [(1, 1, 1), (5, 7, 3), (6, 16, 64), (7, 17, 9), (13, 8, 20), (64, 64, 64), (20, 64, 64), (96, 96, 96), (64, 23, 1)] {
+            let a = randomTensor(ta ? [k, m + 2] : [m, k + 2], seed: UInt64(m * 1000 + k), Double.self)
+            let b = randomTensor(tb ? [n, k + 3] : [k, n + 3], seed: UInt64(n * 1000 + k), Double.self)
+            let (lda, ldb) = (a.cols, b.cols)
+            var expected = Tensor<Double>(zeros: [m, n])
+            for i in 0..<m {
+                for j in 0..<n {
+                    for p in 0..<k { expected[i, j] += (ta ? a[p, i] : a[i, p]) * (tb ? b[j, p] : b[p, j]) }
+                }
+            }
+            let af = a.converted(to: Float.self), bf = b.converted(to: Float.self)
+            let c0 = randomTensor([m, n + 1], seed: 9, Double.self)
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 2.0)] {
+                var c = beta == 0 ? Tensor<Float>(shape: [m, n + 1], storage: Array(repeating: .nan, count: m * (n + 1))) : c0.converted(to: Float.self)
+                af.storage.withUnsafeBufferPointer { pa in
+                    bf.storage.withUnsafeBufferPointer { pb in
+                        c.storage.withUnsafeMutableBufferPointer { pc in
+                            Float.gemm(
+                                transA: ta, transB: tb, m: m, n: n, k: k, alpha: Float(alpha), a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                                beta: Float(beta), c: pc.baseAddress!, ldc: n + 1)
+                        }
+                    }
+                }
+                var worst = 0.0
+                for i in 0..<m {
+                    for j in 0..<n { worst = max(worst, abs(Double(c[i, j]) - (alpha * expected[i, j] + beta * c0[i, j]))) }
+                    // The column past n is not C's: untouched.
+                    #expect(beta == 0 ? c[i, n].isNaN : Double(c[i, n]) == Double(Float(c0[i, n])))
+                }
+                #expect(worst < 1e-5 * Double(k + 1), "\(m)×\(n)×\(k) alpha \(alpha) beta \(beta): \(worst)")
+            }
+        }
+    }
+
     @Test func gemmAccumulatesWithBeta() {
         let a = randomTensor([4, 3], seed: 3, Double.self), b = randomTensor([3, 2], seed: 4, Double.self)
         var c = randomTensor([4, 2], seed: 5, Double.self)

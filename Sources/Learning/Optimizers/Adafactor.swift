@@ -225,7 +225,7 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
                             let gj = loadLanes(g, j, k)
                             storeLanes(loadLanes(v, j, k) * rho + oneMinusRho * (gj * gj + eps1), v, j, k)
                         }
-                        sumOfSquares = wideSumOfSquares(n) { j, k in 1 / loadLanes(v, j, k).squareRoot() * loadLanes(g, j, k) }
+                        sumOfSquares = wideSumOfSquares(n) { j, k in 1 / squareRootLanes(loadLanes(v, j, k)) * loadLanes(g, j, k) }
                     }
                 }
                 // 2. Clip, scale, momentum, decay, step.
@@ -259,7 +259,7 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
                         } else {
                             stats.full[i].storage.withUnsafeBufferPointer { v in
                                 let v = v.baseAddress!
-                                forEachLanes(n) { j, k in apply(j, k, 1 / loadLanes(v, j, k).squareRoot() * loadLanes(g, j, k)) }
+                                forEachLanes(n) { j, k in apply(j, k, 1 / squareRootLanes(loadLanes(v, j, k)) * loadLanes(g, j, k)) }
                             }
                         }
                     }
@@ -339,7 +339,7 @@ public final class SimpleAdafactor<Scalar: BLASScalar>: Optimizer {
         let decay = Scalar(relativeStep ? 1 - weightDecay : 1 - learningRate * weightDecay)
         let timeScale = Swift.max(1e-3, 1 / t.squareRoot())
         /// u = g / √max(x, ε₁), NaN-preserving like torch's clamp.
-        @inline(__always) func scaled(_ g: SIMD8<Scalar>, _ x: SIMD8<Scalar>) -> SIMD8<Scalar> { g / atLeastLanes(x, eps1).squareRoot() }
+        @inline(__always) func scaled(_ g: SIMD8<Scalar>, _ x: SIMD8<Scalar>) -> SIMD8<Scalar> { g / squareRootLanes(atLeastLanes(x, eps1)) }
         for i in 0..<parameters.count {
             let n = parameters.values[i].count
             if n == 0 { continue }

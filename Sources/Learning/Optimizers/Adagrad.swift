@@ -47,7 +47,7 @@ public final class Adagrad<Scalar: BLASScalar>: Optimizer {
                             let gj = decays ? g0 + wd * pj : g0
                             let sj = loadLanes(s, j, k) + gj * gj
                             storeLanes(sj, s, j, k)
-                            storeLanes(pj + negClr * gj / (sj.squareRoot() + eps), p, j, k)
+                            storeLanes(pj + negClr * gj / (squareRootLanes(sj) + eps), p, j, k)
                         }
                     }
                 }

@@ -115,7 +115,7 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
                                     storeLanes(vj, v, j, k)
                                     let p0 = loadLanes(p, j, k)
                                     let pj = decays ? p0 * decay : p0
-                                    storeLanes(pj + stepSize * (mj / (vj.squareRoot() + eps)), p, j, k)
+                                    storeLanes(pj + stepSize * (mj / (squareRootLanes(vj) + eps)), p, j, k)
                                 }
                             }
                         }

@@ -72,7 +72,7 @@ public final class LAMB<Scalar: BLASScalar>: Optimizer {
                                     let vj = w2 * (gj * gj) + b2 * loadLanes(v, j, k)
                                     storeLanes(mj, m, j, k)
                                     storeLanes(vj, v, j, k)
-                                    let uj = (mj / bias1) / ((vj / bias2).squareRoot() + eps)
+                                    let uj = (mj / bias1) / (squareRootLanes(vj / bias2) + eps)
                                     storeLanes(decays ? uj + wd * loadLanes(p, j, k) : uj, u, j, k)
                                 }
                                 var ratio: Scalar = 1

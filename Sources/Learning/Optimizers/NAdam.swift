@@ -67,7 +67,7 @@ public final class NAdam<Scalar: BLASScalar>: Optimizer {
                                 let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
                                 storeLanes(mj, m, j, k)
                                 storeLanes(vj, v, j, k)
-                                let d = (vj / bias2).squareRoot() + eps
+                                let d = squareRootLanes(vj / bias2) + eps
                                 let p1 = p0 + gradientCoefficient * gj / d
                                 storeLanes(p1 + momentumCoefficient * mj / d, p, j, k)
                             }

@@ -66,9 +66,9 @@ public final class RMSprop<Scalar: BLASScalar>: Optimizer {
                                     if centered {
                                         let mj = lerpLanes(loadLanes(ga!, j, k), gj, w)
                                         storeLanes(mj, ga!, j, k)
-                                        d = (sj - mj * mj).squareRoot()
+                                        d = squareRootLanes(sj - mj * mj)
                                     } else {
-                                        d = sj.squareRoot()
+                                        d = squareRootLanes(sj)
                                     }
                                     d = d + eps
                                     if usesMomentum {

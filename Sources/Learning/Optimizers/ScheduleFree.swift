@@ -85,7 +85,7 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
                                 let gj = loadLanes(g, j, k), yj = loadLanes(y, j, k), zj = loadLanes(z, j, k)
                                 let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
                                 storeLanes(vj, v, j, k)
-                                var u = gj / ((vj / biasCorrection2).squareRoot() + eps)
+                                var u = gj / (squareRootLanes(vj / biasCorrection2) + eps)
                                 if decays { u = u + decay * yj }
                                 storeLanes(lerpLanes(yj, zj, c) + yStep * u, y, j, k)
                                 storeLanes(zj - zStep * u, z, j, k)

@@ -408,7 +408,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                         var sum = SIMD8<Scalar>(repeating: 0)
                         forEachLanes(n) { j, k in
                             // Padding lanes are 0 / ε = 0.
-                            let x = loadLanes(gbar, j, k) / ((loadLanes(v.baseAddress!, j, k) / bc).squareRoot() + eps)
+                            let x = loadLanes(gbar, j, k) / (squareRootLanes(loadLanes(v.baseAddress!, j, k) / bc) + eps)
                             sum += x * x
                         }
                         return sum.sum()
