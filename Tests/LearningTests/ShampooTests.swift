@@ -349,6 +349,34 @@ struct ShampooFixture {
         }
     }
 
+    /// What the eigendecomposed preconditioner keeps current from the gradient in the eigenbasis
+    /// equals what it stands for, recomputed from the reference's state after kept and renewed
+    /// bases: r = diag(QᵀFQ) per factor and M̃ = Q_Lᵀ·M·Q_R.
+    @Test func eigenbasisStateMatchesItsDefinition() throws {
+        let shampoo = ShampooFixture.eigen, name = "shampoo_eigendecomposed_eigh_tolerance", fixture = shampoo.fixture
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(fixture.config(shampoo.testCase(name)))
+        let params = shampoo.parameters(Double.self)
+        for step in 0..<fixture.steps {
+            fixture.setGradients(params, step: step)
+            optimizer.update(params)
+        }
+        let state = optimizer.exportState(names: params.names)
+        func relative(_ a: Tensor<Double>, _ b: Tensor<Double>) -> Double { a.maxAbsDifference(b) / max(b.storage.map(abs).max() ?? 0, 1e-300) }
+        for prefix in ["square/block_0", "square/block_3", "matrix/block_0"] {
+            var q: [String: Tensor<Double>] = [:]
+            for f in ["L", "R"] {
+                let factor = try state.tensor("\(prefix)/\(f)", shape: [3, 3]), vectors = try state.tensor("\(prefix)/\(f)_eigenvectors", shape: [3, 3])
+                let b = matmul(matmul(vectors, transposeA: true, factor), vectors)
+                let diagonal = Tensor<Double>(shape: [3], storage: (0..<3).map { b[$0, $0] })
+                #expect(relative(try state.tensor("\(prefix)/\(f)_eigenbasis_diagonal", shape: [3]), diagonal) < 1e-12, "\(prefix) \(f)")
+                q[f] = vectors
+            }
+            let m = try state.tensor("\(prefix)/filtered_grad", shape: [3, 3])
+            let rotated = matmul(matmul(q["L"]!, transposeA: true, m), q["R"]!)
+            #expect(relative(try state.tensor("\(prefix)/filtered_grad_eigenbasis", shape: [3, 3]), rotated) < 1e-12, "\(prefix)")
+        }
+    }
+
     /// The eigendecomposed preconditioner keeps eigenvectors and eigenvalues (the reference's
     /// state), not inverse roots; the roots are rebuilt from them on import.
     @Test func eigendecomposedStateNames() throws {

@@ -82,9 +82,9 @@ import Testing
         #expect(tensors.count == 4 + 1 && tensors.last == "(global)", "\(tensors)")
         #expect(Int64(bytes.reduce(0, +)) == (try file.attribute("optimizer_state_bytes", as: Int64.self)))
         // The 784×16 weight in 16×16 blocks (49 of them): per block two 16×16 factors, their
-        // eigenvectors and 16 eigenvalues each, Adam grafting's second moment and the filtered
-        // gradient (16×16 each), in float32.
-        let perBlock = 2 * (2 * 16 * 16 + 16) + 2 * 16 * 16
+        // eigenvectors, 16 eigenvalues and the 16 diagonal entries of QᵀFQ each, Adam grafting's
+        // second moment and the filtered gradient, also in the eigenbasis (16×16 each), in float32.
+        let perBlock = 2 * (2 * 16 * 16 + 2 * 16) + 3 * 16 * 16
         #expect(bytes.max() == Double(49 * perBlock * 4), "\(tensors): \(bytes)")
         let decompositions = try file.attribute("optimizer_work_eigendecompositions", as: Int64.self)
         let kept = try file.attribute("optimizer_work_eigenbases_kept", as: Int64.self)

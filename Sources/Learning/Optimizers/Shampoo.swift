@@ -106,6 +106,16 @@ public struct ShampooConfiguration: Sendable, Equatable {
 /// eigendecomposition, which makes refreshing every step affordable (see
 /// `SymmetricEigenSolver.refreshEigenbasis`).
 ///
+/// The eigendecomposed preconditioner is applied in its eigenbasis, D = (Ḡ ×ⱼ Qⱼᵀ ∘ ⊗ⱼ dⱼ) ×ⱼ Qⱼ with
+/// dⱼ = λ'^(−1/r) (Q·D·Qᵀ applied on each side, without forming it), and works on the gradient in
+/// the eigenbasis, Z = G ×ⱼ Qⱼᵀ, from which both diag(QⱼᵀFⱼQⱼ) (rᵢ ← β₂·rᵢ + w·Σ Z_(j)[i, ·]², the
+/// other rotations leaving the sums unchanged) and the filtered gradient in the eigenbasis
+/// (M̃ ← lerp(M̃, Z, 1 − β₁)) are kept current while the bases are kept; a new basis recomputes both
+/// from F and M. A kept-basis refresh then costs no GEMM: per step and 2-D block, two GEMMs of
+/// statistics, two into the eigenbasis and two back. r and M̃ are state of this implementation (not
+/// the reference's), exported so that a resumed run is bit-identical; equal to the reference's
+/// diag(QᵀFQ) and QᵀMQ up to rounding.
+///
 /// Differences from the reference: a non-finite factor matrix or a failed eigendecomposition
 /// keeps the previous inverse root instead of raising (the reference raises
 /// `PreconditionerValueError` on NaN/Inf, and after 3 consecutive solver failures); the
@@ -114,9 +124,10 @@ public struct ShampooConfiguration: Sendable, Equatable {
 /// offered.
 ///
 /// Cost per step and block of size b: statistics and preconditioning one GEMM (2b³) each per
-/// factor; a root-inverse refresh adds one `syevd` per factor (~50× a GEMM of the same size on
-/// these CPUs); an eigendecomposed refresh with a tolerance adds two GEMMs per factor while the
-/// basis is kept (the check and the root). README's Performance section has the measured epochs.
+/// factor (root-inverse), two for the eigendecomposed preconditioner; a root-inverse refresh adds
+/// one `syevd` per factor (~50× a GEMM of the same size on these CPUs), an eigendecomposed one with
+/// a tolerance only where the basis no longer diagonalises the factor. README's Performance
+/// section has the measured epochs.
 public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
     public typealias Grafting = ShampooGrafting
     public typealias Configuration = ShampooConfiguration
@@ -134,14 +145,20 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         var runs: [Int]
         var runLength: Int
         var count: Int { runs.count * runLength }
-        /// F_j and P_j = F_j^(−1/r), one per dimension.
+        /// F_j, one per dimension, and (root-inverse) P_j = F_j^(−1/r).
         var factors: [Tensor<Scalar>]
         var inverseRoots: [Tensor<Scalar>]
         /// The eigendecomposed preconditioner's state (empty for root-inverse): per dimension the
-        /// eigenvectors (columns) and eigenvalues of F_j / bias correction + ε·I. P_j is computed
-        /// from them at each refresh (the reference recomputes it every step from the same values).
+        /// eigenvectors (columns) and eigenvalues of F_j / bias correction + ε·I, and r_j =
+        /// diag(Q_jᵀ·F_j·Q_j); the filtered gradient in the eigenbasis (β₁ > 0).
         var eigenvectors: [Tensor<Scalar>]
         var eigenvalues: [Tensor<Scalar>]
+        var eigenbasisDiagonals: [Tensor<Scalar>]
+        var filteredInEigenbasis: Tensor<Scalar>?
+        /// Derived from the above (rebuilt on import): ‖qᵢ‖² per column of Q_j, and the
+        /// preconditioner's diagonal λ'^(−1/r) in the eigenbasis.
+        var columnNorms: [Tensor<Scalar>]
+        var scales: [Tensor<Scalar>]
         var root: Double
         var grafting: Tensor<Scalar>?
         var filtered: Tensor<Scalar>?
@@ -237,12 +254,17 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                     d -= 1
                 }
             }
-            let c = configuration
+            let c = configuration, eigen = c.preconditioner == .eigendecomposed
+            func ones(_ n: Int) -> Tensor<Scalar> { Tensor(shape: [n], storage: Array(repeating: 1, count: n)) }
             return Block(
                 dims: b.dims, runs: runs, runLength: b.dims[b.dims.count - 1],
-                factors: b.dims.map { Tensor(zeros: [$0, $0]) }, inverseRoots: b.dims.map { Tensor.identity($0) },
-                eigenvectors: c.preconditioner == .eigendecomposed ? b.dims.map { Tensor.identity($0) } : [],
-                eigenvalues: c.preconditioner == .eigendecomposed ? b.dims.map { Tensor(shape: [$0], storage: Array(repeating: 1, count: $0)) } : [],
+                factors: b.dims.map { Tensor(zeros: [$0, $0]) }, inverseRoots: eigen ? [] : b.dims.map { Tensor.identity($0) },
+                eigenvectors: eigen ? b.dims.map { Tensor.identity($0) } : [],
+                eigenvalues: eigen ? b.dims.map(ones) : [],
+                eigenbasisDiagonals: eigen ? b.dims.map { Tensor(zeros: [$0]) } : [],
+                filteredInEigenbasis: eigen && c.beta1 != 0 ? Tensor(zeros: b.dims) : nil,
+                columnNorms: eigen ? b.dims.map(ones) : [],
+                scales: eigen ? b.dims.map(ones) : [],
                 root: root,
                 grafting: [.adagrad, .rmsprop, .adam].contains(c.grafting) ? Tensor(zeros: b.dims) : nil,
                 filtered: c.beta1 != 0 ? Tensor(zeros: b.dims) : nil,
@@ -353,13 +375,27 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         let wd = Scalar(c.weightDecay)
         // Factor matrices (F ← β₂·F + w·G_(j)·G_(j)ᵀ in one GEMM per slice), and their
         // preconditioners when due.
-        let weight = Scalar(c.beta2 == 1 ? 1 : 1 - c.beta2)
+        let weight = Scalar(c.beta2 == 1 ? 1 : 1 - c.beta2), decay = Scalar(c.beta2)
+        let rowStride = block.dims.count == 2 ? ld : nil
         for d in block.dims.indices {
             block.factors[d].storage.withUnsafeMutableBufferPointer { f in
-                accumulateModeGram(
-                    g, dims: block.dims, rowStride: block.dims.count == 2 ? ld : nil, mode: d, weight: weight, decay: Scalar(c.beta2), into: f.baseAddress!)
+                accumulateModeGram(g, dims: block.dims, rowStride: rowStride, mode: d, weight: weight, decay: decay, into: f.baseAddress!)
             }
-            if refresh { refreshPreconditioner(&block, dimension: d, bc2: bc2, workspace: workspace) }
+        }
+        // Eigendecomposed: the gradient in the eigenbasis Z, and r_j = diag(QᵀFQ) updated from it.
+        let eigenbasis = c.preconditioner == .eigendecomposed
+        let z = workspace.rotated.reserve(n), scratch = workspace.product.reserve(n)
+        if eigenbasis {
+            modeProducts(g, dims: block.dims, rowStride: rowStride, block.eigenvectors, scratch: scratch, into: z)
+            for d in block.dims.indices {
+                block.eigenbasisDiagonals[d].storage.withUnsafeMutableBufferPointer { r in
+                    accumulateModeSquares(z, dims: block.dims, mode: d, weight: weight, decay: decay, scratch: scratch, into: r.baseAddress!)
+                }
+            }
+        }
+        var basisChanged = false
+        if refresh {
+            for d in block.dims.indices where refreshPreconditioner(&block, dimension: d, bc2: bc2, workspace: workspace) { basisChanged = true }
         }
 
         // Grafting statistics V and the filtered gradient Ḡ, in one pass (eight lanes at a time,
@@ -393,13 +429,46 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
             }
         }
 
+        // The filtered gradient in the eigenbasis, Ḡ·Q: from Z while the bases are kept, else
+        // rotated anew (with M̃ when β₁ > 0).
+        let gbarRotated = workspace.rotatedFiltered.reserve(n)
+        if eigenbasis {
+            if basisChanged {
+                withOptionalStorage(&block.filtered) { m in
+                    withOptionalStorage(&block.filteredInEigenbasis) { mt in
+                        if let m, let mt { modeProducts(m, dims: block.dims, block.eigenvectors, scratch: scratch, into: mt) }
+                    }
+                }
+                modeProducts(gbar, dims: block.dims, block.eigenvectors, scratch: scratch, into: gbarRotated)
+            } else if block.filteredInEigenbasis != nil {
+                withOptionalStorage(&block.filteredInEigenbasis) { mt in
+                    let mt = mt!
+                    forEachLanes(n) { j, k in
+                        let mj = loadLanes(mt, j, k), zj = loadLanes(z, j, k)
+                        let ahead = separate ? lerpLanes(mj, zj, w3) : SIMD8(repeating: 0)
+                        let updated = lerpLanes(mj, zj, w1)
+                        storeLanes(updated, mt, j, k)
+                        let value = separate ? ahead : updated
+                        storeLanes(correct ? value / scale1 : value, gbarRotated, j, k)
+                    }
+                }
+            } else {
+                gbarRotated.update(from: z, count: n)
+            }
+        }
+
         // Search direction D: Shampoo's, rescaled to the grafted method's norm (the grafted
         // direction itself is only needed for its norm), or the grafted method alone before start.
         var directionScale: Scalar? = nil
         if useGraftingMethod {
             graftDirection(block, gbar, n: n, bc2: graftBC2, into: dir)
         } else {
-            shampooDirection(block, gbar, into: dir, workspace: workspace)
+            if eigenbasis {
+                scaleByOuterProduct(gbarRotated, dims: block.dims, block.scales)
+                modeProducts(gbarRotated, dims: block.dims, block.eigenvectors, back: true, scratch: scratch, into: dir)
+            } else {
+                modeProducts(gbar, dims: block.dims, block.inverseRoots, scratch: scratch, into: dir)
+            }
             if c.grafting != .none {
                 let graftNorm2: Scalar
                 if let v = block.grafting {
@@ -446,8 +515,8 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
     }
 
     /// Recomputes P_j of one block from F_j: the inverse root directly, or through the
-    /// eigendecomposition kept in the block.
-    func refreshPreconditioner(_ block: inout Block, dimension d: Int, bc2: Double, workspace: ShampooWorkspace<Scalar>) {
+    /// eigendecomposition kept in the block. True when the eigenbasis changed.
+    func refreshPreconditioner(_ block: inout Block, dimension d: Int, bc2: Double, workspace: ShampooWorkspace<Scalar>) -> Bool {
         let c = configuration
         let eigen = workspace.eigen
         let exponent = Scalar(-1 / block.root), epsilon = Scalar(c.epsilon)
@@ -455,32 +524,21 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         case .rootInv:
             eigen.inverseRoot(block.factors[d], divisor: Scalar(bc2), epsilon: epsilon, exponent: exponent, into: &block.inverseRoots[d])
             workspace.counts.computed += 1
+            return false
         case .eigendecomposed:
             let outcome = eigen.refreshEigenbasis(
-                block.factors[d], divisor: Scalar(bc2), epsilon: epsilon, method: c.eigendecomposition, tolerance: Scalar(c.resolvedTolerance),
-                maxIterations: c.qrMaxIterations, eigenvectors: &block.eigenvectors[d], eigenvalues: &block.eigenvalues[d])
+                block.factors[d], diagonal: block.eigenbasisDiagonals[d], columnNorms: block.columnNorms[d], divisor: Scalar(bc2), epsilon: epsilon,
+                method: c.eigendecomposition, tolerance: Scalar(c.resolvedTolerance), maxIterations: c.qrMaxIterations,
+                eigenvectors: &block.eigenvectors[d], eigenvalues: &block.eigenvalues[d])
             switch outcome {
-            case .computed: workspace.counts.computed += 1
+            case .computed:
+                workspace.counts.computed += 1
+                eigen.eigenbasisDiagonal(block.factors[d], eigenvectors: block.eigenvectors[d], into: &block.eigenbasisDiagonals[d], columnNorms: &block.columnNorms[d])
             case .kept: workspace.counts.kept += 1
-            case .failed: return
+            case .failed: return false
             }
-            eigen.rootFromEigendecomposition(
-                eigenvectors: block.eigenvectors[d], eigenvalues: block.eigenvalues[d], epsilon: epsilon, exponent: exponent, into: &block.inverseRoots[d])
-        }
-    }
-
-    /// D = Ḡ ×₀ P₀ ×₁ P₁ …
-    func shampooDirection(_ block: Block, _ gbar: UnsafePointer<Scalar>, into dir: UnsafeMutablePointer<Scalar>, workspace: ShampooWorkspace<Scalar>) {
-        let k = block.dims.count
-        let tmp = workspace.product.reserve(block.count)
-        // Alternate so that the last product lands in `dir`.
-        var source = gbar
-        for d in 0..<k {
-            let target = (k - d) % 2 == 1 ? dir : tmp
-            block.inverseRoots[d].storage.withUnsafeBufferPointer { p in
-                modeProduct(source, dims: block.dims, mode: d, p.baseAddress!, into: target)
-            }
-            source = UnsafePointer(target)
+            eigen.eigenbasisScales(eigenvalues: block.eigenvalues[d], epsilon: epsilon, exponent: exponent, into: &block.scales[d])
+            return outcome == .computed
         }
     }
 
@@ -516,8 +574,10 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                     } else {
                         state.set("\(prefix)/\(f)_eigenvectors", block.eigenvectors[d])
                         state.set("\(prefix)/\(f)_eigenvalues", block.eigenvalues[d])
+                        state.set("\(prefix)/\(f)_eigenbasis_diagonal", block.eigenbasisDiagonals[d])
                     }
                 }
+                if let m = block.filteredInEigenbasis { state.set("\(prefix)/filtered_grad_eigenbasis", m) }
                 if let g = block.grafting { state.set("\(prefix)/grafting_second_moment", g) }
                 if let f = block.filtered { state.set("\(prefix)/filtered_grad", f) }
                 if let m = block.momentum { state.set("\(prefix)/momentum_buffer", m) }
@@ -542,11 +602,17 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                         } else {
                             block.eigenvectors[d] = try state.tensor("\(prefix)/\(f)_eigenvectors", shape: [m, m])
                             block.eigenvalues[d] = try state.tensor("\(prefix)/\(f)_eigenvalues", shape: [m])
-                            // The same function of the same values as at the refresh: the same bits.
-                            workspaces[0].eigen.rootFromEigendecomposition(
-                                eigenvectors: block.eigenvectors[d], eigenvalues: block.eigenvalues[d], epsilon: Scalar(configuration.epsilon),
-                                exponent: Scalar(-1 / block.root), into: &block.inverseRoots[d])
+                            block.eigenbasisDiagonals[d] = try state.tensor("\(prefix)/\(f)_eigenbasis_diagonal", shape: [m])
+                            // The same functions of the same values as at the refresh: the same bits.
+                            let eigen = workspaces[0].eigen
+                            eigen.columnNorms(block.eigenvectors[d], into: &block.columnNorms[d])
+                            eigen.eigenbasisScales(
+                                eigenvalues: block.eigenvalues[d], epsilon: Scalar(configuration.epsilon), exponent: Scalar(-1 / block.root),
+                                into: &block.scales[d])
                         }
+                    }
+                    if block.filteredInEigenbasis != nil {
+                        block.filteredInEigenbasis = try state.tensor("\(prefix)/filtered_grad_eigenbasis", shape: block.dims)
                     }
                     if block.grafting != nil { block.grafting = try state.tensor("\(prefix)/grafting_second_moment", shape: block.dims) }
                     if block.filtered != nil { block.filtered = try state.tensor("\(prefix)/filtered_grad", shape: block.dims) }

@@ -253,6 +253,15 @@ EIGEN_CASES = [
     ("shampoo_eigendecomposed_eigh_tolerance_ema", "shampoo",
      {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed", "beta2": 0.9,
       "eigendecomposition_tolerance": 0.05, "epsilon": 1e-4}, distributed),
+    # The filtered gradient's look-ahead weight beta3 with Nesterov momentum, and no filtered gradient:
+    # the two other ways the eigenbasis sees the gradient.
+    ("shampoo_eigendecomposed_eigh_tolerance_beta3", "shampoo",
+     {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed", "beta3": 0.8,
+      "momentum": 0.9, "use_nesterov": True, "eigendecomposition_tolerance": 0.1, "grafting": "adam", "epsilon": 1e-4},
+     distributed),
+    ("shampoo_eigendecomposed_eigh_tolerance_unfiltered", "shampoo",
+     {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed", "beta1": 0,
+      "eigendecomposition_tolerance": 0.1, "grafting": "sgd", "epsilon": 1e-4}, distributed),
     ("shampoo_eigendecomposed_qr", "shampoo",
      {"lr": 0.03125, "max_preconditioner_dim": 3, "preconditioner": "eigendecomposed", "eigendecomposition": "qr",
       "beta2": 0.99, "epsilon": 1e-4}, distributed),
