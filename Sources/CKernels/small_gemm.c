@@ -93,8 +93,10 @@ static AVX2 void transpose(int rows, int cols, const float *in, int ld, float *o
         for (int c = 0; c < cols; c++) out[c * rows + r] = in[r * ld + c];
 }
 
-AVX2 void small_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                      const float *b, int ldb, float beta, float *c, int ldc) {
+// C ← alpha·op(A)·op(B) + beta·C over 6×16 tiles; with `upper_only`, tiles wholly below the
+// diagonal are skipped.
+static AVX2 void tiles_product(bool trans_a, bool trans_b, bool upper_only, int m, int n, int k, float alpha, const float *a,
+                               int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
     // The kernel reads rows of op(B): a transposed B is transposed first (k·n floats).
     float bt[SMALL_GEMM_MAX_DIM * SMALL_GEMM_MAX_DIM];
@@ -112,11 +114,20 @@ AVX2 void small_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alp
         const __m256i m0 = masked && vectors == 1 ? lane_mask(width) : all;
         const __m256i m1 = masked && vectors == 2 ? lane_mask(width - 8) : all;
         const int variant = (vectors - 1) * 2 + masked;
-        for (int i = 0; i < m; i += 6) {
+        for (int i = 0; i < m && !(upper_only && j + width <= i); i += 6) {
             const int rows = m - i < 6 ? m - i : 6;
             tiles[rows][variant](k, a + i * ars, ars, acs, b + j, ldb, alpha, beta, c + (long)i * ldc + j, ldc, m0, m1);
         }
     }
+}
+
+AVX2 void small_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc) {
+    tiles_product(trans_a, trans_b, false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+AVX2 void small_ssyrk_upper(bool trans, int n, int k, float alpha, const float *a, int lda, float beta, float *c, int ldc) {
+    tiles_product(trans, !trans, true, n, n, k, alpha, a, lda, a, lda, beta, c, ldc);
 }
 
 #else
@@ -127,6 +138,11 @@ void small_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, c
                  const float *b, int ldb, float beta, float *c, int ldc) {
     (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb,
         (void)beta, (void)c, (void)ldc;
+    __builtin_trap();
+}
+
+void small_ssyrk_upper(bool trans, int n, int k, float alpha, const float *a, int lda, float beta, float *c, int ldc) {
+    (void)trans, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)beta, (void)c, (void)ldc;
     __builtin_trap();
 }
 

@@ -11,6 +11,10 @@ where Self.RawSignificand: FixedWidthInteger {
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
         a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
         beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// The upper triangle of `C ← alpha·op(A)·op(A)ᵀ + beta·C` (op(A) = A, n×k, or Aᵀ with `trans`)
+    /// on row-major buffers; the strictly lower triangle is left unspecified.
+    static func syrkUpper(
+        trans: Bool, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
     /// `y ← alpha·op(A)·x + beta·y` on a row-major matrix.
     static func gemv(
         trans: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
@@ -71,6 +75,14 @@ extension Float: BLASScalar {
             CblasRowMajor, order(transA), order(transB), blasint(m), blasint(n), blasint(k), alpha,
             a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
+    public static func syrkUpper(
+        trans: Bool, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if let limit = smallGemmLimit, n <= limit, k <= limit {
+            return small_ssyrk_upper(trans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
+        }
+        cblas_ssyrk(CblasRowMajor, CblasUpper, order(trans), blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
+    }
     public static func gemv(
         trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
         x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>
@@ -122,6 +134,11 @@ extension Double: BLASScalar {
         cblas_dgemm(
             CblasRowMajor, order(transA), order(transB), blasint(m), blasint(n), blasint(k), alpha,
             a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+    public static func syrkUpper(
+        trans: Bool, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+    ) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, order(trans), blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
     }
     public static func gemv(
         trans: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,

@@ -69,6 +69,31 @@ func naiveProduct(_ a: Tensor<Double>, _ ta: Bool, _ b: Tensor<Double>, _ tb: Bo
         }
     }
 
+    /// `syrkUpper` (the small-matrix kernel for Float up to 96, OpenBLAS beyond and for Double)
+    /// updates the upper triangle of alpha·op(A)·op(A)ᵀ + beta·C.
+    @Test(arguments: [false, true])
+    func syrkUpdatesTheUpperTriangle(trans: Bool) {
+        for (n, k) in [(1, 1), (5, 3), (17, 9), (64, 64), (64, 16), (100, 20)] {
+            let a = randomTensor(trans ? [k, n] : [n, k], seed: UInt64(n * 100 + k), Double.self)
+            let product = naiveProduct(a, trans, a, !trans)
+            let c0 = randomTensor([n, n], seed: 11, Double.self)
+            func check<T: BLASScalar>(_: T.Type, tolerance: Double) {
+                let at = a.converted(to: T.self)
+                var c = c0.converted(to: T.self)
+                at.storage.withUnsafeBufferPointer { pa in
+                    c.storage.withUnsafeMutableBufferPointer { pc in
+                        T.syrkUpper(trans: trans, n: n, k: k, alpha: 0.5, a: pa.baseAddress!, lda: at.cols, beta: 2, c: pc.baseAddress!, ldc: n)
+                    }
+                }
+                var worst = 0.0
+                for i in 0..<n { for j in i..<n { worst = max(worst, abs(Double(c[i, j]) - (0.5 * product[i, j] + 2 * c0[i, j]))) } }
+                #expect(worst < tolerance * Double(k + 1), "\(T.self) n \(n) k \(k): \(worst)")
+            }
+            check(Float.self, tolerance: 1e-5)
+            check(Double.self, tolerance: 1e-13)
+        }
+    }
+
     @Test func gemmAccumulatesWithBeta() {
         let a = randomTensor([4, 3], seed: 3, Double.self), b = randomTensor([3, 2], seed: 4, Double.self)
         var c = randomTensor([4, 2], seed: 5, Double.self)

@@ -20,4 +20,10 @@ bool small_gemm_available(void);
 void small_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc);
 
+/// The upper triangle of row-major C (n×n) ← alpha·op(A)·op(A)ᵀ + beta·C (op(A) = A, n×k, or with
+/// `trans` Aᵀ for A stored k×n), as `cblas_ssyrk(CblasRowMajor, CblasUpper, …)`; the strictly lower
+/// triangle is left unspecified (tiles that cross the diagonal write some of it). About two thirds
+/// of the work of the full product at order 64. Same requirements as `small_sgemm`.
+void small_ssyrk_upper(bool trans, int n, int k, float alpha, const float *a, int lda, float beta, float *c, int ldc);
+
 #endif

@@ -568,7 +568,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                 let prefix = "\(names[i])/block_\(b)"
                 for d in block.dims.indices {
                     let f = Self.factorName(d, order: block.dims.count)
-                    state.set("\(prefix)/\(f)", block.factors[d])
+                    state.set("\(prefix)/\(f)", symmetricFromUpper(block.factors[d]))
                     if block.eigenvectors.isEmpty {
                         state.set("\(prefix)/\(f)_inv_root", block.inverseRoots[d])
                     } else {

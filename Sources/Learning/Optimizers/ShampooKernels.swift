@@ -40,22 +40,51 @@ final class ShampooScratch<T: Numeric> {
 }
 
 /// F ← decay·F + weight·(the mode-j Gram matrix of x): Σ over all other indices of
-/// x[…, i, …]·x[…, k, …] (G·Gᵀ for j = 0 of a matrix, Gᵀ·G for j = 1), one GEMM per slice of the
-/// leading dimensions. x is contiguous, or for a matrix its rows are `rowStride` apart. (At these
-/// block sizes a GEMM costs less than `syrk` plus mirroring its triangle.)
+/// x[…, i, …]·x[…, k, …] (G·Gᵀ for j = 0 of a matrix, Gᵀ·G for j = 1), one `syrk` per slice of the
+/// leading dimensions, on F's upper triangle only: factor matrices keep their upper triangle, the
+/// strictly lower one is unspecified (`mirrorUpper` before reading F whole). x is contiguous, or for
+/// a matrix its rows are `rowStride` apart.
 func accumulateModeGram<T: BLASScalar>(
     _ x: UnsafePointer<T>, dims: [Int], rowStride: Int? = nil, mode j: Int, weight: T, decay: T, into f: UnsafeMutablePointer<T>
 ) {
     let a = dims[..<j].reduce(1, *), n = dims[j], b = dims[(j + 1)...].reduce(1, *)
     if b == 1 {
         // x is a×n: xᵀ·x.
-        T.gemm(transA: true, transB: false, m: n, n: n, k: a, alpha: weight, a: x, lda: rowStride ?? n, b: x, ldb: rowStride ?? n, beta: decay, c: f, ldc: n)
+        T.syrkUpper(trans: true, n: n, k: a, alpha: weight, a: x, lda: rowStride ?? n, beta: decay, c: f, ldc: n)
     } else {
         for s in 0..<a {
             let xs = x + s * n * b, lda = a == 1 ? rowStride ?? b : b
-            T.gemm(transA: false, transB: true, m: n, n: n, k: b, alpha: weight, a: xs, lda: lda, b: xs, ldb: lda, beta: s == 0 ? decay : 1, c: f, ldc: n)
+            T.syrkUpper(trans: false, n: n, k: b, alpha: weight, a: xs, lda: lda, beta: s == 0 ? decay : 1, c: f, ldc: n)
         }
     }
+}
+
+/// Copies the upper triangle of the row-major n×n matrix onto its lower triangle.
+func mirrorUpper<T>(_ f: UnsafeMutablePointer<T>, n: Int) {
+    for i in 1..<max(n, 1) { for j in 0..<i { f[i * n + j] = f[j * n + i] } }
+}
+
+/// A factor matrix whole: its upper triangle mirrored.
+func symmetricFromUpper<T: BLASScalar>(_ factor: Tensor<T>) -> Tensor<T> {
+    var full = factor
+    full.storage.withUnsafeMutableBufferPointer { mirrorUpper($0.baseAddress!, n: factor.rows) }
+    return full
+}
+
+/// ‖F‖²_F and tr(F) of a symmetric matrix from its upper triangle.
+func upperNormAndTrace<T: BLASScalar>(_ f: UnsafePointer<T>, n: Int) -> (norm2: T, trace: T) {
+    var diagonal2: T = 0, trace: T = 0, off = SIMD8<T>(repeating: 0)
+    for i in 0..<n {
+        let fii = f[i * n + i]
+        diagonal2 += fii * fii
+        trace += fii
+        let row = f + i * n + i + 1
+        forEachLanes(n - i - 1) { j, k in
+            let v = loadLanes(row, j, k)
+            off += v * v
+        }
+    }
+    return (diagonal2 + 2 * off.sum(), trace)
 }
 
 /// Runs `body` on the tensor's storage, or on nil when there is no tensor.
@@ -183,7 +212,8 @@ final class SymmetricEigenSolver<T: BLASScalar> {
         return info == 0
     }
 
-    /// A = F / divisor + ε·I into `matrix` (where `decompose` works), or nil if F is not finite.
+    /// A = F / divisor + ε·I into `matrix` (where `decompose` works; F's upper triangle mirrored), or
+    /// nil if F is not finite.
     private func loadShifted(_ factor: Tensor<T>, divisor: T, epsilon: T) -> UnsafeMutablePointer<T>? {
         let n = factor.rows
         let a = matrix.reserve(n * n)
@@ -194,6 +224,7 @@ final class SymmetricEigenSolver<T: BLASScalar> {
                 for j in 0..<(n * n) { a[j] = f[j] / divisor }
             }
         }
+        mirrorUpper(a, n: n)
         guard allFinite(UnsafeBufferPointer(start: a, count: n * n)) else { return nil }
         for j in 0..<n { a[j * n + j] += epsilon }
         return a
@@ -263,27 +294,28 @@ final class SymmetricEigenSolver<T: BLASScalar> {
 enum EigenbasisRefresh { case computed, kept, failed }
 
 extension SymmetricEigenSolver {
-    /// rᵢ = qᵢᵀ·F·qᵢ and ‖qᵢ‖² for the columns qᵢ of Q (one GEMM, F·Q, then column dots).
+    /// rᵢ = qᵢᵀ·F·qᵢ and ‖qᵢ‖² for the columns qᵢ of Q (one GEMM, F·Q, then column dots; F from
+    /// its upper triangle).
     func eigenbasisDiagonal(_ factor: Tensor<T>, eigenvectors: Tensor<T>, into r: inout Tensor<T>, columnNorms: inout Tensor<T>) {
         let n = factor.rows
-        let fq = scaled.reserve(n * n)
-        factor.storage.withUnsafeBufferPointer { f in
-            eigenvectors.storage.withUnsafeBufferPointer { q in
-                T.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: f.baseAddress!, lda: n, b: q.baseAddress!, ldb: n, beta: 0, c: fq, ldc: n)
-                r.storage.withUnsafeMutableBufferPointer { r in
-                    columnNorms.storage.withUnsafeMutableBufferPointer { qq in
-                        let q = q.baseAddress!
-                        // Eight columns at a time down the rows.
-                        forEachLanes(n) { i, lanes in
-                            var dot = SIMD8<T>(repeating: 0), norm = SIMD8<T>(repeating: 0)
-                            for k in 0..<n {
-                                let qk = loadLanes(q + k * n, i, lanes)
-                                dot += qk * loadLanes(fq + k * n, i, lanes)
-                                norm += qk * qk
-                            }
-                            storeLanes(dot, r.baseAddress!, i, lanes)
-                            storeLanes(norm, qq.baseAddress!, i, lanes)
+        let fq = scaled.reserve(n * n), f = result.reserve(n * n)
+        factor.storage.withUnsafeBufferPointer { f.update(from: $0.baseAddress!, count: n * n) }
+        mirrorUpper(f, n: n)
+        eigenvectors.storage.withUnsafeBufferPointer { q in
+            T.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: f, lda: n, b: q.baseAddress!, ldb: n, beta: 0, c: fq, ldc: n)
+            r.storage.withUnsafeMutableBufferPointer { r in
+                columnNorms.storage.withUnsafeMutableBufferPointer { qq in
+                    let q = q.baseAddress!
+                    // Eight columns at a time down the rows.
+                    forEachLanes(n) { i, lanes in
+                        var dot = SIMD8<T>(repeating: 0), norm = SIMD8<T>(repeating: 0)
+                        for k in 0..<n {
+                            let qk = loadLanes(q + k * n, i, lanes)
+                            dot += qk * loadLanes(fq + k * n, i, lanes)
+                            norm += qk * qk
                         }
+                        storeLanes(dot, r.baseAddress!, i, lanes)
+                        storeLanes(norm, qq.baseAddress!, i, lanes)
                     }
                 }
             }
@@ -319,7 +351,7 @@ extension SymmetricEigenSolver {
     ///
     /// The `eigh` check needs only diag(B) and ‖B‖_F: diag(B)ᵢ = rᵢ/divisor + ε‖qᵢ‖² from the
     /// caller's `diagonal` r = diag(QᵀFQ) (kept current from the gradient in the eigenbasis, see
-    /// `Shampoo`) and `columnNorms` ‖qᵢ‖², and ‖B‖_F = ‖A‖_F for an orthogonal Q, from F in place:
+    /// `Shampoo`) and `columnNorms` ‖qᵢ‖², and ‖B‖_F = ‖A‖_F for an orthogonal Q, from F's upper triangle:
     /// ‖A‖² = ‖F‖²/c² + 2ε·tr(F)/c + nε². As in the reference, a negative ‖B‖² − ‖diag B‖²
     /// (rounding) counts as not converged. Leaves the state alone and returns `failed` when A is
     /// not finite or LAPACK fails.
@@ -341,9 +373,7 @@ extension SymmetricEigenSolver {
                 diagonal2 += d[i] * d[i]
             }
             let norm2 = factor.storage.withUnsafeBufferPointer { f in
-                var trace: T = 0
-                for i in 0..<n { trace += f[i * n + i] }
-                let fNorm2 = sumOfSquares(f)
+                let (fNorm2, trace) = upperNormAndTrace(f.baseAddress!, n: n)
                 return fNorm2 / (divisor * divisor) + 2 * epsilon * trace / divisor + T(n) * epsilon * epsilon
             }
             if norm2.isFinite && diagonal2.isFinite && converged(norm2: norm2, diagonal2: diagonal2) {
