@@ -68,7 +68,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "engine-benchmark",
-            dependencies: ["Learning", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Learning", "Linalg", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/EngineBenchmark",
             swiftSettings: swiftSettings),
 

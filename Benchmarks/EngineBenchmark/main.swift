@@ -1,4 +1,5 @@
 import ArgumentParser
+import COpenBLAS
 import Foundation
 import Learning
 import Linalg
@@ -24,6 +25,8 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "With --shampoo: the settings, `;`-separated, each `optimizer:key=value,…`; the first is the baseline of the ratios.")
     var settings = Self.shampooSettings.joined(separator: ";")
     @Option(help: "With --shampoo: epochs per setting.") var epochs = 3
+    @Flag(help: "Instead of the engine workloads: the small float products of blocked preconditioners, the engine's AVX2 kernel next to OpenBLAS.")
+    var smallProducts = false
     @Option(help: "Python with torch for the side-by-side run (skipped if torch is missing).")
     var python = ProcessInfo.processInfo.environment["SWEEP_TORCH_PYTHON"] ?? "python3"
 
@@ -74,29 +77,93 @@ struct EngineBenchmark: ParsableCommand {
         "shampoo:lr=0.001,grafting=adam,precondition_frequency=1,max_preconditioner_dim=64,preconditioner=eigendecomposed,eigendecomposition_tolerance=0.05",
         "shampoo:lr=0.001,grafting=adam,precondition_frequency=1,max_preconditioner_dim=48,preconditioner=eigendecomposed,eigendecomposition_tolerance=0.05",
         "shampoo:lr=0.001,grafting=adam,precondition_frequency=1,max_preconditioner_dim=64,preconditioner=eigendecomposed,eigendecomposition_tolerance=0",
+        // AdamW again: this shared machine's speed drifts over minutes, the baseline is the mean.
+        "adamw:lr=0.001",
     ]
 
-    /// VAE epochs per optimizer setting, through `Trainer` as trials run them.
+    /// VAE epochs per optimizer setting, through `Trainer` as trials run them; ratios against the
+    /// mean epoch of the runs of the first setting's optimizer.
     func measureShampoo() throws {
         print("engine: \(BLASRuntime.summary), batch \(batchSize), VAE 784-400-20, \(epochs) epochs per setting")
         let data = try DataSource.fashionMNIST.load()
-        var baseline: Double?
-        print("")
-        print("| setting | seconds per epoch | mean | × first | test loss | work |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        var rows: [(setting: String, optimizer: String, seconds: [Double], testLoss: Double?, work: String)] = []
         for setting in settings.split(separator: ";").map(String.init) {
             let parts = setting.split(separator: ":", maxSplits: 1).map(String.init)
             let values: [String: ConfigValue] = ["model": .string("vae"), "optimizer": .string(parts[0]), "batch_size": .int(batchSize), "epochs": .int(epochs)]
             let config = try TrialConfig(values: values).overriding((parts.count > 1 ? parts[1] : "").split(separator: ",").map(String.init))
             try config.validate()
             let result = try Trainer.run(config, data: data)
-            let seconds = result.history.map(\.seconds)
-            let mean = seconds.reduce(0, +) / Double(max(seconds.count, 1))
-            if baseline == nil { baseline = mean }
             let work = result.optimizerWork.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            print("| \(setting) | \(seconds.map { fmt($0, 1) }.joined(separator: ", ")) | \(fmt(mean, 1)) | \(fmt(mean / baseline!, 2))× | \(result.history.last.map { fmt($0.testLoss, 2) } ?? "") | \(work) |")
+            rows.append((setting, parts[0], result.history.map(\.seconds), result.history.last?.testLoss, work))
+            print("done: \(setting): \(rows.last!.seconds.map { fmt($0, 1) }.joined(separator: ", ")) s")
+        }
+        func mean(_ x: [Double]) -> Double { x.reduce(0, +) / Double(max(x.count, 1)) }
+        let baselineRuns = rows.filter { $0.optimizer == rows.first?.optimizer }
+        let baseline = mean(baselineRuns.flatMap(\.seconds))
+        print("")
+        print("| setting | seconds per epoch | mean | × \(rows.first?.optimizer ?? "") (mean of \(baselineRuns.count) runs) | test loss | work |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for row in rows {
+            let m = mean(row.seconds)
+            print("| \(row.setting) | \(row.seconds.map { fmt($0, 1) }.joined(separator: ", ")) | \(fmt(m, 1)) | \(fmt(m / baseline, 2))× | \(row.testLoss.map { fmt($0, 2) } ?? "") | \(row.work) |")
         }
         try torchShampooReference()
+    }
+
+    /// Microseconds per call of the products Shampoo's 64-blocks of the VAE run (order 64 and the
+    /// 16-wide edges): `Float.gemm`/`syrkUpper` (the engine's small-matrix kernel when the CPU has
+    /// AVX2) next to `cblas_sgemm`/`cblas_ssyrk`, alternating, best of five rounds each.
+    func measureSmallProducts() {
+        print("engine: \(BLASRuntime.summary)")
+        let shapes: [(name: String, m: Int, n: Int, k: Int, ta: Bool, tb: Bool, syrk: Bool)] = [
+            ("64×64×64 NN (into/out of the eigenbasis)", 64, 64, 64, false, false, false),
+            ("64×64×64 TN (into the eigenbasis)", 64, 64, 64, true, false, false),
+            ("64×64×64 NT (back from the eigenbasis)", 64, 64, 64, false, true, false),
+            ("64×16×64 NN (edge block)", 64, 16, 64, false, false, false),
+            ("16×64×64 TN (edge block)", 16, 64, 64, true, false, false),
+            ("syrk 64, k 64 (statistics, upper triangle)", 64, 64, 64, false, false, true),
+            ("syrk 64, k 16 (edge statistics)", 64, 64, 16, true, false, true),
+        ]
+        var rng = Xoshiro256(seed: 1)
+        var a = [Float](repeating: 0, count: 96 * 96), b = a, c = a
+        a.withUnsafeMutableBufferPointer { rng.fillNormal($0) }
+        b.withUnsafeMutableBufferPointer { rng.fillNormal($0) }
+        func time(_ body: () -> Void) -> Double {
+            let reps = 2000
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<reps { body() }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e3 / Double(reps)
+        }
+        print("")
+        print("| product | engine (µs) | OpenBLAS (µs) | OpenBLAS ÷ engine |")
+        print("| --- | --- | --- | --- |")
+        for s in shapes {
+            let lda = s.ta ? s.m : s.k, ldb = s.tb ? s.k : s.n
+            var ours = Double.infinity, theirs = Double.infinity
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        let (pa, pb, pc) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+                        for _ in 0..<5 {
+                            if s.syrk {
+                                ours = min(ours, time { Float.syrkUpper(trans: s.ta, n: s.n, k: s.k, alpha: 1, a: pa, lda: s.ta ? s.n : s.k, beta: 1, c: pc, ldc: s.n) })
+                                theirs = min(theirs, time {
+                                    cblas_ssyrk(CblasRowMajor, CblasUpper, s.ta ? CblasTrans : CblasNoTrans, blasint(s.n), blasint(s.k), 1, pa, blasint(s.ta ? s.n : s.k), 1, pc, blasint(s.n))
+                                })
+                            } else {
+                                ours = min(ours, time { Float.gemm(transA: s.ta, transB: s.tb, m: s.m, n: s.n, k: s.k, alpha: 1, a: pa, lda: lda, b: pb, ldb: ldb, beta: 0, c: pc, ldc: s.n) })
+                                theirs = min(theirs, time {
+                                    cblas_sgemm(
+                                        CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, blasint(s.m), blasint(s.n), blasint(s.k), 1,
+                                        pa, blasint(lda), pb, blasint(ldb), 0, pc, blasint(s.n))
+                                })
+                            }
+                        }
+                    }
+                }
+            }
+            print("| \(s.name) | \(fmt(ours, 2)) | \(fmt(theirs, 2)) | \(fmt(theirs / ours, 2))× |")
+        }
     }
 
     /// Runs `Benchmarks/shampoo_reference.py` when torch and Meta's repository are importable.
@@ -124,6 +191,7 @@ struct EngineBenchmark: ParsableCommand {
         BLASRuntime.setThreads(threads)
         if stateBytes { return try measureStateBytes() }
         if shampoo { return try measureShampoo() }
+        if smallProducts { return measureSmallProducts() }
         print("engine: \(BLASRuntime.summary), batch \(batchSize)")
         let data = try DataSource.fashionMNIST.load(testLimit: 1000)
         var rows: [Row] = []

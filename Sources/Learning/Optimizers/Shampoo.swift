@@ -117,7 +117,7 @@ public struct ShampooConfiguration: Sendable, Equatable {
 /// diag(QᵀFQ) and QᵀMQ up to rounding.
 ///
 /// Differences from the reference: a non-finite factor matrix or a failed eigendecomposition
-/// keeps the previous inverse root instead of raising (the reference raises
+/// keeps the previous inverse root (or eigendecomposition) instead of raising (the reference raises
 /// `PreconditionerValueError` on NaN/Inf, and after 3 consecutive solver failures); the
 /// reference's distributed, iterate-averaging, eigenvalue-corrected (SOAP), Newton-iteration,
 /// pseudo-inverse and trace-scaling options, and per-dimension exponent overrides, are not
