@@ -373,8 +373,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         let c = configuration
         let runLength = block.runLength
         let wd = Scalar(c.weightDecay)
-        // Factor matrices (F ← β₂·F + w·G_(j)·G_(j)ᵀ in one GEMM per slice), and their
-        // preconditioners when due.
+        // Factor matrices: F ← β₂·F + w·G_(j)·G_(j)ᵀ, one `syrk` per slice (upper triangles).
         let weight = Scalar(c.beta2 == 1 ? 1 : 1 - c.beta2), decay = Scalar(c.beta2)
         let rowStride = block.dims.count == 2 ? ld : nil
         for d in block.dims.indices {
@@ -393,6 +392,7 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                 }
             }
         }
+        // Preconditioners, when due.
         var basisChanged = false
         if refresh {
             for d in block.dims.indices where refreshPreconditioner(&block, dimension: d, bc2: bc2, workspace: workspace) { basisChanged = true }
@@ -403,6 +403,13 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
         let b2 = Scalar(graftBeta2), w2 = Scalar(c.grafting == .adagrad ? 1 : 1 - graftBeta2), decayV = graftBeta2 != 1
         let w1 = Scalar(1 - c.beta1), w3 = Scalar(1 - beta3), scale1 = Scalar(bc1)
         let separate = beta3 != c.beta1, correct = c.useBiasCorrection
+        /// M ← lerp(M, G, 1 − β₁); returns the new M and Ḡ (lerp(M, G, 1 − β₃) with a separate β₃,
+        /// bias-corrected).
+        @inline(__always) func filter(_ m: SIMD8<Scalar>, _ g: SIMD8<Scalar>) -> (m: SIMD8<Scalar>, gbar: SIMD8<Scalar>) {
+            let updated = lerpLanes(m, g, w1)
+            let value = separate ? lerpLanes(m, g, w3) : updated
+            return (updated, correct ? value / scale1 : value)
+        }
         withOptionalStorage(&block.grafting) { v in
             withOptionalStorage(&block.filtered) { f in
                 for r in 0..<rows {
@@ -415,12 +422,9 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                             storeLanes(vj + w2 * gj * gj, v, o + j, k)
                         }
                         if let f {
-                            let fj = loadLanes(f, o + j, k)
-                            let ahead = separate ? lerpLanes(fj, gj, w3) : SIMD8(repeating: 0)
-                            let updated = lerpLanes(fj, gj, w1)
-                            storeLanes(updated, f, o + j, k)
-                            let value = separate ? ahead : updated
-                            storeLanes(correct ? value / scale1 : value, gbar, o + j, k)
+                            let (m, g) = filter(loadLanes(f, o + j, k), gj)
+                            storeLanes(m, f, o + j, k)
+                            storeLanes(g, gbar, o + j, k)
                         } else {
                             storeLanes(gj, gbar, o + j, k)
                         }
@@ -429,8 +433,8 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
             }
         }
 
-        // The filtered gradient in the eigenbasis, Ḡ·Q: from Z while the bases are kept, else
-        // rotated anew (with M̃ when β₁ > 0).
+        // Ḡ in the eigenbasis: filtered from Z while the bases are kept (M̃ when β₁ > 0), else
+        // rotated anew (and M̃ with it).
         let gbarRotated = workspace.rotatedFiltered.reserve(n)
         if eigenbasis {
             if basisChanged {
@@ -444,12 +448,9 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
                 withOptionalStorage(&block.filteredInEigenbasis) { mt in
                     let mt = mt!
                     forEachLanes(n) { j, k in
-                        let mj = loadLanes(mt, j, k), zj = loadLanes(z, j, k)
-                        let ahead = separate ? lerpLanes(mj, zj, w3) : SIMD8(repeating: 0)
-                        let updated = lerpLanes(mj, zj, w1)
-                        storeLanes(updated, mt, j, k)
-                        let value = separate ? ahead : updated
-                        storeLanes(correct ? value / scale1 : value, gbarRotated, j, k)
+                        let (m, g) = filter(loadLanes(mt, j, k), loadLanes(z, j, k))
+                        storeLanes(m, mt, j, k)
+                        storeLanes(g, gbarRotated, j, k)
                     }
                 }
             } else {
