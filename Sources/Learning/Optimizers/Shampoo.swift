@@ -410,23 +410,33 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
             let value = separate ? lerpLanes(m, g, w3) : updated
             return (updated, correct ? value / scale1 : value)
         }
+        // In the same pass, ‖graft(Ḡ)‖² when Shampoo's direction is grafted (padding lanes add 0).
+        let graftNormNeeded = c.grafting != .none && !useGraftingMethod
+        let graftEps = Scalar(c.graftingEpsilon), graftBC = Scalar(graftBC2)
+        var graftSum = SIMD8<Scalar>(repeating: 0)
         withOptionalStorage(&block.grafting) { v in
             withOptionalStorage(&block.filtered) { f in
                 for r in 0..<rows {
                     let gRow = g + r * ld, o = r * runLength
                     forEachLanes(runLength) { j, k in
                         let gj = loadLanes(gRow, j, k)
+                        var vj = SIMD8<Scalar>(repeating: 0)
                         if let v {
-                            var vj = loadLanes(v, o + j, k)
+                            vj = loadLanes(v, o + j, k)
                             if decayV { vj *= b2 }
-                            storeLanes(vj + w2 * gj * gj, v, o + j, k)
+                            vj = vj + w2 * gj * gj
+                            storeLanes(vj, v, o + j, k)
                         }
+                        var gbarj = gj
                         if let f {
-                            let (m, g) = filter(loadLanes(f, o + j, k), gj)
+                            let m: SIMD8<Scalar>
+                            (m, gbarj) = filter(loadLanes(f, o + j, k), gj)
                             storeLanes(m, f, o + j, k)
-                            storeLanes(g, gbar, o + j, k)
-                        } else {
-                            storeLanes(gj, gbar, o + j, k)
+                        }
+                        storeLanes(gbarj, gbar, o + j, k)
+                        if graftNormNeeded {
+                            let x = v == nil ? gbarj : gbarj / (squareRootLanes(vj / graftBC) + graftEps)
+                            graftSum += x * x
                         }
                     }
                 }
@@ -470,22 +480,8 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
             } else {
                 modeProducts(gbar, dims: block.dims, block.inverseRoots, scratch: scratch, into: dir)
             }
-            if c.grafting != .none {
-                let graftNorm2: Scalar
-                if let v = block.grafting {
-                    let eps = Scalar(c.graftingEpsilon), bc = Scalar(graftBC2)
-                    graftNorm2 = v.storage.withUnsafeBufferPointer { v in
-                        var sum = SIMD8<Scalar>(repeating: 0)
-                        forEachLanes(n) { j, k in
-                            // Padding lanes are 0 / ε = 0.
-                            let x = loadLanes(gbar, j, k) / (squareRootLanes(loadLanes(v.baseAddress!, j, k) / bc) + eps)
-                            sum += x * x
-                        }
-                        return sum.sum()
-                    }
-                } else {
-                    graftNorm2 = sumOfSquares(UnsafeBufferPointer(start: gbar, count: n))
-                }
+            if graftNormNeeded {
+                let graftNorm2 = graftSum.sum()
                 let shampooNorm = sumOfSquares(UnsafeBufferPointer(start: dir, count: n)).squareRoot()
                 directionScale = graftNorm2.squareRoot() / (shampooNorm + Scalar(1e-16))
             }
