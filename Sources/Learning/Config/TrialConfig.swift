@@ -285,6 +285,15 @@ public struct TrialConfig: Sendable, Equatable {
         return s
     }
 
+    /// One of an enumeration's raw values, named in the error otherwise.
+    public func choice<E: RawRepresentable & CaseIterable>(_ key: String, default d: E) throws -> E where E.RawValue == String {
+        let name = try string(key, default: d.rawValue)
+        guard let value = E(rawValue: name) else {
+            throw error(key, "must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), not '\(name)'")
+        }
+        return value
+    }
+
     public func int(_ key: String, default d: Int) throws -> Int {
         guard let v = values[key] else { return d }
         switch v {

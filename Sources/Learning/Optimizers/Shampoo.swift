@@ -530,7 +530,8 @@ public final class Shampoo<Scalar: BLASScalar>: Optimizer, WorkCounting {
             switch outcome {
             case .computed:
                 workspace.counts.computed += 1
-                eigen.eigenbasisDiagonal(block.factors[d], eigenvectors: block.eigenvectors[d], into: &block.eigenbasisDiagonals[d], columnNorms: &block.columnNorms[d])
+                eigen.eigenbasisDiagonal(block.factors[d], eigenvectors: block.eigenvectors[d], into: &block.eigenbasisDiagonals[d])
+                eigen.columnNorms(block.eigenvectors[d], into: &block.columnNorms[d])
             case .kept: workspace.counts.kept += 1
             case .failed: return false
             }

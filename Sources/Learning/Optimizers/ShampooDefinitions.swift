@@ -53,10 +53,7 @@ enum ShampooDefinition: OptimizerDefinition {
         c.useBiasCorrection = try config.bool("use_bias_correction", default: true)
         c.inverseRootOverride = try config.doubleList("inv_root_override", default: [])
         guard c.inverseRootOverride.allSatisfy({ $0 >= 0 && $0.isFinite }) else { throw config.error("inv_root_override", "roots must be positive (0 = default)") }
-        let grafting = try config.string("grafting", default: "none")
-        guard let g = ShampooGrafting(rawValue: grafting) else {
-            throw config.error("grafting", "must be one of \(ShampooGrafting.allCases.map(\.rawValue).joined(separator: ", ")), not '\(grafting)'")
-        }
+        let g = try config.choice("grafting", default: ShampooGrafting.none)
         c.grafting = g
         if config.values["grafting_beta2"] != nil {
             let b = try config.double("grafting_beta2", default: 0.999)
@@ -72,18 +69,12 @@ enum ShampooDefinition: OptimizerDefinition {
         guard (0..<1).contains(c.dampening) else { throw config.error("dampening", "must be in [0, 1)") }
         c.useNesterov = try config.bool("use_nesterov", default: false)
         if c.useNesterov && c.momentum == 0 { throw config.error("use_nesterov", "Nesterov momentum needs momentum > 0") }
-        let kind = try config.string("preconditioner", default: "root_inv")
-        guard let k = ShampooPreconditionerKind(rawValue: kind) else {
-            throw config.error("preconditioner", "must be one of \(ShampooPreconditionerKind.allCases.map(\.rawValue).joined(separator: ", ")), not '\(kind)'")
-        }
+        let k = try config.choice("preconditioner", default: ShampooPreconditionerKind.rootInv)
         c.preconditioner = k
         for key in ["eigendecomposition", "eigendecomposition_tolerance", "qr_max_iterations"] where config.values[key] != nil && k != .eigendecomposed {
             throw config.error(key, "applies to preconditioner: eigendecomposed only")
         }
-        let method = try config.string("eigendecomposition", default: "eigh")
-        guard let m = ShampooEigendecomposition(rawValue: method) else {
-            throw config.error("eigendecomposition", "must be one of \(ShampooEigendecomposition.allCases.map(\.rawValue).joined(separator: ", ")), not '\(method)'")
-        }
+        let m = try config.choice("eigendecomposition", default: ShampooEigendecomposition.eigh)
         c.eigendecomposition = m
         if config.values["eigendecomposition_tolerance"] != nil {
             let tolerance = try config.double("eigendecomposition_tolerance", default: 0)

@@ -191,7 +191,6 @@ final class SymmetricEigenSolver<T: BLASScalar> {
     private let work = ShampooScratch<T>()
     private let iwork = ShampooScratch<Int32>()
     private let matrix = ShampooScratch<T>(), values = ShampooScratch<T>(), scaled = ShampooScratch<T>(), result = ShampooScratch<T>()
-    private let weights = ShampooScratch<T>()
 
     /// Eigen-decomposes the n×n symmetric matrix in `matrix`; on success
     /// `matrix` holds the eigenvectors as rows (LAPACK's column-major Z read row-major) and
@@ -294,29 +293,22 @@ final class SymmetricEigenSolver<T: BLASScalar> {
 enum EigenbasisRefresh { case computed, kept, failed }
 
 extension SymmetricEigenSolver {
-    /// rᵢ = qᵢᵀ·F·qᵢ and ‖qᵢ‖² for the columns qᵢ of Q (one GEMM, F·Q, then column dots; F from
-    /// its upper triangle).
-    func eigenbasisDiagonal(_ factor: Tensor<T>, eigenvectors: Tensor<T>, into r: inout Tensor<T>, columnNorms: inout Tensor<T>) {
+    /// rᵢ = qᵢᵀ·F·qᵢ for the columns qᵢ of Q (one GEMM, F·Q, then column dots; F from its upper
+    /// triangle).
+    func eigenbasisDiagonal(_ factor: Tensor<T>, eigenvectors: Tensor<T>, into r: inout Tensor<T>) {
         let n = factor.rows
         let fq = scaled.reserve(n * n), f = result.reserve(n * n)
         factor.storage.withUnsafeBufferPointer { f.update(from: $0.baseAddress!, count: n * n) }
         mirrorUpper(f, n: n)
         eigenvectors.storage.withUnsafeBufferPointer { q in
-            T.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: f, lda: n, b: q.baseAddress!, ldb: n, beta: 0, c: fq, ldc: n)
+            let q = q.baseAddress!
+            T.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: f, lda: n, b: q, ldb: n, beta: 0, c: fq, ldc: n)
             r.storage.withUnsafeMutableBufferPointer { r in
-                columnNorms.storage.withUnsafeMutableBufferPointer { qq in
-                    let q = q.baseAddress!
-                    // Eight columns at a time down the rows.
-                    forEachLanes(n) { i, lanes in
-                        var dot = SIMD8<T>(repeating: 0), norm = SIMD8<T>(repeating: 0)
-                        for k in 0..<n {
-                            let qk = loadLanes(q + k * n, i, lanes)
-                            dot += qk * loadLanes(fq + k * n, i, lanes)
-                            norm += qk * qk
-                        }
-                        storeLanes(dot, r.baseAddress!, i, lanes)
-                        storeLanes(norm, qq.baseAddress!, i, lanes)
-                    }
+                // Eight columns at a time down the rows.
+                forEachLanes(n) { i, lanes in
+                    var dot = SIMD8<T>(repeating: 0)
+                    for k in 0..<n { dot += loadLanes(q + k * n, i, lanes) * loadLanes(fq + k * n, i, lanes) }
+                    storeLanes(dot, r.baseAddress!, i, lanes)
                 }
             }
         }
