@@ -234,7 +234,7 @@ public struct SweepAnalysis: Sendable {
             let bytes = ts.compactMap { $0.details!.optimizerStateBytes }
             return OptimizerCost(
                 optimizer: name, trials: ts.count, secondsPerEpoch: mean(seconds), minStateBytes: bytes.min(), maxStateBytes: bytes.max(),
-                meanStateBytes: bytes.isEmpty ? nil : Double(bytes.reduce(0, +)) / Double(bytes.count), toy: ts.allSatisfy(\.isToyObjective))
+                meanStateBytes: bytes.isEmpty ? nil : bytes.reduce(0.0) { $0 + Double($1) } / Double(bytes.count), toy: ts.allSatisfy(\.isToyObjective))
         }.sorted { $0.optimizer < $1.optimizer }
     }
 }

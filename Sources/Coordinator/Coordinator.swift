@@ -29,6 +29,15 @@ public final class Coordinator {
         /// non-loopback `bind` unless `insecure`.
         public var curve: CurveServer?
         public var insecure = false
+        /// Leases one worker may hold at once, whatever slots it announces.
+        public var maxSlotsPerWorker = Coordinator.defaultMaxSlotsPerWorker
+        /// Workers registered at once; further peers are refused until one leaves.
+        public var maxWorkers = Coordinator.defaultMaxWorkers
+        /// Messages per second one peer may send (sustained), and its burst.
+        public var peerMessageRate = 2_000.0
+        public var peerMessageBurst = 10_000.0
+        /// Write into `output` even though it holds another version of this sweep, or other files.
+        public var forceOutput = false
 
         public init(bind: String? = nil, output: String, localWorkers: Int = 0, workerExecutable: String? = nil) {
             self.bind = bind
@@ -37,6 +46,9 @@ public final class Coordinator {
             self.workerExecutable = workerExecutable
         }
     }
+
+    public static let defaultMaxSlotsPerWorker = 64
+    public static let defaultMaxWorkers = 4096
 
     public struct Summary: Sendable {
         public var total: Int
@@ -65,18 +77,19 @@ public final class Coordinator {
         var name: String
         var host: String
         var slots: Int
-        /// Leases it accepts at once: its slots plus its prefetch (credit).
-        var capacity: Int
-        var free: Int
+        /// Leases it accepts at once: its slots plus its prefetch (credit), capped by
+        /// `Options.maxSlotsPerWorker`.
+        var capacity = 0
+        /// Leases held, as this coordinator granted them (never what the peer claims).
         var leases: Set<Lease> = []
         var lastSeen: Double
+        /// Credit left: what it may still be sent.
+        var free: Int { max(0, capacity - leases.count) }
         init(identity: [UInt8], ready: Ready, now: Double) {
             self.identity = identity
             name = ready.name
             host = ready.host
             slots = ready.slots
-            capacity = ready.free + ready.running.count
-            free = ready.free
             lastSeen = now
         }
     }
@@ -115,14 +128,34 @@ public final class Coordinator {
     var curves: [Int: [Double]] = [:]
     /// Trials an early-stopping rule has cancelled, and why.
     var stopReasons: [Int: String] = [:]
-    /// The latest checkpoint of each running trial (HDF5 bytes, base64), and its epoch.
-    var latestCheckpoint: [Int: (epoch: Int, file: String)] = [:]
-    var localProcesses: [Process] = []
+    /// The epoch of each unfinished trial's latest checkpoint accepted in this run (the file is
+    /// `SweepStore.checkpointPath`).
+    var latestCheckpoint: [Int: Int] = [:]
+    var localWorkers: LocalWorkerPool?
+    /// The results directory, held by this coordinator alone while it lives.
+    let ownership: ResultsOwnership
+    /// Every lease handed out, with its token (see `LeaseJournal`).
+    let journal: LeaseJournal
+    /// The live lease token of each trial that has one.
+    var tokens: [Int: String] = [:]
+    /// The checkpoint epoch an attempt resumed from (a failure before passing it drops the checkpoint).
+    var resumedFrom: [Int: Int] = [:]
+    /// Whether the live attempt was asked for checkpoints (others are refused).
+    var checkpointsRequested: Set<Int> = []
+    var limiter: PeerLimiter
+    var rejections = RateLimitedLog()
+    /// Fewer refused peers' REGISTER replies: the last one per identity.
+    var registerSent: [[UInt8]: Double] = [:]
     let progress: ProgressDisplay
     /// ASHA's rungs, when the sweep uses it.
     var asha: SuccessiveHalving?
     /// Each trial's length in epochs (steps for toy objectives).
     let lengths: [Int]
+    /// The highest epoch (step) a record of each trial may name, whether it is an LR range test,
+    /// and whether its loss is non-negative (see `ResultChecks`).
+    let recordLimits: [Int]
+    let isRangeTest: [Bool]
+    let nonNegativeLoss: [Bool]
     /// The epoch at which the current attempt of an ASHA trial pauses.
     var pauseTargets: [Int: Int] = [:]
     /// Paused trials' results so far, committed as `stopped` if never promoted.
@@ -135,7 +168,18 @@ public final class Coordinator {
         self.options = options
         self.log = log
         try Self.checkSecurityOptions(options)
+        guard options.heartbeatSeconds > 0, options.heartbeatSeconds.isFinite else { throw CoordinatorError.setting("heartbeat must be positive, not \(options.heartbeatSeconds)") }
+        guard options.deadAfterSeconds >= 2 * options.heartbeatSeconds, options.deadAfterSeconds.isFinite else {
+            throw CoordinatorError.setting("dead-after (\(options.deadAfterSeconds) s) must be at least twice the heartbeat (\(options.heartbeatSeconds) s)")
+        }
+        guard options.maxAttempts >= 1, options.maxSlotsPerWorker >= 1, options.maxWorkers >= 1 else {
+            throw CoordinatorError.setting("max attempts, max slots and max workers must be at least 1")
+        }
+        // Before anything in the directory is touched: one coordinator, one sweep.
+        ownership = try ResultsOwnership(directory: options.output, sweepName: sweep.name, sweepText: sweep.text, force: options.forceOutput)
         store = try SweepStore(directory: options.output)
+        journal = try LeaseJournal(directory: options.output)
+        limiter = PeerLimiter(rate: options.peerMessageRate, burst: options.peerMessageBurst)
         committed = store.committed
         writer = ResultsWriter(store: store)
         states = Array(repeating: .queued, count: sweep.trials.count)
@@ -143,16 +187,25 @@ public final class Coordinator {
         for (i, t) in sweep.trials.enumerated() { indexByID[t.id] = i }
         configTexts = sweep.trials.map(\.config.canonicalJSON)
         lengths = sweep.trials.map { (try? $0.config.length()) ?? 1 }
+        recordLimits = zip(sweep.trials, lengths).map { Self.recordLimit(of: $0.config, length: $1) }
+        isRangeTest = sweep.trials.map { (try? $0.config.string("mode", default: "train")) == "lr_range_test" }
+        nonNegativeLoss = sweep.trials.map { Self.lossIsNonNegative($0.config) }
         promotions = Array(repeating: 0, count: sweep.trials.count)
         if case .asha(let minEpochs, let eta)? = sweep.earlyStopping {
             asha = SuccessiveHalving(minEpochs: minEpochs, reductionFactor: eta, maximize: sweep.objective.maximize)
         }
-        // Trials committed by an earlier run of this sweep are done: never run twice.
+        // Trials committed by an earlier run of this sweep are done: never run twice. Attempt
+        // numbers continue from the journal, so an old attempt is never confused with a new one.
         var resumed = 0
         for (i, t) in sweep.trials.enumerated() {
+            if let grant = journal.latest[t.id] {
+                attempts[i] = grant.attempt
+                tokens[i] = grant.token
+                promotions[i] = journal.promotions[t.id] ?? 0
+            }
             if let c = committed[t.id] {
                 states[i] = .finished(c.status)
-                attempts[i] = c.attempts
+                attempts[i] = max(attempts[i], c.attempts)
                 resumed += 1
                 finishedCount += 1
             } else {
@@ -161,6 +214,7 @@ public final class Coordinator {
         }
         progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: sweep.trials.count, objective: sweep.objective)
         if resumed > 0 { log("resuming: \(resumed) of \(sweep.trials.count) trials already committed in \(options.output)") }
+        if journal.skipped > 0 { log("lease journal \(journal.path): skipped \(journal.skipped) line\(journal.skipped == 1 ? "" : "s") that did not parse") }
         if asha != nil { try rebuildRungs() }
     }
 
@@ -217,7 +271,7 @@ public final class Coordinator {
         log("sweep \(sweep.name): \(sweep.trials.count) trials, \(queue.count) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)")
         try startLocalWorkers(endpoint: connectable(endpoint))
         defer {
-            stopLocalWorkers()
+            localWorkers?.stop()
             writer.drain()
             writer.stop()
         }
@@ -234,11 +288,14 @@ public final class Coordinator {
                 interrupted = true
                 break
             }
-            var received = 0
+            // A bounded pass: heartbeats and reaping below keep their timing whatever arrives.
             var t = now()
+            let passEnds = t + min(0.05, options.heartbeatSeconds / 4)
+            var received = 0
             while received < 10_000, let frames = try router.receive(wait: false) {
                 received += 1
                 handle(frames, router: router)
+                if received % 64 == 0 && now() > passEnds { break }
             }
             timings["receive", default: 0] += now() - t
             t = now()
@@ -248,6 +305,8 @@ public final class Coordinator {
                 lastHeartbeat = t
                 for w in Array(workers.values) { send(.heartbeat(Heartbeat(running: [])), to: w.identity, router: router) }
                 reapDeadWorkers(now: t)
+                reportDroppedMessages(now: t)
+                try watchLocalWorkers()
             }
             try collectCompletions()
             try report(gatekeeper)
@@ -296,29 +355,50 @@ public final class Coordinator {
 
     // MARK: Messages
 
+    /// Counts and logs (rate-limited, by kind) a message that was not used.
+    func reject(_ kind: String, _ text: @autoclosure () -> String) {
+        rejected += 1
+        if let line = rejections.line(kind, text(), now: now()) { log(line) }
+    }
+
+    /// Peers whose messages the rate limit dropped since the last report.
+    func reportDroppedMessages(now t: Double) {
+        for (identity, count) in limiter.takeDropped() {
+            rejected += count
+            let who = workers[identity].map { "worker \($0.name) on \($0.host)" } ?? "peer \(hex(identity))"
+            if let line = rejections.line("rate", "dropped \(count) message\(count == 1 ? "" : "s") from \(who): over its rate limit (\(Int(limiter.rate))/s)", now: t) { log(line) }
+        }
+    }
+
     func handle(_ frames: [[UInt8]], router: Socket) {
-        guard frames.count >= 2 else {
-            rejected += 1
+        let t = now()
+        guard frames.count >= 2, !frames[0].isEmpty else {
+            reject("frames", "dropped a message without a routing identity")
             return
         }
         let identity = frames[0]
+        // Charged before anything is decoded: a flood costs a lookup per message.
+        guard limiter.admit(identity, bytes: frames.reduce(0) { $0 + $1.count }, now: t) else { return }
         let message: Message
         do {
             message = try Message.decode(Array(frames.dropFirst()))
         } catch {
-            rejected += 1
-            log("dropped a message from peer \(hex(identity)): \(error)")
+            reject("decode", "dropped a message from \(workers[identity].map { "worker \($0.name)" } ?? "peer \(hex(identity))"): \(error)")
             return
         }
-        let t = now()
         if case .ready(let ready) = message {
             register(identity, ready, router: router, now: t)
             return
         }
         guard let worker = workers[identity] else {
-            // A worker we do not know (we restarted, or it was declared dead): ask it to register.
-            if message.command != .bye { send(.register(Empty()), to: identity, router: router) }
-            if case .result(let r) = message { log("rejected result \(r.lease) from an unregistered worker") }
+            // A worker we do not know (we restarted, or it was declared dead): ask it to register,
+            // at most once a second per peer.
+            if message.command != .bye && t - (registerSent[identity] ?? -1) >= 1 {
+                if registerSent.count > 4 * options.maxWorkers { registerSent = registerSent.filter { t - $0.value < 1 } }
+                registerSent[identity] = t
+                send(.register(Empty()), to: identity, router: router)
+            }
+            if case .result(let r) = message { reject("unregistered", "rejected result \(r.lease) from an unregistered peer \(hex(identity))") }
             return
         }
         worker.lastSeen = t
@@ -326,61 +406,115 @@ public final class Coordinator {
         case .heartbeat:
             break
         case .progress(let p):
-            if let i = current(p.lease, worker: worker) {
-                latestEpoch[i] = p.record
-                record(p.record, of: i)
-                recordRung(p.record, of: i)
-                applyEarlyStopping(i, lease: p.lease, worker: worker, router: router)
-            }
-        case .checkpoint(let c):
-            guard let i = current(c.lease, worker: worker), let bytes = Data(base64Encoded: c.file) else {
-                rejected += 1
-                log("rejected checkpoint of \(c.lease) from \(worker.name)")
+            guard let i = current(p.lease, worker: worker) else { return }
+            guard p.record.epoch <= recordLimit(i) else {
+                reject("progress", "rejected progress of \(p.lease) from \(worker.name): epoch \(p.record.epoch) is past the trial's \(recordLimit(i))")
                 return
             }
-            latestCheckpoint[i] = (c.epoch, c.file)
-            writer.submit(.checkpoint(id: c.lease.trial, bytes: bytes))
+            if let problem = check(p.record, of: i, field: "record") {
+                reject("progress", "rejected progress of \(p.lease) from \(worker.name): \(problem)")
+                return
+            }
+            latestEpoch[i] = p.record
+            record(p.record, of: i)
+            recordRung(p.record, of: i)
+            applyEarlyStopping(i, lease: p.lease, worker: worker, router: router)
+        case .checkpoint(let c):
+            receiveCheckpoint(c, from: worker)
         case .result(let r):
-            finish(r, worker: worker)
+            finish(r, worker: worker, router: router)
         case .bye:
             log("worker \(worker.name) left")
             remove(worker, reason: "left")
         default:
-            rejected += 1
-            log("unexpected \(message.command.rawValue) from worker \(worker.name)")
+            reject("unexpected", "unexpected \(message.command.rawValue) from worker \(worker.name)")
         }
     }
 
+    /// A checkpoint is kept only if this lease was asked for checkpoints, its epoch is in the
+    /// trial, and (checked on the writer thread, which alone touches HDF5) it is an HDF5
+    /// checkpoint of this trial's configuration at that epoch.
+    func receiveCheckpoint(_ c: CheckpointMessage, from worker: WorkerState) {
+        guard let i = current(c.lease, worker: worker) else {
+            reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): not a lease it holds")
+            return
+        }
+        guard checkpointsRequested.contains(i) else {
+            reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): none was asked for")
+            return
+        }
+        guard c.epoch <= lengths[i], c.epoch > (resumedFrom[i] ?? 0) else {
+            reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): epoch \(c.epoch) is outside \((resumedFrom[i] ?? 0) + 1)…\(lengths[i])")
+            return
+        }
+        guard let bytes = Data(base64Encoded: c.file) else {
+            reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): not base64")
+            return
+        }
+        writer.submit(.checkpoint(id: c.lease.trial, bytes: bytes, expect: .init(config: sweep.trials[i].config, epoch: c.epoch, lease: c.lease)))
+    }
+
+    /// READY: a new worker, or a known one announcing its slots again. Credit is what this
+    /// coordinator granted against the capped capacity, never what the peer says it has free.
+    /// The attempts it lists are adopted only when it shows their lease token and the journal
+    /// (or this run) says that attempt is the trial's live one; others are cancelled.
     func register(_ identity: [UInt8], _ ready: Ready, router: Socket, now t: Double) {
-        let worker = workers[identity] ?? WorkerState(identity: identity, ready: ready, now: t)
-        worker.free = max(0, ready.free)
+        let known = workers[identity]
+        if known == nil && workers.count >= options.maxWorkers {
+            reject("workers", "refused worker \(ready.name) on \(ready.host): \(options.maxWorkers) workers are registered already (--max-workers)")
+            return
+        }
+        if ready.version != Protocol.version {
+            reject("version", "worker \(ready.name) on \(ready.host) reports version \(ready.version.prefix(16)); this coordinator speaks \(Protocol.version)")
+        }
+        let worker = known ?? WorkerState(identity: identity, ready: ready, now: t)
+        worker.name = ready.name
+        worker.host = ready.host
         worker.slots = ready.slots
-        worker.capacity = ready.free + ready.running.count
+        worker.capacity = min(options.maxSlotsPerWorker, ready.free + ready.running.count)
         worker.lastSeen = t
         workers[identity] = worker
-        // Attempts it is still running (we restarted while it trained): adopt them if nobody else has the trial.
-        // The same attempt held under the worker's previous connection (it reconnected after a
-        // partition) moves over to this one instead of being run twice.
-        for lease in ready.running {
-            guard let i = indexByID[lease.trial] else { continue }
-            switch states[i] {
-            case .queued where lease.attempt >= attempts[i]:
-                removeFromQueue(i)
-            case .paused(let k):
-                // A promoted attempt that kept running while we restarted: it continues from rung k.
-                asha?.markPromoted(trial: i, from: k)
-                pauseTargets[i] = asha?.pauseTarget(after: pausedResults[i]?.result.history.last?.epoch ?? 0, length: lengths[i])
-            case .leased(let held, let owner) where held == lease && owner != identity:
-                workers[owner]?.leases.remove(lease)
-            default:
-                continue
-            }
-            states[i] = .leased(lease, worker: identity)
-            attempts[i] = max(attempts[i], lease.attempt)
-            worker.leases.insert(lease)
+        var refused: [Lease] = []
+        for held in ready.running where !worker.leases.contains(held.lease) {
+            if !adopt(held, by: worker) { refused.append(held.lease) }
         }
-        log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)")
+        for lease in refused {
+            send(.cancel(Cancel(lease: lease, reason: "not a live lease of this sweep (superseded, finished, or never granted)")), to: identity, router: router)
+        }
+        if !refused.isEmpty {
+            reject("claim", "worker \(ready.name) on \(ready.host) claimed \(refused.count) attempt\(refused.count == 1 ? "" : "s") it does not hold (e.g. \(refused[0])): not adopted, cancelled")
+        }
+        if known == nil {
+            log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)\(worker.capacity < ready.free + ready.running.count ? " (credit capped at \(worker.capacity), --max-slots)" : "")")
+        }
         send(.welcome(Welcome(sweep: sweep.name, heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds)), to: identity, router: router)
+    }
+
+    /// Adopts an attempt a registering worker says it runs, if its token proves the lease.
+    func adopt(_ held: HeldLease, by worker: WorkerState) -> Bool {
+        let lease = held.lease
+        guard let i = indexByID[lease.trial], lease.attempt == attempts[i], let token = tokens[i], token == held.token else { return false }
+        guard worker.leases.count < worker.capacity || worker.capacity == 0 else { return false }
+        switch states[i] {
+        case .queued:
+            // We restarted while it trained.
+            removeFromQueue(i)
+        case .paused(let k):
+            // A promoted attempt that kept running while we restarted: it continues from rung k.
+            asha?.markPromoted(trial: i, from: k)
+            pauseTargets[i] = asha?.pauseTarget(after: pausedResults[i]?.result.history.last?.epoch ?? 0, length: lengths[i])
+        case .leased(let current, let owner) where current == lease:
+            // The same attempt under the worker's previous connection (it reconnected after a
+            // partition) moves over to this one instead of being run twice.
+            if owner != worker.identity { workers[owner]?.leases.remove(lease) }
+        default:
+            return false
+        }
+        states[i] = .leased(lease, worker: worker.identity)
+        worker.leases.insert(lease)
+        if sweep.checkpoints.every != nil || asha != nil { checkpointsRequested.insert(i) }
+        indexDirty = true
+        return true
     }
 
     /// The trial index if `lease` is the live attempt held by `worker`.
@@ -389,14 +523,27 @@ public final class Coordinator {
         return i
     }
 
-    func finish(_ r: ResultMessage, worker: WorkerState) {
+    func finish(_ r: ResultMessage, worker: WorkerState, router: Socket) {
         guard let i = current(r.lease, worker: worker) else {
-            rejected += 1
-            log("rejected result of superseded attempt \(r.lease) from \(worker.name)")
+            reject("result", "rejected result of \(r.lease) from \(worker.name): not a live lease it holds (superseded or never granted)")
             return
         }
         worker.leases.remove(r.lease)
-        worker.free = min(worker.capacity, worker.free + 1)
+        if let problem = check(r, of: i) {
+            // The lease is spent: a worker that sends nonsense (a buggy build, a bad node) costs
+            // the trial an attempt, as a lost worker would, and never gets it committed.
+            reject("invalid", "rejected result of \(r.lease) from \(worker.name) on \(worker.host): \(problem)")
+            retryOrFail(i, r.lease, reason: "\(worker.name) sent an invalid result: \(problem)", worker: worker)
+            return
+        }
+        if r.status == .failed, let epoch = resumedFrom[i], (r.history.last?.epoch ?? 0) <= epoch {
+            // It could not continue from the checkpoint it was given: the next attempt starts over.
+            log("trial \(r.lease.trial): attempt \(r.lease.attempt) could not resume from its checkpoint (epoch \(epoch)): \(r.message ?? "no reason given"); dropping the checkpoint")
+            latestCheckpoint[i] = nil
+            writer.submit(.prune(id: r.lease.trial))
+            retryOrFail(i, r.lease, reason: "could not resume from its checkpoint: \(r.message ?? "")", worker: worker)
+            return
+        }
         let trial = sweep.trials[i]
         curves[i] = nil
         for record in r.history {
@@ -420,6 +567,7 @@ public final class Coordinator {
             pausedResults[i] = (result, worker.host, worker.name)
             states[i] = .paused(rung: k)
             latestEpoch[i] = nil
+            endLease(i)
             indexDirty = true
             return
         }
@@ -427,6 +575,14 @@ public final class Coordinator {
         pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: r.lease.attempt, host: worker.host, worker: worker.name))
         states[i] = .committing(r.status)
         latestEpoch[i] = nil
+        endLease(i)
+    }
+
+    /// The live attempt of trial i is over: its token and checkpoint permissions go with it.
+    func endLease(_ i: Int) {
+        tokens[i] = nil
+        checkpointsRequested.remove(i)
+        resumedFrom[i] = nil
     }
 
     /// The sweep objective's value in an epoch record (NaN counts as the worst).
@@ -471,22 +627,32 @@ public final class Coordinator {
         workers[worker.identity] = nil
         for lease in worker.leases {
             guard let i = indexByID[lease.trial], case .leased(let held, _) = states[i], held == lease else { continue }
-            if attempts[i] - promotions[i] >= options.maxAttempts {
-                log("trial \(lease.trial) lost its worker \(attempts[i]) times; marking it failed")
-                let trial = sweep.trials[i]
-                let result = TrialResult(
-                    config: trial.config, status: .failed, message: "worker lost \(attempts[i]) times (last: \(worker.name), \(reason))",
-                    history: [], trajectory: [], parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")
-                pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts[i], host: worker.host, worker: worker.name))
-                states[i] = .committing(.failed)
-            } else {
-                log("requeueing trial \(lease.trial) (attempt \(lease.attempt) was on \(worker.name), \(reason))")
-                states[i] = .queued
-                queue.append(i)
-            }
-            latestEpoch[i] = nil
+            retryOrFail(i, lease, reason: "\(worker.name) \(reason)", worker: worker)
         }
         indexDirty = true
+    }
+
+    /// An attempt that ended without a usable result: the trial runs again, or, after
+    /// `maxAttempts` (ASHA promotions not counted), it is committed as failed with the reason.
+    func retryOrFail(_ i: Int, _ lease: Lease, reason: String, worker: WorkerState) {
+        tokens[i] = nil
+        checkpointsRequested.remove(i)
+        resumedFrom[i] = nil
+        latestEpoch[i] = nil
+        indexDirty = true
+        if attempts[i] - promotions[i] >= options.maxAttempts {
+            log("trial \(lease.trial): attempt \(lease.attempt) ended without a result (\(reason)); \(attempts[i]) attempts made, marking it failed")
+            let trial = sweep.trials[i]
+            let result = TrialResult(
+                config: trial.config, status: .failed, message: "no result after \(attempts[i]) attempts (last: \(reason))",
+                history: [], trajectory: [], parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")
+            pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts[i], host: worker.host, worker: worker.name))
+            states[i] = .committing(.failed)
+        } else {
+            log("requeueing trial \(lease.trial) (attempt \(lease.attempt): \(reason))")
+            states[i] = .queued
+            queue.append(i)
+        }
     }
 
     func reapDeadWorkers(now t: Double) {
@@ -509,7 +675,7 @@ public final class Coordinator {
                 pauseTargets[i] = asha!.pauseTarget(after: pausedResults[i]?.result.history.last?.epoch ?? 0, length: lengths[i])
                 log("ASHA: promoting trial \(sweep.trials[i].id) from rung \(k)\(pauseTargets[i].map { " to epoch \($0)" } ?? " to its end")")
                 states[i] = .queued
-                if !lease(i, to: worker, router: router) {
+                if !(try lease(i, to: worker, router: router, promoted: true)) {
                     states[i] = .paused(rung: k)
                     promotions[i] -= 1
                     asha!.unmarkPromoted(trial: i, from: k)
@@ -521,7 +687,7 @@ public final class Coordinator {
             queueHead += 1
             guard case .queued = states[i] else { continue }
             if asha != nil && pauseTargets[i] == nil { pauseTargets[i] = asha!.pauseTarget(after: 0, length: lengths[i]) }
-            if !lease(i, to: worker, router: router) { queueHead -= 1 }
+            if !(try lease(i, to: worker, router: router)) { queueHead -= 1 }
         }
         if queueHead > 4096 && queueHead * 2 > queue.count {
             queue.removeFirst(queueHead)
@@ -561,27 +727,36 @@ public final class Coordinator {
 
     /// Sends trial i to a worker (resuming from its latest checkpoint if it has one). False when
     /// the worker cannot be reached (it is then removed).
-    func lease(_ i: Int, to worker: WorkerState, router: Socket) -> Bool {
-        attempts[i] += 1
-        let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i])
+    func lease(_ i: Int, to worker: WorkerState, router: Socket, promoted: Bool = false) throws -> Bool {
+        let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i] + 1)
         // An earlier attempt's checkpoint (a lost worker, or a coordinator restart) lets this one
-        // continue where that left off.
-        var resume = latestCheckpoint[i]?.file
-        if resume == nil && (sweep.checkpoints.every != nil || asha != nil), let bytes = store.checkpoint(id: lease.trial) {
-            resume = bytes.base64EncodedString()
-        }
-        if resume != nil { log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(latestCheckpoint[i].map { " (epoch \($0.epoch))" } ?? "")") }
+        // continue where that left off. Only checkpoints that were checked on arrival are stored.
+        let wantsCheckpoints = sweep.checkpoints.every != nil || asha != nil
+        let stored = wantsCheckpoints ? store.checkpoint(id: lease.trial) : nil
+        let resume = stored?.base64EncodedString()
         // ASHA pauses trials at rungs with a checkpoint, so it needs them even when the sweep asks for none.
         let pauseAfter = pauseTargets[i]
         let every = sweep.checkpoints.every ?? (asha != nil ? lengths[i] : nil)
-        let assignment = Assignment(lease: lease, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: pauseAfter)
+        let token = LeaseJournal.newToken()
+        let assignment = Assignment(lease: lease, token: token, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: pauseAfter)
+        // Journaled before it leaves: a worker can only ever prove a lease this file records.
+        try journal.record(trial: lease.trial, .init(attempt: lease.attempt, token: token, promoted: promoted, worker: "\(worker.name)@\(worker.host)"))
+        attempts[i] = lease.attempt
         guard send(.trial(assignment), to: worker.identity, router: router) else {
-            attempts[i] -= 1
+            tokens[i] = nil
             remove(worker, reason: "unreachable")
             return false
         }
+        if resume != nil {
+            let epoch = latestCheckpoint[i]
+            log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(epoch.map { " (epoch \($0))" } ?? "")")
+            resumedFrom[i] = epoch ?? 0
+        } else {
+            resumedFrom[i] = nil
+        }
+        tokens[i] = token
+        if every != nil { checkpointsRequested.insert(i) } else { checkpointsRequested.remove(i) }
         states[i] = .leased(lease, worker: worker.identity)
-        worker.free -= 1
         worker.leases.insert(lease)
         indexDirty = true
         return true
@@ -633,8 +808,10 @@ public final class Coordinator {
                 timings["index", default: 0] += seconds
                 indexCost = seconds
                 lastIndex = now()
-            case .checkpointed:
-                break
+            case .checkpointed(let id, let epoch):
+                if let epoch, let i = indexByID[id] { latestCheckpoint[i] = max(latestCheckpoint[i] ?? 0, epoch) }
+            case .checkpointRejected(let lease, let problem):
+                reject("checkpoint", "rejected checkpoint of \(lease): \(problem)")
             case .failed(let error):
                 throw error
             }
@@ -689,42 +866,27 @@ public final class Coordinator {
 
     func startLocalWorkers(endpoint: String) throws {
         guard options.localWorkers > 0 else { return }
-        let executable = options.workerExecutable ?? siblingExecutable("sweep-worker")
         let logs = "\(options.output)/logs"
-        try makeDirectories(logs)
-        for n in 1...options.localWorkers {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["--connect", endpoint, "--name", "local-\(n)", "--threads", String(options.workerThreads), "--give-up-after", "10"]
-                + localWorkerSecurity.arguments
-            let logPath = "\(logs)/local-\(n).log"
-            FileManager.default.createFile(atPath: logPath, contents: nil)
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-            handle.seekToEndOfFile()
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
-            localProcesses.append(process)
-        }
+        localWorkers = try LocalWorkerPool(
+            count: options.localWorkers, executable: options.workerExecutable ?? siblingExecutable("sweep-worker"), endpoint: endpoint,
+            threads: options.workerThreads, extraArguments: localWorkerSecurity.arguments, logDirectory: logs)
         log("started \(options.localWorkers) local worker\(options.localWorkers == 1 ? "" : "s") (logs in \(logs))")
     }
 
-    func isLocal(_ w: WorkerState) -> Bool { localProcesses.contains { $0.processIdentifier == pidOf(w) } }
-
-    func pidOf(_ w: WorkerState) -> Int32 {
-        // Local workers are named local-N; match by name rather than trusting a remote's pid.
-        guard w.name.hasPrefix("local-"), let n = Int(w.name.dropFirst(6)), n >= 1, n <= localProcesses.count else { return -1 }
-        return localProcesses[n - 1].processIdentifier
-    }
-
-    func stopLocalWorkers() {
-        let deadline = now() + 5
-        for p in localProcesses {
-            while p.isRunning && now() < deadline { usleep(20_000) }
-            if p.isRunning { p.terminate() }
-            p.waitUntilExit()
+    /// Local workers that died are reported and replaced; when none is left and no other worker
+    /// is connected, the sweep cannot go on and says why.
+    func watchLocalWorkers() throws {
+        guard let pool = localWorkers else { return }
+        let (lines, alive) = pool.watch()
+        for line in lines { log(line) }
+        if !alive && !workers.values.contains(where: { !$0.name.hasPrefix("local-") }) {
+            throw CoordinatorError.noWorkersLeft(
+                "every local worker died \(pool.maxRestarts + 1) times and no other worker is connected; the sweep stops here (resumable). "
+                    + "See \(pool.logDirectory)/local-*.log; a worker killed by signal 9 may have run out of memory")
         }
     }
+
+    func isLocal(_ w: WorkerState) -> Bool { localWorkers?.pid(named: w.name) != nil }
 }
 
 func siblingExecutable(_ name: String) -> String {

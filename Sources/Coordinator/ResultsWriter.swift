@@ -1,5 +1,24 @@
 import Foundation
+import Learning
 import Results
+import Transport
+
+/// What a checkpoint from a worker must be: a checkpoint file (HDF5, our format) of this trial's
+/// configuration (its length aside, as on resume) at the epoch the message names.
+struct CheckpointExpectation {
+    var config: TrialConfig
+    var epoch: Int
+    var lease: Lease
+
+    /// Why the file at `path` is not that checkpoint, or nil.
+    func problem(with path: String) -> String? {
+        let checkpoint: TrainingCheckpoint
+        do { checkpoint = try CheckpointFile.read(path) } catch { return "not a readable checkpoint: \(error)" }
+        guard checkpoint.epoch == epoch else { return "the file is at epoch \(checkpoint.epoch), the message says \(epoch)" }
+        do { try CheckpointPolicy.check(checkpoint, against: config) } catch { return "not this trial's checkpoint: \(error)" }
+        return nil
+    }
+}
 
 /// The coordinator's disk side on its own thread: group commits (write, fsync, rename) and index
 /// rebuilds run here so the event loop keeps dispatching while a commit waits for the disk.
@@ -8,8 +27,9 @@ final class ResultsWriter: @unchecked Sendable {
     enum Job {
         case commit([FinishedTrial])
         case index(metadata: [String: String], text: String, rows: [IndexRow])
-        /// A trial's latest checkpoint file (already HDF5 bytes), written durably.
-        case checkpoint(id: String, bytes: Data)
+        /// A trial's latest checkpoint file (HDF5 bytes from a worker), written durably once it
+        /// proves to be a checkpoint of that trial at that epoch.
+        case checkpoint(id: String, bytes: Data, expect: CheckpointExpectation)
         /// Deletes a finished trial's checkpoint.
         case prune(id: String)
     }
@@ -17,7 +37,9 @@ final class ResultsWriter: @unchecked Sendable {
     enum Completion {
         case committed([FinishedTrial], [CommittedTrial], seconds: Double)
         case indexed(seconds: Double)
-        case checkpointed(String)
+        /// A checkpoint stored (with its epoch) or pruned (nil).
+        case checkpointed(String, epoch: Int?)
+        case checkpointRejected(Lease, String)
         case failed(any Error)
     }
 
@@ -96,12 +118,15 @@ final class ResultsWriter: @unchecked Sendable {
                 case .index(let metadata, let text, let rows):
                     try store.writeIndex(metadata: metadata, sweepText: text, rows: rows)
                     completion = .indexed(seconds: -started.timeIntervalSinceNow)
-                case .checkpoint(let id, let bytes):
-                    try store.saveCheckpoint(id: id, bytes: bytes)
-                    completion = .checkpointed(id)
+                case .checkpoint(let id, let bytes, let expect):
+                    if let problem = try store.saveCheckpoint(id: id, bytes: bytes, check: { expect.problem(with: $0) }) {
+                        completion = .checkpointRejected(expect.lease, problem)
+                    } else {
+                        completion = .checkpointed(id, epoch: expect.epoch)
+                    }
                 case .prune(let id):
                     store.deleteCheckpoint(id: id)
-                    completion = .checkpointed(id)
+                    completion = .checkpointed(id, epoch: nil)
                 }
             } catch {
                 completion = .failed(error)

@@ -123,7 +123,14 @@ public class HDF5Group {
         _ name: String, _ values: [T], shape: [Int]? = nil, layout: DatasetLayout = .contiguous
     ) throws -> HDF5Dataset {
         let shape = shape ?? [values.count]
-        precondition(shape.reduce(1, *) == values.count, "dataset \(name): shape \(shape) does not hold \(values.count) values")
+        // Shapes come from data that may be ragged or hostile: a mismatch is an error, not a trap.
+        let (size, overflow) = shape.reduce((1, false)) { acc, d in
+            let (p, o) = acc.0.multipliedReportingOverflow(by: d)
+            return (p, acc.1 || o || d < 0)
+        }
+        guard !overflow, size == values.count else {
+            throw HDF5Error(call: "write", object: child(name), detail: "shape \(shape) does not hold \(values.count) values")
+        }
         let dataset = try createDataset(name, type: T.self, shape: shape, layout: layout)
         if !values.isEmpty {
             _ = try values.withUnsafeBytes { (p) in
@@ -256,9 +263,10 @@ public final class HDF5Dataset {
     /// Appends rows along the first dimension of an extendible dataset.
     public func append<T: HDF5Scalar>(_ values: [T], rows: Int) throws {
         var dims = try shape.map { hsize_t($0) }
-        precondition(!dims.isEmpty)
         let rowSize = dims.dropFirst().reduce(1) { $0 * Int($1) }
-        precondition(values.count == rows * rowSize, "append to \(path): \(values.count) values are not \(rows) rows of \(rowSize)")
+        guard !dims.isEmpty, rows >= 0, values.count == rows * rowSize else {
+            throw HDF5Error(call: "append", object: path, detail: "\(values.count) values are not \(rows) rows of \(rowSize)")
+        }
         let start = dims[0]
         dims[0] += hsize_t(rows)
         try check("H5Dset_extent", path, H5Dset_extent(id, dims))
@@ -408,7 +416,9 @@ extension HDF5Group {
     /// shuffle) unless `compact`, which suits small per-trial tables (no chunk index to create).
     public func writeTable(_ name: String, _ columns: [TableColumn], compact: Bool = false) throws {
         let rows = columns.first?.count ?? 0
-        precondition(columns.allSatisfy { $0.count == rows }, "table \(name): columns of different lengths")
+        guard columns.allSatisfy({ $0.count == rows }) else {
+            throw HDF5Error(call: "writeTable", object: child(name), detail: "columns of different lengths (\(columns.map { "\($0.name): \($0.count)" }.joined(separator: ", ")))")
+        }
         let rowSize = columns.reduce(0) { $0 + $1.size }
         let type = try check("H5Tcreate", name, H5Tcreate(H5T_COMPOUND, rowSize))
         defer { H5Tclose(type) }

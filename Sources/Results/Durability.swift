@@ -5,6 +5,11 @@ public struct FileSystemError: Error, CustomStringConvertible {
     public let path: String
     public let code: Int32
     public var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+    public init(operation: String, path: String, code: Int32) {
+        self.operation = operation
+        self.path = path
+        self.code = code
+    }
 }
 
 /// Writes a file so that it appears whole or not at all, and survives a power loss once this

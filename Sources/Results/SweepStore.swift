@@ -80,11 +80,20 @@ public final class SweepStore {
     /// `OUT/checkpoints/ID.h5`: the latest checkpoint of a trial in progress (see `Sweep.checkpoints`).
     public func checkpointPath(id: String) -> String { "\(directory)/checkpoints/\(id).h5" }
 
-    public func saveCheckpoint(id: String, bytes: Data) throws {
+    /// Stores a checkpoint durably if `check` finds nothing wrong with the written file; returns
+    /// the problem otherwise (the stored checkpoint, if any, is then left as it was).
+    public func saveCheckpoint(id: String, bytes: Data, check: (String) throws -> String? = { _ in nil }) throws -> String? {
         try makeDirectories("\(directory)/checkpoints")
-        try writeAtomically(checkpointPath(id: id)) { temporary in
-            try bytes.write(to: URL(fileURLWithPath: temporary))
+        struct Refused: Error { var problem: String }
+        do {
+            try writeAtomically(checkpointPath(id: id)) { temporary in
+                try bytes.write(to: URL(fileURLWithPath: temporary))
+                if let problem = try check(temporary) { throw Refused(problem: problem) }
+            }
+        } catch let refused as Refused {
+            return refused.problem
         }
+        return nil
     }
 
     /// The bytes of a trial's latest checkpoint, if it has one.

@@ -1,21 +1,26 @@
 import Foundation
 import Learning
 
-/// The sweep protocol, version 1. Every message is three frames after the ROUTER's identity:
+/// The sweep protocol, version 2. Every message is three frames after the ROUTER's identity:
 ///
-///     "SWP1" | COMMAND | JSON payload
+///     "SWP2" | COMMAND | JSON payload
 ///
 /// Workers (DEALER) send READY (capabilities and free slots), HEARTBEAT (with progress),
 /// PROGRESS (an epoch), RESULT (a finished attempt) and BYE; the coordinator (ROUTER) sends
 /// WELCOME, TRIAL (a lease: trial id + attempt + configuration), CANCEL, HEARTBEAT, REGISTER
 /// (asks an unknown peer to send READY again) and SHUTDOWN. Anything else — wrong header,
-/// unknown command, a payload that does not decode, an oversized frame — is rejected by
-/// `Message.decode` with a reason, logged and dropped by the receiver.
+/// unknown command, a payload that does not decode or breaks a bound of `ProtocolLimits`, JSON
+/// nested too deep, an oversized frame — is rejected by `Message.decode` with a reason naming
+/// the field, logged (rate-limited) and dropped by the receiver.
+///
+/// Every lease carries a token (128 random bits) that only the coordinator and the worker it
+/// was sent to know: a worker that still runs an attempt after a coordinator restart proves
+/// it holds the lease by sending the token back in READY (`HeldLease`).
 public enum Protocol {
-    public static let header: [UInt8] = Array("SWP1".utf8)
+    public static let header: [UInt8] = Array("SWP\(version)".utf8)
     /// Larger messages are refused by libzmq itself (`ZMQ_MAXMSGSIZE`).
     public static let maxMessageSize: Int64 = 64 << 20
-    public static let version = "1"
+    public static let version = "2"
 }
 
 public enum Command: String, Sendable, CaseIterable {
@@ -35,8 +40,18 @@ public struct Lease: Codable, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(trial)#\(attempt)" }
 }
 
+/// A lease as its worker holds it: the attempt and the token the coordinator sent with it.
+public struct HeldLease: Codable, Hashable, Sendable {
+    public var lease: Lease
+    public var token: String
+    public init(lease: Lease, token: String) {
+        self.lease = lease
+        self.token = token
+    }
+}
+
 public struct Ready: Codable, Sendable {
-    public init(name: String, host: String, pid: Int32, threads: Int, slots: Int, kernel: String, version: String, running: [Lease], free: Int) {
+    public init(name: String, host: String, pid: Int32, threads: Int, slots: Int, kernel: String, version: String, running: [HeldLease], free: Int) {
         self.name = name
         self.host = host
         self.pid = pid
@@ -54,8 +69,9 @@ public struct Ready: Codable, Sendable {
     public var slots: Int
     public var kernel: String
     public var version: String
-    /// Attempts still running on this worker (after a coordinator restart).
-    public var running: [Lease]
+    /// Attempts still running or waiting on this worker, each with its lease token (after a
+    /// coordinator restart, or a reconnect).
+    public var running: [HeldLease]
     /// Free slots right now (credit).
     public var free: Int
 }
@@ -86,14 +102,17 @@ public struct EpochProgress: Codable, Sendable {
 }
 
 public struct Assignment: Codable, Sendable {
-    public init(lease: Lease, config: String, checkpointEvery: Int? = nil, checkpoint: String? = nil, pauseAfter: Int? = nil) {
+    public init(lease: Lease, token: String, config: String, checkpointEvery: Int? = nil, checkpoint: String? = nil, pauseAfter: Int? = nil) {
         self.lease = lease
+        self.token = token
         self.config = config
         self.checkpointEvery = checkpointEvery
         self.checkpoint = checkpoint
         self.pauseAfter = pauseAfter
     }
     public var lease: Lease
+    /// The lease's secret: the worker shows it to claim the attempt again (`Ready.running`).
+    public var token: String
     /// The trial's canonical configuration (JSON, which is also YAML).
     public var config: String
     /// Send a CHECKPOINT every this many epochs (steps for toy objectives).
@@ -222,28 +241,45 @@ public enum Message: Sendable {
     public enum DecodeError: Error, CustomStringConvertible, Equatable {
         case frameCount(Int)
         case header
+        /// A peer speaking another version of the protocol (e.g. an older worker build).
+        case version(String)
         case unknownCommand(String)
         case payload(Command, String)
+        /// The payload decoded but a field breaks the protocol's bounds.
+        case field(Command, FieldError)
 
         public var description: String {
             switch self {
             case .frameCount(let n): "expected 3 frames (header, command, payload), got \(n)"
-            case .header: "bad protocol header (expected SWP1)"
+            case .header: "bad protocol header (expected SWP\(Protocol.version))"
+            case .version(let v): "protocol version \(v.prefix(8)) from the peer; this build speaks version \(Protocol.version) (upgrade the older side)"
             case .unknownCommand(let c): "unknown command '\(c.prefix(40))'"
             case .payload(let c, let why): "\(c.rawValue) payload does not decode: \(why.prefix(200))"
+            case .field(let c, let e): "\(c.rawValue) rejected: \(e.description.prefix(300))"
             }
         }
     }
 
-    /// Validates and decodes frames (identity already removed).
+    /// Validates and decodes frames (identity already removed): the header, the command, the
+    /// payload's nesting, its decoding, then every field against `ProtocolLimits`.
     public static func decode(_ frames: [[UInt8]]) throws(DecodeError) -> Message {
         guard frames.count == 3 else { throw .frameCount(frames.count) }
-        guard frames[0] == Protocol.header else { throw .header }
-        let name = String(decoding: frames[1], as: UTF8.self)
-        guard let command = Command(rawValue: name) else { throw .unknownCommand(name) }
+        guard frames[0] == Protocol.header else {
+            if frames[0].count == 4, frames[0].starts(with: Array("SWP".utf8)) { throw .version(String(decoding: frames[0].suffix(1), as: UTF8.self)) }
+            throw .header
+        }
+        guard frames[1].count <= 16, let command = Command(rawValue: String(decoding: frames[1], as: UTF8.self)) else {
+            throw .unknownCommand(String(decoding: frames[1].prefix(40), as: UTF8.self))
+        }
+        guard jsonDepth(frames[2], limit: ProtocolLimits.maxJSONDepth) <= ProtocolLimits.maxJSONDepth else {
+            throw .payload(command, "JSON nested deeper than \(ProtocolLimits.maxJSONDepth) levels")
+        }
         let data = Data(frames[2])
-        func d<T: Decodable>(_: T.Type) throws(DecodeError) -> T {
-            do { return try decoder.decode(T.self, from: data) } catch { throw .payload(command, "\(error)") }
+        func d<T: Decodable & ValidatedPayload>(_: T.Type) throws(DecodeError) -> T {
+            let value: T
+            do { value = try decoder.decode(T.self, from: data) } catch { throw .payload(command, "\(error)") }
+            do { try value.validate() } catch { throw .field(command, error) }
+            return value
         }
         return switch command {
         case .ready: .ready(try d(Ready.self))

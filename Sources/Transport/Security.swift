@@ -272,6 +272,8 @@ public struct AllowList: Sendable, Equatable {
             }
             let before = list.keys.count
             if isDirectory.boolValue {
+                // Whoever may write the directory may add a key file to it.
+                try checkNotWritable(path)
                 let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".key") }.sorted()
                 for file in names {
                     let full = "\(path)/\(file)"

@@ -55,10 +55,15 @@ public final class RemoteWorker {
 
     final class RunningTrial: @unchecked Sendable {
         let lease: Lease
+        /// The lease's token, shown to the coordinator when this worker registers again.
+        let token: String
         private let lock = NSLock()
         private var _cancelled = false
         private var _epoch = 0
-        init(lease: Lease) { self.lease = lease }
+        init(lease: Lease, token: String) {
+            self.lease = lease
+            self.token = token
+        }
         var cancelled: Bool {
             get { lock.withLock { _cancelled } }
             set { lock.withLock { _cancelled = newValue } }
@@ -121,7 +126,8 @@ public final class RemoteWorker {
     func ready(_ dealer: Socket) throws {
         let message = Ready(
             name: options.name, host: hostName(), pid: getpid(), threads: options.threads, slots: options.slots,
-            kernel: BLASRuntime.coreName, version: Protocol.version, running: Array(running.keys) + waiting.map(\.lease),
+            kernel: BLASRuntime.coreName, version: Protocol.version,
+            running: running.values.map { HeldLease(lease: $0.lease, token: $0.token) } + waiting.map { HeldLease(lease: $0.lease, token: $0.token) },
             free: max(0, options.slots + options.prefetch - running.count - waiting.count))
         try send(dealer, .ready(message))
     }
@@ -236,7 +242,7 @@ public final class RemoteWorker {
     func start(_ assignment: Assignment) {
         let lease = assignment.lease
         if running[lease] != nil { return }
-        let trial = RunningTrial(lease: lease)
+        let trial = RunningTrial(lease: lease, token: assignment.token)
         running[lease] = trial
         let (context, inbox, data, log) = (context, inbox, data, log)
         let thread = Thread {

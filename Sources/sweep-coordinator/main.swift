@@ -38,7 +38,11 @@ extension SweepCoordinator {
     }
 
     struct Start: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run a sweep: bind, hand out trials, write results. Restarting it on the same --out continues the sweep.")
+        static let configuration = CommandConfiguration(
+            abstract: "Run a sweep: bind, hand out trials, write results. Restarting it on the same --out continues the sweep.",
+            discussion: """
+                Exit status: \(ExitStatus.success) every trial ended done, diverged or stopped; \(ExitStatus.trialsFailed) the sweep ended but some trials failed; \(ExitStatus.error) an error stopped it (bad input, results directory refused or unwritable, no workers left), resumable; \(ExitStatus.interrupted) interrupted, resumable.
+                """)
         @Argument(help: "Sweep file (YAML).") var sweep: String
         @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://*:5555 (default: a free loopback port).") var bind: String?
         @Option(help: "Results directory (default: results/NAME).") var out: String?
@@ -52,10 +56,18 @@ extension SweepCoordinator {
         @Option(help: "CURVE: the coordinator's secret key file (NAME.key_secret from `keys`, mode 0600). Encrypts all traffic.") var key: String?
         @Option(help: "CURVE: the workers allowed in: a directory of NAME.key files, a .key file, or a file of lines 'KEY [NAME]' (repeatable).") var allow: [String] = []
         @Flag(help: "Allow plaintext on a non-loopback --bind: any host that reaches the port can join and read the traffic.") var insecure = false
+        @Option(help: "Leases one worker may hold at once, whatever slots it announces.") var maxSlots = Coordinator.defaultMaxSlotsPerWorker
+        @Option(help: "Workers registered at once; more are refused until one leaves.") var maxWorkers = Coordinator.defaultMaxWorkers
+        @Flag(help: "Write into --out even though it holds another version of this sweep, or files that are not sweep results.") var forceOut = false
 
         func validate() throws {
             guard localWorkers >= 0 else { throw ValidationError("--local-workers must be at least 0") }
             guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+            guard heartbeat > 0 && heartbeat <= 3600 else { throw ValidationError("--heartbeat must be a positive number of seconds (at most 3600)") }
+            guard deadAfter >= 2 * heartbeat && deadAfter <= 86400 else { throw ValidationError("--dead-after must be at least twice --heartbeat (\(heartbeat) s) and at most 86400 s") }
+            guard (1...4096).contains(workerThreads) else { throw ValidationError("--worker-threads must be between 1 and 4096") }
+            guard (1...ProtocolLimits.maxSlots).contains(maxSlots) else { throw ValidationError("--max-slots must be between 1 and \(ProtocolLimits.maxSlots)") }
+            guard maxWorkers >= 1 else { throw ValidationError("--max-workers must be at least 1") }
             if key != nil && allow.isEmpty { throw ValidationError("--key needs --allow: the public keys of the workers allowed to join") }
             if key == nil && !allow.isEmpty { throw ValidationError("--allow needs --key: the coordinator's secret key") }
             if key != nil && insecure { throw ValidationError("--insecure turns CURVE off: give either --key/--allow or --insecure, not both") }
@@ -71,6 +83,9 @@ extension SweepCoordinator {
                 options.deadAfterSeconds = deadAfter
                 options.maxAttempts = maxAttempts
                 options.insecure = insecure
+                options.maxSlotsPerWorker = maxSlots
+                options.maxWorkers = maxWorkers
+                options.forceOutput = forceOut
                 if let key {
                     options.curve = CurveServer(keys: try KeyFiles.readSecret(key), allowList: try AllowList.load(allow))
                 }
@@ -85,15 +100,32 @@ extension SweepCoordinator {
                 if let best = summary.best { print("best \(s.objective.metric): \(best.value) (trial \(best.id))") }
                 if summary.rejectedMessages > 0 { print("rejected \(summary.rejectedMessages) malformed or stale messages") }
                 if summary.refusedConnections > 0 { print("refused \(summary.refusedConnections) connection\(summary.refusedConnections == 1 ? "" : "s") (keys not allowed, plaintext clients, failed handshakes)") }
-                if summary.interrupted { throw ExitCode(130) }
+                if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
+                if let failed = summary.counts["failed"], failed > 0 {
+                    printError("\(failed) trial\(failed == 1 ? "" : "s") failed (see sweep-analyze \(options.output) for why)")
+                    throw ExitCode(ExitStatus.trialsFailed)
+                }
             } catch let e as ExitCode {
                 throw e
             } catch {
                 printError("error: \(error)")
-                throw ExitCode(1)
+                throw ExitCode(ExitStatus.error)
             }
         }
     }
+}
+
+/// `sweep-coordinator start`'s exit status (documented in its help and the README).
+enum ExitStatus {
+    /// Every trial ended done, diverged or stopped.
+    static let success: Int32 = 0
+    /// Bad input (sweep file, options), a refused results directory, an I/O error (disk full),
+    /// or no workers left: the sweep stopped and is resumable.
+    static let error: Int32 = 1
+    /// The sweep ran to the end but some trials failed.
+    static let trialsFailed: Int32 = 2
+    /// Interrupted (SIGINT/SIGTERM): finished trials are committed, the sweep is resumable.
+    static let interrupted: Int32 = 130
 }
 
 extension SweepCoordinator {

@@ -104,7 +104,7 @@ public struct CheckpointPolicy {
     }
 
     /// Checks that a checkpoint belongs to this trial: same configuration apart from its length.
-    static func check(_ checkpoint: TrainingCheckpoint, against config: TrialConfig) throws {
+    public static func check(_ checkpoint: TrainingCheckpoint, against config: TrialConfig) throws {
         let lengthKeys: Set<String> = ["epochs", "steps"]
         let a = checkpoint.config.values.filter { !lengthKeys.contains($0.key) }
         let b = config.values.filter { !lengthKeys.contains($0.key) }

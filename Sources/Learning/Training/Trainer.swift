@@ -12,6 +12,14 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
     case stopped
 }
 
+extension Int {
+    /// A count read from a file as a float: NaN is 0, values beyond Int's range are clamped
+    /// (a damaged or hostile file must not trap the reader).
+    public init(saturating d: Double) {
+        self = d.isNaN ? 0 : d >= 9.2e18 ? .max : d <= -9.2e18 ? .min : Int(d)
+    }
+}
+
 /// One row of a trial's history: an epoch for models trained on data, a step for toy objectives.
 public struct EpochRecord: Sendable, Equatable, Codable {
     public var epoch: Int
@@ -38,7 +46,7 @@ public struct EpochRecord: Sendable, Equatable, Codable {
     public init(row r: [Double]) {
         precondition(r.count == Self.columns.count, "an epoch record has \(Self.columns.count) columns")
         self.init(
-            epoch: Int(r[0]), step: Int(r[1]), trainLoss: r[2], testLoss: r[3], testAccuracy: r[4], gradientNorm: r[5],
+            epoch: Int(saturating: r[0]), step: Int(saturating: r[1]), trainLoss: r[2], testLoss: r[3], testAccuracy: r[4], gradientNorm: r[5],
             learningRate: r[6], seconds: r[7], evalSeconds: r[8])
     }
 

@@ -1,0 +1,67 @@
+import Learning
+import Transport
+
+/// A setting that cannot work, found before anything starts.
+public enum CoordinatorError: Error, CustomStringConvertible {
+    case setting(String)
+    /// Every local worker died repeatedly and no other worker is connected.
+    case noWorkersLeft(String)
+
+    public var description: String {
+        switch self {
+        case .setting(let s): s
+        case .noWorkersLeft(let s): s
+        }
+    }
+}
+
+/// What a trial's records and results must satisfy beyond the protocol's own bounds
+/// (`Message.decode`): they are held to the trial they claim to belong to.
+extension Coordinator {
+    /// The highest epoch (step) a record of trial i may have: its length, or for the LR range
+    /// test its `range_steps`.
+    func recordLimit(_ i: Int) -> Int { recordLimits[i] }
+
+    static func recordLimit(of config: TrialConfig, length: Int) -> Int {
+        guard (try? config.string("mode", default: "train")) == "lr_range_test" else { return length }
+        return (try? config.int("range_steps", default: 100)) ?? length
+    }
+
+    /// Whether the trial's losses are non-negative by construction (cross-entropy, the VAE's
+    /// negative ELBO, squared errors, Rosenbrock, a quadratic with non-negative curvatures).
+    static func lossIsNonNegative(_ config: TrialConfig) -> Bool {
+        guard config.model == "quadratic" else { return true }
+        return ((try? config.doubleList("curvatures", default: [10, 0.1])) ?? [-1]).allSatisfy { $0 >= 0 }
+    }
+
+    /// Why an epoch record cannot belong to trial i, or nil.
+    func check(_ r: EpochRecord, of i: Int, field: String) -> String? {
+        guard r.epoch <= recordLimits[i] else { return "\(field).epoch \(r.epoch) is past the trial's \(recordLimits[i])" }
+        if nonNegativeLoss[i] {
+            for (name, v) in [("trainLoss", r.trainLoss), ("testLoss", r.testLoss)] where v < 0 {
+                return "\(field).\(name) is \(v), but this trial's loss cannot be negative"
+            }
+        }
+        return nil
+    }
+
+    /// Why a result cannot be trial i's, or nil.
+    func check(_ r: ResultMessage, of i: Int) -> String? {
+        for (k, record) in r.history.enumerated() {
+            if let problem = check(record, of: i, field: "history[\(k)]") { return problem }
+        }
+        guard r.trajectory.count <= recordLimits[i] + 1 else {
+            return "trajectory has \(r.trajectory.count) rows for a trial of \(recordLimits[i]) steps"
+        }
+        if r.status == .done {
+            let last = r.history.last
+            guard let last, !isRangeTest[i] ? last.epoch == lengths[i] : true else {
+                return "status done after \(last?.epoch ?? 0) of \(lengths[i]) \(sweep.trials[i].config.isToyObjective ? "steps" : "epochs")"
+            }
+            guard last.trainLoss.isFinite, !last.testLoss.isInfinite else {
+                return "status done with a non-finite final loss (train \(last.trainLoss), test \(last.testLoss)): that is a divergence"
+            }
+        }
+        return nil
+    }
+}
