@@ -384,6 +384,12 @@ public final class Coordinator {
             message = try Message.decode(Array(frames.dropFirst()))
         } catch {
             reject("decode", "dropped a message from \(workers[identity].map { "worker \($0.name)" } ?? "peer \(hex(identity))"): \(error)")
+            // A result that does not hold up still ends its attempt: without this the trial
+            // would wait for a result that never comes from a worker that heartbeats on.
+            if let worker = workers[identity], let lease = Message.lease(ofResult: Array(frames.dropFirst())), let i = current(lease, worker: worker) {
+                worker.leases.remove(lease)
+                retryOrFail(i, lease, reason: "\(worker.name) sent a result that was refused: \(error)", worker: worker)
+            }
             return
         }
         if case .ready(let ready) = message {
@@ -471,13 +477,15 @@ public final class Coordinator {
         worker.name = ready.name
         worker.host = ready.host
         worker.slots = ready.slots
-        worker.capacity = min(options.maxSlotsPerWorker, ready.free + ready.running.count)
         worker.lastSeen = t
         workers[identity] = worker
         var refused: [Lease] = []
-        for held in ready.running where !worker.leases.contains(held.lease) {
-            if !adopt(held, by: worker) { refused.append(held.lease) }
+        var held = 0
+        for claim in ready.running {
+            if worker.leases.contains(claim.lease) || adopt(claim, by: worker) { held += 1 } else { refused.append(claim.lease) }
         }
+        // Credit: its free slots plus the attempts it proved it runs, never unproven claims.
+        worker.capacity = min(options.maxSlotsPerWorker, ready.free + held)
         for lease in refused {
             send(.cancel(Cancel(lease: lease, reason: "not a live lease of this sweep (superseded, finished, or never granted)")), to: identity, router: router)
         }
@@ -485,7 +493,7 @@ public final class Coordinator {
             reject("claim", "worker \(ready.name) on \(ready.host) claimed \(refused.count) attempt\(refused.count == 1 ? "" : "s") it does not hold (e.g. \(refused[0])): not adopted, cancelled")
         }
         if known == nil {
-            log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)\(worker.capacity < ready.free + ready.running.count ? " (credit capped at \(worker.capacity), --max-slots)" : "")")
+            log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)\(worker.capacity < ready.free + held ? " (credit capped at \(worker.capacity), --max-slots)" : "")")
         }
         send(.welcome(Welcome(sweep: sweep.name, heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds)), to: identity, router: router)
     }
@@ -494,7 +502,7 @@ public final class Coordinator {
     func adopt(_ held: HeldLease, by worker: WorkerState) -> Bool {
         let lease = held.lease
         guard let i = indexByID[lease.trial], lease.attempt == attempts[i], let token = tokens[i], token == held.token else { return false }
-        guard worker.leases.count < worker.capacity || worker.capacity == 0 else { return false }
+        guard worker.leases.count < options.maxSlotsPerWorker else { return false }
         switch states[i] {
         case .queued:
             // We restarted while it trained.

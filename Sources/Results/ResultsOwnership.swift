@@ -43,7 +43,8 @@ public final class ResultsOwnership {
     public init(directory: String, sweepName: String, sweepText: String, force: Bool) throws {
         self.directory = directory
         try makeDirectories(directory)
-        let existing = try listDirectory(directory).filter { $0 != Self.lockName }
+        let listing = try listDirectory(directory)
+        let existing = listing.filter { $0 != Self.lockName }
         let path = "\(directory)/\(Self.lockName)"
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystemError(operation: "open", path: path, code: errno) }
@@ -63,6 +64,8 @@ public final class ResultsOwnership {
                 throw FileSystemError(operation: "write", path: path, code: errno)
             }
         } catch {
+            // Refused: leave a directory that was not ours as it was.
+            if !listing.contains(Self.lockName) { unlink(path) }
             close(fd)
             throw error
         }

@@ -260,6 +260,17 @@ public enum Message: Sendable {
         }
     }
 
+    /// The lease a RESULT names, when the rest of it does not decode or breaks a bound: the
+    /// receiver can then spend that attempt instead of waiting for a result that never comes.
+    public static func lease(ofResult frames: [[UInt8]]) -> Lease? {
+        struct Named: Decodable { var lease: Lease }
+        guard frames.count == 3, frames[0] == Protocol.header, frames[1] == Array(Command.result.rawValue.utf8),
+            jsonDepth(frames[2], limit: ProtocolLimits.maxJSONDepth) <= ProtocolLimits.maxJSONDepth,
+            let named = try? decoder.decode(Named.self, from: Data(frames[2])), (try? named.lease.validate()) != nil
+        else { return nil }
+        return named.lease
+    }
+
     /// Validates and decodes frames (identity already removed): the header, the command, the
     /// payload's nesting, its decoding, then every field against `ProtocolLimits`.
     public static func decode(_ frames: [[UInt8]]) throws(DecodeError) -> Message {
