@@ -136,8 +136,8 @@ public final class Coordinator {
     let ownership: ResultsOwnership
     /// Every lease handed out, with its token (see `LeaseJournal`).
     let journal: LeaseJournal
-    /// The live lease token of each trial that has one.
-    var tokens: [Int: String] = [:]
+    /// The live lease of each trial that has one: its attempt and token.
+    var tokens: [Int: (attempt: Int, token: String)] = [:]
     /// The checkpoint epoch an attempt resumed from (a failure before passing it drops the checkpoint).
     var resumedFrom: [Int: Int] = [:]
     /// Whether the live attempt was asked for checkpoints (others are refused).
@@ -194,18 +194,14 @@ public final class Coordinator {
         if case .asha(let minEpochs, let eta)? = sweep.earlyStopping {
             asha = SuccessiveHalving(minEpochs: minEpochs, reductionFactor: eta, maximize: sweep.objective.maximize)
         }
-        // Trials committed by an earlier run of this sweep are done: never run twice. Attempt
-        // numbers continue from the journal, so an old attempt is never confused with a new one.
+        // Trials committed by an earlier run of this sweep are done: never run twice. The
+        // journal's last grant of each other trial is what a worker still running it must prove.
         var resumed = 0
         for (i, t) in sweep.trials.enumerated() {
-            if let grant = journal.latest[t.id] {
-                attempts[i] = grant.attempt
-                tokens[i] = grant.token
-                promotions[i] = journal.promotions[t.id] ?? 0
-            }
+            if committed[t.id] == nil, let grant = journal.latest[t.id] { tokens[i] = (grant.attempt, grant.token) }
             if let c = committed[t.id] {
                 states[i] = .finished(c.status)
-                attempts[i] = max(attempts[i], c.attempts)
+                attempts[i] = c.attempts
                 resumed += 1
                 finishedCount += 1
             } else {
@@ -501,7 +497,7 @@ public final class Coordinator {
     /// Adopts an attempt a registering worker says it runs, if its token proves the lease.
     func adopt(_ held: HeldLease, by worker: WorkerState) -> Bool {
         let lease = held.lease
-        guard let i = indexByID[lease.trial], lease.attempt == attempts[i], let token = tokens[i], token == held.token else { return false }
+        guard let i = indexByID[lease.trial], let live = tokens[i], live.attempt == lease.attempt, live.token == held.token else { return false }
         guard worker.leases.count < options.maxSlotsPerWorker else { return false }
         switch states[i] {
         case .queued:
@@ -519,6 +515,7 @@ public final class Coordinator {
             return false
         }
         states[i] = .leased(lease, worker: worker.identity)
+        attempts[i] = max(attempts[i], lease.attempt)
         worker.leases.insert(lease)
         if sweep.checkpoints.every != nil || asha != nil { checkpointsRequested.insert(i) }
         indexDirty = true
@@ -762,7 +759,7 @@ public final class Coordinator {
         } else {
             resumedFrom[i] = nil
         }
-        tokens[i] = token
+        tokens[i] = (lease.attempt, token)
         if every != nil { checkpointsRequested.insert(i) } else { checkpointsRequested.remove(i) }
         states[i] = .leased(lease, worker: worker.identity)
         worker.leases.insert(lease)

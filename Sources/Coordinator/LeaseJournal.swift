@@ -11,8 +11,7 @@ import Transport
 /// (`PROMOTED` is 1 for an ASHA promotion, 0 for a first run or a retry; `WORKER` is the rest of
 /// the line). After a restart it tells the coordinator which attempt of each trial is the live
 /// one and its token, so a worker that still runs that attempt can prove it (`HeldLease`) and
-/// be adopted, while a peer that merely names trial ids gets nothing; attempt numbers continue
-/// where they were, and promotions still do not count as retries. The file is the coordinator's
+/// be adopted, while a peer that merely names trial ids gets nothing. The file is the coordinator's
 /// own (mode 0600: it holds the tokens). A torn last line (a crash mid-append) and any line that
 /// does not parse are skipped, which can only make an attempt unadoptable, never adopt one.
 final class LeaseJournal {
@@ -29,8 +28,6 @@ final class LeaseJournal {
     private let fd: Int32
     /// Each trial's latest grant.
     private(set) var latest: [String: Grant] = [:]
-    /// ASHA promotions per trial (they do not count towards `--max-attempts`).
-    private(set) var promotions: [String: Int] = [:]
     /// Lines that did not parse when the journal was read.
     private(set) var skipped = 0
 
@@ -58,7 +55,6 @@ final class LeaseJournal {
             return
         }
         let grant = Grant(attempt: attempt, token: fields[3], promoted: fields[4] == "1", worker: fields[5])
-        if grant.promoted { promotions[fields[1], default: 0] += 1 }
         if attempt >= latest[fields[1]]?.attempt ?? 0 { latest[fields[1]] = grant }
     }
 
@@ -71,7 +67,6 @@ final class LeaseJournal {
             throw FileSystemError(operation: "write", path: path, code: written < 0 ? errno : ENOSPC)
         }
         latest[trial] = grant
-        if grant.promoted { promotions[trial, default: 0] += 1 }
     }
 
     /// A new lease token: 128 bits from the system's generator, as 32 lowercase hex digits.
