@@ -263,6 +263,13 @@ public final class Coordinator {
             removeLocalWorkerKeys()
         }
         try router.bind(bind)
+        do { return try serve(router, gatekeeper: gatekeeper, signals: signals) } catch let error as FileSystemError {
+            // The lease journal or a checkpoint could not be written: no more work goes out.
+            throw CoordinatorError.storage(directory: options.output, underlying: error.description)
+        }
+    }
+
+    func serve(_ router: Socket, gatekeeper: Gatekeeper, signals: SignalWatcher?) throws -> Summary {
         let endpoint = router.lastEndpoint
         log("sweep \(sweep.name): \(sweep.trials.count) trials, \(queue.count) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)")
         try startLocalWorkers(endpoint: connectable(endpoint))
@@ -818,7 +825,7 @@ public final class Coordinator {
             case .checkpointRejected(let lease, let problem):
                 reject("checkpoint", "rejected checkpoint of \(lease): \(problem)")
             case .failed(let error):
-                throw error
+                throw CoordinatorError.storage(directory: options.output, underlying: "\(error)")
             }
         }
     }

@@ -6,12 +6,27 @@ public enum CoordinatorError: Error, CustomStringConvertible {
     case setting(String)
     /// Every local worker died repeatedly and no other worker is connected.
     case noWorkersLeft(String)
+    /// The results directory could not be written (a full disk, an I/O error).
+    case storage(directory: String, underlying: String)
 
     public var description: String {
         switch self {
         case .setting(let s): s
         case .noWorkersLeft(let s): s
+        case .storage(let directory, let underlying):
+            "cannot write the results in \(directory): \(Self.summarize(underlying)). No more trials were handed out; trials committed so far are safe, "
+                + "finished ones not yet committed will run again. Free space (or fix the error) and start the sweep again to resume."
         }
+    }
+
+    /// The gist of an I/O error (HDF5's stacks are long): the file and the system's reason.
+    static func summarize(_ text: String) -> String {
+        var parts: [String] = []
+        if let r = text.range(of: "filename = '") , let end = text[r.upperBound...].firstIndex(of: "'") { parts.append("writing \(text[r.upperBound..<end])") }
+        if let r = text.range(of: "error message = '"), let end = text[r.upperBound...].firstIndex(of: "'") {
+            parts.append(String(text[r.upperBound..<end]))
+        }
+        return parts.isEmpty ? String(text.prefix(400)) : parts.joined(separator: ": ")
     }
 }
 

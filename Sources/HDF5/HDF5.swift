@@ -43,7 +43,14 @@ final class Handle {
     deinit { _ = close(id) }
 }
 
-private let silenced: Void = { chdf5_silence_errors() }()
+/// Before the library's first use: errors are reported by `check`, not printed; and no cleanup
+/// at exit. Every file this module opens is closed by its owner and made durable by
+/// `writeAtomically`'s fsync, so the exit-time cleanup has nothing to save, while after a failed
+/// write (a full disk) it would flush the half-written file again and crash the process.
+private let silenced: Void = {
+    H5dont_atexit()
+    chdf5_silence_errors()
+}()
 
 /// How a dataset is stored: contiguous, or chunked with deflate + shuffle (readable everywhere).
 public struct DatasetLayout: Sendable {

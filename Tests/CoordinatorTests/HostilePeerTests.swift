@@ -400,6 +400,48 @@ extension SweepEndToEndTests {
             #expect(log.contains("sweep deaths: 2 done"))
         }
 
+        /// A full disk: the coordinator stops handing out work, says which file and why, exits 1
+        /// without crashing (HDF5's exit-time cleanup used to segfault on the half-written file),
+        /// and once there is room a restart finishes the sweep with every trial committed once.
+        @Test func aFullDiskStopsTheSweepCleanlyAndARestartResumes() throws {
+            guard getuid() == 0 else { return }  // needs a small tmpfs of its own (CI runs as root)
+            let dir = Harness.temporaryDirectory("disk-full")
+            let mnt = "\(dir)/mnt"
+            try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+            func system(_ tool: String, _ arguments: [String]) -> Bool {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: tool)
+                p.arguments = arguments
+                guard (try? p.run()) != nil else { return false }
+                p.waitUntilExit()
+                return p.terminationStatus == 0
+            }
+            func mount(_ options: String) -> Bool { system("/bin/mount", ["-t", "tmpfs", "-o", options, "tmpfs", mnt]) }
+            guard mount("size=1500k") else {
+                Issue.record("cannot mount a tmpfs at \(mnt)")
+                return
+            }
+            defer { _ = system("/bin/umount", ["-l", mnt]) }
+            Harness.write("name: full\nbase: {model: rosenbrock, steps: 3000, optimizer: sgd}\ngrid: {lr: {logspace: [1.0e-5, 1.0e-3, 40]}}\n", to: "\(dir)/s.yaml")
+            let args = ["start", "\(dir)/s.yaml", "--local-workers", "2", "--out", "\(mnt)/out", "--plain"]
+            let first = try Harness.start("sweep-coordinator", args, log: "\(dir)/first.log")
+            #expect(Harness.wait(first, timeout: 120))
+            let log = Harness.read("\(dir)/first.log")
+            #expect(first.terminationStatus == 1, Comment(rawValue: log))
+            #expect(log.contains("error: cannot write the results in \(mnt)/out: writing \(mnt)/out/trials/batch-") && log.contains("No space left on device"), Comment(rawValue: log))
+            #expect(!log.contains("crashed") && !log.contains("Signal"), Comment(rawValue: log))
+            guard mount("remount,size=64m") else {
+                Issue.record("cannot remount \(mnt)")
+                return
+            }
+            let second = try Harness.start("sweep-coordinator", args, log: "\(dir)/second.log")
+            #expect(Harness.wait(second, timeout: 120))
+            let log2 = Harness.read("\(dir)/second.log")
+            #expect(second.terminationStatus == 0 && log2.contains("sweep full: 40 done"), Comment(rawValue: log2))
+            let rows = try Harness.trials("\(mnt)/out")
+            #expect(rows.count == 40 && Set(rows.map(\.id)).count == 40 && rows.allSatisfy { $0.status == "done" })
+        }
+
         /// A sweep whose trials all fail ends with exit status 2; loose settings are refused.
         @Test func failedTrialsAndLooseSettingsGiveNonZeroExitStatus() throws {
             let dir = Harness.temporaryDirectory("failing")
