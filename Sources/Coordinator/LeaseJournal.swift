@@ -14,24 +14,30 @@ import Transport
 /// be adopted, while a peer that merely names trial ids gets nothing. The file is the coordinator's
 /// own (mode 0600: it holds the tokens). A torn last line (a crash mid-append) and any line that
 /// does not parse are skipped, which can only make an attempt unadoptable, never adopt one.
-final class LeaseJournal {
-    struct Grant: Equatable {
-        var attempt: Int
-        var token: String
-        var promoted: Bool
-        var worker: String
+public final class LeaseJournal {
+    public struct Grant: Equatable, Sendable {
+        public var attempt: Int
+        public var token: String
+        public var promoted: Bool
+        public var worker: String
+        public init(attempt: Int, token: String, promoted: Bool, worker: String) {
+            self.attempt = attempt
+            self.token = token
+            self.promoted = promoted
+            self.worker = worker
+        }
     }
 
-    static let fileName = "leases.journal"
+    public static let fileName = "leases.journal"
 
-    let path: String
+    public let path: String
     private let fd: Int32
     /// Each trial's latest grant.
-    private(set) var latest: [String: Grant] = [:]
+    public private(set) var latest: [String: Grant] = [:]
     /// Lines that did not parse when the journal was read.
-    private(set) var skipped = 0
+    public private(set) var skipped = 0
 
-    init(directory: String) throws {
+    public init(directory: String) throws {
         path = "\(directory)/\(Self.fileName)"
         let existing = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
@@ -59,7 +65,7 @@ final class LeaseJournal {
     }
 
     /// Appends a grant (one `write`, so a line is never interleaved with another).
-    func record(trial: String, _ grant: Grant) throws {
+    public func record(trial: String, _ grant: Grant) throws {
         let worker = grant.worker.map { $0 == "\n" || $0 == "\r" ? " " : $0 }
         let line = "lease \(trial) \(grant.attempt) \(grant.token) \(grant.promoted ? 1 : 0) \(String(worker))\n"
         let written = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
@@ -70,7 +76,7 @@ final class LeaseJournal {
     }
 
     /// A new lease token: 128 bits from the system's generator, as 32 lowercase hex digits.
-    static func newToken() -> String {
+    public static func newToken() -> String {
         var g = SystemRandomNumberGenerator()
         return (0..<2).map { _ in
             let hex = String(g.next() as UInt64, radix: 16)

@@ -4,8 +4,8 @@ import Foundation
 /// decoded, so a peer that floods the coordinator costs it one dictionary lookup per message and
 /// cannot starve the others (ROUTER queues each peer's messages separately and reads them in
 /// turn). Large messages cost more: one token per started 64 KiB.
-struct PeerLimiter {
-    struct Bucket {
+public struct PeerLimiter {
+    public struct Bucket {
         var tokens: Double
         var last: Double
         /// Messages dropped since the last report.
@@ -13,20 +13,20 @@ struct PeerLimiter {
     }
 
     /// Sustained messages per second, and the burst a peer may send at once.
-    let rate: Double
-    let burst: Double
-    private(set) var buckets: [[UInt8]: Bucket] = [:]
+    public let rate: Double
+    public let burst: Double
+    public private(set) var buckets: [[UInt8]: Bucket] = [:]
     /// Peers are forgotten after this long without a message (bounds the table's size).
-    let idleSeconds = 30.0
+    public let idleSeconds = 30.0
     private var lastSweep = 0.0
 
-    init(rate: Double, burst: Double) {
+    public init(rate: Double, burst: Double) {
         self.rate = rate
         self.burst = burst
     }
 
     /// Whether the peer may send this message now.
-    mutating func admit(_ identity: [UInt8], bytes: Int, now t: Double) -> Bool {
+    public mutating func admit(_ identity: [UInt8], bytes: Int, now t: Double) -> Bool {
         let cost = 1 + Double(bytes >> 16)
         var b = buckets[identity] ?? Bucket(tokens: burst, last: t)
         b.tokens = min(burst, b.tokens + (t - b.last) * rate)
@@ -42,7 +42,7 @@ struct PeerLimiter {
     }
 
     /// Peers whose messages were dropped since the last call, and how many.
-    mutating func takeDropped() -> [(identity: [UInt8], count: Int)] {
+    public mutating func takeDropped() -> [(identity: [UInt8], count: Int)] {
         var out: [([UInt8], Int)] = []
         for (k, b) in buckets where b.dropped > 0 {
             out.append((k, b.dropped))
@@ -54,18 +54,18 @@ struct PeerLimiter {
 
 /// Log lines about rejected input, at most `perWindow` per kind in each window; what is held
 /// back is counted and reported with the next line of that kind that gets through.
-struct RateLimitedLog {
-    let perWindow: Int
-    let window: Double
+public struct RateLimitedLog {
+    public let perWindow: Int
+    public let window: Double
     private var kinds: [String: (start: Double, lines: Int, suppressed: Int)] = [:]
 
-    init(perWindow: Int = 5, window: Double = 10) {
+    public init(perWindow: Int = 5, window: Double = 10) {
         self.perWindow = perWindow
         self.window = window
     }
 
     /// The line to log now (with a count of the lines held back before it), or nil.
-    mutating func line(_ kind: String, _ text: @autoclosure () -> String, now t: Double) -> String? {
+    public mutating func line(_ kind: String, _ text: @autoclosure () -> String, now t: Double) -> String? {
         var k = kinds[kind] ?? (start: t, lines: 0, suppressed: 0)
         if t - k.start >= window { k = (start: t, lines: 0, suppressed: k.suppressed) }
         guard k.lines < perWindow else {
