@@ -34,8 +34,8 @@ public final class Coordinator {
         /// Workers registered at once; further peers are refused until one leaves.
         public var maxWorkers = Coordinator.defaultMaxWorkers
         /// Messages per second one peer may send (sustained), and its burst.
-        public var peerMessageRate = 2_000.0
-        public var peerMessageBurst = 10_000.0
+        public var peerMessageRate = Coordinator.defaultPeerMessageRate
+        public var peerMessageBurst = 2 * Coordinator.defaultPeerMessageRate
         /// Write into `output` even though it holds another version of this sweep, or other files.
         public var forceOutput = false
 
@@ -49,6 +49,8 @@ public final class Coordinator {
 
     public static let defaultMaxSlotsPerWorker = 64
     public static let defaultMaxWorkers = 4096
+    /// Messages per second one peer may send, sustained (a busy worker sends a few per trial).
+    public static let defaultPeerMessageRate = 10_000.0
 
     public struct Summary: Sendable {
         public var total: Int
@@ -369,9 +371,13 @@ public final class Coordinator {
         for (identity, count) in limiter.takeDropped() {
             rejected += count
             let who = workers[identity].map { "worker \($0.name) on \($0.host)" } ?? "peer \(hex(identity))"
-            if let line = rejections.line("rate", "dropped \(count) message\(count == 1 ? "" : "s") from \(who): over its rate limit (\(Int(limiter.rate))/s)", now: t) { log(line) }
+            if let line = rejections.line("rate", "dropped \(count) message\(count == 1 ? "" : "s") from \(who): over its rate limit (\(Int(limiter.rate))/s; --peer-rate raises it for a real worker)", now: t) { log(line) }
         }
     }
+
+    /// What a registered worker sends that must not be dropped by its rate limit while it is
+    /// within twice its burst: a lost RESULT would leave its trial waiting for ever.
+    static let essentialCommands: Set<[UInt8]> = [Command.result, .ready, .bye].map { Array($0.rawValue.utf8) }.reduce(into: []) { $0.insert($1) }
 
     func handle(_ frames: [[UInt8]], router: Socket) {
         let t = now()
@@ -381,7 +387,8 @@ public final class Coordinator {
         }
         let identity = frames[0]
         // Charged before anything is decoded: a flood costs a lookup per message.
-        guard limiter.admit(identity, bytes: frames.reduce(0) { $0 + $1.count }, now: t) else { return }
+        let essential = frames.count == 4 && workers[identity] != nil && Self.essentialCommands.contains(frames[2])
+        guard limiter.admit(identity, bytes: frames.reduce(0) { $0 + $1.count }, now: t, essential: essential) else { return }
         let message: Message
         do {
             message = try Message.decode(Array(frames.dropFirst()))

@@ -25,13 +25,15 @@ public struct PeerLimiter {
         self.burst = burst
     }
 
-    /// Whether the peer may send this message now.
-    public mutating func admit(_ identity: [UInt8], bytes: Int, now t: Double) -> Bool {
+    /// Whether the peer may send this message now. An `essential` message (a registered
+    /// worker's RESULT, READY or BYE: dropping one would strand a trial) may run the bucket into
+    /// debt down to −burst, so a flood of them is still bounded.
+    public mutating func admit(_ identity: [UInt8], bytes: Int, now t: Double, essential: Bool = false) -> Bool {
         let cost = 1 + Double(bytes >> 16)
         var b = buckets[identity] ?? Bucket(tokens: burst, last: t)
         b.tokens = min(burst, b.tokens + (t - b.last) * rate)
         b.last = t
-        let admitted = b.tokens >= cost
+        let admitted = b.tokens >= (essential ? cost - burst : cost)
         if admitted { b.tokens -= cost } else { b.dropped += 1 }
         buckets[identity] = b
         if t - lastSweep > idleSeconds {

@@ -58,6 +58,7 @@ extension SweepCoordinator {
         @Flag(help: "Allow plaintext on a non-loopback --bind: any host that reaches the port can join and read the traffic.") var insecure = false
         @Option(help: "Leases one worker may hold at once, whatever slots it announces.") var maxSlots = Coordinator.defaultMaxSlotsPerWorker
         @Option(help: "Workers registered at once; more are refused until one leaves.") var maxWorkers = Coordinator.defaultMaxWorkers
+        @Option(help: "Messages per second one peer may send (sustained; twice that at once); more are dropped unread.") var peerRate = Coordinator.defaultPeerMessageRate
         @Flag(help: "Write into --out even though it holds another version of this sweep, or files that are not sweep results.") var forceOut = false
 
         func validate() throws {
@@ -68,6 +69,7 @@ extension SweepCoordinator {
             guard (1...4096).contains(workerThreads) else { throw ValidationError("--worker-threads must be between 1 and 4096") }
             guard (1...ProtocolLimits.maxSlots).contains(maxSlots) else { throw ValidationError("--max-slots must be between 1 and \(ProtocolLimits.maxSlots)") }
             guard maxWorkers >= 1 else { throw ValidationError("--max-workers must be at least 1") }
+            guard peerRate >= 1 && peerRate.isFinite else { throw ValidationError("--peer-rate must be at least 1") }
             if key != nil && allow.isEmpty { throw ValidationError("--key needs --allow: the public keys of the workers allowed to join") }
             if key == nil && !allow.isEmpty { throw ValidationError("--allow needs --key: the coordinator's secret key") }
             if key != nil && insecure { throw ValidationError("--insecure turns CURVE off: give either --key/--allow or --insecure, not both") }
@@ -86,6 +88,8 @@ extension SweepCoordinator {
                 options.maxSlotsPerWorker = maxSlots
                 options.maxWorkers = maxWorkers
                 options.forceOutput = forceOut
+                options.peerMessageRate = peerRate
+                options.peerMessageBurst = 2 * peerRate
                 if let key {
                     options.curve = CurveServer(keys: try KeyFiles.readSecret(key), allowList: try AllowList.load(allow))
                 }

@@ -35,8 +35,10 @@ extension SweepWorker {
         @Flag(help: "Allow plaintext to a non-loopback coordinator (one started with --insecure).") var insecure = false
 
         func validate() throws {
-            guard threads >= 1, slots >= 1 else { throw ValidationError("--threads and --slots must be at least 1") }
-            guard prefetch >= 0 else { throw ValidationError("--prefetch must be at least 0") }
+            guard (1...ProtocolLimits.maxThreads).contains(threads), (1...ProtocolLimits.maxSlots).contains(slots) else {
+                throw ValidationError("--threads must be between 1 and \(ProtocolLimits.maxThreads), --slots between 1 and \(ProtocolLimits.maxSlots)")
+            }
+            guard (0...ProtocolLimits.maxSlots).contains(prefetch) else { throw ValidationError("--prefetch must be between 0 and \(ProtocolLimits.maxSlots)") }
             if (key == nil) != (serverKey == nil) { throw ValidationError("CURVE needs both --key (this worker's secret key) and --server-key (the coordinator's public key)") }
             if key != nil && insecure { throw ValidationError("--insecure turns CURVE off: give either --key/--server-key or --insecure, not both") }
         }

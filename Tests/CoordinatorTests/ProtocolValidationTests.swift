@@ -130,6 +130,9 @@ import Transport
         let dropped = limiter.takeDropped()
         #expect(dropped.count == 1 && dropped[0].identity == a && dropped[0].count == 2)
         #expect(limiter.takeDropped().isEmpty)
+        // A registered worker's result may run the bucket into debt, down to −burst, not further.
+        let essential = (0..<25).map { _ in limiter.admit(b, bytes: 0, now: 0.02, essential: true) }
+        #expect(essential.filter { $0 }.count == 20 && !essential.last!, "from 10 tokens to −10: \(essential)")
         _ = limiter.admit(b, bytes: 0, now: 100)
         #expect(limiter.buckets.count == 1, "idle peers are forgotten")
     }
