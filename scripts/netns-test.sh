@@ -115,9 +115,9 @@ iface, out, stop, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
 s.bind((iface, 0))
 s.settimeout(0.2)
-# The protocol's texts: its header, a command, JSON keys every trial sends. (4-byte SWP1 turns up
+# The protocol's texts: its header, a command, JSON keys every trial sends. (4-byte SWP2 turns up
 # by chance about once in 4 GB of random bytes, so the encrypted run is judged on the longer ones.)
-needles = ("SWP1", "HEARTBEAT", "trainLoss", '"lease"', "CURVE")
+needles = ("SWP2", "HEARTBEAT", "trainLoss", '"lease"', "CURVE")
 stats = {"packets": 0, "bytes": 0, **{n: 0 for n in needles}}
 end = time.time() + limit
 while time.time() < end and not os.path.exists(stop):
@@ -151,7 +151,7 @@ in_ns w1 "$bin/sweep-worker" --connect "tcp://${ip[coord]}:5557" --insecure --na
 wait "$plain_coordinator" || fail "the plaintext sweep: $(tail -3 "$work/plain.log")"
 plain_stats=$(stop_capture plain)
 echo "captured: $plain_stats"
-$py -c "import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s['SWP1'] > 0 and s['trainLoss'] > 0 and s['\"lease\"'] > 0 else 1)" "$plain_stats" \
+$py -c "import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s['SWP2'] > 0 and s['trainLoss'] > 0 and s['\"lease\"'] > 0 else 1)" "$plain_stats" \
   || fail "the capture does not see plaintext protocol messages: it cannot tell encrypted from plaintext"
 
 echo "== the sweep over ssh with CURVE ($(elapsed) s)"
