@@ -6,10 +6,15 @@ import Results
 import Sweeps
 import Transport
 
-/// `sweep-coordinator start`: owns a sweep. It binds a ROUTER socket, leases trials to workers
-/// that have free slots (credit), tracks heartbeats, requeues the trials of lost workers with
-/// capped retries, rejects results of superseded attempts, and is the single writer of the
-/// results (group-committed batch files and the index).
+/// `sweep-coordinator start`: owns a sweep. This file is its event loop: it binds a ROUTER
+/// socket, reads messages (bounded per pass, checked by `Message.decode` and `ResultChecks`),
+/// and turns them into calls on its parts, each testable without sockets:
+///
+/// - `LeaseBook`: workers, credit, each trial's live lease and its token, attempts;
+/// - a `TrialScheduler` (`InOrder`, `MedianStopping`, `Asha`): what runs next, what stops,
+///   pauses or is promoted;
+/// - `ResultsWriter` (its own thread): group commits, checkpoints and the index, durably;
+/// - `LeaseJournal`, `ResultsOwnership`, `LocalWorkerPool`, `PeerLimiter`.
 public final class Coordinator {
     public struct Options: Sendable {
         public var bind: String?
@@ -66,34 +71,12 @@ public final class Coordinator {
 
     enum TrialState {
         case queued
-        case leased(Lease, worker: [UInt8])
+        case leased
         /// Finished, waiting for the next group commit.
         case committing(TrialStatus)
         case finished(TrialStatus)
         /// Waiting at an ASHA rung (with its checkpoint) to be promoted.
         case paused(rung: Int)
-    }
-
-    final class WorkerState {
-        let identity: [UInt8]
-        var name: String
-        var host: String
-        var slots: Int
-        /// Leases it accepts at once: its slots plus its prefetch (credit), capped by
-        /// `Options.maxSlotsPerWorker`.
-        var capacity = 0
-        /// Leases held, as this coordinator granted them (never what the peer claims).
-        var leases: Set<Lease> = []
-        var lastSeen: Double
-        /// Credit left: what it may still be sent.
-        var free: Int { max(0, capacity - leases.count) }
-        init(identity: [UInt8], ready: Ready, now: Double) {
-            self.identity = identity
-            name = ready.name
-            host = ready.host
-            slots = ready.slots
-            lastSeen = now
-        }
     }
 
     let sweep: Sweep
@@ -104,13 +87,13 @@ public final class Coordinator {
     var committed: [String: CommittedTrial]
     let log: (String) -> Void
     var states: [TrialState]
+    /// Trials leased or waiting to be committed: nothing is in flight when it is 0.
+    var inFlight = 0
     var indexByID: [String: Int] = [:]
     /// Each trial's configuration as sent to workers (computed once).
     let configTexts: [String]
-    var attempts: [Int]
-    var queue: [Int] = []
-    var queueHead = 0
-    var workers: [[UInt8]: WorkerState] = [:]
+    var book: LeaseBook
+    var scheduler: any TrialScheduler
     var pending: [FinishedTrial] = []
     var lastCommit = now()
     var lastIndex = 0.0
@@ -126,8 +109,6 @@ public final class Coordinator {
     var localWorkerSecurity: (directory: String?, arguments: [String]) = (nil, [])
     var started = now()
     var latestEpoch: [Int: EpochRecord] = [:]
-    /// Objective values per epoch of the trials seen by this run (for early stopping).
-    var curves: [Int: [Double]] = [:]
     /// Trials an early-stopping rule has cancelled, and why.
     var stopReasons: [Int: String] = [:]
     /// The epoch of each unfinished trial's latest checkpoint accepted in this run (the file is
@@ -138,19 +119,11 @@ public final class Coordinator {
     let ownership: ResultsOwnership
     /// Every lease handed out, with its token (see `LeaseJournal`).
     let journal: LeaseJournal
-    /// The live lease of each trial that has one: its attempt and token.
-    var tokens: [Int: (attempt: Int, token: String)] = [:]
-    /// The checkpoint epoch an attempt resumed from (a failure before passing it drops the checkpoint).
-    var resumedFrom: [Int: Int] = [:]
-    /// Whether the live attempt was asked for checkpoints (others are refused).
-    var checkpointsRequested: Set<Int> = []
     var limiter: PeerLimiter
     var rejections = RateLimitedLog()
     /// Fewer refused peers' REGISTER replies: the last one per identity.
     var registerSent: [[UInt8]: Double] = [:]
     let progress: ProgressDisplay
-    /// ASHA's rungs, when the sweep uses it.
-    var asha: SuccessiveHalving?
     /// Each trial's length in epochs (steps for toy objectives).
     let lengths: [Int]
     /// The highest epoch (step) a record of each trial may name, whether it is an LR range test,
@@ -158,12 +131,12 @@ public final class Coordinator {
     let recordLimits: [Int]
     let isRangeTest: [Bool]
     let nonNegativeLoss: [Bool]
-    /// The epoch at which the current attempt of an ASHA trial pauses.
-    var pauseTargets: [Int: Int] = [:]
+    /// Whether the sweep keeps checkpoints (asked for, or needed by ASHA to pause trials).
+    let usesCheckpoints: Bool
     /// Paused trials' results so far, committed as `stopped` if never promoted.
     var pausedResults: [Int: (result: TrialResult, host: String, worker: String)] = [:]
-    /// Attempts that were ASHA promotions rather than retries (they do not count towards `maxAttempts`).
-    var promotions: [Int]
+
+    var workers: [[UInt8]: LeaseBook.Worker] { book.workers }
 
     public init(sweep: Sweep, options: Options, log: @escaping (String) -> Void) throws {
         self.sweep = sweep
@@ -184,70 +157,67 @@ public final class Coordinator {
         limiter = PeerLimiter(rate: options.peerMessageRate, burst: options.peerMessageBurst)
         committed = store.committed
         writer = ResultsWriter(store: store)
-        states = Array(repeating: .queued, count: sweep.trials.count)
-        attempts = Array(repeating: 0, count: sweep.trials.count)
+        let n = sweep.trials.count
+        states = Array(repeating: .queued, count: n)
         for (i, t) in sweep.trials.enumerated() { indexByID[t.id] = i }
         configTexts = sweep.trials.map(\.config.canonicalJSON)
         lengths = sweep.trials.map { (try? $0.config.length()) ?? 1 }
         recordLimits = zip(sweep.trials, lengths).map { Self.recordLimit(of: $0.config, length: $1) }
         isRangeTest = sweep.trials.map { (try? $0.config.string("mode", default: "train")) == "lr_range_test" }
         nonNegativeLoss = sweep.trials.map { Self.lossIsNonNegative($0.config) }
-        promotions = Array(repeating: 0, count: sweep.trials.count)
-        if case .asha(let minEpochs, let eta)? = sweep.earlyStopping {
-            asha = SuccessiveHalving(minEpochs: minEpochs, reductionFactor: eta, maximize: sweep.objective.maximize)
-        }
+        book = LeaseBook(trials: n, maxSlots: options.maxSlotsPerWorker, maxWorkers: options.maxWorkers, maxAttempts: options.maxAttempts)
         // Trials committed by an earlier run of this sweep are done: never run twice. The
         // journal's last grant of each other trial is what a worker still running it must prove.
-        var resumed = 0
+        var toRun: [Int] = []
         for (i, t) in sweep.trials.enumerated() {
-            if committed[t.id] == nil, let grant = journal.latest[t.id] { tokens[i] = (grant.attempt, grant.token) }
             if let c = committed[t.id] {
                 states[i] = .finished(c.status)
-                attempts[i] = c.attempts
-                resumed += 1
+                book.setAttempts(i, c.attempts)
                 finishedCount += 1
             } else {
-                queue.append(i)
+                toRun.append(i)
             }
         }
-        progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: sweep.trials.count, objective: sweep.objective)
-        if resumed > 0 { log("resuming: \(resumed) of \(sweep.trials.count) trials already committed in \(options.output)") }
+        switch sweep.earlyStopping {
+        case .median(let grace, let minTrials)?:
+            scheduler = MedianStopping(trials: toRun, graceEpochs: grace, minTrials: minTrials, maximize: sweep.objective.maximize, metric: sweep.objective.metric)
+        case .asha(let minEpochs, let eta)?:
+            scheduler = Asha(trials: toRun, lengths: lengths, minEpochs: minEpochs, reductionFactor: eta, maximize: sweep.objective.maximize, metric: sweep.objective.metric)
+        case nil:
+            scheduler = InOrder(trials: toRun)
+        }
+        usesCheckpoints = sweep.checkpoints.every != nil || scheduler is Asha
+        for i in toRun {
+            if let grant = journal.latest[sweep.trials[i].id] {
+                book.restore(i, lease: Lease(trial: sweep.trials[i].id, attempt: grant.attempt), token: grant.token, checkpoints: usesCheckpoints)
+            }
+        }
+        progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: n, objective: sweep.objective)
+        if finishedCount > 0 { log("resuming: \(finishedCount) of \(n) trials already committed in \(options.output)") }
         if journal.skipped > 0 { log("lease journal \(journal.path): skipped \(journal.skipped) line\(journal.skipped == 1 ? "" : "s") that did not parse") }
-        if asha != nil { try rebuildRungs() }
+        if scheduler is Asha { try rebuildRungs() }
     }
 
     /// After a restart: ASHA's rungs from the committed trials' histories, and the trials paused
     /// at a rung (their checkpoint sits exactly there) back to waiting for promotion.
     func rebuildRungs() throws {
+        guard var asha = scheduler as? Asha else { return }
         for (i, t) in sweep.trials.enumerated() {
-            let history: [EpochRecord]
             if let c = committed[t.id] {
-                history = try store.history(of: c)
+                asha.restore(i, epochs: try store.history(of: c).map { ($0.epoch, objective($0)) }, checkpointEpoch: nil, committed: true)
             } else if store.checkpoint(id: t.id) != nil, let checkpoint = try? CheckpointFile.read(store.checkpointPath(id: t.id)) {
-                history = checkpoint.history
-                if let k = asha!.rung(ofEpoch: checkpoint.epoch, length: lengths[i]) {
-                    removeFromQueue(i)
+                asha.restore(i, epochs: checkpoint.history.map { ($0.epoch, objective($0)) }, checkpointEpoch: checkpoint.epoch, committed: false)
+                if let k = asha.paused[i] {
                     states[i] = .paused(rung: k)
                     let result = TrialResult(
-                        config: t.config, status: .stopped, history: history, trajectory: checkpoint.trajectory, parameterCount: 0,
+                        config: t.config, status: .stopped, history: checkpoint.history, trajectory: checkpoint.trajectory, parameterCount: 0,
                         optimizerStateBytes: 0, wallSeconds: 0, engine: "")
                     pausedResults[i] = (result, "", "")
-                } else {
-                    pauseTargets[i] = asha!.pauseTarget(after: checkpoint.epoch, length: lengths[i])
                 }
-            } else {
-                continue
             }
-            for r in history { recordRung(r, of: i) }
-            let reached = history.last?.epoch ?? 0
-            for (k, level) in asha!.levels(length: lengths[i]).enumerated() where level < reached { asha!.markPromoted(trial: i, from: k) }
         }
-        let paused = states.filter { if case .paused = $0 { true } else { false } }.count
-        if paused > 0 { log("ASHA: \(paused) trial\(paused == 1 ? "" : "s") waiting at a rung for promotion") }
-    }
-
-    func recordRung(_ r: EpochRecord, of i: Int) {
-        asha?.record(trial: i, epoch: r.epoch, value: objective(r), length: lengths[i])
+        scheduler = asha
+        if !pausedResults.isEmpty { log("ASHA: \(pausedResults.count) trial\(pausedResults.count == 1 ? "" : "s") waiting at a rung for promotion") }
     }
 
     // MARK: Running
@@ -273,7 +243,7 @@ public final class Coordinator {
 
     func serve(_ router: Socket, gatekeeper: Gatekeeper, signals: SignalWatcher?) throws -> Summary {
         let endpoint = router.lastEndpoint
-        log("sweep \(sweep.name): \(sweep.trials.count) trials, \(queue.count) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)")
+        log("sweep \(sweep.name): \(sweep.trials.count) trials, \(sweep.trials.count - finishedCount) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)")
         try startLocalWorkers(endpoint: connectable(endpoint))
         defer {
             localWorkers?.stop()
@@ -340,6 +310,20 @@ public final class Coordinator {
 
     var isComplete: Bool { finishedCount == states.count }
 
+    /// Moves trial i to a new state, keeping the count of trials in flight.
+    func setState(_ i: Int, _ new: TrialState) {
+        if Self.isInFlight(states[i]) { inFlight -= 1 }
+        if Self.isInFlight(new) { inFlight += 1 }
+        states[i] = new
+    }
+
+    static func isInFlight(_ s: TrialState) -> Bool {
+        switch s {
+        case .leased, .committing: true
+        default: false
+        }
+    }
+
     func summary(interrupted: Bool, endpoint: String) -> Summary {
         var counts: [String: Int] = [:]
         for s in states { counts[Self.statusName(s), default: 0] += 1 }
@@ -377,7 +361,7 @@ public final class Coordinator {
 
     /// What a registered worker sends that must not be dropped by its rate limit while it is
     /// within twice its burst: a lost RESULT would leave its trial waiting for ever.
-    static let essentialCommands: Set<[UInt8]> = [Command.result, .ready, .bye].map { Array($0.rawValue.utf8) }.reduce(into: []) { $0.insert($1) }
+    static let essentialCommands: Set<[UInt8]> = Set([Command.result, .ready, .bye].map { Array($0.rawValue.utf8) })
 
     func handle(_ frames: [[UInt8]], router: Socket) {
         let t = now()
@@ -396,8 +380,7 @@ public final class Coordinator {
             reject("decode", "dropped a message from \(workers[identity].map { "worker \($0.name)" } ?? "peer \(hex(identity))"): \(error)")
             // A result that does not hold up still ends its attempt: without this the trial
             // would wait for a result that never comes from a worker that heartbeats on.
-            if let worker = workers[identity], let lease = Message.lease(ofResult: Array(frames.dropFirst())), let i = current(lease, worker: worker) {
-                worker.leases.remove(lease)
+            if let worker = workers[identity], let lease = Message.lease(ofResult: Array(frames.dropFirst())), let i = holding(lease, worker) {
                 retryOrFail(i, lease, reason: "\(worker.name) sent a result that was refused: \(error)", worker: worker)
             }
             return
@@ -417,28 +400,26 @@ public final class Coordinator {
             if case .result(let r) = message { reject("unregistered", "rejected result \(r.lease) from an unregistered peer \(hex(identity))") }
             return
         }
-        worker.lastSeen = t
+        book.heard(from: worker, at: t)
         switch message {
         case .heartbeat:
             break
         case .progress(let p):
-            guard let i = current(p.lease, worker: worker) else { return }
-            guard p.record.epoch <= recordLimit(i) else {
-                reject("progress", "rejected progress of \(p.lease) from \(worker.name): epoch \(p.record.epoch) is past the trial's \(recordLimit(i))")
-                return
-            }
+            guard let i = holding(p.lease, worker) else { return }
             if let problem = check(p.record, of: i, field: "record") {
                 reject("progress", "rejected progress of \(p.lease) from \(worker.name): \(problem)")
                 return
             }
             latestEpoch[i] = p.record
-            record(p.record, of: i)
-            recordRung(p.record, of: i)
-            applyEarlyStopping(i, lease: p.lease, worker: worker, router: router)
+            if let reason = scheduler.observe(i, epoch: p.record.epoch, value: objective(p.record)), stopReasons[i] == nil {
+                stopReasons[i] = reason
+                log("stopping trial \(p.lease.trial): \(reason)")
+                send(.cancel(Cancel(lease: p.lease, reason: reason)), to: worker.identity, router: router)
+            }
         case .checkpoint(let c):
             receiveCheckpoint(c, from: worker)
         case .result(let r):
-            finish(r, worker: worker, router: router)
+            finish(r, worker: worker)
         case .bye:
             log("worker \(worker.name) left")
             remove(worker, reason: "left")
@@ -447,20 +428,26 @@ public final class Coordinator {
         }
     }
 
+    /// The trial index if `lease` is the live attempt held by `worker`.
+    func holding(_ lease: Lease, _ worker: LeaseBook.Worker) -> Int? {
+        book.holder(lease, identity: worker.identity) { indexByID[$0] }
+    }
+
     /// A checkpoint is kept only if this lease was asked for checkpoints, its epoch is in the
     /// trial, and (checked on the writer thread, which alone touches HDF5) it is an HDF5
     /// checkpoint of this trial's configuration at that epoch.
-    func receiveCheckpoint(_ c: CheckpointMessage, from worker: WorkerState) {
-        guard let i = current(c.lease, worker: worker) else {
+    func receiveCheckpoint(_ c: CheckpointMessage, from worker: LeaseBook.Worker) {
+        guard let i = holding(c.lease, worker), let live = book.live(i) else {
             reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): not a lease it holds")
             return
         }
-        guard checkpointsRequested.contains(i) else {
+        guard live.checkpoints else {
             reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): none was asked for")
             return
         }
-        guard c.epoch <= lengths[i], c.epoch > (resumedFrom[i] ?? 0) else {
-            reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): epoch \(c.epoch) is outside \((resumedFrom[i] ?? 0) + 1)…\(lengths[i])")
+        let after = live.resumedFrom ?? 0
+        guard c.epoch <= lengths[i], c.epoch > after else {
+            reject("checkpoint", "rejected checkpoint of \(c.lease) from \(worker.name): epoch \(c.epoch) is outside \(after + 1)…\(lengths[i])")
             return
         }
         guard let bytes = Data(base64Encoded: c.file) else {
@@ -470,84 +457,53 @@ public final class Coordinator {
         writer.submit(.checkpoint(id: c.lease.trial, bytes: bytes, expect: .init(config: sweep.trials[i].config, epoch: c.epoch, lease: c.lease)))
     }
 
-    /// READY: a new worker, or a known one announcing its slots again. Credit is what this
-    /// coordinator granted against the capped capacity, never what the peer says it has free.
-    /// The attempts it lists are adopted only when it shows their lease token and the journal
-    /// (or this run) says that attempt is the trial's live one; others are cancelled.
+    /// READY: a new worker, or a known one announcing its slots again. The attempts it lists
+    /// are attached only when it shows their lease token (the live lease of this run or of the
+    /// journal); others are cancelled. Credit is its free slots plus what it proved it runs.
     func register(_ identity: [UInt8], _ ready: Ready, router: Socket, now t: Double) {
-        let known = workers[identity]
-        if known == nil && workers.count >= options.maxWorkers {
-            reject("workers", "refused worker \(ready.name) on \(ready.host): \(options.maxWorkers) workers are registered already (--max-workers)")
-            return
-        }
         if ready.version != Protocol.version {
             reject("version", "worker \(ready.name) on \(ready.host) reports version \(ready.version.prefix(16)); this coordinator speaks \(Protocol.version)")
         }
-        let worker = known ?? WorkerState(identity: identity, ready: ready, now: t)
-        worker.name = ready.name
-        worker.host = ready.host
-        worker.slots = ready.slots
-        worker.lastSeen = t
-        workers[identity] = worker
-        var refused: [Lease] = []
-        var held = 0
-        for claim in ready.running {
-            if worker.leases.contains(claim.lease) || adopt(claim, by: worker) { held += 1 } else { refused.append(claim.lease) }
+        switch book.register(identity, ready, trialIndex: { indexByID[$0] }, now: t) {
+        case .refused(let why):
+            reject("workers", "refused worker \(ready.name) on \(ready.host): \(why)")
+        case .registered(let worker, let isNew, let proven, var refused):
+            for (i, lease) in proven where !adopt(i, by: worker) { refused.append(lease) }
+            let capped = book.settleCredit(worker, free: ready.free, running: ready.running)
+            for lease in refused {
+                send(.cancel(Cancel(lease: lease, reason: "not a live lease of this sweep (superseded, finished, or never granted)")), to: identity, router: router)
+            }
+            if !refused.isEmpty {
+                reject("claim", "worker \(ready.name) on \(ready.host) claimed \(refused.count) attempt\(refused.count == 1 ? "" : "s") it does not hold (e.g. \(refused[0])): not adopted, cancelled")
+            }
+            if isNew {
+                log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)\(capped ? " (credit capped at \(worker.capacity), --max-slots)" : "")")
+            }
+            send(.welcome(Welcome(sweep: sweep.name, heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds)), to: identity, router: router)
         }
-        // Credit: its free slots plus the attempts it proved it runs, never unproven claims.
-        worker.capacity = min(options.maxSlotsPerWorker, ready.free + held)
-        for lease in refused {
-            send(.cancel(Cancel(lease: lease, reason: "not a live lease of this sweep (superseded, finished, or never granted)")), to: identity, router: router)
-        }
-        if !refused.isEmpty {
-            reject("claim", "worker \(ready.name) on \(ready.host) claimed \(refused.count) attempt\(refused.count == 1 ? "" : "s") it does not hold (e.g. \(refused[0])): not adopted, cancelled")
-        }
-        if known == nil {
-            log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)\(worker.capacity < ready.free + held ? " (credit capped at \(worker.capacity), --max-slots)" : "")")
-        }
-        send(.welcome(Welcome(sweep: sweep.name, heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds)), to: identity, router: router)
     }
 
-    /// Adopts an attempt a registering worker says it runs, if its token proves the lease.
-    func adopt(_ held: HeldLease, by worker: WorkerState) -> Bool {
-        let lease = held.lease
-        guard let i = indexByID[lease.trial], let live = tokens[i], live.attempt == lease.attempt, live.token == held.token else { return false }
-        guard worker.leases.count < options.maxSlotsPerWorker else { return false }
+    /// Attaches an attempt a registering worker proved it runs, if the trial is waiting for it:
+    /// queued (we restarted while it trained), paused (a promoted attempt that kept running while
+    /// we restarted), or leased under the worker's previous connection (it reconnected after a
+    /// partition: the attempt moves over instead of running twice).
+    func adopt(_ i: Int, by worker: LeaseBook.Worker) -> Bool {
         switch states[i] {
-        case .queued:
-            // We restarted while it trained.
-            removeFromQueue(i)
-        case .paused(let k):
-            // A promoted attempt that kept running while we restarted: it continues from rung k.
-            asha?.markPromoted(trial: i, from: k)
-            pauseTargets[i] = asha?.pauseTarget(after: pausedResults[i]?.result.history.last?.epoch ?? 0, length: lengths[i])
-        case .leased(let current, let owner) where current == lease:
-            // The same attempt under the worker's previous connection (it reconnected after a
-            // partition) moves over to this one instead of being run twice.
-            if owner != worker.identity { workers[owner]?.leases.remove(lease) }
-        default:
-            return false
+        case .queued, .paused, .leased: break
+        default: return false
         }
-        states[i] = .leased(lease, worker: worker.identity)
-        attempts[i] = max(attempts[i], lease.attempt)
-        worker.leases.insert(lease)
-        if sweep.checkpoints.every != nil || asha != nil { checkpointsRequested.insert(i) }
+        guard book.attach(i, to: worker) else { return false }
+        if case .leased = states[i] {} else { _ = scheduler.adopt(i) }
+        setState(i, .leased)
         indexDirty = true
         return true
     }
 
-    /// The trial index if `lease` is the live attempt held by `worker`.
-    func current(_ lease: Lease, worker: WorkerState) -> Int? {
-        guard let i = indexByID[lease.trial], case .leased(let held, let owner) = states[i], held == lease, owner == worker.identity else { return nil }
-        return i
-    }
-
-    func finish(_ r: ResultMessage, worker: WorkerState, router: Socket) {
-        guard let i = current(r.lease, worker: worker) else {
+    func finish(_ r: ResultMessage, worker: LeaseBook.Worker) {
+        guard let i = holding(r.lease, worker) else {
             reject("result", "rejected result of \(r.lease) from \(worker.name): not a live lease it holds (superseded or never granted)")
             return
         }
-        worker.leases.remove(r.lease)
         if let problem = check(r, of: i) {
             // The lease is spent: a worker that sends nonsense (a buggy build, a bad node) costs
             // the trial an attempt, as a lost worker would, and never gets it committed.
@@ -555,7 +511,7 @@ public final class Coordinator {
             retryOrFail(i, r.lease, reason: "\(worker.name) sent an invalid result: \(problem)", worker: worker)
             return
         }
-        if r.status == .failed, let epoch = resumedFrom[i], (r.history.last?.epoch ?? 0) <= epoch {
+        if r.status == .failed, let epoch = book.live(i)?.resumedFrom, (r.history.last?.epoch ?? 0) <= epoch {
             // It could not continue from the checkpoint it was given: the next attempt starts over.
             log("trial \(r.lease.trial): attempt \(r.lease.attempt) could not resume from its checkpoint (epoch \(epoch)): \(r.message ?? "no reason given"); dropping the checkpoint")
             latestCheckpoint[i] = nil
@@ -563,12 +519,15 @@ public final class Coordinator {
             retryOrFail(i, r.lease, reason: "could not resume from its checkpoint: \(r.message ?? "")", worker: worker)
             return
         }
-        let trial = sweep.trials[i]
-        curves[i] = nil
-        for record in r.history {
-            self.record(record, of: i)
-            recordRung(record, of: i)
+        book.end(i)
+        latestEpoch[i] = nil
+        // Its whole history feeds the rules (the median's curves, ASHA's rungs).
+        if var median = scheduler as? MedianStopping {
+            median.forget(i)
+            scheduler = median
         }
+        for record in r.history { _ = scheduler.observe(i, epoch: record.epoch, value: objective(record)) }
+        let trial = sweep.trials[i]
         let stopped = stopReasons[i].map { _ in TrialStatus.stopped }
         var result = TrialResult(
             config: trial.config, status: r.status == .done ? r.status : (stopped ?? r.status), message: r.status == .stopped ? (stopReasons[i] ?? r.message) : r.message, history: r.history, trajectory: r.trajectory,
@@ -578,30 +537,17 @@ public final class Coordinator {
         result.sharpness = r.sharpness
         result.optimizerStateByTensor = r.optimizerStateByTensor ?? []
         result.optimizerWork = r.optimizerWork ?? [:]
-        if let asha, r.status == .stopped, stopReasons[i] == nil, let target = pauseTargets[i], let last = r.history.last?.epoch, last == target,
-            let k = asha.rung(ofEpoch: last, length: lengths[i])
-        {
-            // Reached its rung: it waits there, with its checkpoint, until it ranks high enough.
-            if let earlier = pausedResults[i] { result.wallSeconds += earlier.result.wallSeconds }
-            pausedResults[i] = (result, worker.host, worker.name)
-            states[i] = .paused(rung: k)
-            latestEpoch[i] = nil
-            endLease(i)
-            indexDirty = true
-            return
-        }
         if let earlier = pausedResults.removeValue(forKey: i) { result.wallSeconds += earlier.result.wallSeconds }
-        pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: r.lease.attempt, host: worker.host, worker: worker.name))
-        states[i] = .committing(r.status)
-        latestEpoch[i] = nil
-        endLease(i)
-    }
-
-    /// The live attempt of trial i is over: its token and checkpoint permissions go with it.
-    func endLease(_ i: Int) {
-        tokens[i] = nil
-        checkpointsRequested.remove(i)
-        resumedFrom[i] = nil
+        let ending = stopReasons[i] == nil ? scheduler.ended(i, status: r.status, lastEpoch: r.history.last?.epoch ?? 0) : .finish
+        if case .pause(let k) = ending {
+            // Reached its rung: it waits there, with its checkpoint, until it ranks high enough.
+            pausedResults[i] = (result, worker.host, worker.name)
+            setState(i, .paused(rung: k))
+        } else {
+            pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: r.lease.attempt, host: worker.host, worker: worker.name))
+            setState(i, .committing(r.status))
+        }
+        indexDirty = true
     }
 
     /// The sweep objective's value in an epoch record (NaN counts as the worst).
@@ -614,169 +560,98 @@ public final class Coordinator {
         return v.isNaN ? (sweep.objective.maximize ? -.infinity : .infinity) : v
     }
 
-    func record(_ r: EpochRecord, of i: Int) {
-        var curve = curves[i] ?? []
-        guard r.epoch >= 1 else { return }
-        if curve.count >= r.epoch { curve.removeLast(curve.count - r.epoch + 1) }
-        while curve.count < r.epoch - 1 { curve.append(curve.last ?? objective(r)) }
-        curve.append(objective(r))
-        curves[i] = curve
-    }
-
-    /// The median stopping rule: at epoch e (past the grace period), stop trial i if its best
-    /// value so far is worse than the median of the other trials' running averages up to e.
-    func applyEarlyStopping(_ i: Int, lease: Lease, worker: WorkerState, router: Socket) {
-        guard case .median(let grace, let minTrials)? = sweep.earlyStopping, stopReasons[i] == nil, let curve = curves[i] else { return }
-        let e = curve.count
-        guard e >= grace else { return }
-        let averages = curves.filter { $0.key != i && $0.value.count >= e }.map { $0.value.prefix(e).reduce(0, +) / Double(e) }.sorted()
-        guard averages.count >= minTrials else { return }
-        let n = averages.count
-        let median = n % 2 == 1 ? averages[n / 2] : (averages[n / 2 - 1] + averages[n / 2]) / 2
-        let maximize = sweep.objective.maximize
-        let best = maximize ? curve.max()! : curve.min()!
-        guard maximize ? best < median : best > median else { return }
-        let reason = "median stopping rule: best \(sweep.objective.metric) \(fmt(best)) after epoch \(e) is worse than the median \(fmt(median)) of \(n) other trials' running averages"
-        stopReasons[i] = reason
-        log("stopping trial \(lease.trial): \(reason)")
-        send(.cancel(Cancel(lease: lease, reason: reason)), to: worker.identity, router: router)
-    }
-
-    func remove(_ worker: WorkerState, reason: String) {
-        workers[worker.identity] = nil
-        for lease in worker.leases {
-            guard let i = indexByID[lease.trial], case .leased(let held, _) = states[i], held == lease else { continue }
-            retryOrFail(i, lease, reason: "\(worker.name) \(reason)", worker: worker)
+    func remove(_ worker: LeaseBook.Worker, reason: String) {
+        for i in book.remove(worker.identity) {
+            retryOrFail(i, book.live(i)!.lease, reason: "\(worker.name) \(reason)", worker: worker)
         }
         indexDirty = true
     }
 
     /// An attempt that ended without a usable result: the trial runs again, or, after
     /// `maxAttempts` (ASHA promotions not counted), it is committed as failed with the reason.
-    func retryOrFail(_ i: Int, _ lease: Lease, reason: String, worker: WorkerState) {
-        tokens[i] = nil
-        checkpointsRequested.remove(i)
-        resumedFrom[i] = nil
+    func retryOrFail(_ i: Int, _ lease: Lease, reason: String, worker: LeaseBook.Worker) {
+        book.end(i)
         latestEpoch[i] = nil
         indexDirty = true
-        if attempts[i] - promotions[i] >= options.maxAttempts {
-            log("trial \(lease.trial): attempt \(lease.attempt) ended without a result (\(reason)); \(attempts[i]) attempts made, marking it failed")
+        let attempts = book.attempts[i]
+        if !book.mayRetry(i) {
+            log("trial \(lease.trial): attempt \(lease.attempt) ended without a result (\(reason)); \(attempts) attempts made, marking it failed")
             let trial = sweep.trials[i]
             let result = TrialResult(
-                config: trial.config, status: .failed, message: "no result after \(attempts[i]) attempts (last: \(reason))",
+                config: trial.config, status: .failed, message: "no result after \(attempts) attempts (last: \(reason))",
                 history: [], trajectory: [], parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")
-            pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts[i], host: worker.host, worker: worker.name))
-            states[i] = .committing(.failed)
+            pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts, host: worker.host, worker: worker.name))
+            setState(i, .committing(.failed))
         } else {
             log("requeueing trial \(lease.trial) (attempt \(lease.attempt): \(reason))")
-            states[i] = .queued
-            queue.append(i)
+            setState(i, .queued)
+            scheduler.requeue(i)
         }
     }
 
     func reapDeadWorkers(now t: Double) {
-        for w in Array(workers.values) where t - w.lastSeen > options.deadAfterSeconds {
+        for w in book.silent(at: t, for: options.deadAfterSeconds) {
             log("worker \(w.name) on \(w.host) silent for \(Int(t - w.lastSeen)) s: declared lost")
             remove(w, reason: "lost")
         }
     }
 
-    func removeFromQueue(_ i: Int) {
-        if let k = queue[queueHead...].firstIndex(of: i) { queue.remove(at: k) }
-    }
-
-    /// Hands queued trials to workers with free slots, the freest first.
+    /// Hands runs to workers with free slots, the freest first, in the scheduler's order (ASHA:
+    /// promotions before new trials).
     func dispatch(_ router: Socket) throws {
-        while let worker = workers.values.filter({ $0.free > 0 }).max(by: { $0.free < $1.free }) {
-            // ASHA: a paused trial that now ranks in the top 1/η of its rung goes before any new trial.
-            if asha != nil, let (i, k) = asha!.promotion(isPaused: isPaused) {
-                promotions[i] += 1
-                pauseTargets[i] = asha!.pauseTarget(after: pausedResults[i]?.result.history.last?.epoch ?? 0, length: lengths[i])
-                log("ASHA: promoting trial \(sweep.trials[i].id) from rung \(k)\(pauseTargets[i].map { " to epoch \($0)" } ?? " to its end")")
-                states[i] = .queued
-                if !(try lease(i, to: worker, router: router, promoted: true)) {
-                    states[i] = .paused(rung: k)
-                    promotions[i] -= 1
-                    asha!.unmarkPromoted(trial: i, from: k)
-                }
-                continue
+        while let worker = book.freest(), let run = scheduler.next() {
+            if let k = run.promotedFrom {
+                log("ASHA: promoting trial \(sweep.trials[run.trial].id) from rung \(k)\(run.pauseAfter.map { " to epoch \($0)" } ?? " to its end")")
             }
-            guard queueHead < queue.count else { break }
-            let i = queue[queueHead]
-            queueHead += 1
-            guard case .queued = states[i] else { continue }
-            if asha != nil && pauseTargets[i] == nil { pauseTargets[i] = asha!.pauseTarget(after: 0, length: lengths[i]) }
-            if !(try lease(i, to: worker, router: router)) { queueHead -= 1 }
-        }
-        if queueHead > 4096 && queueHead * 2 > queue.count {
-            queue.removeFirst(queueHead)
-            queueHead = 0
-        }
-        if asha != nil { finishPausedIfNothingLeft() }
-    }
-
-    func isPaused(_ i: Int, at rung: Int) -> Bool {
-        if case .paused(let k) = states[i] { k == rung } else { false }
-    }
-
-    /// ASHA with nothing queued or running: the trials still waiting at a rung will never rank
-    /// high enough, so they end `stopped` with the reason.
-    func finishPausedIfNothingLeft() {
-        guard queueHead >= queue.count, !pausedResults.isEmpty, !asha!.canPromote(isPaused: isPaused) else { return }
-        for s in states {
-            switch s {
-            case .leased, .committing: return
-            case .queued: return
-            default: continue
+            switch states[run.trial] {
+            case .queued, .paused: if !(try lease(run, to: worker, router: router)) { scheduler.unsent(run) }
+            default: continue  // already running or finished (adopted since it was queued)
             }
         }
-        for (i, s) in states.enumerated() {
-            guard case .paused(let k) = s, let paused = pausedResults.removeValue(forKey: i) else { continue }
+        if inFlight == 0 && scheduler.waiting == 0 { endAbandoned() }
+    }
+
+    /// Trials the scheduler will never run again (ASHA: paused, never promoted) end `stopped`
+    /// with its reason.
+    func endAbandoned() {
+        for (i, reason) in scheduler.abandoned() {
+            guard let paused = pausedResults.removeValue(forKey: i) else { continue }
             var result = paused.result
             let trial = sweep.trials[i]
-            let epoch = result.history.last?.epoch ?? 0
             result.status = .stopped
-            result.message = asha!.reason(notPromoted: i, rung: k, epoch: epoch, metric: sweep.objective.metric)
-            log("stopping trial \(trial.id): \(result.message!)")
-            pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts[i], host: paused.host, worker: paused.worker))
-            states[i] = .committing(.stopped)
+            result.message = reason
+            log("stopping trial \(trial.id): \(reason)")
+            pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: book.attempts[i], host: paused.host, worker: paused.worker))
+            setState(i, .committing(.stopped))
+            indexDirty = true
         }
-        indexDirty = true
     }
 
-    /// Sends trial i to a worker (resuming from its latest checkpoint if it has one). False when
+    /// Sends a run to a worker (resuming from the trial's checkpoint if it has one). False when
     /// the worker cannot be reached (it is then removed).
-    func lease(_ i: Int, to worker: WorkerState, router: Socket, promoted: Bool = false) throws -> Bool {
-        let lease = Lease(trial: sweep.trials[i].id, attempt: attempts[i] + 1)
-        // An earlier attempt's checkpoint (a lost worker, or a coordinator restart) lets this one
-        // continue where that left off. Only checkpoints that were checked on arrival are stored.
-        let wantsCheckpoints = sweep.checkpoints.every != nil || asha != nil
-        let stored = wantsCheckpoints ? store.checkpoint(id: lease.trial) : nil
-        let resume = stored?.base64EncodedString()
+    func lease(_ run: ScheduledRun, to worker: LeaseBook.Worker, router: Socket) throws -> Bool {
+        let i = run.trial
+        let lease = book.nextLease(i, id: sweep.trials[i].id)
+        // An earlier attempt's checkpoint (a lost worker, a coordinator restart, a rung) lets this
+        // one continue where that left off. Only checkpoints checked on arrival are stored.
+        let resume = usesCheckpoints ? store.checkpoint(id: lease.trial)?.base64EncodedString() : nil
         // ASHA pauses trials at rungs with a checkpoint, so it needs them even when the sweep asks for none.
-        let pauseAfter = pauseTargets[i]
-        let every = sweep.checkpoints.every ?? (asha != nil ? lengths[i] : nil)
+        let every = sweep.checkpoints.every ?? (scheduler is Asha ? lengths[i] : nil)
         let token = LeaseJournal.newToken()
-        let assignment = Assignment(lease: lease, token: token, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: pauseAfter)
+        let assignment = Assignment(lease: lease, token: token, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: run.pauseAfter)
         // Journaled before it leaves: a worker can only ever prove a lease this file records.
-        try journal.record(trial: lease.trial, .init(attempt: lease.attempt, token: token, promoted: promoted, worker: "\(worker.name)@\(worker.host)"))
-        attempts[i] = lease.attempt
+        try journal.record(trial: lease.trial, .init(attempt: lease.attempt, token: token, promoted: run.promotedFrom != nil, worker: "\(worker.name)@\(worker.host)"))
+        let resumedFrom = resume == nil ? nil : latestCheckpoint[i] ?? 0
+        book.grant(i, lease, token: token, to: worker, promoted: run.promotedFrom != nil, checkpoints: every != nil, resumedFrom: resumedFrom)
         guard send(.trial(assignment), to: worker.identity, router: router) else {
-            tokens[i] = nil
+            book.ungrant(i, promoted: run.promotedFrom != nil)
             remove(worker, reason: "unreachable")
             return false
         }
         if resume != nil {
-            let epoch = latestCheckpoint[i]
-            log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(epoch.map { " (epoch \($0))" } ?? "")")
-            resumedFrom[i] = epoch ?? 0
-        } else {
-            resumedFrom[i] = nil
+            log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(latestCheckpoint[i].map { " (epoch \($0))" } ?? "")")
         }
-        tokens[i] = (lease.attempt, token)
-        if every != nil { checkpointsRequested.insert(i) } else { checkpointsRequested.remove(i) }
-        states[i] = .leased(lease, worker: worker.identity)
-        worker.leases.insert(lease)
+        setState(i, .leased)
         indexDirty = true
         return true
     }
@@ -814,7 +689,7 @@ public final class Coordinator {
                 for r in records { committed[r.id] = r }
                 for t in trials {
                     if let i = indexByID[t.id] {
-                        states[i] = .finished(t.result.status)
+                        setState(i, .finished(t.result.status))
                         finishedCount += 1
                         if latestCheckpoint.removeValue(forKey: i) != nil || sweep.checkpoints.every != nil {
                             if sweep.checkpoints.keep == .none { writer.submit(.prune(id: t.id)) }
@@ -905,7 +780,7 @@ public final class Coordinator {
         }
     }
 
-    func isLocal(_ w: WorkerState) -> Bool { localWorkers?.pid(named: w.name) != nil }
+    func isLocal(_ w: LeaseBook.Worker) -> Bool { localWorkers?.pid(named: w.name) != nil }
 }
 
 func siblingExecutable(_ name: String) -> String {
@@ -916,5 +791,3 @@ func siblingExecutable(_ name: String) -> String {
 }
 
 func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
-
-func fmt(_ x: Double) -> String { String(format: "%.4g", x) }

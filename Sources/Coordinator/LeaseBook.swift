@@ -1,0 +1,176 @@
+import Transport
+
+/// Who holds what: the registered workers, their credit, and each trial's live lease (attempt,
+/// token, holder), with the attempt counts that decide when a trial has failed. No sockets and
+/// no files: the coordinator feeds it events and sends what it decides (`Tests/…/LeaseBookTests`).
+///
+/// Credit is what this book granted against a capacity it caps (`maxSlots`), never what a peer
+/// says it has free; an attempt a registering worker lists is attached to it only when the
+/// token proves it (the book holds the token of each trial's live lease, restored from the lease
+/// journal after a restart).
+public struct LeaseBook {
+    public final class Worker {
+        public let identity: [UInt8]
+        public internal(set) var name: String
+        public internal(set) var host: String
+        public internal(set) var slots: Int
+        /// Leases it accepts at once: its slots plus prefetch, capped by `maxSlots`.
+        public internal(set) var capacity = 0
+        /// Leases held, as granted by the book.
+        public internal(set) var leases: Set<Lease> = []
+        public internal(set) var lastSeen: Double
+        /// Credit left: what it may still be sent.
+        public var free: Int { max(0, capacity - leases.count) }
+
+        init(identity: [UInt8], name: String, host: String, slots: Int, now: Double) {
+            self.identity = identity
+            self.name = name
+            self.host = host
+            self.slots = slots
+            lastSeen = now
+        }
+    }
+
+    /// A trial's live lease: the attempt that alone may report, its token, and its holder (nil
+    /// while a journaled lease waits, after a restart, for its worker to prove it).
+    public struct Live: Equatable {
+        public var lease: Lease
+        public var token: String
+        public var holder: [UInt8]?
+        /// Whether this attempt was asked for checkpoints (others are refused).
+        public var checkpoints: Bool
+        /// The checkpoint epoch it resumed from, if it did.
+        public var resumedFrom: Int?
+    }
+
+    public let maxSlots: Int
+    public let maxWorkers: Int
+    public let maxAttempts: Int
+    public private(set) var workers: [[UInt8]: Worker] = [:]
+    public private(set) var live: [Int: Live] = [:]
+    /// Attempts per trial so far, and how many of them were promotions (not retries).
+    public private(set) var attempts: [Int]
+    public private(set) var promotions: [Int]
+
+    public init(trials: Int, maxSlots: Int, maxWorkers: Int, maxAttempts: Int) {
+        self.maxSlots = maxSlots
+        self.maxWorkers = maxWorkers
+        self.maxAttempts = maxAttempts
+        attempts = Array(repeating: 0, count: trials)
+        promotions = Array(repeating: 0, count: trials)
+    }
+
+    /// A committed trial's attempts (after a restart).
+    public mutating func setAttempts(_ trial: Int, _ n: Int) { attempts[trial] = n }
+
+    /// A lease the journal says was live when the last coordinator stopped: a worker that still
+    /// runs it can prove it with the token.
+    public mutating func restore(_ trial: Int, lease: Lease, token: String, checkpoints: Bool) {
+        live[trial] = Live(lease: lease, token: token, holder: nil, checkpoints: checkpoints, resumedFrom: nil)
+    }
+
+    public enum Registration {
+        case refused(String)
+        /// Registered (`isNew` for a first READY); `proven` are the trials whose live lease it
+        /// showed the token of and does not hold yet, for the caller to attach or cancel;
+        /// `unproven` the leases it claimed without proof.
+        case registered(Worker, isNew: Bool, proven: [(trial: Int, lease: Lease)], unproven: [Lease])
+    }
+
+    /// READY from `identity`. Capacity is set by `settleCredit` once the caller has attached the
+    /// proven leases it accepts.
+    public mutating func register(_ identity: [UInt8], _ ready: Ready, trialIndex: (String) -> Int?, now: Double) -> Registration {
+        let known = workers[identity]
+        if known == nil && workers.count >= maxWorkers {
+            return .refused("\(maxWorkers) workers are registered already (--max-workers)")
+        }
+        let worker = known ?? Worker(identity: identity, name: ready.name, host: ready.host, slots: ready.slots, now: now)
+        worker.name = ready.name
+        worker.host = ready.host
+        worker.slots = ready.slots
+        worker.lastSeen = now
+        workers[identity] = worker
+        var proven: [(Int, Lease)] = [], unproven: [Lease] = []
+        for claim in ready.running where !worker.leases.contains(claim.lease) {
+            if let i = trialIndex(claim.lease.trial), let l = live[i], l.lease == claim.lease, l.token == claim.token {
+                proven.append((i, claim.lease))
+            } else {
+                unproven.append(claim.lease)
+            }
+        }
+        return .registered(worker, isNew: known == nil, proven: proven.map { (trial: $0.0, lease: $0.1) }, unproven: unproven)
+    }
+
+    /// Credit after READY: its free slots plus the leases it proved it runs, capped. Returns
+    /// whether the cap cut it.
+    @discardableResult
+    public mutating func settleCredit(_ worker: Worker, free: Int, running: [HeldLease]) -> Bool {
+        let held = running.filter { worker.leases.contains($0.lease) }.count
+        worker.capacity = min(maxSlots, free + held)
+        return worker.capacity < free + held
+    }
+
+    /// Gives a proven lease to the worker that showed its token (it moves from its previous
+    /// holder, e.g. the same worker's old connection). False when the worker is at the cap.
+    public mutating func attach(_ trial: Int, to worker: Worker) -> Bool {
+        guard var l = live[trial], worker.leases.count < maxSlots else { return false }
+        if let old = l.holder, old != worker.identity { workers[old]?.leases.remove(l.lease) }
+        l.holder = worker.identity
+        live[trial] = l
+        worker.leases.insert(l.lease)
+        attempts[trial] = max(attempts[trial], l.lease.attempt)
+        return true
+    }
+
+    /// The next attempt of a trial, with a new token, before it is sent.
+    public func nextLease(_ trial: Int, id: String) -> Lease { Lease(trial: id, attempt: attempts[trial] + 1) }
+
+    /// Records a lease as sent to `worker`.
+    public mutating func grant(_ trial: Int, _ lease: Lease, token: String, to worker: Worker, promoted: Bool, checkpoints: Bool, resumedFrom: Int?) {
+        attempts[trial] = lease.attempt
+        if promoted { promotions[trial] += 1 }
+        live[trial] = Live(lease: lease, token: token, holder: worker.identity, checkpoints: checkpoints, resumedFrom: resumedFrom)
+        worker.leases.insert(lease)
+    }
+
+    /// A grant that could not be sent: the attempt number stays used, the lease is not live.
+    public mutating func ungrant(_ trial: Int, promoted: Bool) {
+        if promoted { promotions[trial] -= 1 }
+        if let l = live.removeValue(forKey: trial), let h = l.holder { workers[h]?.leases.remove(l.lease) }
+    }
+
+    /// The trial whose live lease this is, if `identity` holds it.
+    public func holder(_ lease: Lease, identity: [UInt8], trialIndex: (String) -> Int?) -> Int? {
+        guard let i = trialIndex(lease.trial), let l = live[i], l.lease == lease, l.holder == identity else { return nil }
+        return i
+    }
+
+    public func live(_ trial: Int) -> Live? { live[trial] }
+
+    /// The live lease of trial i is over (a result arrived, or the attempt was lost).
+    public mutating func end(_ trial: Int) {
+        guard let l = live.removeValue(forKey: trial) else { return }
+        if let h = l.holder { workers[h]?.leases.remove(l.lease) }
+    }
+
+    /// Whether trial i may run again after an attempt that ended without a usable result
+    /// (promotions do not count as tries).
+    public func mayRetry(_ trial: Int) -> Bool { attempts[trial] - promotions[trial] < maxAttempts }
+
+    /// Unregisters a worker; returns the trials whose live lease it held (the caller retries
+    /// or fails them).
+    public mutating func remove(_ identity: [UInt8]) -> [Int] {
+        guard let worker = workers.removeValue(forKey: identity) else { return [] }
+        return live.filter { $0.value.holder == identity && worker.leases.contains($0.value.lease) }.map(\.key).sorted()
+    }
+
+    public mutating func heard(from worker: Worker, at t: Double) { worker.lastSeen = t }
+
+    /// Workers silent for longer than `seconds`.
+    public func silent(at t: Double, for seconds: Double) -> [Worker] { workers.values.filter { t - $0.lastSeen > seconds } }
+
+    /// The worker with the most credit left, if any has some.
+    public func freest() -> Worker? { workers.values.filter { $0.free > 0 }.max { $0.free < $1.free } }
+
+    public func worker(_ identity: [UInt8]) -> Worker? { workers[identity] }
+}
