@@ -105,7 +105,7 @@ public struct LeaseBook {
     /// whether the cap cut it.
     @discardableResult
     public mutating func settleCredit(_ worker: Worker, free: Int, running: [HeldLease]) -> Bool {
-        let held = running.filter { worker.leases.contains($0.lease) }.count
+        let held = worker.leases.intersection(running.map(\.lease)).count
         worker.capacity = min(maxSlots, free + held)
         return worker.capacity < free + held
     }

@@ -7,6 +7,11 @@ public struct ScheduledRun: Equatable, Sendable {
     public var trial: Int
     public var pauseAfter: Int?
     public var promotedFrom: Int?
+    public init(trial: Int, pauseAfter: Int? = nil, promotedFrom: Int? = nil) {
+        self.trial = trial
+        self.pauseAfter = pauseAfter
+        self.promotedFrom = promotedFrom
+    }
 }
 
 /// What becomes of a trial whose attempt ended with a result.
