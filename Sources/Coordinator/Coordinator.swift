@@ -1,4 +1,3 @@
-import CZeroMQ
 import Foundation
 import Glibc
 import Learning
@@ -225,8 +224,8 @@ public final class Coordinator {
     public func run(signals: SignalWatcher? = nil) throws -> Summary {
         let context = Context()
         let router = try Socket(context, .router)
-        try router.setOption(ZMQ_ROUTER_MANDATORY, Int32(1))
-        try router.setOption(ZMQ_MAXMSGSIZE, Protocol.maxMessageSize)
+        try router.set(.routerMandatory(true))
+        try router.set(.maxMessageSize(Protocol.maxMessageSize))
         let bind = options.bind ?? "tcp://127.0.0.1:*"
         let gatekeeper = try secure(router, context: context, bind: bind)
         defer {

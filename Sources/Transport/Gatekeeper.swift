@@ -31,9 +31,7 @@ public final class Gatekeeper: @unchecked Sendable {
     /// `allowList == nil`: a plaintext socket, only watched.
     public init(context: Context, socket: Socket, allowList: AllowList?) throws {
         let monitorEndpoint = "inproc://sweep-gatekeeper-monitor-\(UUID().uuidString)"
-        let events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
-            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-        try socket.monitor(monitorEndpoint, events: events)
+        try socket.monitor(monitorEndpoint, events: [.accepted, .disconnected, .handshakeFailedNoDetail, .handshakeFailedProtocol, .handshakeFailedAuth])
         let ready = DispatchSemaphore(value: 0)
         let thread = Thread { [self] in
             var rep: Socket?

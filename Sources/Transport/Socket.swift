@@ -65,35 +65,60 @@ public final class Socket {
         if !closed { zmq_close(handle); closed = true }
     }
 
-    public func setOption(_ option: Int32, _ value: Int32) throws {
+    /// The socket options the programs set, typed (the raw setters below are this module's).
+    public enum Option: Sendable {
+        /// ROUTER: a send to a peer that is gone fails (EHOSTUNREACH) instead of vanishing.
+        case routerMandatory(Bool)
+        /// Inbound messages larger than this drop the connection (libzmq checks it).
+        case maxMessageSize(Int64)
+        /// How long a blocking send waits for room before failing.
+        case sendTimeout(milliseconds: Int32)
+        /// Messages queued per peer before sends block or fail (0: no limit).
+        case sendHighWaterMark(Int32)
+    }
+
+    public func set(_ option: Option) throws {
+        switch option {
+        case .routerMandatory(let on): try setOption(ZMQ_ROUTER_MANDATORY, Int32(on ? 1 : 0))
+        case .maxMessageSize(let bytes): try setOption(ZMQ_MAXMSGSIZE, bytes)
+        case .sendTimeout(let ms): try setOption(ZMQ_SNDTIMEO, ms)
+        case .sendHighWaterMark(let n): try setOption(ZMQ_SNDHWM, n)
+        }
+    }
+
+    func setOption(_ option: Int32, _ value: Int32) throws {
         var v = value
         try check("zmq_setsockopt(\(option))", zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size))
     }
 
-    public func setOption(_ option: Int32, _ value: Int64) throws {
+    func setOption(_ option: Int32, _ value: Int64) throws {
         var v = value
         try check("zmq_setsockopt(\(option))", zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size))
     }
 
-    public func setOption(_ option: Int32, bytes: [UInt8]) throws {
+    func setOption(_ option: Int32, bytes: [UInt8]) throws {
         try check("zmq_setsockopt(\(option))", bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) })
     }
 
-    public func setOption(_ option: Int32, string: String) throws {
+    func setOption(_ option: Int32, string: String) throws {
         try setOption(option, bytes: Array(string.utf8))
     }
 
-    public func intOption(_ option: Int32) throws -> Int32 {
+    func intOption(_ option: Int32) throws -> Int32 {
         var value: Int32 = 0
         var size = MemoryLayout<Int32>.size
         try check("zmq_getsockopt(\(option))", zmq_getsockopt(handle, option, &value, &size))
         return value
     }
 
-    /// Publishes the socket's `events` (ZMQ_EVENT_*) on a PAIR endpoint, `inproc://…`; read them
-    /// with a `.pair` socket connected there and `MonitorEvent.init(frames:)`.
-    public func monitor(_ endpoint: String, events: Int32) throws {
-        try check("zmq_socket_monitor(\(endpoint))", zmq_socket_monitor(handle, endpoint, events))
+    /// Publishes the socket's `events` on a PAIR endpoint, `inproc://…`; read them with a
+    /// `.pair` socket connected there and `MonitorEvent.init(frames:)`.
+    public func monitor(_ endpoint: String, events: [MonitorEvent.Kind]) throws {
+        try monitor(endpoint, mask: events.reduce(0) { $0 | $1.mask })
+    }
+
+    func monitor(_ endpoint: String, mask: Int32) throws {
+        try check("zmq_socket_monitor(\(endpoint))", zmq_socket_monitor(handle, endpoint, mask))
     }
 
     public func bind(_ endpoint: String) throws { try check("zmq_bind(\(endpoint))", zmq_bind(handle, endpoint)) }
@@ -144,9 +169,41 @@ public final class Socket {
 /// ACCEPTED/DISCONNECTED, an error or status code for the HANDSHAKE_FAILED events) and the
 /// endpoint (for a bound socket, its own address: libzmq 4.3 does not tell the peer's).
 public struct MonitorEvent: Sendable {
+    /// The events this project watches.
+    public enum Kind: Sendable, Equatable {
+        case accepted, disconnected
+        case handshakeSucceeded
+        /// The peer's key was refused (ZAP said no).
+        case handshakeFailedAuth
+        /// The handshake broke the protocol (`value` says how, e.g. a mechanism mismatch).
+        case handshakeFailedProtocol
+        /// The connection closed during the handshake.
+        case handshakeFailedNoDetail
+        case other(Int32)
+
+        var mask: Int32 {
+            switch self {
+            case .accepted: ZMQ_EVENT_ACCEPTED
+            case .disconnected: ZMQ_EVENT_DISCONNECTED
+            case .handshakeSucceeded: ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+            case .handshakeFailedAuth: ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+            case .handshakeFailedProtocol: ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+            case .handshakeFailedNoDetail: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            case .other(let e): e
+            }
+        }
+
+        init(_ e: Int32) {
+            self = [.accepted, .disconnected, .handshakeSucceeded, .handshakeFailedAuth, .handshakeFailedProtocol, .handshakeFailedNoDetail].first { $0.mask == e } ?? .other(e)
+        }
+    }
+
     public let event: Int32
     public let value: UInt32
     public let endpoint: String
+    public var kind: Kind { Kind(event) }
+    /// A protocol failure because the two sides use different security mechanisms (CURVE vs NULL).
+    public var isMechanismMismatch: Bool { kind == .handshakeFailedProtocol && Int32(bitPattern: value) == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH }
 
     public init?(frames: [[UInt8]]) {
         guard frames.count == 2, frames[0].count == 6 else { return nil }

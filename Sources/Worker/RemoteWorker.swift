@@ -1,4 +1,3 @@
-import CZeroMQ
 import Foundation
 import Glibc
 import Learning
@@ -83,12 +82,12 @@ public final class RemoteWorker {
 
     func makeDealer() throws -> Socket {
         let socket = try Socket(context, .dealer)
-        try socket.setOption(ZMQ_MAXMSGSIZE, Protocol.maxMessageSize)
+        try socket.set(.maxMessageSize(Protocol.maxMessageSize))
         if let curve = options.curve { try socket.makeCurveClient(curve.keys, serverKey: curve.serverKey) }
         // Handshake outcomes, read by the loop below (same thread).
         dealers += 1
         let endpoint = "inproc://worker-monitor-\(getpid())-\(dealers)"
-        try socket.monitor(endpoint, events: ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        try socket.monitor(endpoint, events: [.handshakeSucceeded, .handshakeFailedProtocol, .handshakeFailedAuth, .handshakeFailedNoDetail])
         monitor?.close()
         let pair = try Socket(context, .pair)
         try pair.connect(endpoint)
@@ -102,22 +101,22 @@ public final class RemoteWorker {
     /// libzmq and logged at most every 30 s.
     func handle(_ event: MonitorEvent) throws {
         let endpoint = options.endpoint
-        switch event.event {
-        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        switch event.kind {
+        case .handshakeSucceeded:
             if options.curve != nil && lastHandshakeWarning >= 0 {
                 log("worker \(options.name): CURVE handshake with \(endpoint) succeeded (coordinator key verified, traffic encrypted)")
                 lastHandshakeWarning = -1
             }
-        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        case .handshakeFailedAuth:
             throw SecurityError.refusedByCoordinator(endpoint: endpoint, publicKey: options.curve?.keys.publicKey ?? "(none)")
-        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL where Int32(bitPattern: event.value) == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        case .handshakeFailedProtocol where event.isMechanismMismatch:
             throw SecurityError.mechanismMismatch(endpoint: endpoint, workerUsesCurve: options.curve != nil)
-        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        case .handshakeFailedProtocol, .handshakeFailedNoDetail:
             let t = now()
             guard t - lastHandshakeWarning >= 30 else { return }
             lastHandshakeWarning = t
             let hint = options.curve != nil ? "; is --server-key the coordinator's public key?" : ""
-            log("worker \(options.name): the handshake with \(endpoint) failed (\(event.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error 0x\(String(event.value, radix: 16))" : "connection closed")\(hint)), retrying")
+            log("worker \(options.name): the handshake with \(endpoint) failed (\(event.kind == .handshakeFailedProtocol ? "protocol error 0x\(String(event.value, radix: 16))" : "connection closed")\(hint)), retrying")
         default:
             break
         }

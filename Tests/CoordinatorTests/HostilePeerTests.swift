@@ -1,4 +1,3 @@
-import CZeroMQ
 import Foundation
 import Glibc
 import HDF5
@@ -13,7 +12,7 @@ final class RoguePeer {
 
     init(_ endpoint: String) throws {
         socket = try Socket(context, .dealer)
-        try socket.setOption(ZMQ_SNDHWM, Int32(0))
+        try socket.set(.sendHighWaterMark(0))
         try socket.connect(endpoint)
     }
 

@@ -1,4 +1,3 @@
-import CZeroMQ
 import Foundation
 import Glibc
 import HDF5
@@ -173,7 +172,7 @@ extension SweepEndToEndTests {
             let ready = Ready(name: "rogue", host: "rogue", pid: 1, threads: 1, slots: 1, kernel: "x", version: Protocol.version, running: [], free: 3)
             // While its handshake is failing it may have no pipe to queue into: wait up to 2 s, then
             // give up sending (either way nothing may come back).
-            try rogue.setOption(ZMQ_SNDTIMEO, Int32(2000))
+            try rogue.set(.sendTimeout(milliseconds: 2000))
             _ = try? rogue.send(try Message.ready(ready).frames())
             #expect(try Poller.poll([.socket(rogue)], timeout: 1500).isEmpty, "a plaintext peer must get no reply")
             rogue.close()
@@ -298,7 +297,7 @@ extension SweepEndToEndTests {
                 let dealer = try Socket(context, .dealer)
                 defer { dealer.close() }
                 try dealer.makeCurveClient(keys, serverKey: server.publicKey)
-                try dealer.setOption(ZMQ_SNDTIMEO, Int32(1000))
+                try dealer.set(.sendTimeout(milliseconds: 1000))
                 try dealer.connect(router.lastEndpoint)
                 _ = try? dealer.send([Array("hello".utf8)])
                 return try !Poller.poll([.socket(router)], timeout: 1500).isEmpty
