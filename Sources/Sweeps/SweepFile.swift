@@ -105,7 +105,8 @@ public enum SweepFile {
     }
 }
 
-/// The whole file as UTF-8 text; a `ConfigError` (no line) when it cannot be read.
+/// The whole file as UTF-8 text; a `ConfigError` when it cannot be read, is longer than
+/// `YAMLLimits.maxBytes` (no more than that is read) or is not valid UTF-8 (at the bad byte's line).
 func readTextFile(_ path: String) throws -> String {
     guard let file = fopen(path, "rb") else {
         let reason = String(cString: strerror(errno))
@@ -117,6 +118,9 @@ func readTextFile(_ path: String) throws -> String {
     while true {
         let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
         if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if bytes.count > YAMLLimits.maxBytes {
+            throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "the sweep file is larger than \(YAMLLimits.maxBytes) bytes, the most a YAML file may have")
+        }
         if n < chunk.count {
             if ferror(file) != 0 {
                 throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot read the sweep file (is it a directory?)")
@@ -124,7 +128,7 @@ func readTextFile(_ path: String) throws -> String {
             break
         }
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return try decodeUTF8(bytes, source: path)
 }
 
 // MARK: - The parsed file
@@ -279,15 +283,7 @@ struct SweepParser {
     // MARK: Top level
 
     func parse(_ text: String) throws -> SweepSpec {
-        let parsed: Node?
-        do {
-            parsed = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            throw error(yamlErrorLine(e), nil, "invalid YAML: \(yamlProblem(e))")
-        } catch {
-            throw self.error(nil, nil, "invalid YAML: \(error)")
-        }
-        guard let root = parsed, !isNull(root) else {
+        guard let root = try composeYAML(text, source: source), !isNull(root) else {
             throw error(1, nil, "empty sweep file; a sweep needs at least 'name' and 'base'")
         }
         guard case .mapping = root else {
@@ -607,19 +603,4 @@ struct SweepParser {
 
 func isNameCharacter(_ u: Unicode.Scalar) -> Bool {
     ("a"..."z").contains(u) || ("A"..."Z").contains(u) || ("0"..."9").contains(u) || u == "_" || u == "." || u == "-"
-}
-
-func yamlErrorLine(_ error: YamlError) -> Int? {
-    switch error {
-    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
-    default: nil
-    }
-}
-
-func yamlProblem(_ error: YamlError) -> String {
-    switch error {
-    case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _), .composer(let context, let problem, _, _):
-        (context.map { "\($0.text) " } ?? "") + problem
-    default: "\(error)"
-    }
 }

@@ -102,13 +102,7 @@ public struct TrialConfig: Sendable, Equatable {
 
     /// Parses a YAML mapping of trial keys.
     public static func parse(yaml text: String, source: String) throws -> TrialConfig {
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: text)
-        } catch let error as YamlError {
-            throw ConfigError(location: SourceLocation(file: source, line: yamlErrorLine(error)), key: nil, message: "invalid YAML: \(error)")
-        }
-        guard let node else { throw ConfigError(location: SourceLocation(file: source, line: nil), key: nil, message: "empty trial file") }
+        guard let node = try composeYAML(text, source: source) else { throw ConfigError(location: SourceLocation(file: source, line: nil), key: nil, message: "empty trial file") }
         guard case .mapping(let mapping) = node else {
             throw ConfigError(location: SourceLocation(node: node, file: source), key: nil, message: "a trial file must be a mapping of keys to values")
         }
@@ -141,7 +135,7 @@ public struct TrialConfig: Sendable, Equatable {
             }
             let key = String(assignment[..<eq])
             let text = String(assignment[assignment.index(after: eq)...])
-            guard let node = try Yams.compose(yaml: text.isEmpty ? "''" : text) else { continue }
+            guard let node = try composeYAML(text.isEmpty ? "''" : text, source: "--set") else { continue }
             copy.values[key] = try ConfigValue(node: node)
             copy.locations[key] = SourceLocation(file: "--set", line: nil)
         }
@@ -359,12 +353,5 @@ public struct TrialConfig: Sendable, Equatable {
     /// Canonical JSON of the resolved configuration (keys sorted): the trial's identity.
     public var canonicalJSON: String {
         "{" + values.keys.sorted().map { "\(jsonQuote($0)):\(values[$0]!.json)" }.joined(separator: ",") + "}"
-    }
-}
-
-func yamlErrorLine(_ error: YamlError) -> Int? {
-    switch error {
-    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
-    default: return nil
     }
 }
