@@ -90,11 +90,15 @@ import Darwin
 /// are collapsed (the first is kept). A trial's id is `TrialID.of(config)`, so ids stay the same
 /// when values are added to a sweep. A sweep may expand to at most 100,000 trials.
 ///
+/// **Limits.** A sweep file is UTF-8 text of at most `YAMLLimits.maxBytes` bytes whose lists and
+/// mappings nest at most `YAMLLimits.maxDepth` levels deep and which has at most
+/// `YAMLLimits.maxNodes` nodes with its aliases expanded (see `composeYAML`).
+///
 /// Every problem is a `ConfigError` naming the file, the line and the key, and saying what is allowed.
 public enum SweepFile {
     /// Reads, validates and expands the sweep file at `path`.
     public static func load(path: String, profile: String? = nil) throws -> Sweep {
-        try parse(yaml: try readTextFile(path), source: path, profile: profile)
+        try parse(yaml: try readYAMLFile(path, what: "sweep file"), source: path, profile: profile)
     }
 
     /// Parses, validates and expands a sweep from its YAML text; `source` names it in errors.
@@ -103,32 +107,6 @@ public enum SweepFile {
         let spec = try SweepParser(source: source, profile: profile).parse(yaml)
         return try spec.expand(text: yaml)
     }
-}
-
-/// The whole file as UTF-8 text; a `ConfigError` when it cannot be read, is longer than
-/// `YAMLLimits.maxBytes` (no more than that is read) or is not valid UTF-8 (at the bad byte's line).
-func readTextFile(_ path: String) throws -> String {
-    guard let file = fopen(path, "rb") else {
-        let reason = String(cString: strerror(errno))
-        throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot read the sweep file: \(reason)")
-    }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if bytes.count > YAMLLimits.maxBytes {
-            throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "the sweep file is larger than \(YAMLLimits.maxBytes) bytes, the most a YAML file may have")
-        }
-        if n < chunk.count {
-            if ferror(file) != 0 {
-                throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot read the sweep file (is it a directory?)")
-            }
-            break
-        }
-    }
-    return try decodeUTF8(bytes, source: path)
 }
 
 // MARK: - The parsed file

@@ -23,11 +23,11 @@ public enum TrialSchema {
     /// Keys of models trained on a data set.
     public static let data: [Key] = [
         Key(name: "data", help: "fashion-mnist (default) | idx:DIR | hdf5:FILE"),
-        Key(name: "epochs", help: "passes over the training set (default 1)"),
-        Key(name: "batch_size", help: "examples per step (default 128)"),
+        Key(name: "epochs", help: "passes over the training set (default 1, at most \(TrialLimits.maxEpochs), and at most \(TrialLimits.maxExamplesSeen) examples in all)"),
+        Key(name: "batch_size", help: "examples per step (default 128, at most \(TrialLimits.maxBatchSize))"),
         Key(name: "limit", help: "use only the first N training examples"),
         Key(name: "test_limit", help: "use only the first N test examples"),
-        Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000)"),
+        Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000, at most \(TrialLimits.maxBatchSize))"),
         Key(name: "accumulation_steps", help: "micro-batches of batch_size averaged per optimizer step (default 1)"),
         Key(name: "bias_weight_decay", help: "apply weight decay to biases too (default false: biases are not decayed)"),
         Key(name: "layer_lr_multipliers", help: "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
@@ -37,32 +37,32 @@ public enum TrialSchema {
         Key(name: "mode", help: "train (default) | lr_range_test"),
         Key(name: "range_start_lr", help: "LR range test: first learning rate (default 1e-7)"),
         Key(name: "range_end_lr", help: "LR range test: last learning rate (default 10)"),
-        Key(name: "range_steps", help: "LR range test: steps (default 100)"),
+        Key(name: "range_steps", help: "LR range test: steps (default 100, at most \(TrialLimits.maxSteps))"),
         Key(name: "range_smoothing", help: "LR range test: loss smoothing factor (default 0.05)"),
     ]
 
     public static let models: [String: [Key]] = [
         "mlp": data + [
-            Key(name: "hidden", help: "hidden layer sizes (default [256, 128])"),
+            Key(name: "hidden", help: "hidden layer sizes (default [256, 128]; at most \(TrialLimits.maxParameters) parameters in all)"),
             Key(name: "activation", help: "relu (default) | tanh | gelu | sigmoid"),
         ],
         "logreg": data,
         "vae": data + [
-            Key(name: "hidden", help: "hidden layer size (default 400)"),
+            Key(name: "hidden", help: "hidden layer size (default 400; at most \(TrialLimits.maxParameters) parameters in all)"),
             Key(name: "latent", help: "latent dimension (default 20)"),
         ],
         "quadratic": [
-            Key(name: "steps", help: "optimizer steps (default 100)"),
+            Key(name: "steps", help: "optimizer steps (default 100, at most \(TrialLimits.maxSteps))"),
             Key(name: "curvatures", help: "diagonal curvatures h_i of ½Σh_i·x_i² (default [10, 0.1])"),
             Key(name: "start", help: "start point (default [1, 1])"),
         ],
         "polyfit": [
-            Key(name: "degree", help: "polynomial degree (default 10)"),
-            Key(name: "points", help: "noisy training samples of sin(πx) (default 20)"),
+            Key(name: "degree", help: "polynomial degree (default 10; at most \(TrialLimits.maxParameters) coefficients)"),
+            Key(name: "points", help: "noisy training samples of sin(πx) (default 20, at most \(TrialLimits.maxBatchSize))"),
             Key(name: "noise", help: "standard deviation of the sample noise (default 0.1)"),
         ],
         "rosenbrock": [
-            Key(name: "steps", help: "optimizer steps (default 1000)"),
+            Key(name: "steps", help: "optimizer steps (default 1000, at most \(TrialLimits.maxSteps))"),
             Key(name: "start", help: "start point (default [-1.5, 2])"),
             Key(name: "a", help: "(a − x)² + b(y − x²)²: a (default 1)"),
             Key(name: "b", help: "b (default 100)"),
@@ -264,6 +264,8 @@ public struct TrialConfig: Sendable, Equatable {
         }
         try OptimizerCatalog.definition(optimizer)?.validate(self)
         _ = try TrialSchedule.from(self, epochs: 1, stepsPerEpoch: 1)
+        let trainsOnData = modelKeys.contains { $0.name == "data" }
+        try checkResources(data: trainsOnData ? try DataSource(parsing: try string("data", default: "fashion-mnist")).knownShape : nil)
     }
 
     func hint(_ name: String, _ candidates: [String]) -> String {

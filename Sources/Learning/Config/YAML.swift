@@ -3,6 +3,14 @@
 import CYaml
 import Yams
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Bounds on what a YAML text from a file or the network may make the parser do. Every YAML
 /// text the programs read (sweep files, trial configurations, checkpoint lists, `--set`
 /// values) goes through `composeYAML`, which checks them before Yams builds a node tree.
@@ -104,6 +112,32 @@ func measureYAML(_ input: UnsafeMutableBufferPointer<UInt8>) -> (line: Int, mess
         guard nodes <= YAMLLimits.maxNodes else { return (line, nodesMessage) }
     }
     return nil
+}
+
+/// The whole file at `path` (a `what`: "sweep file", …) as UTF-8 text; a `ConfigError` when it cannot be read, is longer than
+/// `YAMLLimits.maxBytes` (no more than that is read) or is not valid UTF-8 (at the bad byte's line).
+public func readYAMLFile(_ path: String, what: String) throws -> String {
+    guard let file = fopen(path, "rb") else {
+        let reason = String(cString: strerror(errno))
+        throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot read the \(what): \(reason)")
+    }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if bytes.count > YAMLLimits.maxBytes {
+            throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "the \(what) is larger than \(YAMLLimits.maxBytes) bytes, the most a YAML file may have")
+        }
+        if n < chunk.count {
+            if ferror(file) != 0 {
+                throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot read the \(what) (is it a directory?)")
+            }
+            break
+        }
+    }
+    return try decodeUTF8(bytes, source: path)
 }
 
 /// Decodes a file's bytes as UTF-8; invalid UTF-8 is a `ConfigError` at the line of the first
