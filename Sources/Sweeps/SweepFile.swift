@@ -88,7 +88,8 @@ import Darwin
 /// line where each key was written, and it must pass `TrialConfig.validate()`; an error is reported
 /// at that line (a trial missing `model` at the `base` line). Trials with the same canonical JSON
 /// are collapsed (the first is kept). A trial's id is `TrialID.of(config)`, so ids stay the same
-/// when values are added to a sweep. A sweep may expand to at most 100,000 trials.
+/// when values are added to a sweep. A sweep may expand to at most 100,000 trials, whose
+/// configurations hold at most 10,000,000 values together (a list counting itself and its items).
 ///
 /// **Limits.** A sweep file is UTF-8 text of at most `YAMLLimits.maxBytes` bytes whose lists and
 /// mappings nest at most `YAMLLimits.maxDepth` levels deep and which has at most
