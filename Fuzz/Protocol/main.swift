@@ -1,13 +1,17 @@
-// A libFuzzer target for the wire-message decoder (`swift build` builds it only with SWEEP_FUZZ=1;
-// scripts/fuzz.sh builds and runs it). No top-level code: libFuzzer provides `main`.
+// A libFuzzer target for the wire-message decoder, built by scripts/fuzz.sh (SWEEP_FUZZ=1 adds it
+// to the package; it links only with -sanitize=fuzzer).
+import CLibFuzzer
 import Transport
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One input: a first byte below 0x80 picks a command (modulo their number) and the rest is its
 /// JSON payload, behind the right header, so that every command's payload decoding is reached;
 /// a first byte of 0x80 or more splits the rest at zero bytes into raw frames (header, command,
 /// payload, and any more). Thrown errors are fine; a crash or a hang is a finding.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzProtocol(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+func fuzzProtocol(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data, size > 0 else { return 0 }
     let input = UnsafeBufferPointer(start: data, count: size)
     let frames: [[UInt8]]
@@ -20,3 +24,7 @@ public func fuzzProtocol(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     _ = try? Message.decode(frames)
     return 0
 }
+
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { fuzzProtocol($0, $1) })
