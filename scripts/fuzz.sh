@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 scripts/install-deps.sh
 export SWEEP_FUZZ=1
-# Swift code is instrumented by -sanitize=fuzzer, C code (libyaml, the kernels) for coverage only.
-flags=(-c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link)
+# Swift code is instrumented by -sanitize=fuzzer, C code (libyaml, the kernels) for coverage only;
+# lld links them (gold fails on them with an internal error).
+flags=(-c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link -Xswiftc -use-ld=lld)
 for target in protocol files; do
   swift build "${flags[@]}" --product "fuzz-$target"
 done
