@@ -35,13 +35,13 @@ for target in protocol files; do
     -artifact_prefix="$crashes/" -print_final_stats=1 >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   if [ "$status" -eq 0 ]; then
-    echo "fuzz-$target: ${runs:-?} executions in ${seconds}s, no crash ($(ls "$corpus" | wc -l) inputs in the corpus)"
+    echo "fuzz-$target: ${runs:-?} executions in ${seconds}s, no crash ($(find "$corpus" -type f | wc -l) inputs in the corpus)"
   else
     found=1
     echo "fuzz-$target: FOUND A PROBLEM after ${runs:-?} executions (exit $status); log: $log"
     grep -E "^==[0-9]+==|ERROR: libFuzzer|Fatal error|SUMMARY" "$log" | head -5 || true
     echo "inputs kept in $crashes/:"
-    ls -1 "$crashes" | sed 's/^/  /'
+    find "$crashes" -type f | sed 's/^/  /'
   fi
 done
 exit $found
