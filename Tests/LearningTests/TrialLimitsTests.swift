@@ -1,3 +1,5 @@
+import Foundation
+import HDF5
 import Learning
 import Testing
 
@@ -61,5 +63,22 @@ import Testing
         #expect(throws: Never.self) {
             try many.checkResources(data: DataShape(features: 10, classes: 2, trainingExamples: TrialLimits.maxExamplesSeen / TrialLimits.maxEpochs))
         }
+    }
+
+    @Test func theTrainerChecksTheModelOnceTheDataSetIsLoaded() throws {
+        // 200,000 features, known only once the file is read: hidden [600] is 120 million parameters.
+        let path = NSTemporaryDirectory() + "wide-\(UUID().uuidString).h5"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let file = try HDF5File(path, mode: .create)
+            try file.write("X_train", [Float](repeating: 0.5, count: 2 * 200_000), shape: [2, 200_000])
+            try file.write("y_train", [Int64(0), 1])
+            try file.write("X_test", [Float](repeating: 0.5, count: 200_000), shape: [1, 200_000])
+            try file.write("y_test", [Int64(1)])
+        }
+        let config = try parse("model: mlp\ndata: hdf5:\(path)\nhidden: [600]\n")
+        let e = try #require(throws: ConfigError.self) { _ = try Trainer.run(config) }
+        #expect(e.location == SourceLocation(file: "trial.yaml", line: 3) && e.key == "hidden", "\(e)")
+        #expect(e.message.contains("120001802 parameters (200000 inputs, hidden [600], 2 classes)"), "\(e)")
     }
 }
