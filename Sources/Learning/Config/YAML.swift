@@ -114,8 +114,9 @@ func measureYAML(_ input: UnsafeMutableBufferPointer<UInt8>) -> (line: Int, mess
     return nil
 }
 
-/// The whole file at `path` (a `what`: "sweep file", …) as UTF-8 text; a `ConfigError` when it cannot be read, is longer than
-/// `YAMLLimits.maxBytes` (no more than that is read) or is not valid UTF-8 (at the bad byte's line).
+/// The whole file at `path` (a `what`: "sweep file", …) as UTF-8 text; a `ConfigError` when it
+/// cannot be read, is longer than `YAMLLimits.maxBytes` (reading stops there) or is not valid
+/// UTF-8 (at the bad byte's line).
 public func readYAMLFile(_ path: String, what: String) throws -> String {
     guard let file = fopen(path, "rb") else {
         let reason = String(cString: strerror(errno))
