@@ -463,7 +463,7 @@ let repositoryRoot: String = {
         #expect(FileManager.default.createFile(atPath: path, contents: Data("name: x\nbase: {model: quadratic, optimizer: sg".utf8 + [0xFF] + "d}\n".utf8)))
         let e = try #require(throws: ConfigError.self) { _ = try SweepFile.load(path: path) }
         #expect(e.location == SourceLocation(file: path, line: 2) && e.message.contains("not valid UTF-8"), "\(e)")
-        // A file longer than YAMLLimits.maxBytes is refused after reading no more than that.
+        // A file longer than YAMLLimits.maxBytes is refused; reading stops at the limit.
         let padding = String(repeating: "# padding\n", count: YAMLLimits.maxBytes / 10 + 1)
         #expect(FileManager.default.createFile(atPath: path, contents: Data(("name: x\nbase: {model: quadratic}\n" + padding).utf8)))
         let long = try #require(throws: ConfigError.self) { _ = try SweepFile.load(path: path) }
@@ -541,15 +541,15 @@ let repositoryRoot: String = {
     @Test func readmeStatesEachLimitAsDefined() throws {
         let readme = try String(contentsOfFile: repositoryRoot + "/README.md", encoding: .utf8)
         var checked = 0
-        for (type, file) in [("YAMLLimits", "YAML.swift"), ("TrialLimits", "TrialLimits.swift")] {
-            let source = try String(contentsOfFile: repositoryRoot + "/Sources/Learning/Config/\(file)", encoding: .utf8)
-            for line in source.split(separator: "\n") where line.contains("public static let max") {
+        for (prefix, file) in [("YAMLLimits.", "Learning/Config/YAML.swift"), ("TrialLimits.", "Learning/Config/TrialLimits.swift"), ("", "Sweeps/Spaces.swift")] {
+            let source = try String(contentsOfFile: repositoryRoot + "/Sources/\(file)", encoding: .utf8)
+            for line in source.split(separator: "\n") where line.contains("let max") && line.contains(" = ") {
                 let definition = line.split(separator: "let ", maxSplits: 1)[1].split(separator: " = ", maxSplits: 1)
                 let (name, value) = (definition[0], definition[1])
-                #expect(readme.contains("| `\(type).\(name)` | `\(value)` |"), "README.md should state \(type).\(name) = \(value)")
+                #expect(readme.contains("| `\(prefix)\(name)` | `\(value)` |"), "README.md should state \(prefix)\(name) = \(value)")
                 checked += 1
             }
         }
-        #expect(checked == 9)
+        #expect(checked == 12)
     }
 }
