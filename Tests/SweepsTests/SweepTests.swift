@@ -544,7 +544,7 @@ let repositoryRoot: String = {
         for (prefix, file) in [("YAMLLimits.", "Learning/Config/YAML.swift"), ("TrialLimits.", "Learning/Config/TrialLimits.swift"), ("", "Sweeps/Spaces.swift")] {
             let source = try String(contentsOfFile: repositoryRoot + "/Sources/\(file)", encoding: .utf8)
             for line in source.split(separator: "\n") where line.contains("let max") && line.contains(" = ") {
-                let definition = line.split(separator: "let ", maxSplits: 1)[1].split(separator: " = ", maxSplits: 1)
+                let definition = line[try #require(line.range(of: "let max")).lowerBound...].dropFirst(4).split(separator: " = ", maxSplits: 1)
                 let (name, value) = (definition[0], definition[1])
                 #expect(readme.contains("| `\(prefix)\(name)` | `\(value)` |"), "README.md should state \(prefix)\(name) = \(value)")
                 checked += 1
