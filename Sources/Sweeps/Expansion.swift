@@ -40,7 +40,13 @@ extension SweepSpec {
                     if branches != nil { e.message += " (in the branch of optimizer '\(branch.name)')" }
                     throw e
                 }
-                if seen.insert(config.canonicalJSON).inserted { configs.append((branch.name, config)) }
+                // Workers receive it as JSON and parse it as YAML: within what they accept.
+                let json = config.canonicalJSON
+                guard json.utf8.count <= YAMLLimits.maxBytes else {
+                    throw error(branch.section.baseLine ?? top.baseLine ?? branch.line ?? rootLine, nil,
+                                "a trial's configuration would be \(json.utf8.count) bytes of JSON; workers accept at most \(YAMLLimits.maxBytes) (make its lists shorter)")
+                }
+                if seen.insert(json).inserted { configs.append((branch.name, config)) }
             }
         }
 

@@ -89,7 +89,8 @@ import Darwin
 /// at that line (a trial missing `model` at the `base` line). Trials with the same canonical JSON
 /// are collapsed (the first is kept). A trial's id is `TrialID.of(config)`, so ids stay the same
 /// when values are added to a sweep. A sweep may expand to at most 100,000 trials, whose
-/// configurations hold at most 10,000,000 values together (a list counting itself and its items).
+/// configurations hold at most 10,000,000 values together (a list counting itself and its items);
+/// each trial's canonical JSON, which workers parse, is at most `YAMLLimits.maxBytes` long.
 ///
 /// **Limits.** A sweep file is UTF-8 text of at most `YAMLLimits.maxBytes` bytes whose lists and
 /// mappings nest at most `YAMLLimits.maxDepth` levels deep and which has at most

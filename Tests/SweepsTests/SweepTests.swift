@@ -424,6 +424,13 @@ let repositoryRoot: String = {
                     line: 1, key: nil, "more than 10000000 values together", "1000 trials of up to 10004 values")
     }
 
+    @Test func trialsWorkersCouldNotReadAreRefused() {
+        // 90,000 curvatures written `9e14` (540 kB of YAML) are `900000000000000.0` in a trial's
+        // JSON (1.6 MB): more than a worker parses, so the sweep is refused, not each trial later.
+        let list = "[" + Array(repeating: "9e14", count: 90_000).joined(separator: ", ") + "]"
+        expectError(["name: long", "base: {model: quadratic, curvatures: \(list)}"], line: 2, key: nil, "bytes of JSON", "at most \(YAMLLimits.maxBytes)")
+    }
+
     @Test func oddInputsNeverCrash() {
         let inputs = [
             "42", "[]", "name: x", "name: x\nbase:", "name: x\nbase: {model: quadratic}\ngrid:", "name: x\nbase: {model: quadratic}\nzip:",
