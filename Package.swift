@@ -81,3 +81,18 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Coverage-guided fuzz targets (libFuzzer), added only with SWEEP_FUZZ=1: their main calls
+// libFuzzer's driver, linked by -sanitize=fuzzer, so a plain build would not link them.
+// scripts/fuzz.sh builds them into .build-fuzz and runs them.
+if Context.environment["SWEEP_FUZZ"] == "1" {
+    package.products += [
+        .executable(name: "fuzz-protocol", targets: ["fuzz-protocol"]),
+        .executable(name: "fuzz-files", targets: ["fuzz-files"]),
+    ]
+    package.targets += [
+        .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
+        .executableTarget(name: "fuzz-protocol", dependencies: ["CLibFuzzer", "Transport"], path: "Fuzz/Protocol", swiftSettings: swiftSettings),
+        .executableTarget(name: "fuzz-files", dependencies: ["CLibFuzzer", "Sweeps", "Learning"], path: "Fuzz/Files", swiftSettings: swiftSettings),
+    ]
+}

@@ -43,7 +43,7 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done' EXIT
 fail() { echo "deploy-check: FAILED: $*" >&2; exit 1; }
 
 echo "== shell scripts"
-scripts=(deploy/slurm/sweep.sbatch deploy/ssh/launch.sh deploy/kubernetes/make-secrets.sh scripts/netns-test.sh scripts/slurm-test.sh scripts/deploy-check.sh)
+scripts=(deploy/slurm/sweep.sbatch deploy/ssh/launch.sh deploy/kubernetes/make-secrets.sh scripts/netns-test.sh scripts/slurm-test.sh scripts/deploy-check.sh scripts/fuzz.sh)
 for f in "${scripts[@]}"; do bash -n "$f" || fail "bash -n $f"; done
 shellcheck -S warning "${scripts[@]}" || fail "shellcheck"
 echo "shellcheck: ${#scripts[@]} scripts clean"

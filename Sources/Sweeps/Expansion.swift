@@ -14,6 +14,7 @@ extension SweepSpec {
         var configs: [(branch: String, config: TrialConfig)] = []
         var seen = Set<String>()
         var total = 0
+        var values = 0
         for branch in branchList {
             let plan = try self.plan(branch)
             let (sum, overflow) = total.addingReportingOverflow(plan.count)
@@ -21,6 +22,13 @@ extension SweepSpec {
                 throw error(branch.line ?? rootLine, nil, "the sweep expands to more than \(maxTrials) trials; make the grid or the number of samples smaller")
             }
             total = sum
+            // Every trial's configuration is validated and identified: bound the values they hold together.
+            let (planValues, tooMany) = plan.count.multipliedReportingOverflow(by: plan.valuesPerTrial)
+            let (allValues, tooManyInAll) = values.addingReportingOverflow(planValues)
+            guard !tooMany, !tooManyInAll, allValues <= maxSweepValues else {
+                throw error(branch.line ?? rootLine, nil, "the sweep's trials would hold more than \(maxSweepValues) values together (\(plan.count) trials of up to \(plan.valuesPerTrial) values each); make the lists or the sweep smaller")
+            }
+            values = allValues
             try plan.forEach { config in
                 do {
                     try config.validate()
@@ -32,7 +40,13 @@ extension SweepSpec {
                     if branches != nil { e.message += " (in the branch of optimizer '\(branch.name)')" }
                     throw e
                 }
-                if seen.insert(config.canonicalJSON).inserted { configs.append((branch.name, config)) }
+                // Workers receive it as JSON and parse it as YAML: within what they accept.
+                let json = config.canonicalJSON
+                guard json.utf8.count <= YAMLLimits.maxBytes else {
+                    throw error(branch.section.baseLine ?? top.baseLine ?? branch.line ?? rootLine, nil,
+                                "a trial's configuration would be \(json.utf8.count) bytes of JSON; workers accept at most \(YAMLLimits.maxBytes) (make its lists shorter)")
+                }
+                if seen.insert(json).inserted { configs.append((branch.name, config)) }
             }
         }
 
@@ -67,6 +81,14 @@ extension SweepSpec {
                 n = m
             }
             return n
+        }
+
+        /// The most values one trial's configuration can hold (a list counts itself and its items):
+        /// the fixed ones, and the largest row of each dimension.
+        var valuesPerTrial: Int {
+            values.values.reduce(0) { $0 + $1.valueCount } + dimensions.reduce(0) { sum, rows in
+                sum + (rows.map { $0.reduce(0) { $0 + $1.value.valueCount } }.max() ?? 0)
+            }
         }
 
         /// Calls `body` with every combination, the last dimension varying fastest.
@@ -183,5 +205,13 @@ extension SweepSpec {
             break
         }
         return Plan(source: source, values: values, locations: locations, dimensions: dimensions)
+    }
+}
+
+extension ConfigValue {
+    /// The value's size: 1, plus its items' for a list.
+    var valueCount: Int {
+        guard case .list(let items) = self else { return 1 }
+        return items.reduce(1) { $0 + $1.valueCount }
     }
 }

@@ -12,6 +12,10 @@ import Linalg
 let maxGeneratedValues = 100_000
 /// The most trials one sweep may expand to.
 let maxTrials = 100_000
+/// The most values a sweep's trials may hold together (trials × the values of each one's
+/// configuration, a list counting itself and its items): each configuration is validated and
+/// identified by its canonical JSON, so this bounds the work of expanding a sweep.
+let maxSweepValues = 10_000_000
 
 /// A grid generator: `{range: [start, stop, step]}`, `{linspace: [start, stop, count]}`,
 /// `{logspace: [start, stop, count]}`.

@@ -88,13 +88,19 @@ import Darwin
 /// line where each key was written, and it must pass `TrialConfig.validate()`; an error is reported
 /// at that line (a trial missing `model` at the `base` line). Trials with the same canonical JSON
 /// are collapsed (the first is kept). A trial's id is `TrialID.of(config)`, so ids stay the same
-/// when values are added to a sweep. A sweep may expand to at most 100,000 trials.
+/// when values are added to a sweep. A sweep may expand to at most 100,000 trials, whose
+/// configurations hold at most 10,000,000 values together (a list counting itself and its items);
+/// each trial's canonical JSON, which workers parse, is at most `YAMLLimits.maxBytes` long.
+///
+/// **Limits.** A sweep file is UTF-8 text of at most `YAMLLimits.maxBytes` bytes whose lists and
+/// mappings nest at most `YAMLLimits.maxDepth` levels deep and which has at most
+/// `YAMLLimits.maxNodes` nodes with its aliases expanded (see `composeYAML`).
 ///
 /// Every problem is a `ConfigError` naming the file, the line and the key, and saying what is allowed.
 public enum SweepFile {
     /// Reads, validates and expands the sweep file at `path`.
     public static func load(path: String, profile: String? = nil) throws -> Sweep {
-        try parse(yaml: try readTextFile(path), source: path, profile: profile)
+        try parse(yaml: try readYAMLFile(path, what: "sweep file"), source: path, profile: profile)
     }
 
     /// Parses, validates and expands a sweep from its YAML text; `source` names it in errors.
@@ -103,28 +109,6 @@ public enum SweepFile {
         let spec = try SweepParser(source: source, profile: profile).parse(yaml)
         return try spec.expand(text: yaml)
     }
-}
-
-/// The whole file as UTF-8 text; a `ConfigError` (no line) when it cannot be read.
-func readTextFile(_ path: String) throws -> String {
-    guard let file = fopen(path, "rb") else {
-        let reason = String(cString: strerror(errno))
-        throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot read the sweep file: \(reason)")
-    }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count {
-            if ferror(file) != 0 {
-                throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot read the sweep file (is it a directory?)")
-            }
-            break
-        }
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 // MARK: - The parsed file
@@ -279,15 +263,7 @@ struct SweepParser {
     // MARK: Top level
 
     func parse(_ text: String) throws -> SweepSpec {
-        let parsed: Node?
-        do {
-            parsed = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            throw error(yamlErrorLine(e), nil, "invalid YAML: \(yamlProblem(e))")
-        } catch {
-            throw self.error(nil, nil, "invalid YAML: \(error)")
-        }
-        guard let root = parsed, !isNull(root) else {
+        guard let root = try composeYAML(text, source: source), !isNull(root) else {
             throw error(1, nil, "empty sweep file; a sweep needs at least 'name' and 'base'")
         }
         guard case .mapping = root else {
@@ -607,19 +583,4 @@ struct SweepParser {
 
 func isNameCharacter(_ u: Unicode.Scalar) -> Bool {
     ("a"..."z").contains(u) || ("A"..."Z").contains(u) || ("0"..."9").contains(u) || u == "_" || u == "." || u == "-"
-}
-
-func yamlErrorLine(_ error: YamlError) -> Int? {
-    switch error {
-    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
-    default: nil
-    }
-}
-
-func yamlProblem(_ error: YamlError) -> String {
-    switch error {
-    case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _), .composer(let context, let problem, _, _):
-        (context.map { "\($0.text) " } ?? "") + problem
-    default: "\(error)"
-    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Learning
 import Sweeps
 import Testing
@@ -415,6 +416,21 @@ let repositoryRoot: String = {
         expectError(head + ["grid:", "  lr: {linspace: [0.1, 1, 1000]}", "  steps: {range: [1, 1000, 1]}"], line: 1, key: nil, "more than 100000 trials")
     }
 
+    @Test func trialsHoldingTooManyValuesAreRefused() {
+        // 1,000 trials of two 5,000-value lists: 10 million values to validate and hash (2,000
+        // such trials took 6 s; 100,000 took minutes). Refused before any trial is built.
+        let list = "[" + Array(repeating: "1.0", count: 5000).joined(separator: ", ") + "]"
+        expectError(["name: big", "base: {model: quadratic, curvatures: \(list), start: \(list)}", "grid: {steps: {range: [1, 1000, 1]}}"],
+                    line: 1, key: nil, "more than 10000000 values together", "1000 trials of up to 10004 values")
+    }
+
+    @Test func trialsWorkersCouldNotReadAreRefused() {
+        // 90,000 curvatures written `9e14` (540 kB of YAML) are `900000000000000.0` in a trial's
+        // JSON (1.6 MB): more than a worker parses, so the sweep is refused, not each trial later.
+        let list = "[" + Array(repeating: "9e14", count: 90_000).joined(separator: ", ") + "]"
+        expectError(["name: long", "base: {model: quadratic, curvatures: \(list)}"], line: 2, key: nil, "bytes of JSON", "at most \(YAMLLimits.maxBytes)")
+    }
+
     @Test func oddInputsNeverCrash() {
         let inputs = [
             "42", "[]", "name: x", "name: x\nbase:", "name: x\nbase: {model: quadratic}\ngrid:", "name: x\nbase: {model: quadratic}\nzip:",
@@ -437,6 +453,30 @@ let repositoryRoot: String = {
         }
     }
 
+    @Test func hostileYAMLIsRefusedWithItsLine() {
+        // Nesting that overflowed Yams' recursive composer (exit 139), at the line it is on.
+        let deep = String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)
+        expectError(head + ["grid: {curvatures: \(deep)}"], line: 3, key: nil, "nested more than \(YAMLLimits.maxDepth) levels")
+        // A billion laughs under random (9^9 aborted): refused at the alias that goes over the budget.
+        let lol = "[" + Array(repeating: "lol", count: 9).joined(separator: ", ") + "]"
+        let bomb = ["        - &l0 \(lol)"] + (1..<7).map { "        - &l\($0) [" + Array(repeating: "*l\($0 - 1)", count: 9).joined(separator: ", ") + "]" }
+        expectError(head + ["random:", "  params:", "    curvatures:", "      choice:"] + bomb, line: 12, key: nil, "more than \(YAMLLimits.maxNodes) values")
+    }
+
+    @Test func sweepFileMustBeUTF8AndOfBoundedSize() throws {
+        let path = NSTemporaryDirectory() + "sweep-\(UUID().uuidString).yaml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // Invalid UTF-8 was replaced silently ('sg\u{FFFD}d'): now an error at its line.
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("name: x\nbase: {model: quadratic, optimizer: sg".utf8 + [0xFF] + "d}\n".utf8)))
+        let e = try #require(throws: ConfigError.self) { _ = try SweepFile.load(path: path) }
+        #expect(e.location == SourceLocation(file: path, line: 2) && e.message.contains("not valid UTF-8"), "\(e)")
+        // A file longer than YAMLLimits.maxBytes is refused; reading stops at the limit.
+        let padding = String(repeating: "# padding\n", count: YAMLLimits.maxBytes / 10 + 1)
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(("name: x\nbase: {model: quadratic}\n" + padding).utf8)))
+        let long = try #require(throws: ConfigError.self) { _ = try SweepFile.load(path: path) }
+        #expect(long.location.file == path && long.message.contains("larger than \(YAMLLimits.maxBytes) bytes"), "\(long)")
+    }
+
     @Test func missingFileIsAConfigError() {
         #expect(throws: ConfigError.self) { _ = try SweepFile.load(path: "/nonexistent/sweep.yaml") }
     }
@@ -455,11 +495,22 @@ let repositoryRoot: String = {
     }
 
     @Test func everySweepFileParses() throws {
-        for name in ["quickstart", "rosenbrock"] {
-            let s = try SweepFile.load(path: repositoryRoot + "/sweeps/\(name).yaml")
-            #expect(!s.trials.isEmpty)
-            #expect(Set(s.trials.map(\.id)).count == s.trials.count)
-            for t in s.trials { try t.config.validate() }
+        // Every sweep in sweeps/ (with its `full` profile too) and every trial in examples/, within
+        // the limits of YAMLLimits and TrialLimits.
+        let names = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot + "/sweeps").filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(names.count >= 10)
+        for name in names {
+            let path = repositoryRoot + "/sweeps/\(name)"
+            let plain = try SweepFile.load(path: path)
+            for s in [plain] + (plain.text.contains("\nprofiles:") ? [try SweepFile.load(path: path, profile: "full")] : []) {
+                #expect(!s.trials.isEmpty)
+                #expect(Set(s.trials.map(\.id)).count == s.trials.count)
+                for t in s.trials { try t.config.validate() }
+            }
+        }
+        for name in try FileManager.default.contentsOfDirectory(atPath: repositoryRoot + "/examples") where name.hasSuffix(".yaml") {
+            let path = repositoryRoot + "/examples/\(name)"
+            _ = try TrialConfig.parse(yaml: try readYAMLFile(path, what: "trial file"), source: path)
         }
         let r = try SweepFile.load(path: repositoryRoot + "/sweeps/rosenbrock.yaml")
         #expect(r.trials.allSatisfy { $0["model"] == .string("rosenbrock") && $0["steps"] == .int(500) })
@@ -489,5 +540,23 @@ let repositoryRoot: String = {
             #expect(throws: (any Error).self) { try parse(base + line) }
             do { _ = try parse(base + line) } catch { #expect("\(error)".contains(expected), "\(error)") }
         }
+    }
+}
+
+@Suite struct LimitsDocumentationTests {
+    /// The README's tables of limits give each constant's value as its definition writes it.
+    @Test func readmeStatesEachLimitAsDefined() throws {
+        let readme = try String(contentsOfFile: repositoryRoot + "/README.md", encoding: .utf8)
+        var checked = 0
+        for (prefix, file) in [("YAMLLimits.", "Learning/Config/YAML.swift"), ("TrialLimits.", "Learning/Config/TrialLimits.swift"), ("", "Sweeps/Spaces.swift")] {
+            let source = try String(contentsOfFile: repositoryRoot + "/Sources/\(file)", encoding: .utf8)
+            for line in source.split(separator: "\n") where line.contains("let max") && line.contains(" = ") {
+                let definition = line[try #require(line.range(of: "let max")).lowerBound...].dropFirst(4).split(separator: " = ", maxSplits: 1)
+                let (name, value) = (definition[0], definition[1])
+                #expect(readme.contains("| `\(prefix)\(name)` | `\(value)` |"), "README.md should state \(prefix)\(name) = \(value)")
+                checked += 1
+            }
+        }
+        #expect(checked == 12)
     }
 }

@@ -159,7 +159,7 @@ public func suggestions(for name: String, among candidates: [String]) -> [String
 
 /// Parses a JSON (or YAML flow) list of strings, e.g. a checkpoint's list of state names.
 public func parseStringList(_ text: String) throws -> [String] {
-    guard let node = try Yams.compose(yaml: text), case .sequence(let items) = node else {
+    guard let node = try composeYAML(text, source: "<list>"), case .sequence(let items) = node else {
         throw ConfigError(location: SourceLocation(file: "<list>", line: nil), key: nil, message: "expected a list of strings")
     }
     return items.map { $0.string ?? "" }

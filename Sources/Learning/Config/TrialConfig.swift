@@ -23,11 +23,11 @@ public enum TrialSchema {
     /// Keys of models trained on a data set.
     public static let data: [Key] = [
         Key(name: "data", help: "fashion-mnist (default) | idx:DIR | hdf5:FILE"),
-        Key(name: "epochs", help: "passes over the training set (default 1)"),
-        Key(name: "batch_size", help: "examples per step (default 128)"),
+        Key(name: "epochs", help: "passes over the training set (default 1, at most \(TrialLimits.maxEpochs), and at most \(TrialLimits.maxExamplesSeen) examples in all)"),
+        Key(name: "batch_size", help: "examples per step (default 128, at most \(TrialLimits.maxBatchSize))"),
         Key(name: "limit", help: "use only the first N training examples"),
         Key(name: "test_limit", help: "use only the first N test examples"),
-        Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000)"),
+        Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000, at most \(TrialLimits.maxBatchSize))"),
         Key(name: "accumulation_steps", help: "micro-batches of batch_size averaged per optimizer step (default 1)"),
         Key(name: "bias_weight_decay", help: "apply weight decay to biases too (default false: biases are not decayed)"),
         Key(name: "layer_lr_multipliers", help: "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
@@ -37,32 +37,32 @@ public enum TrialSchema {
         Key(name: "mode", help: "train (default) | lr_range_test"),
         Key(name: "range_start_lr", help: "LR range test: first learning rate (default 1e-7)"),
         Key(name: "range_end_lr", help: "LR range test: last learning rate (default 10)"),
-        Key(name: "range_steps", help: "LR range test: steps (default 100)"),
+        Key(name: "range_steps", help: "LR range test: steps (default 100, at most \(TrialLimits.maxSteps))"),
         Key(name: "range_smoothing", help: "LR range test: loss smoothing factor (default 0.05)"),
     ]
 
     public static let models: [String: [Key]] = [
         "mlp": data + [
-            Key(name: "hidden", help: "hidden layer sizes (default [256, 128])"),
+            Key(name: "hidden", help: "hidden layer sizes (default [256, 128]; at most \(TrialLimits.maxParameters) parameters in all)"),
             Key(name: "activation", help: "relu (default) | tanh | gelu | sigmoid"),
         ],
         "logreg": data,
         "vae": data + [
-            Key(name: "hidden", help: "hidden layer size (default 400)"),
+            Key(name: "hidden", help: "hidden layer size (default 400; at most \(TrialLimits.maxParameters) parameters in all)"),
             Key(name: "latent", help: "latent dimension (default 20)"),
         ],
         "quadratic": [
-            Key(name: "steps", help: "optimizer steps (default 100)"),
+            Key(name: "steps", help: "optimizer steps (default 100, at most \(TrialLimits.maxSteps))"),
             Key(name: "curvatures", help: "diagonal curvatures h_i of ½Σh_i·x_i² (default [10, 0.1])"),
             Key(name: "start", help: "start point (default [1, 1])"),
         ],
         "polyfit": [
-            Key(name: "degree", help: "polynomial degree (default 10)"),
-            Key(name: "points", help: "noisy training samples of sin(πx) (default 20)"),
+            Key(name: "degree", help: "polynomial degree (default 10; at most \(TrialLimits.maxParameters) coefficients)"),
+            Key(name: "points", help: "noisy training samples of sin(πx) (default 20, at most \(TrialLimits.maxBatchSize))"),
             Key(name: "noise", help: "standard deviation of the sample noise (default 0.1)"),
         ],
         "rosenbrock": [
-            Key(name: "steps", help: "optimizer steps (default 1000)"),
+            Key(name: "steps", help: "optimizer steps (default 1000, at most \(TrialLimits.maxSteps))"),
             Key(name: "start", help: "start point (default [-1.5, 2])"),
             Key(name: "a", help: "(a − x)² + b(y − x²)²: a (default 1)"),
             Key(name: "b", help: "b (default 100)"),
@@ -102,13 +102,7 @@ public struct TrialConfig: Sendable, Equatable {
 
     /// Parses a YAML mapping of trial keys.
     public static func parse(yaml text: String, source: String) throws -> TrialConfig {
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: text)
-        } catch let error as YamlError {
-            throw ConfigError(location: SourceLocation(file: source, line: yamlErrorLine(error)), key: nil, message: "invalid YAML: \(error)")
-        }
-        guard let node else { throw ConfigError(location: SourceLocation(file: source, line: nil), key: nil, message: "empty trial file") }
+        guard let node = try composeYAML(text, source: source) else { throw ConfigError(location: SourceLocation(file: source, line: nil), key: nil, message: "empty trial file") }
         guard case .mapping(let mapping) = node else {
             throw ConfigError(location: SourceLocation(node: node, file: source), key: nil, message: "a trial file must be a mapping of keys to values")
         }
@@ -141,7 +135,7 @@ public struct TrialConfig: Sendable, Equatable {
             }
             let key = String(assignment[..<eq])
             let text = String(assignment[assignment.index(after: eq)...])
-            guard let node = try Yams.compose(yaml: text.isEmpty ? "''" : text) else { continue }
+            guard let node = try composeYAML(text.isEmpty ? "''" : text, source: "--set") else { continue }
             copy.values[key] = try ConfigValue(node: node)
             copy.locations[key] = SourceLocation(file: "--set", line: nil)
         }
@@ -270,6 +264,8 @@ public struct TrialConfig: Sendable, Equatable {
         }
         try OptimizerCatalog.definition(optimizer)?.validate(self)
         _ = try TrialSchedule.from(self, epochs: 1, stepsPerEpoch: 1)
+        let trainsOnData = modelKeys.contains { $0.name == "data" }
+        try checkResources(data: trainsOnData ? try DataSource(parsing: try string("data", default: "fashion-mnist")).knownShape : nil)
     }
 
     func hint(_ name: String, _ candidates: [String]) -> String {
@@ -359,12 +355,5 @@ public struct TrialConfig: Sendable, Equatable {
     /// Canonical JSON of the resolved configuration (keys sorted): the trial's identity.
     public var canonicalJSON: String {
         "{" + values.keys.sorted().map { "\(jsonQuote($0)):\(values[$0]!.json)" }.joined(separator: ",") + "}"
-    }
-}
-
-func yamlErrorLine(_ error: YamlError) -> Int? {
-    switch error {
-    case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
-    default: return nil
     }
 }

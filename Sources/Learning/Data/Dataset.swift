@@ -140,10 +140,15 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
         return DataSplits(train: splits.train.prefix(trainLimit), test: splits.test.prefix(testLimit))
     }
 
+    /// How many of the p² pairs of `modular:P:FRACTION` are training examples.
+    static func modularTrainingCount(_ p: Int, trainFraction: Double) -> Int {
+        max(1, min(p * p - 1, Int((trainFraction * Double(p * p)).rounded())))
+    }
+
     static func modularAddition(_ p: Int, trainFraction: Double, seed: UInt64) throws -> DataSplits {
         var rng = Xoshiro256(seed: seed, stream: "modular")
         let order = rng.permutation(p * p)
-        let trainCount = max(1, min(p * p - 1, Int((trainFraction * Double(p * p)).rounded())))
+        let trainCount = modularTrainingCount(p, trainFraction: trainFraction)
         func make(_ pairs: ArraySlice<Int>, _ name: String) throws -> Dataset {
             var x = [Float](repeating: 0, count: pairs.count * 2 * p)
             var labels: [Int32] = []

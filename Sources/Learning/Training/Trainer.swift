@@ -143,6 +143,8 @@ public enum Trainer {
         let trainLimit = try config.optionalInt("limit"), testLimit = try config.optionalInt("test_limit")
         let splits = try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
             ?? DataSource(parsing: config.string("data", default: "fashion-mnist")).load(trainLimit: trainLimit, testLimit: testLimit, seed: config.seed)
+        // The data set's shape is known now: the limits on the model and the epochs, before the model exists.
+        try config.checkResources(data: DataShape(features: splits.train.features, classes: splits.train.classes, trainingExamples: splits.train.count))
         return precision == "float64"
             ? try train(config, splits, Double.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
             : try train(config, splits, Float.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
