@@ -370,6 +370,25 @@ func parseCSV(_ text: String) -> [[String]] {
         #expect(lrFigure.contains("learning rate (log)") && count("<path", in: lrFigure) == 1)
     }
 
+    /// Results files are read as untrusted: absurd (but representable) values from a damaged or
+    /// forged file are summarised without trapping (the mean of two 2^62-byte states overflowed).
+    @Test func absurdValuesInAResultsFileDoNotTrapTheAnalysis() throws {
+        let directory = Fixture.temporaryDirectory("absurd")
+        let store = try SweepStore(directory: directory)
+        var rows: [IndexRow] = []
+        for (i, lr) in [0.01, 0.02].enumerated() {
+            let config = try TrialConfig.parse(yaml: "{model: quadratic, steps: 3, optimizer: sgd, lr: \(lr)}", source: "absurd")
+            var result = try Trainer.run(config)
+            result.optimizerStateBytes = 1 << 62
+            let id = TrialID.of(config)
+            try store.commit([FinishedTrial(id: id, index: i, branch: "main", result: result, attempts: 1, host: "h", worker: "w")])
+            rows.append(IndexRow(id: id, index: i, branch: "main", config: config, status: "done", committed: store.committed[id]))
+        }
+        try store.writeIndex(metadata: ["name": "absurd", "objective_metric": "train_loss", "objective_mode": "min", "version": "2"], sweepText: "name: absurd\n", rows: rows)
+        let costs = try SweepAnalysis(results: try SweepResults.load(directory)).costs()
+        #expect(costs.count == 1 && costs[0].meanStateBytes == Double(1 << 62) && costs[0].maxStateBytes == 1 << 62)
+    }
+
     @Test func badPathsAreErrorsThatSayWhatToDo() throws {
         #expect(throws: AnalysisError.self) { try SweepResults.load("/nonexistent/results") }
         let empty = Fixture.temporaryDirectory("empty")
