@@ -82,6 +82,14 @@ extension SweepEndToEndTests {
             try Harness.start("sweep-worker", ["--connect", endpoint, "--name", name, "--give-up-after", "20"], log: "\(dir)/\(name).log")
         }
 
+        /// Waits for the coordinator to end the sweep; its log, and whether it ended well.
+        static func finished(_ coordinator: Process, _ dir: String) -> String {
+            #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
+            let log = Harness.read("\(dir)/coordinator.log")
+            #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
+            return log
+        }
+
         static func stop(_ processes: Process?...) {
             for case let p? in processes where p.isRunning {
                 p.terminate()
@@ -141,9 +149,7 @@ extension SweepEndToEndTests {
                 try rogue.send(.heartbeat(Heartbeat(running: [.init(lease: Lease(trial: id, attempt: 9), epoch: 1)])))
             }
             honest = try Self.honestWorker(dir, endpoint)
-            #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
-            let log = Harness.read("\(dir)/coordinator.log")
-            #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
+            let log = Self.finished(coordinator, dir)
             #expect(log.contains("claimed 12 attempts it does not hold"), Comment(rawValue: log))
             #expect(log.contains("READY rejected: free is 9223372036854775807"), Comment(rawValue: log))
             let rows = try Self.committed(dir)
@@ -192,9 +198,7 @@ extension SweepEndToEndTests {
             }
             #expect(coordinator.isRunning, "the coordinator survived: \(Harness.read("\(dir)/coordinator.log"))")
             honest = try Self.honestWorker(dir, endpoint)
-            #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
-            let log = Harness.read("\(dir)/coordinator.log")
-            #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
+            let log = Self.finished(coordinator, dir)
             for (problem, _) in abuses { #expect(log.contains(problem), "refused with the reason '\(problem)'") }
             #expect(log.contains("has 2 learning rates but 1 losses"), Comment(rawValue: log))
             let rows = try Self.committed(dir)
@@ -229,9 +233,7 @@ extension SweepEndToEndTests {
             rogue.close()
             #expect(coordinator.isRunning)
             honest = try Self.honestWorker(dir, endpoint)
-            #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
-            let log = Harness.read("\(dir)/coordinator.log")
-            #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
+            let log = Self.finished(coordinator, dir)
             #expect(log.contains("epoch 99999999 is past the trial's 2000"), Comment(rawValue: log))
             #expect(log.contains("rejected checkpoint of \(a.lease): not a readable checkpoint"), Comment(rawValue: log))
             #expect(log.contains("epoch 3000 is outside"), Comment(rawValue: log))
