@@ -75,7 +75,9 @@ let package = Package(
         .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),
         .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5", "CZlib"], swiftSettings: swiftSettings),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5", "Learning"], swiftSettings: swiftSettings),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "CZeroMQ", "Learning", "Linalg", "HDF5"], swiftSettings: swiftSettings),
+        // The end-to-end suites' harness: executables as processes, results read back, a rogue peer.
+        .target(name: "TestSupport", dependencies: ["HDF5", "Transport"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "Learning", "Linalg", "HDF5", "Results", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "HDF5", "Learning", "Results"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
     ],

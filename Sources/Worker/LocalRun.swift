@@ -85,24 +85,21 @@ public enum LocalRun {
         return line
     }
 
+    /// The trial file's text, bounded and checked as UTF-8 like every YAML the project reads
+    /// (`-`: standard input, read up to the same limit).
     static func readText(_ path: String) throws -> String {
-        if path == "-" {
-            var text = ""
-            while let line = readLine(strippingNewline: false) { text += line }
-            return text
-        }
-        guard let file = fopen(path, "rb") else {
-            throw ConfigError(location: SourceLocation(file: path, line: nil), key: nil, message: "cannot open trial file: \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
+        guard path == "-" else { return try readYAMLFile(path, what: "trial file") }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, file)
-            if n == 0 { break }
+        while bytes.count <= YAMLLimits.maxBytes {
+            let n = read(0, &buffer, buffer.count)
+            if n <= 0 { break }
             bytes += buffer[0..<n]
         }
-        return String(decoding: bytes, as: UTF8.self)
+        guard bytes.count <= YAMLLimits.maxBytes else {
+            throw ConfigError(location: SourceLocation(file: "-", line: nil), key: nil, message: "the trial read from standard input is longer than \(YAMLLimits.maxBytes) bytes")
+        }
+        return try decodeUTF8(bytes, source: "-")
     }
 }
 

@@ -3,62 +3,8 @@ import Glibc
 import HDF5
 import Learning
 import Testing
+import TestSupport
 import Transport
-
-/// A peer that speaks the protocol but not honestly: a raw DEALER driven by the test.
-final class RoguePeer {
-    let context = Context()
-    let socket: Socket
-
-    init(_ endpoint: String) throws {
-        socket = try Socket(context, .dealer)
-        try socket.set(.sendHighWaterMark(0))
-        try socket.connect(endpoint)
-    }
-
-    func send(_ message: Message) throws { try socket.send(try message.frames()) }
-
-    /// Sends a message whose payload is the given JSON text.
-    func send(_ command: Command, json: String) throws {
-        try socket.send([Protocol.header, Array(command.rawValue.utf8), Array(json.utf8)])
-    }
-
-    /// The next message within `timeout` seconds, or nil.
-    func receive(timeout: Double) throws -> Message? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let frames = try socket.receive(wait: false) { return try Message.decode(frames) }
-            _ = try Poller.poll([.socket(socket)], timeout: 20)
-        }
-        return nil
-    }
-
-    /// Every message that arrives within `seconds`.
-    func drain(for seconds: Double) throws -> [Message] {
-        var out: [Message] = []
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if let m = try receive(timeout: max(0.01, deadline.timeIntervalSinceNow)) { out.append(m) }
-        }
-        return out
-    }
-
-    func ready(name: String = "rogue", slots: Int = 1, free: Int = 1, running: [HeldLease] = []) throws {
-        try send(.ready(Ready(name: name, host: "rogue-host", pid: 1, threads: 1, slots: slots, kernel: "x", version: Protocol.version, running: running, free: free)))
-    }
-
-    /// Registers and waits for the first lease.
-    func nextTrial(timeout: Double = 20) throws -> Assignment? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            guard let m = try receive(timeout: deadline.timeIntervalSinceNow) else { return nil }
-            if case .trial(let a) = m { return a }
-        }
-        return nil
-    }
-
-    func close() { socket.close() }
-}
 
 extension SweepEndToEndTests {
     /// Malformed or dishonest messages from a peer that reaches the coordinator's port: each
@@ -71,11 +17,7 @@ extension SweepEndToEndTests {
         static func coordinator(_ dir: String, sweep: String = toySweep, extra: [String] = []) throws -> (Process, String) {
             Harness.write(sweep, to: "\(dir)/s.yaml")
             let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
-            let p = try Harness.start(
-                "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain"] + extra, log: "\(dir)/coordinator.log")
-            var waited = 0.0
-            while !Harness.read("\(dir)/coordinator.log").contains("listening on") && p.isRunning && waited < 30 { usleep(50_000); waited += 0.05 }
-            return (p, endpoint)
+            return (try Harness.startCoordinator(["\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain"] + extra, log: "\(dir)/coordinator.log"), endpoint)
         }
 
         static func honestWorker(_ dir: String, _ endpoint: String, name: String = "honest") throws -> Process {
@@ -88,13 +30,6 @@ extension SweepEndToEndTests {
             let log = Harness.read("\(dir)/coordinator.log")
             #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
             return log
-        }
-
-        static func stop(_ processes: Process?...) {
-            for case let p? in processes where p.isRunning {
-                p.terminate()
-                p.waitUntilExit()
-            }
         }
 
         /// The committed trials: id → (status, attempts, last train loss).
@@ -121,7 +56,7 @@ extension SweepEndToEndTests {
             let dir = Harness.temporaryDirectory("hijack")
             let (coordinator, endpoint) = try Self.coordinator(dir)
             var honest: Process?
-            defer { Self.stop(coordinator, honest) }
+            defer { Harness.stop(coordinator, honest) }
             let plan = try Harness.start("sweep-coordinator", ["plan", "\(dir)/s.yaml"], log: "\(dir)/plan.log")
             #expect(Harness.wait(plan, timeout: 30))
             let ids = Harness.read("\(dir)/plan.log").split(separator: "\n").compactMap { line in
@@ -166,7 +101,7 @@ extension SweepEndToEndTests {
             let dir = Harness.temporaryDirectory("invalid-results")
             let (coordinator, endpoint) = try Self.coordinator(dir, extra: ["--max-attempts", "6"])
             var honest: Process?
-            defer { Self.stop(coordinator, honest) }
+            defer { Harness.stop(coordinator, honest) }
             let rogue = try RoguePeer(endpoint)
             defer { rogue.close() }
             try rogue.ready(slots: 1, free: 1)
@@ -215,7 +150,7 @@ extension SweepEndToEndTests {
             let sweep = "name: poison\nbase: {model: quadratic, steps: 2000, optimizer: sgd}\ncheckpoints: {every: 500}\ngrid: {lr: [0.001, 0.002]}\n"
             let (coordinator, endpoint) = try Self.coordinator(dir, sweep: sweep)
             var honest: Process?
-            defer { Self.stop(coordinator, honest) }
+            defer { Harness.stop(coordinator, honest) }
             let rogue = try RoguePeer(endpoint)
             defer { rogue.close() }
             try rogue.ready(slots: 1, free: 1)
@@ -244,7 +179,7 @@ extension SweepEndToEndTests {
             // A sweep without checkpoints accepts none at all.
             let dir2 = Harness.temporaryDirectory("poison-none")
             let (second, endpoint2) = try Self.coordinator(dir2)
-            defer { Self.stop(second) }
+            defer { Harness.stop(second) }
             let rogue2 = try RoguePeer(endpoint2)
             defer { rogue2.close() }
             try rogue2.ready(slots: 1, free: 1)
@@ -255,7 +190,7 @@ extension SweepEndToEndTests {
             try rogue2.send(.checkpoint(CheckpointMessage(lease: b.lease, epoch: 10, file: Data("junk".utf8).base64EncodedString())))
             try rogue2.send(.bye(Empty()))
             let worker2 = try Self.honestWorker(dir2, endpoint2)
-            defer { Self.stop(worker2) }
+            defer { Harness.stop(worker2) }
             #expect(Harness.wait(second, timeout: 120))
             let log2 = Harness.read("\(dir2)/coordinator.log")
             #expect(second.terminationStatus == 0 && log2.contains("none was asked for"), Comment(rawValue: log2))
@@ -267,7 +202,7 @@ extension SweepEndToEndTests {
         @Test func creditIsCappedAndNotResetByRepeatedReady() throws {
             let dir = Harness.temporaryDirectory("credit")
             let (coordinator, endpoint) = try Self.coordinator(dir, extra: ["--max-slots", "2"])
-            defer { Self.stop(coordinator) }
+            defer { Harness.stop(coordinator) }
             let hoarder = try RoguePeer(endpoint)
             defer { hoarder.close() }
             try hoarder.ready(name: "hoarder", slots: 4096, free: 8192)
@@ -291,7 +226,7 @@ extension SweepEndToEndTests {
             let sweep = "name: flood\nbase: {model: mlp, hidden: [64], limit: 20000, test_limit: 500, epochs: 12, optimizer: adamw}\ngrid: {lr: [0.001, 0.002, 0.003, 0.004]}\n"
             let (coordinator, endpoint) = try Self.coordinator(dir, sweep: sweep, extra: ["--heartbeat", "0.5", "--dead-after", "2"])
             let honest = try Self.honestWorker(dir, endpoint)
-            defer { Self.stop(coordinator, honest) }
+            defer { Harness.stop(coordinator, honest) }
             let flooder = try RoguePeer(endpoint)
             defer { flooder.close() }
             let junk: [[UInt8]] = [Protocol.header, Array("PROGRESS".utf8), Array(#"{"lease":{"trial":"0000000000000000","attempt":1}}"#.utf8)]
@@ -322,7 +257,7 @@ extension SweepEndToEndTests {
             let sweep = "name: adopt\nbase: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 12, optimizer: adamw}\ngrid: {lr: [0.001, 0.002]}\n"
             let (first, endpoint) = try Self.coordinator(dir, sweep: sweep, extra: ["--heartbeat", "0.5", "--dead-after", "2"])
             let worker = try Harness.start("sweep-worker", ["--connect", endpoint, "--name", "steady", "--prefetch", "0", "--give-up-after", "60"], log: "\(dir)/steady.log")
-            defer { Self.stop(first, worker) }
+            defer { Harness.stop(first, worker) }
             var waited = 0.0
             while !Harness.read("\(dir)/coordinator.log").contains("worker steady on") && waited < 30 { usleep(50_000); waited += 0.05 }
             usleep(1_000_000)
@@ -332,7 +267,7 @@ extension SweepEndToEndTests {
             #expect(journal.hasPrefix("lease ") && journal.contains(" steady@"), Comment(rawValue: journal))
             let args = ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain", "--heartbeat", "0.5", "--dead-after", "2"]
             let second = try Harness.start("sweep-coordinator", args, log: "\(dir)/second.log")
-            defer { Self.stop(second) }
+            defer { Harness.stop(second) }
             #expect(Harness.wait(second, timeout: 180), Comment(rawValue: Harness.read("\(dir)/second.log")))
             let log = Harness.read("\(dir)/second.log")
             #expect(second.terminationStatus == 0, Comment(rawValue: log))
@@ -345,7 +280,7 @@ extension SweepEndToEndTests {
         @Test func aResultsDirectoryIsOwnedByOneCoordinatorAndOneSweep() throws {
             let dir = Harness.temporaryDirectory("owner")
             let (first, _) = try Self.coordinator(dir)
-            defer { Self.stop(first) }
+            defer { Harness.stop(first) }
             let second = try Harness.start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--local-workers", "1", "--out", "\(dir)/out", "--plain"], log: "\(dir)/second.log")
             #expect(Harness.wait(second, timeout: 30) && second.terminationStatus == 1)
             let refusal = Harness.read("\(dir)/second.log")
@@ -385,7 +320,7 @@ extension SweepEndToEndTests {
             let p = try Harness.start(
                 "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", "tcp://127.0.0.1:\(port)", "--local-workers", "1", "--out", "\(dir)/out", "--plain", "--heartbeat", "0.5", "--dead-after", "2"],
                 log: "\(dir)/log")
-            defer { Self.stop(p) }
+            defer { Harness.stop(p) }
             var waited = 0.0
             while !Harness.read("\(dir)/log").contains("worker local-1 on") && waited < 30 { usleep(50_000); waited += 0.05 }
             // The worker's pid, from /proc: the one whose command line names this port.

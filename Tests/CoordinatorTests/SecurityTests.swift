@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import HDF5
 import Testing
+import TestSupport
 import Transport
 
 /// CURVE keys, the allow-list, plaintext refusals: the real executables on loopback. Nested in
@@ -25,13 +26,9 @@ extension SweepEndToEndTests {
 
         /// Starts a CURVE coordinator on a loopback port and waits until it listens.
         static func startCoordinator(_ dir: String, endpoint: String, extra: [String] = []) throws -> Process {
-            let p = try Harness.start(
-                "sweep-coordinator",
-                ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain", "--key", "\(dir)/keys/coordinator.key_secret", "--allow", "\(dir)/keys/workers"] + extra,
+            try Harness.startCoordinator(
+                ["\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain", "--key", "\(dir)/keys/coordinator.key_secret", "--allow", "\(dir)/keys/workers"] + extra,
                 log: "\(dir)/coordinator.log")
-            var waited = 0.0
-            while !Harness.read("\(dir)/coordinator.log").contains("listening on") && p.isRunning && waited < 30 { usleep(50_000); waited += 0.05 }
-            return p
         }
 
         static func worker(_ dir: String, endpoint: String, name: String, key: String?, serverKey: String? = nil, extra: [String] = []) throws -> Process {
@@ -41,15 +38,6 @@ extension SweepEndToEndTests {
         }
 
         static func mode(_ path: String) -> UInt32 { (try? KeyFiles.mode(of: path)) ?? 0 }
-
-        /// Ends a process a test started if it is still running (a failed expectation or a
-        /// thrown error must not leave a coordinator waiting for workers forever).
-        static func stop(_ processes: Process?...) {
-            for case let p? in processes where p.isRunning {
-                p.terminate()
-                p.waitUntilExit()
-            }
-        }
 
         @Test func keysCommandWritesAPrivateSecretKeyAndAShareablePublicKey() throws {
             let dir = Harness.temporaryDirectory("keys")
@@ -116,7 +104,7 @@ extension SweepEndToEndTests {
             let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
             let coordinator = try Self.startCoordinator(dir, endpoint: endpoint)
             let worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret")
-            defer { Self.stop(coordinator, worker) }
+            defer { Harness.stop(coordinator, worker) }
             #expect(Harness.wait(coordinator, timeout: 120), Comment(rawValue: Harness.read("\(dir)/coordinator.log")))
             let log = Harness.read("\(dir)/coordinator.log")
             #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
@@ -133,7 +121,7 @@ extension SweepEndToEndTests {
             let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
             let coordinator = try Self.startCoordinator(dir, endpoint: endpoint)
             var worker: Process?
-            defer { Self.stop(coordinator, worker) }
+            defer { Harness.stop(coordinator, worker) }
             // The intruder knows the coordinator's public key but its own key is not allowed.
             let intruder = try Self.worker(dir, endpoint: endpoint, name: "intruder", key: "\(dir)/keys/other/intruder.key_secret")
             #expect(Harness.wait(intruder, timeout: 30) && intruder.terminationStatus == 1, Comment(rawValue: Harness.read("\(dir)/intruder.log")))
@@ -160,7 +148,7 @@ extension SweepEndToEndTests {
             let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
             let coordinator = try Self.startCoordinator(dir, endpoint: endpoint)
             var worker: Process?
-            defer { Self.stop(coordinator, worker) }
+            defer { Harness.stop(coordinator, worker) }
             // A worker without keys is told why and stops.
             let plain = try Self.worker(dir, endpoint: endpoint, name: "plain", key: nil)
             #expect(Harness.wait(plain, timeout: 30) && plain.terminationStatus == 1)
@@ -229,7 +217,7 @@ extension SweepEndToEndTests {
                 log: "\(dir)/coordinator.log")
             usleep(500_000)
             let worker = try Self.worker(dir, endpoint: endpoint, name: "w1", key: "\(dir)/keys/workers/w1.key_secret", extra: ["--give-up-after", "4"])
-            defer { Self.stop(impostor, worker) }
+            defer { Harness.stop(impostor, worker) }
             #expect(Harness.wait(worker, timeout: 30))
             let workerLog = Harness.read("\(dir)/w1.log")
             #expect(workerLog.contains("is --server-key the coordinator's public key?") && !workerLog.contains("registered with sweep"), Comment(rawValue: workerLog))
@@ -245,7 +233,7 @@ extension SweepEndToEndTests {
             let dir = try Self.setUp("local-curve")
             let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("sweep-keys-") }
             let coordinator = try Self.startCoordinator(dir, endpoint: "tcp://127.0.0.1:\(Harness.freePort())", extra: ["--local-workers", "2"])
-            defer { Self.stop(coordinator) }
+            defer { Harness.stop(coordinator) }
             #expect(Harness.wait(coordinator, timeout: 120))
             let log = Harness.read("\(dir)/coordinator.log")
             #expect(coordinator.terminationStatus == 0, Comment(rawValue: log))
@@ -272,7 +260,7 @@ extension SweepEndToEndTests {
             // --insecure: allowed, with a warning; local workers still connect over loopback.
             let ok = try Harness.start(
                 "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", "tcp://0.0.0.0:\(port)", "--insecure", "--local-workers", "1", "--out", "\(dir)/out", "--plain"], log: "\(dir)/insecure.log")
-            defer { Self.stop(ok) }
+            defer { Harness.stop(ok) }
             #expect(Harness.wait(ok, timeout: 120))
             let log = Harness.read("\(dir)/insecure.log")
             #expect(ok.terminationStatus == 0 && log.contains("warning: --insecure") && log.contains("sweep sec: 3 done"), Comment(rawValue: log))
@@ -340,7 +328,7 @@ extension SweepEndToEndTests {
             }
             let coordinator = try start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", endpoint, "--out", "\(dir)/out", "--plain"], log: "\(dir)/coordinator.log")
             let worker = try start("sweep-worker", ["--connect", endpoint, "--name", "w", "--give-up-after", "20"], log: "\(dir)/w.log")
-            defer { Self.stop(coordinator, worker) }
+            defer { Harness.stop(coordinator, worker) }
             var waited = 0.0
             while !Harness.read("\(dir)/coordinator.log").contains("worker w on") && waited < 30 { usleep(50_000); waited += 0.05 }
             usleep(300_000)

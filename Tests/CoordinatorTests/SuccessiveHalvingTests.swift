@@ -1,6 +1,7 @@
 import Foundation
 import HDF5
 import Learning
+import TestSupport
 import Testing
 
 /// ASHA on a real sweep through the executables: trials pause at their rungs, the best are

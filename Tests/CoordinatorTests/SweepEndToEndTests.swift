@@ -3,63 +3,8 @@ import HDF5
 import Learning
 import Linalg
 import Testing
+import TestSupport
 import Transport
-
-/// The real executables, a real sweep, its results read back.
-enum Harness {
-    static var products: URL {
-        Bundle.allBundles.map(\.bundleURL).first { $0.pathExtension == "xctest" }?.deletingLastPathComponent()
-            ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    }
-
-    static func temporaryDirectory(_ name: String) -> String {
-        let path = NSTemporaryDirectory() + "\(name)-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
-    static func write(_ text: String, to path: String) { try! text.write(toFile: path, atomically: true, encoding: .utf8) }
-
-    /// Starts a process whose output goes to a file; returns it and the file's path.
-    static func start(_ tool: String, _ arguments: [String], log: String) throws -> Process {
-        let p = Process()
-        p.executableURL = products.appendingPathComponent(tool)
-        p.arguments = arguments
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        p.standardOutput = handle
-        p.standardError = handle
-        try p.run()
-        return p
-    }
-
-    static func wait(_ p: Process, timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(50_000) }
-        if p.isRunning { p.terminate(); p.waitUntilExit(); return false }
-        p.waitUntilExit()
-        return true
-    }
-
-    static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-
-    static func freePort() -> Int { Int.random(in: 20_000...60_000) }
-
-    /// The trials table of a results directory as rows of column → value.
-    static func trials(_ directory: String) throws -> [(id: String, status: String, attempts: Int64, trainLoss: Double, file: String)] {
-        let file = try HDF5File("\(directory)/sweep.h5", mode: .readOnly)
-        let count = Int(try file.attribute("trial_count", as: Int64.self))
-        var rows: [(String, String, Int64, Double, String)] = []
-        let configs = try file.group("by_id")
-        for id in try configs.memberNames() {
-            let g = try configs.group(id)
-            let loss = try g.readTableColumn("history", field: "train_loss")
-            rows.append((id, try g.stringAttribute("status"), try g.attribute("attempts", as: Int64.self), loss.last ?? .nan, ""))
-        }
-        #expect(rows.count <= count)
-        return rows.map { (id: $0.0, status: $0.1, attempts: $0.2, trainLoss: $0.3, file: $0.4) }
-    }
-}
 
 @Suite(.serialized) struct SweepEndToEndTests {
     static let sweepText = """

@@ -1,0 +1,141 @@
+import Foundation
+import Glibc
+import HDF5
+import Transport
+
+public struct HarnessError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The end-to-end suites' tools: the real executables started as processes with their output in
+/// a log file, temporary directories, and a results directory's trials read back.
+public enum Harness {
+    public static var products: URL {
+        Bundle.allBundles.map(\.bundleURL).first { $0.pathExtension == "xctest" }?.deletingLastPathComponent()
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+
+    public static func temporaryDirectory(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "\(name)-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    public static func write(_ text: String, to path: String) { try! text.write(toFile: path, atomically: true, encoding: .utf8) }
+
+    /// Starts a process whose output goes to a file; returns it and the file's path.
+    public static func start(_ tool: String, _ arguments: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = products.appendingPathComponent(tool)
+        p.arguments = arguments
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    public static func wait(_ p: Process, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { p.terminate(); p.waitUntilExit(); return false }
+        p.waitUntilExit()
+        return true
+    }
+
+    public static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    public static func freePort() -> Int { Int.random(in: 20_000...60_000) }
+
+    /// The trials table of a results directory as rows of column → value.
+    public static func trials(_ directory: String) throws -> [(id: String, status: String, attempts: Int64, trainLoss: Double, file: String)] {
+        let file = try HDF5File("\(directory)/sweep.h5", mode: .readOnly)
+        let count = Int(try file.attribute("trial_count", as: Int64.self))
+        var rows: [(String, String, Int64, Double, String)] = []
+        let configs = try file.group("by_id")
+        for id in try configs.memberNames() {
+            let g = try configs.group(id)
+            let loss = try g.readTableColumn("history", field: "train_loss")
+            rows.append((id, try g.stringAttribute("status"), try g.attribute("attempts", as: Int64.self), loss.last ?? .nan, ""))
+        }
+        guard rows.count <= count else { throw HarnessError("\(directory)/sweep.h5 links \(rows.count) trials but counts \(count)") }
+        return rows.map { (id: $0.0, status: $0.1, attempts: $0.2, trainLoss: $0.3, file: $0.4) }
+    }
+}
+
+extension Harness {
+    /// Starts `sweep-coordinator start` with `arguments` and waits (up to 30 s) until it listens.
+    public static func startCoordinator(_ arguments: [String], log: String) throws -> Process {
+        let p = try start("sweep-coordinator", ["start"] + arguments, log: log)
+        let deadline = Date().addingTimeInterval(30)
+        while !read(log).contains("listening on") && p.isRunning && Date() < deadline { usleep(50_000) }
+        return p
+    }
+
+    /// Ends the processes a test started that still run (a failed expectation or a thrown error
+    /// must not leave a coordinator waiting for workers).
+    public static func stop(_ processes: Process?...) {
+        for case let p? in processes where p.isRunning {
+            p.terminate()
+            p.waitUntilExit()
+        }
+    }
+}
+
+/// A peer that speaks the protocol but not honestly: a raw DEALER driven by the test.
+public final class RoguePeer {
+    public let context = Context()
+    public let socket: Socket
+
+    public init(_ endpoint: String) throws {
+        socket = try Socket(context, .dealer)
+        try socket.set(.sendHighWaterMark(0))
+        try socket.connect(endpoint)
+    }
+
+    public func send(_ message: Message) throws { try socket.send(try message.frames()) }
+
+    /// Sends a message whose payload is the given JSON text.
+    public func send(_ command: Command, json: String) throws {
+        try socket.send([Protocol.header, Array(command.rawValue.utf8), Array(json.utf8)])
+    }
+
+    /// The next message within `timeout` seconds, or nil.
+    public func receive(timeout: Double) throws -> Message? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let frames = try socket.receive(wait: false) { return try Message.decode(frames) }
+            _ = try Poller.poll([.socket(socket)], timeout: 20)
+        }
+        return nil
+    }
+
+    /// Every message that arrives within `seconds`.
+    public func drain(for seconds: Double) throws -> [Message] {
+        var out: [Message] = []
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let m = try receive(timeout: max(0.01, deadline.timeIntervalSinceNow)) { out.append(m) }
+        }
+        return out
+    }
+
+    public func ready(name: String = "rogue", slots: Int = 1, free: Int = 1, running: [HeldLease] = []) throws {
+        try send(.ready(Ready(name: name, host: "rogue-host", pid: 1, threads: 1, slots: slots, kernel: "x", version: Protocol.version, running: running, free: free)))
+    }
+
+    /// Registers and waits for the first lease.
+    public func nextTrial(timeout: Double = 20) throws -> Assignment? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            guard let m = try receive(timeout: deadline.timeIntervalSinceNow) else { return nil }
+            if case .trial(let a) = m { return a }
+        }
+        return nil
+    }
+
+    public func close() { socket.close() }
+}
+
