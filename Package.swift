@@ -73,7 +73,7 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),
-        .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5", "CZlib"], swiftSettings: swiftSettings),
+        .testTarget(name: "LearningTests", dependencies: ["Learning", "Linalg", "HDF5", "CZlib"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Results", "HDF5", "Learning"], swiftSettings: swiftSettings),
         // The end-to-end suites' harness: executables as processes, results read back, a rogue peer.
         .target(name: "TestSupport", dependencies: ["HDF5", "Transport"], path: "Tests/TestSupport", swiftSettings: swiftSettings),

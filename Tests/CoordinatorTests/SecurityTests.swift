@@ -311,7 +311,7 @@ extension SweepEndToEndTests {
                 var environment = ProcessInfo.processInfo.environment
                 environment["OPENBLAS_NUM_THREADS"] = "2"
                 p.environment = environment
-                FileManager.default.createFile(atPath: log, contents: nil)
+                _ = FileManager.default.createFile(atPath: log, contents: nil)
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
                 p.standardOutput = handle
                 p.standardError = handle

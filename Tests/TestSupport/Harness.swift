@@ -29,7 +29,7 @@ public enum Harness {
         let p = Process()
         p.executableURL = products.appendingPathComponent(tool)
         p.arguments = arguments
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardOutput = handle
         p.standardError = handle
