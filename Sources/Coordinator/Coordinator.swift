@@ -401,8 +401,11 @@ public final class Coordinator {
         }
         book.heard(from: worker, at: t)
         switch message {
-        case .heartbeat:
-            break
+        case .heartbeat(let hb):
+            for i in book.reconcile(worker, running: hb.running.map(\.lease), at: t, grace: options.deadAfterSeconds, trialIndex: { indexByID[$0] }) {
+                let lease = book.live(i)!.lease
+                retryOrFail(i, lease, reason: "\(worker.name) no longer runs it (its result was lost, or the attempt ended without one)", worker: worker)
+            }
         case .progress(let p):
             guard let i = holding(p.lease, worker) else { return }
             if let problem = check(p.record, of: i, field: "record") {
@@ -641,7 +644,7 @@ public final class Coordinator {
         // Journaled before it leaves: a worker can only ever prove a lease this file records.
         try journal.record(trial: lease.trial, .init(attempt: lease.attempt, token: token, promoted: run.promotedFrom != nil, worker: "\(worker.name)@\(worker.host)"))
         let resumedFrom = resume == nil ? nil : latestCheckpoint[i] ?? 0
-        book.grant(i, lease, token: token, to: worker, promoted: run.promotedFrom != nil, checkpoints: every != nil, resumedFrom: resumedFrom)
+        book.grant(i, lease, token: token, to: worker, promoted: run.promotedFrom != nil, checkpoints: every != nil, resumedFrom: resumedFrom, now: now())
         guard send(.trial(assignment), to: worker.identity, router: router) else {
             book.ungrant(i, promoted: run.promotedFrom != nil)
             remove(worker, reason: "unreachable")

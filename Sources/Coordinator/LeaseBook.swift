@@ -41,6 +41,9 @@ public struct LeaseBook {
         public var checkpoints: Bool
         /// The checkpoint epoch it resumed from, if it did.
         public var resumedFrom: Int?
+        /// When it was granted, and how many heartbeats of its holder since then left it out.
+        public var grantedAt = 0.0
+        public var missedHeartbeats = 0
     }
 
     public let maxSlots: Int
@@ -126,10 +129,10 @@ public struct LeaseBook {
     public func nextLease(_ trial: Int, id: String) -> Lease { Lease(trial: id, attempt: attempts[trial] + 1) }
 
     /// Records a lease as sent to `worker`.
-    public mutating func grant(_ trial: Int, _ lease: Lease, token: String, to worker: Worker, promoted: Bool, checkpoints: Bool, resumedFrom: Int?) {
+    public mutating func grant(_ trial: Int, _ lease: Lease, token: String, to worker: Worker, promoted: Bool, checkpoints: Bool, resumedFrom: Int?, now: Double = 0) {
         attempts[trial] = lease.attempt
         if promoted { promotions[trial] += 1 }
-        live[trial] = Live(lease: lease, token: token, holder: worker.identity, checkpoints: checkpoints, resumedFrom: resumedFrom)
+        live[trial] = Live(lease: lease, token: token, holder: worker.identity, checkpoints: checkpoints, resumedFrom: resumedFrom, grantedAt: now)
         worker.leases.insert(lease)
     }
 
@@ -165,6 +168,27 @@ public struct LeaseBook {
     }
 
     public mutating func heard(from worker: Worker, at t: Double) { worker.lastSeen = t }
+
+    /// A heartbeat lists the attempts its worker runs or holds. A lease granted more than
+    /// `grace` seconds ago that two heartbeats in a row leave out is no longer run there (its
+    /// result was lost on the way, or its thread died without one): returns those trials, whose
+    /// attempt the caller ends. Messages of one connection arrive in order, so a result sent
+    /// before the heartbeat has been handled by then.
+    public mutating func reconcile(_ worker: Worker, running: [Lease], at t: Double, grace: Double, trialIndex: (String) -> Int?) -> [Int] {
+        let listed = Set(running)
+        var gone: [Int] = []
+        for lease in worker.leases {
+            guard let i = trialIndex(lease.trial), var l = live[i], l.lease == lease else { continue }
+            if listed.contains(lease) {
+                l.missedHeartbeats = 0
+            } else if t - l.grantedAt > grace {
+                l.missedHeartbeats += 1
+                if l.missedHeartbeats >= 2 { gone.append(i) }
+            }
+            live[i] = l
+        }
+        return gone.sorted()
+    }
 
     /// Workers silent for longer than `seconds`.
     public func silent(at t: Double, for seconds: Double) -> [Worker] { workers.values.filter { t - $0.lastSeen > seconds } }

@@ -197,6 +197,35 @@ extension SweepEndToEndTests {
             #expect(!FileManager.default.fileExists(atPath: "\(dir2)/out/checkpoints/\(b.lease.trial).h5"))
         }
 
+        /// A worker that heartbeats on but no longer lists an attempt (its result was lost, or its
+        /// thread died without one) does not strand the trial: after two such heartbeats past the
+        /// grace period the attempt ends and the trial runs again.
+        @Test func aTrialWhoseResultNeverComesRunsAgain() throws {
+            let dir = Harness.temporaryDirectory("lost-result")
+            let (coordinator, endpoint) = try Self.coordinator(dir, extra: ["--heartbeat", "0.5", "--dead-after", "2"])
+            var honest: Process?
+            defer { Harness.stop(coordinator, honest) }
+            let quiet = try RoguePeer(endpoint)
+            defer { quiet.close() }
+            try quiet.ready(slots: 1, free: 1)
+            guard let first = try quiet.nextTrial() else {
+                Issue.record("no lease")
+                return
+            }
+            var again: Assignment?
+            let deadline = Date().addingTimeInterval(10)
+            while again == nil && Date() < deadline {
+                try quiet.send(.heartbeat(Heartbeat(running: [])))
+                for case .trial(let a) in try quiet.drain(for: 0.4) { again = a }
+            }
+            #expect(again != nil, "the credit came back and was used")
+            try quiet.send(.bye(Empty()))
+            honest = try Self.honestWorker(dir, endpoint)
+            let log = Self.finished(coordinator, dir)
+            #expect(log.contains("requeueing trial \(first.lease.trial) (attempt 1: rogue no longer runs it"), Comment(rawValue: log))
+            #expect(try Self.committed(dir).values.allSatisfy { $0.status == "done" })
+        }
+
         /// Credit is what the coordinator granted against a capped capacity: announcing a huge
         /// number of slots, or re-sending READY, does not get a peer more leases.
         @Test func creditIsCappedAndNotResetByRepeatedReady() throws {

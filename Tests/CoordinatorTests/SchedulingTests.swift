@@ -83,6 +83,29 @@ import Transport
     }
 }
 
+extension LeaseBookTests {
+    @Test func aLeaseItsHolderStopsListingIsGivenUpAfterTwoHeartbeats() throws {
+        var book = LeaseBook(trials: 3, maxSlots: 8, maxWorkers: 10, maxAttempts: 3)
+        let (w, _, _) = try #require(Self.registered(&book, [1], Self.ready()))
+        book.settleCredit(w, free: 2, running: [])
+        let a = Lease(trial: "t0", attempt: 1), b = Lease(trial: "t1", attempt: 1)
+        book.grant(0, a, token: "x", to: w, promoted: false, checkpoints: false, resumedFrom: nil, now: 0)
+        book.grant(1, b, token: "y", to: w, promoted: false, checkpoints: false, resumedFrom: nil, now: 0)
+        var gone: [[Int]] = []
+        // Within the grace period a missing lease may still be on its way to the worker.
+        gone.append(book.reconcile(w, running: [], at: 1, grace: 5, trialIndex: Self.index))
+        gone.append(book.reconcile(w, running: [], at: 2, grace: 5, trialIndex: Self.index))
+        // Then: b is listed, a is not, twice.
+        gone.append(book.reconcile(w, running: [b], at: 6, grace: 5, trialIndex: Self.index))
+        gone.append(book.reconcile(w, running: [b], at: 7, grace: 5, trialIndex: Self.index))
+        #expect(gone == [[], [], [], [0]])
+        // b, left out once, then listed, then left out once: never twice in a row.
+        gone = [book.reconcile(w, running: [], at: 8, grace: 5, trialIndex: Self.index), book.reconcile(w, running: [b], at: 9, grace: 5, trialIndex: Self.index),
+                book.reconcile(w, running: [], at: 10, grace: 5, trialIndex: Self.index), book.reconcile(w, running: [], at: 11, grace: 5, trialIndex: Self.index)]
+        #expect(gone == [[0], [0], [0], [0, 1]])
+    }
+}
+
 @Suite struct SchedulerTests {
     @Test func theQueueSkipsRemovedTrialsAndPutsRetriesLast() {
         var q = TrialQueue([0, 1, 2, 3])
