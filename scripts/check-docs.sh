@@ -8,6 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The link check needs python3 (Debian's minimal images lack it; installed as the other scripts do).
+if ! command -v python3 > /dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3 > /dev/null
+fi
+
 # docs/trial-keys.md is generated from the code (the trial schema) by a separate step; links to it
 # are allowed while it is missing.
 allowed_missing=("docs/trial-keys.md")
