@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch side of `engine-benchmark --shampoo`: seconds per training step of the VAE (784-400-20,
-Fashion-MNIST, batch 128) with AdamW, with the source document's ShampooSolution refreshing every
+Fashion-MNIST, batch 128) with AdamW, with the teaching variant ShampooSolution (shampoo-simple) refreshing every
 step, and with Meta's DistributedShampoo refreshing every step in the configurations the Swift
 side runs. Each optimizer trains from the same start for `--steps` steps after `--warmup` steps
 (Shampoo's early steps decompose more often than later ones, so the number is per-step over that
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "LearningTests", "Fixtures"))
 sys.path.insert(0, os.environ.get("SHAMPOO_REPO", "/tmp/optimizers"))
 from torch_reference import VAE, load  # noqa: E402
-from generate_shampoo import ShampooSolution  # noqa: E402  (the document's optimizer, as written there)
+from generate_shampoo import ShampooSolution  # noqa: E402  (shampoo-simple's reference)
 from distributed_shampoo.distributed_shampoo import DistributedShampoo  # noqa: E402
 from distributed_shampoo.preconditioner.matrix_functions_types import EighEigendecompositionConfig  # noqa: E402
 from distributed_shampoo.shampoo_types import (  # noqa: E402
@@ -46,7 +46,7 @@ def meta(params, dim, tolerance):
 
 OPTIMIZERS = {
     "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3),
-    # The document's version: eigendecompositions of the full 784x784 and 400x400 factors every step.
+    # The teaching version: eigendecompositions of the full 784x784 and 400x400 factors every step.
     "shampoo-simple": lambda p: ShampooSolution(p, lr=1e-3, update_freq=1),
     "shampoo-64-tol0.05": lambda p: meta(p, 64, 0.05),
     "shampoo-64-tol0": lambda p: meta(p, 64, 0.0),
@@ -82,7 +82,7 @@ def main():
     torch.set_num_threads(args.threads)
     x, _ = load(0)
     for name in args.optimizers.split(","):
-        # The document's version is slow: fewer steps.
+        # The teaching version is slow: fewer steps.
         steps = max(10, args.steps // 10) if name == "shampoo-simple" else args.steps
         per_step = time_steps(name, x, args.batch_size, min(args.warmup, steps), steps)
         print(json.dumps({"optimizer": name, "steps": steps, "seconds_per_step": per_step, "torch": torch.__version__}), flush=True)

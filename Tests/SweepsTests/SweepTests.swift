@@ -544,16 +544,16 @@ let repositoryRoot: String = {
 }
 
 @Suite struct LimitsDocumentationTests {
-    /// The README's tables of limits give each constant's value as its definition writes it.
-    @Test func readmeStatesEachLimitAsDefined() throws {
-        let readme = try String(contentsOfFile: repositoryRoot + "/README.md", encoding: .utf8)
+    /// The tables of limits in docs/sweep-files.md give each constant's value as its definition writes it.
+    @Test func docsStateEachLimitAsDefined() throws {
+        let page = try String(contentsOfFile: repositoryRoot + "/docs/sweep-files.md", encoding: .utf8)
         var checked = 0
         for (prefix, file) in [("YAMLLimits.", "Learning/Config/YAML.swift"), ("TrialLimits.", "Learning/Config/TrialLimits.swift"), ("", "Sweeps/Spaces.swift")] {
             let source = try String(contentsOfFile: repositoryRoot + "/Sources/\(file)", encoding: .utf8)
             for line in source.split(separator: "\n") where line.contains("let max") && line.contains(" = ") {
                 let definition = line[try #require(line.range(of: "let max")).lowerBound...].dropFirst(4).split(separator: " = ", maxSplits: 1)
                 let (name, value) = (definition[0], definition[1])
-                #expect(readme.contains("| `\(prefix)\(name)` | `\(value)` |"), "README.md should state \(prefix)\(name) = \(value)")
+                #expect(page.contains("| `\(prefix)\(name)` | `\(value)` |"), "docs/sweep-files.md should state \(prefix)\(name) = \(value)")
                 checked += 1
             }
         }

@@ -18,7 +18,7 @@
 #   --ssh "COMMAND"     the ssh command (default: "ssh -o BatchMode=yes"); also $SWEEP_SSH
 #
 # A host is anything ssh accepts (user@host, an alias from ~/.ssh/config). Hosts need
-# sweep-worker and its libraries (see README "Deploying"); they need no shared filesystem.
+# sweep-worker and its libraries (see docs/deployment-and-security.md); they need no shared filesystem.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }

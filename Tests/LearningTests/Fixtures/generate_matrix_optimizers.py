@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference trajectories for SOAP, the documents' SimpleSOAP and Muon (with its auxiliary AdamW).
+"""Reference trajectories for SOAP, the teaching variant SimpleSOAP (soap-simple) and Muon (with its auxiliary AdamW).
 
 Same format as optimizers.json. References, run from copies OUTSIDE this repository:
   SOAP_REPO  a checkout of nikhilvyas/SOAP (soap.py)
@@ -81,7 +81,7 @@ def newton_schulz_float64(G, steps):
 
 
 class SimpleSOAP(torch.optim.Optimizer):
-    """The 003 document's SimpleSOAP (course material)."""
+    """SimpleSOAP (soap-simple): momentum by lerp, orthogonalised by SVD and rescaled to its Frobenius norm."""
 
     def __init__(self, params, lr=1e-1, b1=0.9):
         super().__init__(params, dict(lr=lr, b1=b1))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference trajectories for `shampoo` (Meta's DistributedShampoo) and `shampoo-simple` (the
-source document's ShampooSolution), for the Swift tests: shampoo.json, and shampoo_eigen.json for
+teaching variant ShampooSolution, shampoo-simple), for the Swift tests: shampoo.json, and shampoo_eigen.json for
 the eigendecomposed preconditioner's kept-basis cases (square blocks; see EIGEN_CASES). Same
 format as optimizers.json, plus `parameter_order` (the order the parameters are handed to the
 optimizer).
@@ -67,7 +67,7 @@ SHAPES = {"vector": [7], "matrix": [5, 3], "big": [10, 6], "tensor3": [2, 3, 4]}
 
 
 # ----------------------------------------------------------------------------------------------
-# The source document's Shampoo (ShampooSolution and matrix_power_solution), as written there.
+# The teaching variant of Shampoo (ShampooSolution and matrix_power_solution), shampoo-simple.
 
 def matrix_power_solution(M, p, epsilon=1e-6):
     eigenvalues, eigenvectors = torch.linalg.eigh(M)

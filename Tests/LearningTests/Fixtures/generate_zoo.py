@@ -8,8 +8,8 @@ gradients with an all-zero step and sign flips, parameters after every step, flo
   adafactor                   transformers.optimization.Adafactor
   lion                        written here after Google's reference / lucidrains' lion-pytorch
                               (`update_fn`), and checked against optax.lion
-  lion-simple                 written here after the documents' SimpleLion (seed 003)
-  adafactor-simple            written here after the documents' AdafactorSolution (seed 000)
+  lion-simple                 the single-beta teaching variant SimpleLion
+  adafactor-simple            the compact teaching variant AdafactorSolution
   lamb, lars                  optax (`optax.lamb` / `optax.lars`; with the 1-D exclusion, the
                               same chain with optax's masks)
 
@@ -62,7 +62,7 @@ class LionReference(torch.optim.Optimizer):
 
 
 class SimpleLionReference(torch.optim.Optimizer):
-    """The documents' SimpleLion (seed 003, part c): m ← lerp(m, g, 1 − b1); p ← p − lr·sign(m)."""
+    """SimpleLion (lion-simple): m ← lerp(m, g, 1 − b1); p ← p − lr·sign(m)."""
 
     def __init__(self, params, lr, b1):
         super().__init__(params, dict(lr=lr, b1=b1))
@@ -80,7 +80,7 @@ class SimpleLionReference(torch.optim.Optimizer):
 
 
 class SimpleAdafactorReference(torch.optim.Optimizer):
-    """The documents' AdafactorSolution (seed 000, part 2), step for step."""
+    """AdafactorSolution (adafactor-simple), step for step."""
 
     def __init__(self, params, lr=None, beta2_decay=-0.8, epsilon1=1e-30, epsilon2=1e-3, clip_threshold=1.0,
                  weight_decay=0.0, scale_parameter=True):
@@ -210,7 +210,7 @@ CASES = [
      {"lr": 0.01, "betas": [0.8, 0.99], "weight_decay": 0.1, "momentum_decay": 0.01, "eps": 1e-6},
      lambda p, h: torch.optim.NAdam(p, lr=h["lr"], betas=tuple(h["betas"]), weight_decay=h["weight_decay"],
                                     momentum_decay=h["momentum_decay"], eps=h["eps"], foreach=False)),
-    # Lion (reference semantics) and the documents' single-beta Lion
+    # Lion (reference semantics) and the single-beta teaching variant
     ("lion", "lion", {"lr": 0.01}, lambda p, h: LionReference(p, lr=h["lr"])),
     ("lion_wd_betas", "lion", {"lr": 0.01, "betas": [0.95, 0.98], "weight_decay": 0.5},
      lambda p, h: LionReference(p, lr=h["lr"], betas=tuple(h["betas"]), weight_decay=h["weight_decay"])),
@@ -237,7 +237,7 @@ CASES = [
      {"lr": 0.05, "beta1": 0.8, "weight_decay": 0.1, "clip_threshold": 0.5, "decay_rate": -0.5, "eps": 1e-20,
       "eps2": 1e-2},
      adafactor_hf),
-    # the documents' Adafactor
+    # the teaching variant of Adafactor (adafactor-simple)
     ("adafactor_simple_relative", "adafactor-simple", {}, adafactor_simple),
     ("adafactor_simple_relative_wd", "adafactor-simple", {"weight_decay": 0.01}, adafactor_simple),
     ("adafactor_simple_lr", "adafactor-simple", {"lr": 0.01}, adafactor_simple),
