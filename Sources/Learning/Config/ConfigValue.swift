@@ -64,8 +64,6 @@ public enum ConfigValue: Sendable, Hashable, CustomStringConvertible {
             self = .list(try seq.map { try ConfigValue(node: $0) })
         case .mapping:
             throw ConfigError(location: SourceLocation(node: node), key: nil, message: "a mapping is not allowed here; expected a number, string, boolean or list")
-        default:
-            throw ConfigError(location: SourceLocation(node: node), key: nil, message: "unsupported YAML node")
         }
     }
 }
