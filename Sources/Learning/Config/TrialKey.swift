@@ -34,14 +34,16 @@ extension TrialSchema {
                 return x.isFinite || (lower == nil && upper == nil && !x.isNaN)
             }
 
+            static func number(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : formatDouble(x) }
+
             /// "in [0, 1)", "at least 1", "positive", or "" for any.
             public var text: String {
                 switch (lower, upper) {
                 case (nil, nil): return ""
                 case (0?, nil) where lowerOpen: return "positive"
-                case (let l?, nil): return lowerOpen ? "greater than \(formatDouble(l))" : "at least \(formatDouble(l))"
-                case (nil, let u?): return upperOpen ? "less than \(formatDouble(u))" : "at most \(formatDouble(u))"
-                case (let l?, let u?): return "in \(lowerOpen ? "(" : "[")\(formatDouble(l)), \(formatDouble(u))\(upperOpen ? ")" : "]")"
+                case (let l?, nil): return lowerOpen ? "greater than \(Bounds.number(l))" : "at least \(Bounds.number(l))"
+                case (nil, let u?): return upperOpen ? "less than \(Bounds.number(u))" : "at most \(Bounds.number(u))"
+                case (let l?, let u?): return "in \(lowerOpen ? "(" : "[")\(Bounds.number(l)), \(Bounds.number(u))\(upperOpen ? ")" : "]")"
                 }
             }
         }
@@ -113,6 +115,7 @@ extension TrialSchema {
 
         /// The default as documentation shows it.
         public var defaultText: String {
+            if case .double(let x)? = defaultValue { return x.isFinite ? Bounds.number(x) : "\(x)" }
             if let defaultValue { return defaultValue.description }
             return defaultNote ?? "none"
         }

@@ -125,7 +125,7 @@ enum RMSpropDefinition: OptimizerDefinition {
         .number("alpha", 0.99, .closedUnit, "smoothing constant of the squared-gradient average"),
         .number("eps", 1e-8, "added to the root"),
         .flag("centered", false, "divide by the gradient's estimated variance instead"),
-        .number("momentum", 0, "momentum factor"),
+        .number("momentum", 0, .nonNegative, "momentum factor"),
         .number("weight_decay", 0, "L2 penalty added to the gradient"),
     ]
 

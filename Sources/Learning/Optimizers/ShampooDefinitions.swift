@@ -99,7 +99,7 @@ enum SimpleShampooDefinition: OptimizerDefinition {
     static let name = "shampoo-simple"
     static let keys: [TrialSchema.Key] = [
         .lr(0.1),
-        .number("momentum", 0, "momentum of the preconditioned gradient"),
+        .number("momentum", 0, .nonNegative, "momentum of the preconditioned gradient"),
         .number("weight_decay", 0, "L2 penalty added to the gradient"),
         .number("epsilon", 1e-4, .positive, "L and R start at epsilon·I; eigenvalue floor"),
         .integer("update_freq", 1, "steps between inverse fourth-root refreshes"),

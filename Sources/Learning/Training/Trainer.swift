@@ -349,6 +349,7 @@ public enum Trainer {
             data.train.gather(order[position..<end], into: &x, labels: &labels)
             position = end
             optimizer.learningRate = lr
+            let noiseBefore = noise
             let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
             let perExample = model.lossReduction == .sum ? loss / Double(x.rows) : loss
             average = i == 0 ? perExample : smoothing * perExample + (1 - smoothing) * average
@@ -360,6 +361,12 @@ public enum Trainer {
             test.learningRates.append(lr)
             test.smoothedLosses.append(average)
             let norm = params.gradientNorm
+            if let sharpnessAware = optimizer as? any SharpnessAware<T> {
+                // SAM: the gradient again, on the same batch and noise, at the perturbed point.
+                sharpnessAware.perturb(params)
+                var again = noiseBefore
+                _ = model.lossAndGradients(x: x, labels: labels, rng: &again)
+            }
             optimizer.update(params)
             let record = EpochRecord(
                 epoch: i + 1, step: i + 1, trainLoss: perExample, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: lr,
@@ -446,6 +453,12 @@ public enum Trainer {
                 break
             }
             scheduler.apply(to: optimizer, epoch: step - 1, step: step - 1)
+            if let sharpnessAware = optimizer as? any SharpnessAware<Double> {
+                // SAM: the gradient again, at the perturbed point (the objective is deterministic).
+                sharpnessAware.perturb(params)
+                params.gradients[0].storage = objective.evaluate(params.values[0].storage).gradient
+                if clipping.clips { clipping.clip(params, norm: params.gradientNorm) }
+            }
             optimizer.update(params)
             result.trajectory.append(params.values[0].storage)
             let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
