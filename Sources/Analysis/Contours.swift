@@ -16,15 +16,21 @@ struct ToyObjective: Hashable {
     /// The objective of a toy trial, with the trainer's defaults; nil for other models and for
     /// quadratics that are not 2-D (there is no plane to draw them on).
     init?(model: String, config: TrialConfig?, hparams: [String: HParamValue]) {
-        func number(_ key: String, _ d: Double) -> Double {
+        // The defaults are the trial keys' declarations (TrialSchema.models).
+        let keys = TrialSchema.models[model] ?? []
+        func declared(_ key: String) -> ConfigValue? { keys.first { $0.name == key }?.defaultValue }
+        func number(_ key: String) -> Double {
+            let d = declared(key)?.asDouble ?? .nan
             if let config, let x = try? config.double(key, default: d) { return x }
             return hparams[key]?.number ?? d
         }
         switch model {
         case "rosenbrock":
-            kind = .rosenbrock(a: number("a", 1), b: number("b", 100))
+            kind = .rosenbrock(a: number("a"), b: number("b"))
         case "quadratic":
-            guard let h = (try? config?.doubleList("curvatures", default: [10, 0.1])) ?? (config == nil ? nil : [10, 0.1]), h.count == 2 else { return nil }
+            guard case .list(let items)? = declared("curvatures") else { return nil }
+            let d = items.compactMap(\.asDouble)
+            guard let h = (try? config?.doubleList("curvatures", default: d)) ?? (config == nil ? nil : d), h.count == 2 else { return nil }
             kind = .quadratic(h0: h[0], h1: h[1])
         default:
             return nil

@@ -109,19 +109,11 @@ extension SweepWorker {
         static let configuration = CommandConfiguration(
             commandName: "keys", abstract: "List the trial keys: models, optimizers and schedules with their hyperparameters and defaults.")
 
+        @Flag(help: "Print the reference page docs/trial-keys.md (Markdown) instead of the plain listing.")
+        var markdown = false
+
         func run() {
-            func section(_ title: String, _ entries: [String: [TrialSchema.Key]]) {
-                print("\(title):")
-                for name in entries.keys.sorted() {
-                    print("  \(name)")
-                    for key in entries[name]! { print("      \(key.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(key.help)") }
-                }
-            }
-            print("every trial:")
-            for key in TrialSchema.common + TrialSchema.scheduleCommon { print("      \(key.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(key.help)") }
-            section("models", TrialSchema.models)
-            section("optimizers", TrialSchema.optimizers)
-            section("schedules", TrialSchema.schedules)
+            print(markdown ? TrialSchema.markdown : TrialSchema.listing, terminator: "")
         }
     }
 

@@ -276,7 +276,7 @@ import Testing
             ("nadam", ["momentum_decay": .double(-1)], "momentum_decay"),
             ("nadam", ["betas": .list([.double(0.9), .double(1.0)])], "betas"),
             ("lion", ["beta2": .double(1)], "beta2"),
-            ("lion-simple", ["beta": .double(1)], "beta"),
+            ("lion-simple", ["beta1": .double(1)], "beta1"),
             ("lamb", ["exclude_1d": .double(1)], "exclude_1d"),
             ("lars", ["trust_coefficient": .double(0)], "trust_coefficient"),
             ("adafactor", ["lr": .double(0.01), "relative_step": .bool(true)], "relative_step"),

@@ -3,69 +3,63 @@ import Yams
 /// The vocabulary of trial keys: what each model, data set and optimizer accepts. Sweep files
 /// use the same keys, so validation here is validation there.
 public enum TrialSchema {
-    public struct Key: Sendable {
-        public let name: String
-        public let help: String
-    }
-
-    /// Keys every trial may use.
+    /// Keys every trial may use (`lr` is each optimizer's: its default differs).
     public static let common: [Key] = [
-        Key(name: "model", help: "mlp | vae | logreg | quadratic | rosenbrock"),
-        Key(name: "optimizer", help: "optimizer name (see optimizers)"),
-        Key(name: "lr", help: "learning rate"),
-        Key(name: "seed", help: "seed for initialisation, data order and sampling noise (default 0)"),
-        Key(name: "precision", help: "float32 (default) | float64"),
-        Key(name: "max_loss", help: "end the trial as diverged when a training loss exceeds this (default: only NaN/Inf)"),
-        Key(name: "clip_grad_norm", help: "clip the global gradient norm to this (torch clip_grad_norm_)"),
-        Key(name: "clip_grad_value", help: "clamp every gradient component to [-v, v] (torch clip_grad_value_)"),
+        .choice("model", nil, ["mlp", "vae", "logreg", "quadratic", "polyfit", "rosenbrock"], note: "required", "the model or toy objective"),
+        .string("optimizer", "sgd", "optimizer name (see optimizers)"),
+        .integer("seed", 0, "seed for initialisation, data order and sampling noise"),
+        .choice("precision", "float32", ["float32", "float64"], "floating-point type of models trained on data"),
+        .number("max_loss", .infinity, note: nil, "end the trial as diverged when a training loss exceeds this (NaN/Inf always do)"),
+        .number("clip_grad_norm", nil, .positive, note: "no clipping", "clip the global gradient norm to this (torch clip_grad_norm_)"),
+        .number("clip_grad_value", nil, .positive, note: "no clipping", "clamp every gradient component to [-v, v] (torch clip_grad_value_)"),
     ]
 
     /// Keys of models trained on a data set.
     public static let data: [Key] = [
-        Key(name: "data", help: "fashion-mnist (default) | idx:DIR | hdf5:FILE"),
-        Key(name: "epochs", help: "passes over the training set (default 1, at most \(TrialLimits.maxEpochs), and at most \(TrialLimits.maxExamplesSeen) examples in all)"),
-        Key(name: "batch_size", help: "examples per step (default 128, at most \(TrialLimits.maxBatchSize))"),
-        Key(name: "limit", help: "use only the first N training examples"),
-        Key(name: "test_limit", help: "use only the first N test examples"),
-        Key(name: "eval_batch_size", help: "examples per evaluation batch (default 1000, at most \(TrialLimits.maxBatchSize))"),
-        Key(name: "accumulation_steps", help: "micro-batches of batch_size averaged per optimizer step (default 1)"),
-        Key(name: "bias_weight_decay", help: "apply weight decay to biases too (default false: biases are not decayed)"),
-        Key(name: "layer_lr_multipliers", help: "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
-        Key(name: "layer_lr_decay", help: "layer-wise lr decay γ: the last layer gets lr, each one below γ times the next"),
-        Key(name: "sharpness_rho", help: "at the end, measure L(w + ρ·g/‖g‖) − L(w) on 2,048 training examples (SAM's sharpness)"),
-        Key(name: "diagnostics", help: "record per-layer update norms and activation deltas each epoch (default false)"),
-        Key(name: "mode", help: "train (default) | lr_range_test"),
-        Key(name: "range_start_lr", help: "LR range test: first learning rate (default 1e-7)"),
-        Key(name: "range_end_lr", help: "LR range test: last learning rate (default 10)"),
-        Key(name: "range_steps", help: "LR range test: steps (default 100, at most \(TrialLimits.maxSteps))"),
-        Key(name: "range_smoothing", help: "LR range test: loss smoothing factor (default 0.05)"),
+        .string("data", "fashion-mnist", "fashion-mnist | idx:DIR | hdf5:FILE"),
+        .integer("epochs", 1, .atLeast(1), "passes over the training set (at most \(TrialLimits.maxEpochs), and at most \(TrialLimits.maxExamplesSeen) examples in all)"),
+        .integer("batch_size", 128, .atLeast(1), "examples per step (at most \(TrialLimits.maxBatchSize))"),
+        .integer("limit", nil, .atLeast(1), note: "all", "use only the first N training examples"),
+        .integer("test_limit", nil, .atLeast(1), note: "all", "use only the first N test examples"),
+        .integer("eval_batch_size", 1000, .atLeast(1), "examples per evaluation batch (at most \(TrialLimits.maxBatchSize))"),
+        .integer("accumulation_steps", 1, .atLeast(1), "micro-batches of batch_size averaged per optimizer step"),
+        .flag("bias_weight_decay", false, "apply weight decay to biases too (false: biases are not decayed)"),
+        .numbers("layer_lr_multipliers", nil, .positive, note: "all 1", "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
+        .number("layer_lr_decay", nil, .positive, note: "none", "layer-wise lr decay γ: the last layer gets lr, each one below γ times the next"),
+        .number("sharpness_rho", nil, .positive, note: "not measured", "at the end, measure L(w + ρ·g/‖g‖) − L(w) on 2,048 training examples (SAM's sharpness)"),
+        .flag("diagnostics", false, "record per-layer update norms and activation deltas each epoch"),
+        .choice("mode", "train", ["train", "lr_range_test"], "train, or run an LR range test"),
+        .number("range_start_lr", 1e-7, .positive, "LR range test: first learning rate"),
+        .number("range_end_lr", 10, .positive, "LR range test: last learning rate"),
+        .integer("range_steps", 100, .atLeast(1), "LR range test: steps (at most \(TrialLimits.maxSteps))"),
+        .number("range_smoothing", 0.05, .fraction, "LR range test: loss smoothing factor"),
     ]
 
     public static let models: [String: [Key]] = [
         "mlp": data + [
-            Key(name: "hidden", help: "hidden layer sizes (default [256, 128]; at most \(TrialLimits.maxParameters) parameters in all)"),
-            Key(name: "activation", help: "relu (default) | tanh | gelu | sigmoid"),
+            .integers("hidden", [256, 128], .atLeast(1), "hidden layer sizes (at most \(TrialLimits.maxParameters) parameters in all)"),
+            .choice("activation", Activation.relu, "hidden-layer activation"),
         ],
         "logreg": data,
         "vae": data + [
-            Key(name: "hidden", help: "hidden layer size (default 400; at most \(TrialLimits.maxParameters) parameters in all)"),
-            Key(name: "latent", help: "latent dimension (default 20)"),
+            .integer("hidden", 400, .atLeast(1), "hidden layer size (at most \(TrialLimits.maxParameters) parameters in all)"),
+            .integer("latent", 20, .atLeast(1), "latent dimension"),
         ],
         "quadratic": [
-            Key(name: "steps", help: "optimizer steps (default 100, at most \(TrialLimits.maxSteps))"),
-            Key(name: "curvatures", help: "diagonal curvatures h_i of ½Σh_i·x_i² (default [10, 0.1])"),
-            Key(name: "start", help: "start point (default [1, 1])"),
+            .integer("steps", 100, .atLeast(1), "optimizer steps (at most \(TrialLimits.maxSteps))"),
+            .numbers("curvatures", [10, 0.1], "diagonal curvatures h_i of ½Σh_i·x_i²"),
+            .numbers("start", nil, note: "all 1", "start point"),
         ],
         "polyfit": [
-            Key(name: "degree", help: "polynomial degree (default 10; at most \(TrialLimits.maxParameters) coefficients)"),
-            Key(name: "points", help: "noisy training samples of sin(πx) (default 20, at most \(TrialLimits.maxBatchSize))"),
-            Key(name: "noise", help: "standard deviation of the sample noise (default 0.1)"),
+            .integer("degree", 10, .atLeast(0), "polynomial degree (at most \(TrialLimits.maxParameters) coefficients)"),
+            .integer("points", 20, .atLeast(1), "noisy training samples of sin(πx) (at most \(TrialLimits.maxBatchSize))"),
+            .number("noise", 0.1, .nonNegative, "standard deviation of the sample noise"),
         ],
         "rosenbrock": [
-            Key(name: "steps", help: "optimizer steps (default 1000, at most \(TrialLimits.maxSteps))"),
-            Key(name: "start", help: "start point (default [-1.5, 2])"),
-            Key(name: "a", help: "(a − x)² + b(y − x²)²: a (default 1)"),
-            Key(name: "b", help: "b (default 100)"),
+            .integer("steps", 1000, .atLeast(1), "optimizer steps (at most \(TrialLimits.maxSteps))"),
+            .numbers("start", [-1.5, 2], "start point"),
+            .number("a", 1, "(a − x)² + b(y − x²)²: a"),
+            .number("b", 100, "b"),
         ],
     ]
 
@@ -165,12 +159,12 @@ public struct TrialConfig: Sendable, Equatable {
         guard let modelKeys = TrialSchema.models[model] else {
             throw error("model", "unknown model '\(model)'\(hint(model, TrialSchema.modelNames)); allowed: \(TrialSchema.modelNames.joined(separator: ", "))")
         }
-        let optimizer = try string("optimizer", default: "sgd")
+        let optimizer = try string(TrialSchema.common["optimizer"])
         guard var optimizerKeys = TrialSchema.optimizers[optimizer] else {
             throw error("optimizer", "unknown optimizer '\(optimizer)'\(hint(optimizer, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.joined(separator: ", "))")
         }
         if let wrapper = OptimizerCatalog.definition(optimizer) as? any WrapperDefinition.Type {
-            let base = try string("base_optimizer", default: wrapper.defaultBase)
+            let base = try string(wrapper.keys["base_optimizer"])
             guard let baseKeys = TrialSchema.optimizers[base], base != optimizer else {
                 throw error("base_optimizer", "unknown optimizer '\(base)' to wrap\(hint(base, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.filter { $0 != optimizer }.joined(separator: ", "))")
             }
@@ -178,7 +172,13 @@ public struct TrialConfig: Sendable, Equatable {
         }
         let scheduleName = try string("schedule", default: "constant")
         let scheduleKeys = TrialSchema.scheduleCommon + (TrialSchema.schedules[scheduleName] ?? [])
-        let allowed = Set((TrialSchema.common + modelKeys + optimizerKeys + scheduleKeys).map(\.name))
+        let declarations = TrialSchema.common + modelKeys + optimizerKeys + scheduleKeys
+        let allowed = Set(declarations.map(\.name))
+        for definition in [optimizer, try string("base_optimizer", default: "")].compactMap(OptimizerCatalog.definition) {
+            for (old, new) in definition.renamedKeys.sorted(by: { $0.key < $1.key }) where values[old] != nil && !allowed.contains(old) {
+                throw error(old, "was renamed: optimizer '\(definition.name)' calls it '\(new)'")
+            }
+        }
         for key in values.keys.sorted() where !allowed.contains(key) {
             if TrialSchema.allKeys.contains(key) {
                 let owner =
@@ -188,77 +188,34 @@ public struct TrialConfig: Sendable, Equatable {
             }
             throw error(key, "unknown key\(hint(key, Array(allowed))); allowed keys for model '\(model)' with optimizer '\(optimizer)': \(allowed.sorted().joined(separator: ", "))")
         }
-        // Types and ranges of the keys the engine reads.
-        _ = try positiveDouble("lr", default: 0.01)
-        _ = try int("seed", default: 0)
-        let precision = try string("precision", default: "float32")
-        guard ["float32", "float64"].contains(precision) else { throw error("precision", "must be float32 or float64, not '\(precision)'") }
-        for key in ["epochs", "batch_size", "limit", "test_limit", "eval_batch_size", "steps", "latent", "accumulation_steps", "range_steps"] where values[key] != nil {
-            guard try int(key, default: 1) >= 1 else { throw error(key, "must be at least 1") }
-        }
-        if values["activation"] != nil {
-            let a = try string("activation", default: "relu")
-            guard Activation(rawValue: a) != nil else {
-                throw error("activation", "unknown activation '\(a)'; allowed: \(Activation.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-        }
+        // Types, ranges and choices, as declared.
+        for key in declarations { try key.check(self) }
         if values["data"] != nil {
             do { _ = try DataSource(parsing: try string("data", default: "")) } catch let e as DataError { throw error("data", e.description) }
         }
-        for key in ["momentum", "dampening", "weight_decay", "beta1", "beta2", "eps", "a", "b", "max_loss"] where values[key] != nil {
-            _ = try double(key, default: 0)
-        }
-        for key in ["beta1", "beta2", "momentum", "dampening"] where values[key] != nil {
-            let v = try double(key, default: 0)
-            // Shampoo's beta2 = 1 means summed (AdaGrad-style) statistics, as in the reference.
-            let summedStatistics = key == "beta2" && optimizer == "shampoo" && v == 1
-            guard (0..<1).contains(v) || summedStatistics || (key == "momentum" && v >= 0) || (key == "dampening" && v <= 1 && v >= 0) else {
-                throw error(key, "must be in [0, 1)\(key == "beta2" && optimizer == "shampoo" ? " or 1 (summed statistics)" : ""), got \(v)")
-            }
-        }
         if values["betas"] != nil {
-            let b = try doubleList("betas", default: [])
-            guard b.count == 2, b.allSatisfy({ (0..<1).contains($0) }) else { throw error("betas", "must be two numbers in [0, 1), e.g. [0.9, 0.999]") }
+            guard try doubleList("betas", default: []).count == 2 else { throw error("betas", "must be two numbers in [0, 1), e.g. [0.9, 0.999]") }
             if values["beta1"] != nil || values["beta2"] != nil { throw error("betas", "give either betas or beta1/beta2, not both") }
         }
-        for key in ["nesterov", "amsgrad"] where values[key] != nil { _ = try bool(key, default: false) }
-        if model == "mlp" && values["hidden"] != nil {
-            guard try intList("hidden", default: []).allSatisfy({ $0 >= 1 }) else { throw error("hidden", "layer sizes must be at least 1") }
-        }
-        if model == "vae" && values["hidden"] != nil { guard try int("hidden", default: 400) >= 1 else { throw error("hidden", "must be at least 1") } }
         if model == "quadratic" {
-            let h = try doubleList("curvatures", default: [10, 0.1])
-            let s = try doubleList("start", default: Array(repeating: 1, count: h.count))
+            let h = try doubleList(modelKeys["curvatures"])
+            let s = try doubleList(modelKeys["start"], otherwise: Array(repeating: 1, count: h.count))
             guard !h.isEmpty, h.count == s.count else { throw error(values["start"] != nil ? "start" : "curvatures", "curvatures and start need the same, non-zero length (\(h.count) vs \(s.count))") }
         }
-        if model == "polyfit" {
-            guard try int("degree", default: 10) >= 0 else { throw error("degree", "must be at least 0") }
-            guard try int("points", default: 20) >= 1 else { throw error("points", "must be at least 1") }
-            guard try double("noise", default: 0.1) >= 0 else { throw error("noise", "must be at least 0") }
-        }
         if model == "rosenbrock" {
-            guard try doubleList("start", default: [-1.5, 2]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
+            guard try doubleList(modelKeys["start"]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }
         }
-        for key in ["clip_grad_norm", "clip_grad_value", "range_start_lr", "range_end_lr", "layer_lr_decay", "sharpness_rho"] where values[key] != nil {
-            guard try double(key, default: 1) > 0 else { throw error(key, "must be positive") }
-        }
-        if values["range_smoothing"] != nil {
-            let f = try double("range_smoothing", default: 0.05)
-            guard f > 0 && f <= 1 else { throw error("range_smoothing", "must be in (0, 1], got \(f)") }
-        }
-        for key in ["bias_weight_decay", "diagnostics"] where values[key] != nil { _ = try bool(key, default: false) }
-        let mode = try string("mode", default: "train")
-        guard ["train", "lr_range_test"].contains(mode) else { throw error("mode", "must be train or lr_range_test, not '\(mode)'") }
-        if try double("range_end_lr", default: 10) <= (try double("range_start_lr", default: 1e-7)) {
+        if modelKeys.contains(where: { $0.name == "mode" }),
+            try double(modelKeys["range_end_lr"]) <= (try double(modelKeys["range_start_lr"]))
+        {
             throw error("range_end_lr", "must be larger than range_start_lr")
         }
-        if values["layer_lr_multipliers"] != nil {
-            guard try doubleList("layer_lr_multipliers", default: []).allSatisfy({ $0 > 0 }) else { throw error("layer_lr_multipliers", "multipliers must be positive") }
-            if values["layer_lr_decay"] != nil { throw error("layer_lr_decay", "give either layer_lr_multipliers or layer_lr_decay, not both") }
+        if values["layer_lr_multipliers"] != nil && values["layer_lr_decay"] != nil {
+            throw error("layer_lr_decay", "give either layer_lr_multipliers or layer_lr_decay, not both")
         }
         let baseOptimizer = try string("base_optimizer", default: "")
         if ["sam", "asam"].contains(optimizer) || (optimizer == "lookahead" && ["sam", "asam"].contains(baseOptimizer)),
-            try int("accumulation_steps", default: 1) > 1
+            (try optionalInt("accumulation_steps") ?? 1) > 1
         {
             throw error("accumulation_steps", "SAM recomputes the gradient of the step's batch; it does not combine with gradient accumulation")
         }
@@ -343,13 +300,13 @@ public struct TrialConfig: Sendable, Equatable {
     // MARK: Common fields
 
     public var model: String { (try? string("model", default: "")) ?? "" }
-    public var optimizerName: String { (try? string("optimizer", default: "sgd")) ?? "sgd" }
-    public var seed: UInt64 { UInt64(truncatingIfNeeded: (try? int("seed", default: 0)) ?? 0) }
+    public var optimizerName: String { (try? string(TrialSchema.common["optimizer"])) ?? "sgd" }
+    public var seed: UInt64 { UInt64(truncatingIfNeeded: (try? int(TrialSchema.common["seed"])) ?? 0) }
     public var isToyObjective: Bool { model == "quadratic" || model == "rosenbrock" || model == "polyfit" }
 
     /// How long the trial trains: epochs for models on data, steps for toy objectives.
     public func length() throws -> Int {
-        model == "polyfit" ? 1 : isToyObjective ? try int("steps", default: model == "rosenbrock" ? 1000 : 100) : try int("epochs", default: 1)
+        model == "polyfit" ? 1 : isToyObjective ? try int(TrialSchema.models[model]!["steps"]) : try int(TrialSchema.data["epochs"])
     }
 
     /// Canonical JSON of the resolved configuration (keys sorted): the trial's identity.

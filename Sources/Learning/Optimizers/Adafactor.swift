@@ -444,7 +444,7 @@ public final class SimpleAdafactor<Scalar: BLASScalar>: Optimizer {
 /// `relative_step`: true unless `lr` is given (transformers' `lr=None`, the document's likewise);
 /// giving both is an error, as in transformers, and so is neither.
 func adafactorRelativeStep(_ config: TrialConfig) throws -> Bool {
-    let relative = try config.bool("relative_step", default: config.values["lr"] == nil)
+    let relative = try config.bool(adafactorCommonKeys["relative_step"], otherwise: config.values["lr"] == nil)
     if relative && config.values["lr"] != nil {
         throw config.error("relative_step", "a relative step ignores lr: give lr or relative_step: true, not both")
     }
@@ -456,64 +456,67 @@ func adafactorRelativeStep(_ config: TrialConfig) throws -> Bool {
 func validateAdafactor(_ config: TrialConfig) throws {
     _ = try adafactorRelativeStep(config)
     for key in ["eps", "eps2", "weight_decay"] { try requireNonNegative(config, key) }
-    let decayRate = try config.double("decay_rate", default: -0.8)
+    let decayRate = try config.double(adafactorCommonKeys["decay_rate"])
     guard decayRate <= 0, decayRate.isFinite else { throw config.error("decay_rate", "must be ≤ 0 (ρ_t = 1 − t^decay_rate), got \(decayRate)") }
-    let clip = try config.double("clip_threshold", default: 1)
+    let clip = try config.double(adafactorCommonKeys["clip_threshold"])
     guard clip > 0, clip.isFinite else { throw config.error("clip_threshold", "must be a positive number, got \(clip)") }
 }
 
+/// The keys both Adafactors share (`relative_step`'s help differs and is added by each).
+let adafactorCommonKeys: [TrialSchema.Key] = adafactorKeys(relativeStep: "")
+
 func adafactorKeys(relativeStep: String) -> [TrialSchema.Key] {
     [
-        .init(name: "relative_step", help: relativeStep),
-        .init(name: "decay_rate", help: "second-moment decay ρ_t = 1 − t^decay_rate (default -0.8)"),
-        .init(name: "clip_threshold", help: "largest RMS of the update before scaling (default 1)"),
-        .init(name: "eps", help: "ε₁, regularises the squared gradient (default 1e-30)"),
-        .init(name: "eps2", help: "ε₂, floor of the parameter RMS in the relative step (default 1e-3)"),
+        TrialSchema.Key("relative_step", .boolean, default: nil, note: "true unless lr is given", help: relativeStep),
+        .number("decay_rate", -0.8, "second-moment decay ρ_t = 1 − t^decay_rate"),
+        .number("clip_threshold", 1, "largest RMS of the update before scaling"),
+        .number("eps", 1e-30, .nonNegative, "ε₁, regularises the squared gradient"),
+        .number("eps2", 1e-3, .nonNegative, "ε₂, floor of the parameter RMS in the relative step"),
     ]
 }
 
 enum AdafactorDefinition: OptimizerDefinition {
     static let name = "adafactor"
     static let keys: [TrialSchema.Key] =
-        adafactorKeys(relativeStep: "ignore lr; step min(1e-2, 1/√t) (default true unless lr is given)") + [
-            .init(name: "warmup_init", help: "relative step min(1e-6·t, 1/√t) (default false; needs relative_step)"),
-            .init(name: "scale_parameter", help: "multiply the step by max(eps2, RMS(p)) (default true)"),
-            .init(name: "beta1", help: "first-moment decay of the update; none when unset (default: unset)"),
-            .init(name: "weight_decay", help: "p ← p − weight_decay·α_t·p, α_t the step size (default 0)"),
+        [.lr(1e-3)] + adafactorKeys(relativeStep: "ignore lr; step min(1e-2, 1/√t)") + [
+            .flag("warmup_init", false, "relative step min(1e-6·t, 1/√t)"),
+            .flag("scale_parameter", true, "multiply the step by max(eps2, RMS(p))"),
+            .number("beta1", nil, .unit, note: "unset: no first moment", "first-moment decay of the update"),
+            .number("weight_decay", 0, "p ← p − weight_decay·α_t·p, α_t the step size"),
         ]
 
     static func validate(_ config: TrialConfig) throws {
         try validateAdafactor(config)
-        if try config.bool("warmup_init", default: false), !(try adafactorRelativeStep(config)) {
+        if try config.bool(keys["warmup_init"]), !(try adafactorRelativeStep(config)) {
             throw config.error("warmup_init", "warmup_init needs relative_step (no lr)")
         }
-        _ = try config.bool("scale_parameter", default: true)
+        _ = try config.bool(keys["scale_parameter"])
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
         Adafactor<T>(
-            learningRate: try config.double("lr", default: 1e-3), relativeStep: try adafactorRelativeStep(config),
-            warmupInit: try config.bool("warmup_init", default: false), scaleParameter: try config.bool("scale_parameter", default: true),
-            decayRate: try config.double("decay_rate", default: -0.8), clipThreshold: try config.double("clip_threshold", default: 1),
-            epsilon1: try config.double("eps", default: 1e-30), epsilon2: try config.double("eps2", default: 1e-3),
-            beta1: config.values["beta1"] == nil ? nil : try config.double("beta1", default: 0), weightDecay: try config.double("weight_decay", default: 0))
+            learningRate: try config.double(keys["lr"]), relativeStep: try adafactorRelativeStep(config),
+            warmupInit: try config.bool(keys["warmup_init"]), scaleParameter: try config.bool(keys["scale_parameter"]),
+            decayRate: try config.double(keys["decay_rate"]), clipThreshold: try config.double(keys["clip_threshold"]),
+            epsilon1: try config.double(keys["eps"]), epsilon2: try config.double(keys["eps2"]),
+            beta1: try config.optionalDouble(keys["beta1"]), weightDecay: try config.double(keys["weight_decay"]))
     }
 }
 
 enum SimpleAdafactorDefinition: OptimizerDefinition {
     static let name = "adafactor-simple"
     static let keys: [TrialSchema.Key] =
-        adafactorKeys(relativeStep: "ignore lr; step max(eps2, RMS(p))·max(1e-3, 1/√t) (default true unless lr is given)") + [
-            .init(name: "weight_decay", help: "p ← p·(1 − lr·weight_decay), or p·(1 − weight_decay) with a relative step (default 0)")
+        [.lr(1e-2)] + adafactorKeys(relativeStep: "ignore lr; step max(eps2, RMS(p))·max(1e-3, 1/√t)") + [
+            .number("weight_decay", 0, "p ← p·(1 − lr·weight_decay), or p·(1 − weight_decay) with a relative step")
         ]
 
     static func validate(_ config: TrialConfig) throws { try validateAdafactor(config) }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
         SimpleAdafactor<T>(
-            learningRate: try config.double("lr", default: 1e-2), relativeStep: try adafactorRelativeStep(config),
-            decayRate: try config.double("decay_rate", default: -0.8), clipThreshold: try config.double("clip_threshold", default: 1),
-            epsilon1: try config.double("eps", default: 1e-30), epsilon2: try config.double("eps2", default: 1e-3),
-            weightDecay: try config.double("weight_decay", default: 0))
+            learningRate: try config.double(keys["lr"]), relativeStep: try adafactorRelativeStep(config),
+            decayRate: try config.double(keys["decay_rate"]), clipThreshold: try config.double(keys["clip_threshold"]),
+            epsilon1: try config.double(keys["eps"]), epsilon2: try config.double(keys["eps2"]),
+            weightDecay: try config.double(keys["weight_decay"]))
     }
 }

@@ -72,10 +72,11 @@ public final class Adagrad<Scalar: BLASScalar>: Optimizer {
 enum AdagradDefinition: OptimizerDefinition {
     static let name = "adagrad"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "lr_decay", help: "learning-rate decay: lr/(1 + (t−1)·lr_decay) (default 0)"),
-        .init(name: "initial_accumulator_value", help: "starting value of the squared-gradient sums (default 0)"),
-        .init(name: "eps", help: "added to √sum (default 1e-10)"),
-        .init(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
+        .lr(1e-2),
+        .number("lr_decay", 0, "learning-rate decay: lr/(1 + (t−1)·lr_decay)"),
+        .number("initial_accumulator_value", 0, "starting value of the squared-gradient sums"),
+        .number("eps", 1e-10, "added to √sum"),
+        .number("weight_decay", 0, "L2 penalty added to the gradient"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
@@ -86,9 +87,9 @@ enum AdagradDefinition: OptimizerDefinition {
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
         Adagrad<T>(
-            learningRate: try config.double("lr", default: 1e-2), lrDecay: try config.double("lr_decay", default: 0),
-            weightDecay: try config.double("weight_decay", default: 0),
-            initialAccumulatorValue: try config.double("initial_accumulator_value", default: 0), epsilon: try config.double("eps", default: 1e-10))
+            learningRate: try config.double(keys["lr"]), lrDecay: try config.double(keys["lr_decay"]),
+            weightDecay: try config.double(keys["weight_decay"]),
+            initialAccumulatorValue: try config.double(keys["initial_accumulator_value"]), epsilon: try config.double(keys["eps"]))
     }
 }
 

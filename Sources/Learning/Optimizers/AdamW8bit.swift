@@ -264,23 +264,22 @@ func nanPropagatingMax<T: BLASScalar>(_ a: T, _ b: T) -> T {
 enum AdamW8bitDefinition: OptimizerDefinition {
     static let name = "adamw8bit"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "beta1", help: "first-moment decay (default 0.9)"),
-        .init(name: "beta2", help: "second-moment decay (default 0.999)"),
-        .init(name: "betas", help: "[beta1, beta2] together"),
-        .init(name: "eps", help: "denominator epsilon (default 1e-8)"),
-        .init(name: "weight_decay", help: "decoupled weight decay p·(1 − lr·weight_decay) (default 0.01)"),
-        .init(name: "min_8bit_size", help: "tensors with fewer elements keep full-precision moments (default 4096)"),
+        .lr(1e-3),
+    ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
+        .number("eps", 1e-8, "denominator epsilon"),
+        .number("weight_decay", 1e-2, "decoupled weight decay p·(1 − lr·weight_decay)"),
+        .integer("min_8bit_size", 4096, "tensors with fewer elements keep full-precision moments"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }
-        guard try config.int("min_8bit_size", default: 4096) >= 1 else { throw config.error("min_8bit_size", "must be at least 1") }
+        guard try config.int(keys["min_8bit_size"]) >= 1 else { throw config.error("min_8bit_size", "must be at least 1") }
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
-        let (b1, b2) = try betas(config)
+        let (b1, b2) = try betas(config, keys)
         return AdamW8bit<T>(
-            learningRate: try config.double("lr", default: 1e-3), beta1: b1, beta2: b2, epsilon: try config.double("eps", default: 1e-8),
-            weightDecay: try config.double("weight_decay", default: 1e-2), minimum8BitSize: try config.int("min_8bit_size", default: 4096))
+            learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, epsilon: try config.double(keys["eps"]),
+            weightDecay: try config.double(keys["weight_decay"]), minimum8BitSize: try config.int(keys["min_8bit_size"]))
     }
 }

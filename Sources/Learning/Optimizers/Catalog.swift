@@ -7,6 +7,8 @@ public protocol OptimizerDefinition {
     static var name: String { get }
     /// Its hyperparameter keys (besides `lr`), with their defaults in the help text.
     static var keys: [TrialSchema.Key] { get }
+    /// Old key names and the names that replaced them: given, they are refused naming the new one.
+    static var renamedKeys: [String: String] { get }
     /// Checks values beyond their types (ranges, combinations); throws `config.error(key, …)`.
     static func validate(_ config: TrialConfig) throws
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T>
@@ -14,6 +16,7 @@ public protocol OptimizerDefinition {
 
 extension OptimizerDefinition {
     public static func validate(_ config: TrialConfig) throws {}
+    public static var renamedKeys: [String: String] { [:] }
 }
 
 public enum OptimizerCatalog {
@@ -31,6 +34,25 @@ public enum OptimizerCatalog {
     public static func definition(_ name: String) -> (any OptimizerDefinition.Type)? {
         all.first { $0.name == name }
     }
+
+    /// The optimizer that takes the trial's `lr` (for a wrapper, the one it wraps) and its keys.
+    static func learningRateOwner(_ config: TrialConfig) throws -> any OptimizerDefinition.Type {
+        let name = try config.string(TrialSchema.common["optimizer"])
+        guard let definition = definition(name) else { throw config.error("optimizer", "unknown optimizer '\(name)'") }
+        if let wrapper = definition as? any WrapperDefinition.Type {
+            let base = try config.string(wrapper.keys["base_optimizer"])
+            guard let inner = self.definition(base), base != name else { throw config.error("base_optimizer", "unknown optimizer '\(base)' to wrap") }
+            guard !(inner is any WrapperDefinition.Type) else { throw config.error("base_optimizer", "'\(name)' cannot wrap the wrapper '\(base)'") }
+            return inner
+        }
+        return definition
+    }
+
+    /// The trial's learning rate: `lr`, or the default its optimizer declares (a wrapper's base's).
+    /// The schedule scales this base rate, so it is where a missing `lr` gets its default.
+    public static func learningRate(_ config: TrialConfig) throws -> Double {
+        try config.double(try learningRateOwner(config).keys["lr"])
+    }
 }
 
 // MARK: - The torch.optim basics
@@ -38,61 +60,70 @@ public enum OptimizerCatalog {
 enum SGDDefinition: OptimizerDefinition {
     static let name = "sgd"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "momentum", help: "momentum factor (default 0)"),
-        .init(name: "dampening", help: "dampening of momentum (default 0)"),
-        .init(name: "nesterov", help: "Nesterov momentum (default false)"),
-        .init(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
+        .lr(0.01),
+        .number("momentum", 0, .nonNegative, "momentum factor"),
+        .number("dampening", 0, .closedUnit, "dampening of momentum"),
+        .flag("nesterov", false, "Nesterov momentum"),
+        .number("weight_decay", 0, "L2 penalty added to the gradient"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
-        if try config.bool("nesterov", default: false) {
-            let momentum = try config.double("momentum", default: 0), dampening = try config.double("dampening", default: 0)
+        if try config.bool(keys["nesterov"]) {
+            let momentum = try config.double(keys["momentum"]), dampening = try config.double(keys["dampening"])
             guard momentum > 0, dampening == 0 else { throw config.error("nesterov", "Nesterov momentum requires momentum > 0 and dampening 0") }
         }
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
         SGD<T>(
-            learningRate: try config.double("lr", default: 0.01), momentum: try config.double("momentum", default: 0),
-            dampening: try config.double("dampening", default: 0), nesterov: try config.bool("nesterov", default: false),
-            weightDecay: try config.double("weight_decay", default: 0))
+            learningRate: try config.double(keys["lr"]), momentum: try config.double(keys["momentum"]),
+            dampening: try config.double(keys["dampening"]), nesterov: try config.bool(keys["nesterov"]),
+            weightDecay: try config.double(keys["weight_decay"]))
     }
 }
 
 /// Shared by `adam` and `adamw`.
-func adamKeys(weightDecayDefault: String) -> [TrialSchema.Key] {
+func adamKeys(weightDecayDefault: Double) -> [TrialSchema.Key] {
     [
-        .init(name: "beta1", help: "first-moment decay (default 0.9)"),
-        .init(name: "beta2", help: "second-moment decay (default 0.999)"),
-        .init(name: "betas", help: "[beta1, beta2] together"),
-        .init(name: "eps", help: "denominator epsilon (default 1e-8)"),
-        .init(name: "weight_decay", help: "weight decay (default \(weightDecayDefault))"),
-        .init(name: "amsgrad", help: "AMSGrad variant (default false)"),
+        .lr(1e-3),
+    ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
+        .number("eps", 1e-8, .nonNegative, "denominator epsilon"),
+        .number("weight_decay", weightDecayDefault, .nonNegative, "weight decay"),
+        .flag("amsgrad", false, "AMSGrad variant"),
     ]
 }
 
-/// `betas` or `beta1`/`beta2`, with defaults.
-func betas(_ config: TrialConfig, _ d1: Double = 0.9, _ d2: Double = 0.999) throws -> (Double, Double) {
-    let b = try config.doubleList("betas", default: [try config.double("beta1", default: d1), try config.double("beta2", default: d2)])
+/// `beta1`, `beta2` and `betas` (both together), declared with an optimizer's defaults.
+func betaKeys(_ d1: Double, _ help1: String, _ d2: Double, _ help2: String) -> [TrialSchema.Key] {
+    [
+        .number("beta1", d1, .unit, help1),
+        .number("beta2", d2, .unit, help2),
+        .numbers("betas", nil, .unit, note: "[beta1, beta2]", "[beta1, beta2] together"),
+    ]
+}
+
+/// `betas` or `beta1`/`beta2`, with the defaults `keys` declares.
+func betas(_ config: TrialConfig, _ keys: [TrialSchema.Key]) throws -> (Double, Double) {
+    let b = try config.doubleList(keys["betas"], otherwise: [try config.double(keys["beta1"]), try config.double(keys["beta2"])])
     return (b[0], b[1])
 }
 
-func makeAdam<T: BLASScalar>(_ config: TrialConfig, decoupled: Bool) throws -> Adam<T> {
-    let (b1, b2) = try betas(config)
+func makeAdam<T: BLASScalar>(_ config: TrialConfig, _ keys: [TrialSchema.Key], decoupled: Bool) throws -> Adam<T> {
+    let (b1, b2) = try betas(config, keys)
     return Adam<T>(
-        learningRate: try config.double("lr", default: 1e-3), beta1: b1, beta2: b2, epsilon: try config.double("eps", default: 1e-8),
-        weightDecay: try config.double("weight_decay", default: decoupled ? 1e-2 : 0), decoupled: decoupled,
-        amsgrad: try config.bool("amsgrad", default: false))
+        learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, epsilon: try config.double(keys["eps"]),
+        weightDecay: try config.double(keys["weight_decay"]), decoupled: decoupled,
+        amsgrad: try config.bool(keys["amsgrad"]))
 }
 
 enum AdamDefinition: OptimizerDefinition {
     static let name = "adam"
-    static let keys = adamKeys(weightDecayDefault: "0")
-    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> { try makeAdam(config, decoupled: false) as Adam<T> }
+    static let keys = adamKeys(weightDecayDefault: 0)
+    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> { try makeAdam(config, keys, decoupled: false) as Adam<T> }
 }
 
 enum AdamWDefinition: OptimizerDefinition {
     static let name = "adamw"
-    static let keys = adamKeys(weightDecayDefault: "0.01")
-    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> { try makeAdam(config, decoupled: true) as Adam<T> }
+    static let keys = adamKeys(weightDecayDefault: 0.01)
+    static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> { try makeAdam(config, keys, decoupled: true) as Adam<T> }
 }

@@ -204,55 +204,55 @@ public final class LARS<Scalar: BLASScalar>: Optimizer {
 }
 
 /// `exclude_1d`, shared by LAMB and LARS.
-let exclude1DKey = TrialSchema.Key(name: "exclude_1d", help: "keep rank-1 tensors (biases) out of the trust ratio and the weight decay (default true)")
+let exclude1DKey = TrialSchema.Key.flag("exclude_1d", true, "keep rank-1 tensors (biases) out of the trust ratio and the weight decay")
 
 enum LAMBDefinition: OptimizerDefinition {
     static let name = "lamb"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "beta1", help: "first-moment decay (default 0.9)"),
-        .init(name: "beta2", help: "second-moment decay (default 0.999)"),
-        .init(name: "betas", help: "[beta1, beta2] together"),
-        .init(name: "eps", help: "added to the root of the second moment (default 1e-6)"),
-        .init(name: "weight_decay", help: "decay added to the update before the trust ratio, as AdamW's (default 0)"),
+        .lr(1e-3),
+    ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
+        .number("eps", 1e-6, .nonNegative, "added to the root of the second moment"),
+        .number("weight_decay", 0, "decay added to the update before the trust ratio, as AdamW's"),
         exclude1DKey,
     ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }
-        _ = try config.bool("exclude_1d", default: true)
+        _ = try config.bool(keys["exclude_1d"])
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
-        let (b1, b2) = try betas(config)
+        let (b1, b2) = try betas(config, keys)
         return LAMB<T>(
-            learningRate: try config.double("lr", default: 1e-3), beta1: b1, beta2: b2, epsilon: try config.double("eps", default: 1e-6),
-            weightDecay: try config.double("weight_decay", default: 0), exclude1D: try config.bool("exclude_1d", default: true))
+            learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, epsilon: try config.double(keys["eps"]),
+            weightDecay: try config.double(keys["weight_decay"]), exclude1D: try config.bool(keys["exclude_1d"]))
     }
 }
 
 enum LARSDefinition: OptimizerDefinition {
     static let name = "lars"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "momentum", help: "momentum of the learning-rate-scaled steps (default 0.9)"),
-        .init(name: "nesterov", help: "Nesterov momentum (default false)"),
-        .init(name: "weight_decay", help: "L2 decay added to the gradient before the trust ratio (default 0)"),
-        .init(name: "trust_coefficient", help: "c of the trust ratio c·‖p‖/(‖u‖ + eps) (default 0.001)"),
-        .init(name: "eps", help: "added to ‖u‖ in the trust ratio (default 0)"),
+        .lr(1),
+        .number("momentum", 0.9, .nonNegative, "momentum of the learning-rate-scaled steps"),
+        .flag("nesterov", false, "Nesterov momentum"),
+        .number("weight_decay", 0, "L2 decay added to the gradient before the trust ratio"),
+        .number("trust_coefficient", 1e-3, "c of the trust ratio c·‖p‖/(‖u‖ + eps)"),
+        .number("eps", 0, .nonNegative, "added to ‖u‖ in the trust ratio"),
         exclude1DKey,
     ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }
-        let c = try config.double("trust_coefficient", default: 1e-3)
+        let c = try config.double(keys["trust_coefficient"])
         guard c > 0, c.isFinite else { throw config.error("trust_coefficient", "must be a positive number, got \(c)") }
-        _ = try config.bool("exclude_1d", default: true)
+        _ = try config.bool(keys["exclude_1d"])
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
         LARS<T>(
-            learningRate: try config.double("lr", default: 1), momentum: try config.double("momentum", default: 0.9),
-            nesterov: try config.bool("nesterov", default: false), weightDecay: try config.double("weight_decay", default: 0),
-            trustCoefficient: try config.double("trust_coefficient", default: 1e-3), epsilon: try config.double("eps", default: 0),
-            exclude1D: try config.bool("exclude_1d", default: true))
+            learningRate: try config.double(keys["lr"]), momentum: try config.double(keys["momentum"]),
+            nesterov: try config.bool(keys["nesterov"]), weightDecay: try config.double(keys["weight_decay"]),
+            trustCoefficient: try config.double(keys["trust_coefficient"]), epsilon: try config.double(keys["eps"]),
+            exclude1D: try config.bool(keys["exclude_1d"]))
     }
 }

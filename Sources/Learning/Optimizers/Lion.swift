@@ -126,30 +126,26 @@ public final class SimpleLion<Scalar: BLASScalar>: Optimizer {
 enum LionDefinition: OptimizerDefinition {
     static let name = "lion"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "beta1", help: "interpolation of momentum and gradient inside the sign (default 0.9)"),
-        .init(name: "beta2", help: "momentum decay (default 0.99)"),
-        .init(name: "betas", help: "[beta1, beta2] together"),
-        .init(name: "weight_decay", help: "decoupled weight decay: p·(1 − lr·weight_decay) (default 0)"),
+        .lr(1e-4),
+    ] + betaKeys(0.9, "interpolation of momentum and gradient inside the sign", 0.99, "momentum decay") + [
+        .number("weight_decay", 0, "decoupled weight decay: p·(1 − lr·weight_decay)"),
     ]
 
     static func validate(_ config: TrialConfig) throws { try requireNonNegative(config, "weight_decay") }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
-        let (b1, b2) = try betas(config, 0.9, 0.99)
-        return Lion<T>(learningRate: try config.double("lr", default: 1e-4), beta1: b1, beta2: b2, weightDecay: try config.double("weight_decay", default: 0))
+        let (b1, b2) = try betas(config, keys)
+        return Lion<T>(learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, weightDecay: try config.double(keys["weight_decay"]))
     }
 }
 
 enum SimpleLionDefinition: OptimizerDefinition {
     static let name = "lion-simple"
-    static let keys: [TrialSchema.Key] = [.init(name: "beta", help: "the single momentum coefficient b1 of the documents' SimpleLion (default 0.9)")]
-
-    static func validate(_ config: TrialConfig) throws {
-        let beta = try config.double("beta", default: 0.9)
-        guard (0..<1).contains(beta) else { throw config.error("beta", "must be in [0, 1), got \(beta)") }
-    }
+    static let keys: [TrialSchema.Key] = [.lr(0.1), .number("beta1", 0.9, .unit, "the single momentum coefficient b1 of the documents' SimpleLion")]
+    /// Keys renamed: the old name is refused with the new one (`soap-simple` says `beta1` too).
+    static let renamedKeys = ["beta": "beta1"]
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
-        SimpleLion<T>(learningRate: try config.double("lr", default: 0.1), beta: try config.double("beta", default: 0.9))
+        SimpleLion<T>(learningRate: try config.double(keys["lr"]), beta: try config.double(keys["beta1"]))
     }
 }

@@ -102,12 +102,11 @@ public final class NAdam<Scalar: BLASScalar>: Optimizer {
 enum NAdamDefinition: OptimizerDefinition {
     static let name = "nadam"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "beta1", help: "first-moment decay (default 0.9)"),
-        .init(name: "beta2", help: "second-moment decay (default 0.999)"),
-        .init(name: "betas", help: "[beta1, beta2] together"),
-        .init(name: "eps", help: "denominator epsilon (default 1e-8)"),
-        .init(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
-        .init(name: "momentum_decay", help: "ψ of the momentum schedule μ_t = β₁(1 − ½·0.96^(tψ)) (default 4e-3)"),
+        .lr(2e-3),
+    ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
+        .number("eps", 1e-8, "denominator epsilon"),
+        .number("weight_decay", 0, "L2 penalty added to the gradient"),
+        .number("momentum_decay", 4e-3, "ψ of the momentum schedule μ_t = β₁(1 − ½·0.96^(tψ))"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
@@ -115,9 +114,9 @@ enum NAdamDefinition: OptimizerDefinition {
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
-        let (b1, b2) = try betas(config)
+        let (b1, b2) = try betas(config, keys)
         return NAdam<T>(
-            learningRate: try config.double("lr", default: 2e-3), beta1: b1, beta2: b2, epsilon: try config.double("eps", default: 1e-8),
-            weightDecay: try config.double("weight_decay", default: 0), momentumDecay: try config.double("momentum_decay", default: 4e-3))
+            learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, epsilon: try config.double(keys["eps"]),
+            weightDecay: try config.double(keys["weight_decay"]), momentumDecay: try config.double(keys["momentum_decay"]))
     }
 }

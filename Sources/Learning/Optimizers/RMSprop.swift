@@ -121,24 +121,25 @@ func withOptionalBuffer<T: BLASScalar, R>(
 enum RMSpropDefinition: OptimizerDefinition {
     static let name = "rmsprop"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "alpha", help: "smoothing constant of the squared-gradient average (default 0.99)"),
-        .init(name: "eps", help: "added to the root (default 1e-8)"),
-        .init(name: "centered", help: "divide by the gradient's estimated variance instead (default false)"),
-        .init(name: "momentum", help: "momentum factor (default 0)"),
-        .init(name: "weight_decay", help: "L2 penalty added to the gradient (default 0)"),
+        .lr(1e-2),
+        .number("alpha", 0.99, .closedUnit, "smoothing constant of the squared-gradient average"),
+        .number("eps", 1e-8, "added to the root"),
+        .flag("centered", false, "divide by the gradient's estimated variance instead"),
+        .number("momentum", 0, .nonNegative, "momentum factor"),
+        .number("weight_decay", 0, "L2 penalty added to the gradient"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }
-        let alpha = try config.double("alpha", default: 0.99)
+        let alpha = try config.double(keys["alpha"])
         guard (0...1).contains(alpha) else { throw config.error("alpha", "must be in [0, 1], got \(alpha)") }
-        _ = try config.bool("centered", default: false)
+        _ = try config.bool(keys["centered"])
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
         RMSprop<T>(
-            learningRate: try config.double("lr", default: 1e-2), alpha: try config.double("alpha", default: 0.99),
-            epsilon: try config.double("eps", default: 1e-8), weightDecay: try config.double("weight_decay", default: 0),
-            momentum: try config.double("momentum", default: 0), centered: try config.bool("centered", default: false))
+            learningRate: try config.double(keys["lr"]), alpha: try config.double(keys["alpha"]),
+            epsilon: try config.double(keys["eps"]), weightDecay: try config.double(keys["weight_decay"]),
+            momentum: try config.double(keys["momentum"]), centered: try config.bool(keys["centered"]))
     }
 }

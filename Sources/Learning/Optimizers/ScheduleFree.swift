@@ -162,31 +162,30 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
 enum ScheduleFreeAdamWDefinition: OptimizerDefinition {
     static let name = "schedule-free-adamw"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "beta1", help: "interpolation between z and the average x; must be > 0 (default 0.9)"),
-        .init(name: "beta2", help: "second-moment decay (default 0.999)"),
-        .init(name: "betas", help: "[beta1, beta2] together"),
-        .init(name: "eps", help: "denominator epsilon (default 1e-8)"),
-        .init(name: "weight_decay", help: "weight decay added to the normalised gradient at y (default 0)"),
-        .init(name: "sf_warmup_steps", help: "the package's warmup_steps: lr·min(1, (k+1)/sf_warmup_steps) inside the optimizer (default 0)"),
-        .init(name: "r", help: "polynomial weighting (k+1)^r of the average (default 0)"),
-        .init(name: "weight_lr_power", help: "average weights lr_max^weight_lr_power (default 2)"),
+        .lr(0.0025),
+    ] + betaKeys(0.9, "interpolation between z and the average x; must be > 0", 0.999, "second-moment decay") + [
+        .number("eps", 1e-8, "denominator epsilon"),
+        .number("weight_decay", 0, "weight decay added to the normalised gradient at y"),
+        .integer("sf_warmup_steps", 0, "the package's warmup_steps: lr·min(1, (k+1)/sf_warmup_steps) inside the optimizer"),
+        .number("r", 0, "polynomial weighting (k+1)^r of the average"),
+        .number("weight_lr_power", 2, "average weights lr_max^weight_lr_power"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay", "weight_lr_power"] { try requireNonNegative(config, key) }
-        guard try config.int("sf_warmup_steps", default: 0) >= 0 else { throw config.error("sf_warmup_steps", "must be ≥ 0") }
-        let r = try config.double("r", default: 0)
+        guard try config.int(keys["sf_warmup_steps"]) >= 0 else { throw config.error("sf_warmup_steps", "must be ≥ 0") }
+        let r = try config.double(keys["r"])
         guard r.isFinite else { throw config.error("r", "must be a finite number, got \(r)") }
-        if try betas(config).0 == 0 {
+        if try betas(config, keys).0 == 0 {
             throw config.error(config.values["betas"] != nil ? "betas" : "beta1", "beta1 must be > 0: the evaluation point is lerp(y, z, 1 − 1/beta1)")
         }
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
-        let (b1, b2) = try betas(config)
+        let (b1, b2) = try betas(config, keys)
         return AdamWScheduleFree<T>(
-            learningRate: try config.double("lr", default: 0.0025), beta1: b1, beta2: b2, epsilon: try config.double("eps", default: 1e-8),
-            weightDecay: try config.double("weight_decay", default: 0), warmupSteps: try config.int("sf_warmup_steps", default: 0),
-            r: try config.double("r", default: 0), weightLRPower: try config.double("weight_lr_power", default: 2))
+            learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, epsilon: try config.double(keys["eps"]),
+            weightDecay: try config.double(keys["weight_decay"]), warmupSteps: try config.int(keys["sf_warmup_steps"]),
+            r: try config.double(keys["r"]), weightLRPower: try config.double(keys["weight_lr_power"]))
     }
 }

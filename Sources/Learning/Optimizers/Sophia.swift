@@ -176,28 +176,27 @@ func atMostOneLanes<T: BLASScalar>(_ x: SIMD8<T>) -> SIMD8<T> {
 enum SophiaDefinition: OptimizerDefinition {
     static let name = "sophia"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "beta1", help: "momentum decay (default 0.965)"),
-        .init(name: "beta2", help: "decay of the Hessian estimate (default 0.99)"),
-        .init(name: "betas", help: "[beta1, beta2] together"),
-        .init(name: "rho", help: "ρ: the step is clipped where |m| > ρ·bs·h (default 0.04)"),
-        .init(name: "weight_decay", help: "decoupled weight decay p·(1 − lr·weight_decay) (default 0.1)"),
-        .init(name: "maximize", help: "ascend instead of descend (default false)"),
-        .init(name: "hessian_interval", help: "estimate the Hessian after every k-th step: steps k, 2k, … (default 10)"),
-        .init(name: "bs", help: "the authors' bs, batch size of the estimator ρ·bs·h (default: that of each estimate's batch)"),
+        .lr(1e-4),
+    ] + betaKeys(0.965, "momentum decay", 0.99, "decay of the Hessian estimate") + [
+        .number("rho", 0.04, "ρ: the step is clipped where |m| > ρ·bs·h"),
+        .number("weight_decay", 0.1, "decoupled weight decay p·(1 − lr·weight_decay)"),
+        .flag("maximize", false, "ascend instead of descend"),
+        .integer("hessian_interval", 10, "estimate the Hessian after every k-th step: steps k, 2k, …"),
+        .integer("bs", nil, .atLeast(1), note: "that of each estimate's batch", "the authors' bs, batch size of the estimator ρ·bs·h"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["rho", "weight_decay"] { try requireNonNegative(config, key) }
-        _ = try config.bool("maximize", default: false)
-        guard try config.int("hessian_interval", default: 10) >= 1 else { throw config.error("hessian_interval", "must be at least 1") }
-        if let bs = try config.optionalInt("bs"), bs < 1 { throw config.error("bs", "must be at least 1, got \(bs)") }
+        _ = try config.bool(keys["maximize"])
+        guard try config.int(keys["hessian_interval"]) >= 1 else { throw config.error("hessian_interval", "must be at least 1") }
+        if let bs = try config.optionalInt(keys["bs"]), bs < 1 { throw config.error("bs", "must be at least 1, got \(bs)") }
     }
 
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T> {
-        let (b1, b2) = try betas(config, 0.965, 0.99)
+        let (b1, b2) = try betas(config, keys)
         return Sophia<T>(
-            learningRate: try config.double("lr", default: 1e-4), beta1: b1, beta2: b2, rho: try config.double("rho", default: 0.04),
-            weightDecay: try config.double("weight_decay", default: 0.1), maximize: try config.bool("maximize", default: false),
-            hessianInterval: try config.int("hessian_interval", default: 10), batchSize: try config.optionalInt("bs"))
+            learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, rho: try config.double(keys["rho"]),
+            weightDecay: try config.double(keys["weight_decay"]), maximize: try config.bool(keys["maximize"]),
+            hessianInterval: try config.int(keys["hessian_interval"]), batchSize: try config.optionalInt(keys["bs"]))
     }
 }

@@ -280,7 +280,7 @@ public protocol WrapperDefinition: OptimizerDefinition {
 }
 
 extension WrapperDefinition {
-    static func baseName(_ config: TrialConfig) throws -> String { try config.string("base_optimizer", default: defaultBase) }
+    static func baseName(_ config: TrialConfig) throws -> String { try config.string(keys["base_optimizer"]) }
 
     static func validateBase(_ config: TrialConfig) throws {
         let base = try baseName(config)
@@ -302,19 +302,19 @@ enum SAMDefinition: WrapperDefinition {
     static let name = "sam"
     static let defaultBase = "sgd"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "base_optimizer", help: "the optimizer SAM wraps (default sgd); its keys apply"),
-        .init(name: "rho", help: "neighbourhood radius ρ (default 0.05)"),
-        .init(name: "adaptive", help: "ASAM's scale-invariant neighbourhood (default false)"),
+        .string("base_optimizer", defaultBase, "the optimizer SAM wraps; its keys apply"),
+        .number("rho", 0.05, .positive, "neighbourhood radius ρ"),
+        .flag("adaptive", false, "ASAM's scale-invariant neighbourhood"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
-        guard try config.double("rho", default: 0.05) > 0 else { throw config.error("rho", "must be positive") }
-        _ = try config.bool("adaptive", default: false)
+        guard try config.double(keys["rho"]) > 0 else { throw config.error("rho", "must be positive") }
+        _ = try config.bool(keys["adaptive"])
         try validateBase(config)
     }
 
     static func wrap<T: BLASScalar>(_ base: any Optimizer<T>, _ config: TrialConfig) throws -> any Optimizer<T> {
-        SAM(base: base, rho: try config.double("rho", default: 0.05), adaptive: try config.bool("adaptive", default: false))
+        SAM(base: base, rho: try config.double(keys["rho"]), adaptive: try config.bool(keys["adaptive"]))
     }
 }
 
@@ -322,17 +322,17 @@ enum ASAMDefinition: WrapperDefinition {
     static let name = "asam"
     static let defaultBase = "sgd"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "base_optimizer", help: "the optimizer ASAM wraps (default sgd); its keys apply"),
-        .init(name: "rho", help: "neighbourhood radius ρ (default 0.5, the ASAM paper's)"),
+        .string("base_optimizer", defaultBase, "the optimizer ASAM wraps; its keys apply"),
+        .number("rho", 0.5, .positive, "neighbourhood radius ρ (the ASAM paper's default)"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
-        guard try config.double("rho", default: 0.5) > 0 else { throw config.error("rho", "must be positive") }
+        guard try config.double(keys["rho"]) > 0 else { throw config.error("rho", "must be positive") }
         try validateBase(config)
     }
 
     static func wrap<T: BLASScalar>(_ base: any Optimizer<T>, _ config: TrialConfig) throws -> any Optimizer<T> {
-        SAM(base: base, rho: try config.double("rho", default: 0.5), adaptive: true)
+        SAM(base: base, rho: try config.double(keys["rho"]), adaptive: true)
     }
 }
 
@@ -340,20 +340,20 @@ enum LookaheadDefinition: WrapperDefinition {
     static let name = "lookahead"
     static let defaultBase = "adamw"
     static let keys: [TrialSchema.Key] = [
-        .init(name: "base_optimizer", help: "the fast optimizer (default adamw); its keys apply"),
-        .init(name: "lookahead_k", help: "fast steps per synchronisation (default 5)"),
-        .init(name: "lookahead_alpha", help: "slow-weight step size α (default 0.5)"),
+        .string("base_optimizer", defaultBase, "the fast optimizer; its keys apply"),
+        .integer("lookahead_k", 5, "fast steps per synchronisation"),
+        .number("lookahead_alpha", 0.5, "slow-weight step size α"),
     ]
 
     static func validate(_ config: TrialConfig) throws {
-        guard try config.int("lookahead_k", default: 5) >= 1 else { throw config.error("lookahead_k", "must be at least 1") }
-        let alpha = try config.double("lookahead_alpha", default: 0.5)
+        guard try config.int(keys["lookahead_k"]) >= 1 else { throw config.error("lookahead_k", "must be at least 1") }
+        let alpha = try config.double(keys["lookahead_alpha"])
         guard alpha > 0 && alpha <= 1 else { throw config.error("lookahead_alpha", "must be in (0, 1], got \(alpha)") }
         try validateBase(config)
     }
 
     static func wrap<T: BLASScalar>(_ base: any Optimizer<T>, _ config: TrialConfig) throws -> any Optimizer<T> {
-        Lookahead(base: base, k: try config.int("lookahead_k", default: 5), alpha: try config.double("lookahead_alpha", default: 0.5))
+        Lookahead(base: base, k: try config.int(keys["lookahead_k"]), alpha: try config.double(keys["lookahead_alpha"]))
     }
 }
 

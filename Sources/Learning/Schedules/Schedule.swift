@@ -20,6 +20,8 @@ public indirect enum Schedule: Sendable, Equatable, Codable {
     case oneCycle(maxLR: Double, totalSteps: Int, pctStart: Double, cosineAnneal: Bool, divFactor: Double, finalDivFactor: Double, threePhase: Bool)
     /// `LinearLR`: factor from startFactor to endFactor over totalIters.
     case linear(startFactor: Double, endFactor: Double, totalIters: Int)
+    /// `ConstantLR`: lr·factor while t < totalIters, then lr.
+    case constantFactor(factor: Double, totalIters: Int)
     /// `PolynomialLR`: lr·(1 − min(t, T)/T)^power.
     case polynomial(totalIters: Int, power: Double)
     /// The optimizer notes' `WarmupCosineSchedule` (001, §5): factor t/warmup during the warm-up,
@@ -63,6 +65,8 @@ public indirect enum Schedule: Sendable, Equatable, Codable {
             return Self.oneCycleValue(t, phases: phases, cosine: cosineAnneal)
         case .linear(let start, let end, let iters):
             return base * (start + (end - start) * Double(min(t, iters)) / Double(iters))
+        case .constantFactor(let factor, let iters):
+            return t < iters ? base * factor : base
         case .polynomial(let iters, let power):
             return base * Double.pow(1 - Double(min(t, iters)) / Double(iters), power)
         case .warmupCosine(let warmup, let total, let minRatio):

@@ -14,7 +14,7 @@ public enum Builders {
         }
         guard let names = parameterNames else { return try definition.make(config, T.self) }
         if let wrapper = definition as? any WrapperDefinition.Type {
-            let baseName = try config.string("base_optimizer", default: wrapper.defaultBase)
+            let baseName = try config.string(wrapper.keys["base_optimizer"])
             let base: any Optimizer<T> = try optimizer(config.setting("optimizer", .string(baseName)), parameterNames: names)
             return try wrapper.wrap(base, config)
         }
@@ -22,7 +22,7 @@ public enum Builders {
         guard groups.count > 1 || groups.first?.learningRateScale != 1 || groups.first?.weightDecay == false else {
             return try definition.make(config, T.self)
         }
-        let lr = try config.double("lr", default: 0.01)
+        let lr = try OptimizerCatalog.learningRate(config)
         let built = try groups.map { g in
             let inner = g.weightDecay ? config : config.setting("weight_decay", .double(0))
             return (indices: g.indices, learningRateScale: g.learningRateScale, weightDecay: g.weightDecay, optimizer: try definition.make(inner, T.self))
@@ -41,16 +41,16 @@ public enum Builders {
         }
         var scales = Array(repeating: 1.0, count: layers.count)
         if config.values["layer_lr_multipliers"] != nil {
-            let m = try config.doubleList("layer_lr_multipliers", default: [])
+            let m = try config.doubleList(TrialSchema.data["layer_lr_multipliers"], otherwise: [])
             guard m.count == layers.count else {
                 throw config.error("layer_lr_multipliers", "needs one multiplier per layer: \(layers.count) (\(layers.joined(separator: ", "))), got \(m.count)")
             }
             scales = m
         } else if config.values["layer_lr_decay"] != nil {
-            let gamma = try config.double("layer_lr_decay", default: 1)
+            let gamma = try config.double(TrialSchema.data["layer_lr_decay"], otherwise: 1)
             scales = layers.indices.map { Double.pow(gamma, Double(layers.count - 1 - $0)) }
         }
-        let decayBiases = try config.bool("bias_weight_decay", default: false) || !decays
+        let decayBiases = try config.bool(TrialSchema.data["bias_weight_decay"]) || !decays
         var groups: [(indices: [Int], learningRateScale: Double, weightDecay: Bool)] = []
         for (i, name) in names.enumerated() {
             let layer = name.split(separator: ".").dropLast().joined(separator: ".")
@@ -70,12 +70,12 @@ public enum Builders {
         var rng = Xoshiro256(seed: config.seed, stream: "init")
         switch config.model {
         case "mlp":
-            let activation = Activation(rawValue: try config.string("activation", default: "relu"))!
-            return MLPClassifier<T>(inputs: features, hidden: try config.intList("hidden", default: [256, 128]), classes: classes, activation: activation, rng: &rng)
+            let activation = try config.choice(TrialSchema.models["mlp"]!["activation"], Activation.self)
+            return MLPClassifier<T>(inputs: features, hidden: try config.intList(TrialSchema.models["mlp"]!["hidden"]), classes: classes, activation: activation, rng: &rng)
         case "logreg":
             return MLPClassifier<T>(inputs: features, hidden: [], classes: classes, activation: .relu, rng: &rng)
         case "vae":
-            return VAE<T>(inputs: features, hidden: try config.int("hidden", default: 400), latent: try config.int("latent", default: 20), rng: &rng)
+            return VAE<T>(inputs: features, hidden: try config.int(TrialSchema.models["vae"]!["hidden"]), latent: try config.int(TrialSchema.models["vae"]!["latent"]), rng: &rng)
         default:
             throw config.error("model", "'\(config.model)' is not trained on data")
         }
@@ -84,10 +84,10 @@ public enum Builders {
     public static func objective(_ config: TrialConfig) throws -> any Objective {
         switch config.model {
         case "quadratic":
-            let h = try config.doubleList("curvatures", default: [10, 0.1])
-            return Quadratic(curvatures: h, start: try config.doubleList("start", default: Array(repeating: 1, count: h.count)))
+            let h = try config.doubleList(TrialSchema.models["quadratic"]!["curvatures"])
+            return Quadratic(curvatures: h, start: try config.doubleList(TrialSchema.models["quadratic"]!["start"], otherwise: Array(repeating: 1, count: h.count)))
         case "rosenbrock":
-            return Rosenbrock(a: try config.double("a", default: 1), b: try config.double("b", default: 100), start: try config.doubleList("start", default: [-1.5, 2]))
+            return Rosenbrock(a: try config.double(TrialSchema.models["rosenbrock"]!["a"]), b: try config.double(TrialSchema.models["rosenbrock"]!["b"]), start: try config.doubleList(TrialSchema.models["rosenbrock"]!["start"]))
         default:
             throw config.error("model", "'\(config.model)' is not a toy objective")
         }

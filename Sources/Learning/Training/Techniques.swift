@@ -15,9 +15,9 @@ public struct GradientProcessing<T: BLASScalar> {
     public var clips: Bool { maxNorm != nil || maxValue != nil }
 
     public init(_ config: TrialConfig) throws {
-        accumulation = try config.int("accumulation_steps", default: 1)
-        maxNorm = try config.optionalDouble("clip_grad_norm")
-        maxValue = try config.optionalDouble("clip_grad_value")
+        accumulation = config.isToyObjective ? 1 : try config.int(TrialSchema.data["accumulation_steps"])
+        maxNorm = try config.optionalDouble(TrialSchema.common["clip_grad_norm"])
+        maxValue = try config.optionalDouble(TrialSchema.common["clip_grad_value"])
     }
 
     /// Adds the micro-batch gradient now in `params.gradients` to the running sum.

@@ -137,12 +137,12 @@ public enum Trainer {
     ) throws -> TrialResult {
         try config.validate()
         if let resume = checkpoints.resume { try CheckpointPolicy.check(resume, against: config) }
-        let precision = try config.string("precision", default: "float32")
+        let precision = try config.string(TrialSchema.common["precision"])
         if config.model == "polyfit" { return try fitPolynomial(config, onEpoch: onEpoch) }
         if config.isToyObjective { return try runObjective(config, checkpoints: checkpoints, shouldStop: shouldStop, onStep: onEpoch) }
-        let trainLimit = try config.optionalInt("limit"), testLimit = try config.optionalInt("test_limit")
+        let trainLimit = try config.optionalInt(TrialSchema.data["limit"]), testLimit = try config.optionalInt(TrialSchema.data["test_limit"])
         let splits = try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
-            ?? DataSource(parsing: config.string("data", default: "fashion-mnist")).load(trainLimit: trainLimit, testLimit: testLimit, seed: config.seed)
+            ?? DataSource(parsing: config.string(TrialSchema.data["data"])).load(trainLimit: trainLimit, testLimit: testLimit, seed: config.seed)
         // The data set's shape is known now: the limits on the model and the epochs, before the model exists.
         try config.checkResources(data: DataShape(features: splits.train.features, classes: splits.train.classes, trainingExamples: splits.train.count))
         return precision == "float64"
@@ -157,18 +157,18 @@ public enum Trainer {
         let started = now()
         let model: any Model<T> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
         let optimizer: any Optimizer<T> = try Builders.optimizer(config, parameterNames: model.parameters.names)
-        if try config.string("mode", default: "train") == "lr_range_test" {
+        if try config.string(TrialSchema.data["mode"]) == "lr_range_test" {
             return try rangeTest(config, data, model: model, optimizer: optimizer, started: started)
         }
         let epochs = try config.length()
-        let batchSize = try config.int("batch_size", default: 128)
-        let evalBatch = try config.int("eval_batch_size", default: 1000)
+        let batchSize = try config.int(TrialSchema.data["batch_size"])
+        let evalBatch = try config.int(TrialSchema.data["eval_batch_size"])
         var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
         var noise = Xoshiro256(seed: config.seed, stream: "noise")
         let params = model.parameters
         let stepsPerEpoch = (data.train.count + batchSize - 1) / batchSize
-        var scheduler = Scheduler(try TrialSchedule.from(config, epochs: epochs, stepsPerEpoch: stepsPerEpoch), base: try config.double("lr", default: 0.01))
-        let maxLoss = try config.double("max_loss", default: .infinity)
+        var scheduler = Scheduler(try TrialSchedule.from(config, epochs: epochs, stepsPerEpoch: stepsPerEpoch), base: try OptimizerCatalog.learningRate(config))
+        let maxLoss = try config.double(TrialSchema.common["max_loss"])
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [], parameterCount: params.scalarCount,
             optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)
@@ -181,7 +181,7 @@ public enum Trainer {
         let hessian = optimizer as? any HessianEstimating<T>
         let evaluationPoint = optimizer as? any EvaluationPointSwapping<T>
         var diagnostics: LayerDiagnostics<T>?
-        if try config.bool("diagnostics", default: false) {
+        if try config.bool(TrialSchema.data["diagnostics"]) {
             var probe = Tensor<T>(zeros: [0]), probeLabels: [Int32] = []
             data.test.gather(Array(0..<min(256, data.test.count))[...], into: &probe, labels: &probeLabels)
             diagnostics = LayerDiagnostics(probe: probe)
@@ -288,7 +288,7 @@ public enum Trainer {
                 break
             }
         }
-        if result.status == .done, let rho = try config.optionalDouble("sharpness_rho") {
+        if result.status == .done, let rho = try config.optionalDouble(TrialSchema.data["sharpness_rho"]) {
             evaluationPoint?.useEvaluationPoint(params)
             result.sharpness = sharpness(model, data.train, rho: rho, buffer: &x, labels: &labels)
             evaluationPoint?.useTrainingPoint(params)
@@ -327,10 +327,10 @@ public enum Trainer {
         _ config: TrialConfig, _ data: DataSplits, model: any Model<T>, optimizer: any Optimizer<T>, started: Double
     ) throws -> TrialResult {
         let params = model.parameters
-        let batchSize = try config.int("batch_size", default: 128)
-        let steps = try config.int("range_steps", default: 100)
-        let (low, high) = (try config.double("range_start_lr", default: 1e-7), try config.double("range_end_lr", default: 10))
-        let smoothing = try config.double("range_smoothing", default: 0.05)
+        let batchSize = try config.int(TrialSchema.data["batch_size"])
+        let steps = try config.int(TrialSchema.data["range_steps"])
+        let (low, high) = (try config.double(TrialSchema.data["range_start_lr"]), try config.double(TrialSchema.data["range_end_lr"]))
+        let smoothing = try config.double(TrialSchema.data["range_smoothing"])
         var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
         var noise = Xoshiro256(seed: config.seed, stream: "noise")
         var result = TrialResult(
@@ -349,6 +349,7 @@ public enum Trainer {
             data.train.gather(order[position..<end], into: &x, labels: &labels)
             position = end
             optimizer.learningRate = lr
+            let noiseBefore = noise
             let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
             let perExample = model.lossReduction == .sum ? loss / Double(x.rows) : loss
             average = i == 0 ? perExample : smoothing * perExample + (1 - smoothing) * average
@@ -360,6 +361,12 @@ public enum Trainer {
             test.learningRates.append(lr)
             test.smoothedLosses.append(average)
             let norm = params.gradientNorm
+            if let sharpnessAware = optimizer as? any SharpnessAware<T> {
+                // SAM: the gradient again, on the same batch and noise, at the perturbed point.
+                sharpnessAware.perturb(params)
+                var again = noiseBefore
+                _ = model.lossAndGradients(x: x, labels: labels, rng: &again)
+            }
             optimizer.update(params)
             let record = EpochRecord(
                 epoch: i + 1, step: i + 1, trainLoss: perExample, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: lr,
@@ -380,7 +387,7 @@ public enum Trainer {
     static func fitPolynomial(_ config: TrialConfig, onEpoch: (EpochRecord) -> Void) throws -> TrialResult {
         let started = now()
         let fit = PolynomialFit(
-            degree: try config.int("degree", default: 10), points: try config.int("points", default: 20), noise: try config.double("noise", default: 0.1),
+            degree: try config.int(TrialSchema.models["polyfit"]!["degree"]), points: try config.int(TrialSchema.models["polyfit"]!["points"]), noise: try config.double(TrialSchema.models["polyfit"]!["noise"]),
             seed: config.seed)
         let (train, test, norm) = try fit.fit()
         let record = EpochRecord(epoch: 1, step: 0, trainLoss: train, testLoss: test, testAccuracy: .nan, gradientNorm: norm, learningRate: 0, seconds: now() - started, evalSeconds: 0)
@@ -416,8 +423,8 @@ public enum Trainer {
         let optimizer: any Optimizer<Double> = try Builders.optimizer(config)
         let steps = try config.length()
         let params = Parameters<Double>([(name: "x", value: Tensor(vector: objective.start))])
-        var scheduler = Scheduler(try TrialSchedule.from(config, epochs: steps, stepsPerEpoch: 1), base: try config.double("lr", default: 0.01))
-        let maxLoss = try config.double("max_loss", default: .infinity)
+        var scheduler = Scheduler(try TrialSchedule.from(config, epochs: steps, stepsPerEpoch: 1), base: try OptimizerCatalog.learningRate(config))
+        let maxLoss = try config.double(TrialSchema.common["max_loss"])
         let clipping = try GradientProcessing<Double>(config)
         var result = TrialResult(
             config: config, status: .done, history: [], trajectory: [objective.start], parameterCount: objective.start.count,
@@ -446,6 +453,12 @@ public enum Trainer {
                 break
             }
             scheduler.apply(to: optimizer, epoch: step - 1, step: step - 1)
+            if let sharpnessAware = optimizer as? any SharpnessAware<Double> {
+                // SAM: the gradient again, at the perturbed point (the objective is deterministic).
+                sharpnessAware.perturb(params)
+                params.gradients[0].storage = objective.evaluate(params.values[0].storage).gradient
+                if clipping.clips { clipping.clip(params, norm: params.gradientNorm) }
+            }
             optimizer.update(params)
             result.trajectory.append(params.values[0].storage)
             let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)

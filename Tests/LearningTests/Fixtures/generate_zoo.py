@@ -215,8 +215,8 @@ CASES = [
     ("lion_wd_betas", "lion", {"lr": 0.01, "betas": [0.95, 0.98], "weight_decay": 0.5},
      lambda p, h: LionReference(p, lr=h["lr"], betas=tuple(h["betas"]), weight_decay=h["weight_decay"])),
     ("lion_simple", "lion-simple", {"lr": 0.01}, lambda p, h: SimpleLionReference(p, lr=h["lr"], b1=0.9)),
-    ("lion_simple_beta", "lion-simple", {"lr": 0.03, "beta": 0.5},
-     lambda p, h: SimpleLionReference(p, lr=h["lr"], b1=h["beta"])),
+    ("lion_simple_beta", "lion-simple", {"lr": 0.03, "beta1": 0.5},
+     lambda p, h: SimpleLionReference(p, lr=h["lr"], b1=h["beta1"])),
     # optax LAMB and LARS
     ("lamb", "lamb", {"lr": 0.01}, ("optax", lamb_optax)),
     ("lamb_wd_exclude_1d", "lamb", {"lr": 0.01, "weight_decay": 0.1}, ("optax", lamb_optax)),
