@@ -162,7 +162,7 @@ public final class Coordinator {
         configTexts = sweep.trials.map(\.config.canonicalJSON)
         lengths = sweep.trials.map { (try? $0.config.length()) ?? 1 }
         recordLimits = zip(sweep.trials, lengths).map { Self.recordLimit(of: $0.config, length: $1) }
-        isRangeTest = sweep.trials.map { (try? $0.config.string("mode", default: "train")) == "lr_range_test" }
+        isRangeTest = sweep.trials.map { Self.isRangeTest($0.config) }
         nonNegativeLoss = sweep.trials.map { Self.lossIsNonNegative($0.config) }
         book = LeaseBook(trials: n, maxSlots: options.maxSlotsPerWorker, maxWorkers: options.maxWorkers, maxAttempts: options.maxAttempts)
         // Trials committed by an earlier run of this sweep are done: never run twice. The

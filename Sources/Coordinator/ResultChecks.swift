@@ -38,15 +38,19 @@ extension Coordinator {
     func recordLimit(_ i: Int) -> Int { recordLimits[i] }
 
     static func recordLimit(of config: TrialConfig, length: Int) -> Int {
-        guard (try? config.string("mode", default: "train")) == "lr_range_test" else { return length }
-        return (try? config.int("range_steps", default: 100)) ?? length
+        guard isRangeTest(config) else { return length }
+        return (try? config.int(TrialSchema.data["range_steps"])) ?? length
+    }
+
+    static func isRangeTest(_ config: TrialConfig) -> Bool {
+        TrialSchema.models[config.model]?.contains { $0.name == "mode" } == true && (try? config.string(TrialSchema.data["mode"])) == "lr_range_test"
     }
 
     /// Whether the trial's losses are non-negative by construction (cross-entropy, the VAE's
     /// negative ELBO, squared errors, Rosenbrock, a quadratic with non-negative curvatures).
     static func lossIsNonNegative(_ config: TrialConfig) -> Bool {
-        guard config.model == "quadratic" else { return true }
-        return ((try? config.doubleList("curvatures", default: [10, 0.1])) ?? [-1]).allSatisfy { $0 >= 0 }
+        guard config.model == "quadratic", let curvatures = TrialSchema.models["quadratic"]?["curvatures"] else { return true }
+        return ((try? config.doubleList(curvatures)) ?? [-1]).allSatisfy { $0 >= 0 }
     }
 
     /// Why an epoch record cannot belong to trial i, or nil.

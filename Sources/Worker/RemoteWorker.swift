@@ -279,7 +279,7 @@ public final class RemoteWorker {
         let started = now()
         do {
             let config = try TrialConfig.parse(yaml: assignment.config, source: "trial \(lease.trial)")
-            let splits = config.isToyObjective ? nil : try data.splits(config.string("data", default: "fashion-mnist"), seed: config.seed)
+            let splits = config.isToyObjective ? nil : try data.splits(config.string(TrialSchema.data["data"]), seed: config.seed)
             let perEpoch = !config.isToyObjective
             var policy = CheckpointPolicy(every: assignment.checkpointEvery) { checkpoint in
                 onCheckpoint(checkpoint.epoch, try CheckpointTransfer.encode(checkpoint))

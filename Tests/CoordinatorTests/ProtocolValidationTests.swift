@@ -173,7 +173,7 @@ import Transport
         do { _ = try ResultsOwnership(directory: dir, sweepName: "s", sweepText: "name: s\nseed: 1\n", force: false) }
         let foreign = NSTemporaryDirectory() + "foreign-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: "\(foreign)/notes.txt", contents: Data("mine".utf8))
+        _ = FileManager.default.createFile(atPath: "\(foreign)/notes.txt", contents: Data("mine".utf8))
         #expect(throws: ResultsOwnership.Refusal.foreign(directory: foreign, entries: ["notes.txt"])) {
             _ = try ResultsOwnership(directory: foreign, sweepName: "s", sweepText: "name: s\n", force: false)
         }

@@ -2,7 +2,7 @@ import Linalg
 
 /// An optimizer as trials name it: its trial keys (with help text, for errors and README) and how
 /// to build it from a validated trial. One type per optimizer, listed in `OptimizerCatalog.all`.
-public protocol OptimizerDefinition {
+public protocol OptimizerDefinition: Sendable {
     /// The `optimizer:` value that selects it.
     static var name: String { get }
     /// Its hyperparameter keys (besides `lr`), with their defaults in the help text.
