@@ -3,9 +3,10 @@ import PackageDescription
 
 /// Shared by every Swift target of this package: Swift 6 language mode with strict concurrency;
 /// with `SWEEP_STRICT=1` (CI) warnings are errors (in this package's targets, not its dependencies).
-let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
-] + (Context.environment["SWEEP_STRICT"] == "1" ? [.unsafeFlags(["-warnings-as-errors"])] : [])
+let swiftSettings: [SwiftSetting] =
+    [
+        .enableUpcomingFeature("ExistentialAny")
+    ] + (Context.environment["SWEEP_STRICT"] == "1" ? [.unsafeFlags(["-warnings-as-errors"])] : [])
 
 let package = Package(
     name: "optimizer-sweeps",

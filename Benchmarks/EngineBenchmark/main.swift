@@ -147,16 +147,20 @@ struct EngineBenchmark: ParsableCommand {
                         for _ in 0..<5 {
                             if s.syrk {
                                 ours = min(ours, time { Float.syrkUpper(trans: s.ta, n: s.n, k: s.k, alpha: 1, a: pa, lda: s.ta ? s.n : s.k, beta: 1, c: pc, ldc: s.n) })
-                                theirs = min(theirs, time {
-                                    cblas_ssyrk(CblasRowMajor, CblasUpper, s.ta ? CblasTrans : CblasNoTrans, blasint(s.n), blasint(s.k), 1, pa, blasint(s.ta ? s.n : s.k), 1, pc, blasint(s.n))
-                                })
+                                theirs = min(
+                                    theirs,
+                                    time {
+                                        cblas_ssyrk(CblasRowMajor, CblasUpper, s.ta ? CblasTrans : CblasNoTrans, blasint(s.n), blasint(s.k), 1, pa, blasint(s.ta ? s.n : s.k), 1, pc, blasint(s.n))
+                                    })
                             } else {
                                 ours = min(ours, time { Float.gemm(transA: s.ta, transB: s.tb, m: s.m, n: s.n, k: s.k, alpha: 1, a: pa, lda: lda, b: pb, ldb: ldb, beta: 0, c: pc, ldc: s.n) })
-                                theirs = min(theirs, time {
-                                    cblas_sgemm(
-                                        CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, blasint(s.m), blasint(s.n), blasint(s.k), 1,
-                                        pa, blasint(lda), pb, blasint(ldb), 0, pc, blasint(s.n))
-                                })
+                                theirs = min(
+                                    theirs,
+                                    time {
+                                        cblas_sgemm(
+                                            CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, blasint(s.m), blasint(s.n), blasint(s.k), 1,
+                                            pa, blasint(lda), pb, blasint(ldb), 0, pc, blasint(s.n))
+                                    })
                             }
                         }
                     }

@@ -5,7 +5,7 @@ import Learning
 import Sweeps
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One input: the bytes of a file, decoded as the file loaders do (invalid UTF-8 is an error),

@@ -4,7 +4,7 @@ import CLibFuzzer
 import Transport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One input: a first byte below 0x80 picks a command (modulo their number) and the rest is its

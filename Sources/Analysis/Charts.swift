@@ -149,7 +149,9 @@ enum Charts {
         let left = 90.0, top = subtitle == nil ? 44.0 : 56, barWidth = 70.0
         let plotW = width - left - 20 - barWidth, plotH = height - top - 56
         let cw = plotW / Double(xs.count), ch = plotH / Double(ys.count)
-        svg.raw("<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#ddd\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#aaa\" stroke-width=\"2\"/></pattern></defs>")
+        svg.raw(
+            "<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#ddd\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#aaa\" stroke-width=\"2\"/></pattern></defs>"
+        )
         let fontSize = min(13, max(8, min(cw / 5.5, ch / 2.2)))
         for (j, _) in ys.enumerated() {
             for (i, _) in xs.enumerated() {
@@ -160,8 +162,9 @@ enum Charts {
                     continue
                 }
                 if cell.mean.isFinite {
-                    svg.rect(x + 1, y + 1, cw - 2, ch - 2, fill: ColorMap.color(t(cell.mean)),
-                             title: "\(xKey)=\(xs[i]), \(yKey)=\(ys[j]): \(metric) \(formatMetric(cell.mean)) (\(cell.ranked) of \(cell.trials) trials)")
+                    svg.rect(
+                        x + 1, y + 1, cw - 2, ch - 2, fill: ColorMap.color(t(cell.mean)),
+                        title: "\(xKey)=\(xs[i]), \(yKey)=\(ys[j]): \(metric) \(formatMetric(cell.mean)) (\(cell.ranked) of \(cell.trials) trials)")
                     if cw > 26 && ch > 14 {
                         svg.text(x + cw / 2, y + ch / 2 + fontSize * 0.35, formatMetric(cell.mean), size: fontSize, anchor: "middle", fill: ColorMap.textColor(t(cell.mean)))
                     }
@@ -260,13 +263,17 @@ enum Charts {
                 for v in ticks {
                     guard let y = placed(v) else { continue }
                     svg.line(x - 4, y, x, y, stroke: "#333")
-                    svg.raw("<text x=\"\(coord(x - 7))\" y=\"\(coord(y + 4))\" font-size=\"10.5\" text-anchor=\"end\" fill=\"#444\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">\(escapeXML(n.label(v)))</text>")
+                    svg.raw(
+                        "<text x=\"\(coord(x - 7))\" y=\"\(coord(y + 4))\" font-size=\"10.5\" text-anchor=\"end\" fill=\"#444\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">\(escapeXML(n.label(v)))</text>"
+                    )
                 }
             } else {
                 for (c, name) in a.categories.enumerated() {
                     guard let y = py(a, Double(c)) else { continue }
                     svg.line(x - 4, y, x, y, stroke: "#333")
-                    svg.raw("<text x=\"\(coord(x - 7))\" y=\"\(coord(y + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#222\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">\(escapeXML(truncate(name, 14)))</text>")
+                    svg.raw(
+                        "<text x=\"\(coord(x - 7))\" y=\"\(coord(y + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#222\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">\(escapeXML(truncate(name, 14)))</text>"
+                    )
                 }
             }
         }

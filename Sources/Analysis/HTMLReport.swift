@@ -79,7 +79,11 @@ public struct HTMLReport: Sendable {
                     title: "\(titles[metric]!) of the best trial per \(groupBy)", subtitle: "best by \(metricName); one line per \(groupBy)",
                     xLabel: stepWord, yLabel: metric == .trainLoss && toyOnly ? "f(x)" : metric.label, series: series,
                     logY: metric == .testAccuracy ? false : nil)
-                add(metric.rawValue.replacingOccurrences(of: "_", with: "-"), svg, else: "\(titles[metric]!) curves: no finite \(metric.rawValue) in the best trials' histories\(metric == .testAccuracy ? " (not a classifier)" : toyOnly && metric == .testLoss ? " (toy objectives have no test set)" : "").")
+                add(
+                    metric.rawValue.replacingOccurrences(of: "_", with: "-"), svg,
+                    else:
+                        "\(titles[metric]!) curves: no finite \(metric.rawValue) in the best trials' histories\(metric == .testAccuracy ? " (not a classifier)" : toyOnly && metric == .testLoss ? " (toy objectives have no test set)" : "")."
+                )
             }
         }
 
@@ -92,17 +96,21 @@ public struct HTMLReport: Sendable {
             let largest = perGroup.filter(\.isFinite).max() ?? 1
             let (scale, unit) = largest < 1e-3 ? (1e6, "µs") : largest < 1 ? (1e3, "ms") : (1.0, "s")
             let timeBars = zip(groups, perGroup).map { Bar(label: $0.group, value: $1 * scale, color: color($0.group), note: "no timing") }
-            add("time-per-epoch", Charts.bars(
-                title: "Time per \(stepWord) per \(groupBy)", subtitle: "mean over committed trials of their mean training time per \(stepWord)",
-                yLabel: "\(unit) per \(stepWord)", bars: timeBars, format: { String(format: "%.3g", $0) }),
+            add(
+                "time-per-epoch",
+                Charts.bars(
+                    title: "Time per \(stepWord) per \(groupBy)", subtitle: "mean over committed trials of their mean training time per \(stepWord)",
+                    yLabel: "\(unit) per \(stepWord)", bars: timeBars, format: { String(format: "%.3g", $0) }),
                 else: "Time per \(stepWord): no committed trial has a history yet.")
             let metricBars = groups.map { g in
                 let allDiverged = a.trials.filter { a.groupValue($0, by: groupBy) == g.group }.allSatisfy { $0.status == "diverged" }
                 return Bar(label: g.group, value: g.best?.value ?? .nan, color: color(g.group), note: allDiverged ? "diverged" : "no ranked trial")
             }
-            add("final-metric", Charts.bars(
-                title: "Final \(a.metric.label) per \(groupBy)", subtitle: "best trial of each \(groupBy) (\(a.maximize ? "higher" : "lower") is better)",
-                yLabel: a.metric.label, bars: metricBars, format: formatMetric),
+            add(
+                "final-metric",
+                Charts.bars(
+                    title: "Final \(a.metric.label) per \(groupBy)", subtitle: "best trial of each \(groupBy) (\(a.maximize ? "higher" : "lower") is better)",
+                    yLabel: a.metric.label, bars: metricBars, format: formatMetric),
                 else: "Final \(metricName) bars: no ranked trial yet.")
         }
 
@@ -139,7 +147,8 @@ public struct HTMLReport: Sendable {
             }
             let svg = Charts.heatmap(
                 title: "\(a.metric.label.capitalizedFirst) over \(pair.0) × \(pair.1)",
-                subtitle: most > 1 ? "mean over the ranked trials of each cell (up to \(most)); hatched: none finished with a finite value" : "one trial per cell; hatched: diverged or no finite value",
+                subtitle: most > 1
+                    ? "mean over the ranked trials of each cell (up to \(most)); hatched: none finished with a finite value" : "one trial per cell; hatched: diverged or no finite value",
                 xKey: pair.0, yKey: pair.1, xs: xs.map(\.description), ys: ys.map(\.description), cells: cells, metric: metricName, maximize: a.maximize)
             add("heatmap", svg, else: "Heatmap over \(pair.0) × \(pair.1): no trial sets both with a finite \(metricName).")
         }
@@ -179,9 +188,12 @@ public struct HTMLReport: Sendable {
                     values: columns.map { $0[i] } + [a.isRanked(t) ? metricValues[i] : nil], metric: a.isRanked(t) ? metricValues[i] : .nan,
                     title: "\(t.id) \(t.optimizer) \(t.status): \(metricName) \(formatMetric(metricValues[i]))", highlight: t.id == bestID)
             }
-            add("parallel-coordinates", Charts.parallel(
-                title: "Parallel coordinates: \(committed.count) trials", subtitle: "one line per trial, coloured by \(metricName) (bright = better); the best in black; dashed grey: no finite value",
-                axes: axes, lines: lines, metric: metricName, maximize: a.maximize), wide: true, else: "Parallel coordinates: nothing to draw.")
+            add(
+                "parallel-coordinates",
+                Charts.parallel(
+                    title: "Parallel coordinates: \(committed.count) trials",
+                    subtitle: "one line per trial, coloured by \(metricName) (bright = better); the best in black; dashed grey: no finite value",
+                    axes: axes, lines: lines, metric: metricName, maximize: a.maximize), wide: true, else: "Parallel coordinates: nothing to draw.")
         }
 
         /// Toy objectives: the paths over the objective's contour lines, one chart per objective.
@@ -230,7 +242,9 @@ public struct HTMLReport: Sendable {
             let series = trials.prefix(12).map { t in
                 Series(name: "\(t.id.prefix(8)) \(name(t))", color: color(a.groupValue(t, by: groupBy)), points: Array(zip(t.details!.lrRange!.lr, t.details!.lrRange!.loss)))
             }
-            add("lr-range-test", Charts.lines(title: "LR range test", subtitle: "loss while the learning rate grows exponentially", xLabel: "learning rate", yLabel: "loss", series: Array(series), logX: true),
+            add(
+                "lr-range-test",
+                Charts.lines(title: "LR range test", subtitle: "loss while the learning rate grows exponentially", xLabel: "learning rate", yLabel: "loss", series: Array(series), logX: true),
                 else: "LR range test: no finite point.")
         }
 
@@ -243,8 +257,10 @@ public struct HTMLReport: Sendable {
             for quantity in OptionalData.layerQuantities {
                 guard let layers = t.details!.layers!.series[quantity] else { continue }
                 let series = layers.keys.sorted().enumerated().map { i, layer in Series(name: layer, color: Palette.color(i), points: layers[layer]!) }
-                add("layers-\(quantity.replacingOccurrences(of: "_", with: "-"))", Charts.lines(
-                    title: "Per-layer \(quantity.replacingOccurrences(of: "_", with: " "))", subtitle: "trial \(t.id) (\(name(t)))", xLabel: "epoch", yLabel: quantity, series: series),
+                add(
+                    "layers-\(quantity.replacingOccurrences(of: "_", with: "-"))",
+                    Charts.lines(
+                        title: "Per-layer \(quantity.replacingOccurrences(of: "_", with: " "))", subtitle: "trial \(t.id) (\(name(t)))", xLabel: "epoch", yLabel: quantity, series: series),
                     else: "Per-layer \(quantity): no finite value.")
             }
         }
@@ -267,23 +283,33 @@ public struct HTMLReport: Sendable {
             [String(e.rank), "<code>\(e.trial.id)</code>", escapeXML(e.trial.optimizer), formatMetric(e.value)] + shownKeys.map { escapeXML(e.trial.hparams[$0]?.description ?? "–") }
         }
         for t in a.unranked().prefix(max(0, 5)) {
-            rows.append(["–", "<code>\(t.id)</code>", escapeXML(t.optimizer), "<span class=\"status \(t.status)\">\(t.status)</span>"] + shownKeys.map { escapeXML(t.hparams[$0]?.description ?? "–") })
+            rows.append(
+                ["–", "<code>\(t.id)</code>", escapeXML(t.optimizer), "<span class=\"status \(t.status)\">\(t.status)</span>"] + shownKeys.map { escapeXML(t.hparams[$0]?.description ?? "–") })
         }
         h += htmlTable("Leaderboard (top \(min(top, builder.board.count)) of \(builder.board.count) ranked)", ["#", "trial", "optimizer", a.metric.rawValue] + shownKeys, rows, numeric: [0, 3])
-        h += htmlTable("Best per \(builder.groupBy)", [builder.groupBy, "trials", "ranked", "best \(a.metric.rawValue)", "trial"], builder.groups.map { g in
-            [escapeXML(g.group), String(g.trials), String(g.ranked), g.best.map { formatMetric($0.value) } ?? "–", g.best.map { "<code>\($0.trial.id)</code>" } ?? "–"]
-        }, numeric: [1, 2, 3])
+        h += htmlTable(
+            "Best per \(builder.groupBy)", [builder.groupBy, "trials", "ranked", "best \(a.metric.rawValue)", "trial"],
+            builder.groups.map { g in
+                [escapeXML(g.group), String(g.trials), String(g.ranked), g.best.map { formatMetric($0.value) } ?? "–", g.best.map { "<code>\($0.trial.id)</code>" } ?? "–"]
+            }, numeric: [1, 2, 3])
         let sensitivity = a.sensitivity()
         if !sensitivity.isEmpty {
-            h += htmlTable("Sensitivity (spread of per-value means)", ["hparam", "spread", "best value", "per-value mean (trials)"], sensitivity.map { s in
-                [escapeXML(s.key), formatMetric(s.spread), escapeXML(s.bestValue.description), s.means.map { "\(escapeXML($0.value.description)): \(formatMetric($0.mean)) (\($0.count))" }.joined(separator: " · ")]
-            }, numeric: [1])
+            h += htmlTable(
+                "Sensitivity (spread of per-value means)", ["hparam", "spread", "best value", "per-value mean (trials)"],
+                sensitivity.map { s in
+                    [
+                        escapeXML(s.key), formatMetric(s.spread), escapeXML(s.bestValue.description),
+                        s.means.map { "\(escapeXML($0.value.description)): \(formatMetric($0.mean)) (\($0.count))" }.joined(separator: " · "),
+                    ]
+                }, numeric: [1])
         }
         let costs = a.costs()
         if !costs.isEmpty {
-            h += htmlTable("Cost per optimizer", ["optimizer", "trials", "time per \(builder.stepWord)", "optimizer state"], costs.map { c in
-                [escapeXML(c.optimizer), String(c.trials), formatSeconds(c.secondsPerEpoch), c.stateBytesRange]
-            }, numeric: [1, 2, 3])
+            h += htmlTable(
+                "Cost per optimizer", ["optimizer", "trials", "time per \(builder.stepWord)", "optimizer state"],
+                costs.map { c in
+                    [escapeXML(c.optimizer), String(c.trials), formatSeconds(c.secondsPerEpoch), c.stateBytesRange]
+                }, numeric: [1, 2, 3])
         }
         h += "</section>\n<section class=\"charts\">\n"
         for f in builder.figures {

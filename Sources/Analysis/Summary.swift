@@ -117,11 +117,12 @@ public struct SweepAnalysis: Sendable {
     /// The first epoch (step for toy objectives) at which the trial's metric reached `target`.
     public func firstReaching(_ t: TrialRow, _ target: Double) -> Int? {
         guard let h = t.details?.history else { return nil }
-        let values = switch metric {
-        case .trainLoss: h.trainLoss
-        case .testLoss: h.testLoss
-        case .testAccuracy: h.testAccuracy
-        }
+        let values =
+            switch metric {
+            case .trainLoss: h.trainLoss
+            case .testLoss: h.testLoss
+            case .testAccuracy: h.testAccuracy
+            }
         guard let i = values.firstIndex(where: { maximize ? $0 >= target : $0 <= target }) else { return nil }
         return Int(h.epoch[i])
     }

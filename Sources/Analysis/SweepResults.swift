@@ -237,10 +237,11 @@ public struct SweepResults: Sendable {
         var rows: [TrialRow] = []
         rows.reserveCapacity(ids.count)
         for i in ids.indices {
-            rows.append(TrialRow(
-                id: ids[i], index: wholeNumber(index[i]) ?? i, branch: branch[i], model: model[i], optimizer: optimizer[i], status: status[i],
-                epochs: wholeNumber(epochs[i]) ?? 0, trainLoss: train[i], testLoss: test[i], testAccuracy: accuracy[i], wallSeconds: wall[i],
-                attempts: wholeNumber(attempts[i]) ?? 0, host: host[i], file: batch[i], hparams: hparams[i]))
+            rows.append(
+                TrialRow(
+                    id: ids[i], index: wholeNumber(index[i]) ?? i, branch: branch[i], model: model[i], optimizer: optimizer[i], status: status[i],
+                    epochs: wholeNumber(epochs[i]) ?? 0, trainLoss: train[i], testLoss: test[i], testAccuracy: accuracy[i], wallSeconds: wall[i],
+                    attempts: wholeNumber(attempts[i]) ?? 0, host: host[i], file: batch[i], hparams: hparams[i]))
         }
         if details {
             var reader = TrialReader(directory: directory, index: file)
@@ -330,16 +331,16 @@ public enum OptionalData {
 
     static func lrRange(in g: HDF5Group) -> LRRangeCurve? {
         guard g.contains(lrRangeTable), let fields = try? g.tableFields(lrRangeTable), fields.contains("lr"), fields.contains("loss"),
-              let lr = try? g.readTableColumn(lrRangeTable, field: "lr"),
-              let loss = try? g.readTableColumn(lrRangeTable, field: "loss"), !lr.isEmpty, lr.count == loss.count
+            let lr = try? g.readTableColumn(lrRangeTable, field: "lr"),
+            let loss = try? g.readTableColumn(lrRangeTable, field: "loss"), !lr.isEmpty, lr.count == loss.count
         else { return nil }
         return LRRangeCurve(lr: lr, loss: loss)
     }
 
     static func layers(in g: HDF5Group) -> LayerDiagnostics? {
         guard g.contains(layerTable), let fields = try? g.tableFields(layerTable), fields.contains("epoch"),
-              let names = try? g.readTableStringColumn(layerTable, field: "layer"),
-              let epochs = try? g.readTableColumn(layerTable, field: "epoch")
+            let names = try? g.readTableStringColumn(layerTable, field: "layer"),
+            let epochs = try? g.readTableColumn(layerTable, field: "epoch")
         else { return nil }
         var series: [String: [String: [(x: Double, y: Double)]]] = [:]
         for quantity in layerQuantities where fields.contains(quantity) {

@@ -9,7 +9,8 @@ public enum TextReport {
         let r = a.results
         let total = a.trials.count
         let counts = a.statusCounts.map { "\($0.count) \($0.status)" }.joined(separator: ", ")
-        out += "sweep \(r.name.isEmpty ? "(unnamed)" : r.name): \(total) trial\(total == 1 ? "" : "s")\(a.filters.isEmpty ? "" : " of \(r.trials.count) (filters: \(a.filters.map(\.description).joined(separator: " ")))")\(counts.isEmpty ? "" : " — \(counts)")\n"
+        out +=
+            "sweep \(r.name.isEmpty ? "(unnamed)" : r.name): \(total) trial\(total == 1 ? "" : "s")\(a.filters.isEmpty ? "" : " of \(r.trials.count) (filters: \(a.filters.map(\.description).joined(separator: " ")))")\(counts.isEmpty ? "" : " — \(counts)")\n"
         out += "results: \(r.indexPath)\n"
         let direction = a.maximize ? "higher is better" : "lower is better"
         let fromSweep = a.metric == r.objectiveMetric && a.maximize == r.objectiveMaximize
@@ -30,7 +31,8 @@ public enum TextReport {
             var rows = [["#", "trial", "optimizer", "status", a.metric.rawValue] + shownKeys + ["epochs", "s/epoch"] + reachColumn]
             for e in board.prefix(top) {
                 let t = e.trial
-                var row = [String(e.rank), t.id, t.branch.contains("/") ? t.branch : t.optimizer, t.status, formatMetric(e.value)] + shownKeys.map { t.hparams[$0]?.description ?? "-" }
+                var row =
+                    [String(e.rank), t.id, t.branch.contains("/") ? t.branch : t.optimizer, t.status, formatMetric(e.value)] + shownKeys.map { t.hparams[$0]?.description ?? "-" }
                     + [String(t.epochs), t.details.map { formatSeconds($0.secondsPerEpoch) } ?? "-"]
                 if let reach { row.append(a.firstReaching(t, reach).map(String.init) ?? "never") }
                 rows.append(row)
@@ -40,9 +42,11 @@ public enum TextReport {
         let unranked = a.unranked()
         if !unranked.isEmpty {
             let byStatus = Dictionary(grouping: unranked, by: \.status).sorted { $0.key < $1.key }
-            out += "not ranked: " + byStatus.map { status, ts in
-                "\(ts.count) \(status) (\(ts.prefix(4).map(\.id).joined(separator: ", "))\(ts.count > 4 ? ", …" : ""))"
-            }.joined(separator: "; ") + "\n"
+            out +=
+                "not ranked: "
+                + byStatus.map { status, ts in
+                    "\(ts.count) \(status) (\(ts.prefix(4).map(\.id).joined(separator: ", "))\(ts.count > 4 ? ", …" : ""))"
+                }.joined(separator: "; ") + "\n"
         }
         let pending = a.trials.filter { $0.status == "queued" || $0.status == "running" }.count
         if pending > 0 { out += "still to come: \(pending) trial(s) queued or running\n" }
@@ -52,8 +56,9 @@ public enum TextReport {
         out += "\nBest per \(groupBy)\n"
         var rows = [[groupBy, "trials", "ranked", "best \(a.metric.rawValue)", "trial"] + shownKeys.filter { $0 != groupBy }]
         for g in groups {
-            rows.append([g.group, String(g.trials), String(g.ranked), g.best.map { formatMetric($0.value) } ?? "-", g.best?.trial.id ?? "-"]
-                + shownKeys.filter { $0 != groupBy }.map { g.best?.trial.hparams[$0]?.description ?? "-" })
+            rows.append(
+                [g.group, String(g.trials), String(g.ranked), g.best.map { formatMetric($0.value) } ?? "-", g.best?.trial.id ?? "-"]
+                    + shownKeys.filter { $0 != groupBy }.map { g.best?.trial.hparams[$0]?.description ?? "-" })
         }
         out += table(rows, rightAligned: [1, 2, 3])
 

@@ -242,7 +242,9 @@ public final class Coordinator {
 
     func serve(_ router: Socket, gatekeeper: Gatekeeper, signals: SignalWatcher?) throws -> Summary {
         let endpoint = router.lastEndpoint
-        log("sweep \(sweep.name): \(sweep.trials.count) trials, \(sweep.trials.count - finishedCount) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)")
+        log(
+            "sweep \(sweep.name): \(sweep.trials.count) trials, \(sweep.trials.count - finishedCount) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)"
+        )
         try startLocalWorkers(endpoint: connectable(endpoint))
         defer {
             localWorkers?.stop()
@@ -354,7 +356,11 @@ public final class Coordinator {
         for (identity, count) in limiter.takeDropped() {
             rejected += count
             let who = workers[identity].map { "worker \($0.name) on \($0.host)" } ?? "peer \(hex(identity))"
-            if let line = rejections.line("rate", "dropped \(count) message\(count == 1 ? "" : "s") from \(who): over its rate limit (\(Int(limiter.rate))/s; --peer-rate raises it for a real worker)", now: t) { log(line) }
+            if let line = rejections.line(
+                "rate", "dropped \(count) message\(count == 1 ? "" : "s") from \(who): over its rate limit (\(Int(limiter.rate))/s; --peer-rate raises it for a real worker)", now: t)
+            {
+                log(line)
+            }
         }
     }
 
@@ -479,7 +485,9 @@ public final class Coordinator {
                 reject("claim", "worker \(ready.name) on \(ready.host) claimed \(refused.count) attempt\(refused.count == 1 ? "" : "s") it does not hold (e.g. \(refused[0])): not adopted, cancelled")
             }
             if isNew {
-                log("worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)\(capped ? " (credit capped at \(worker.capacity), --max-slots)" : "")")
+                log(
+                    "worker \(ready.name) on \(ready.host) registered: \(ready.slots) slot\(ready.slots == 1 ? "" : "s"), \(ready.threads) thread\(ready.threads == 1 ? "" : "s"), OpenBLAS \(ready.kernel)\(capped ? " (credit capped at \(worker.capacity), --max-slots)" : "")"
+                )
             }
             send(.welcome(Welcome(sweep: sweep.name, heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds)), to: identity, router: router)
         }
@@ -532,7 +540,8 @@ public final class Coordinator {
         let trial = sweep.trials[i]
         let stopped = stopReasons[i].map { _ in TrialStatus.stopped }
         var result = TrialResult(
-            config: trial.config, status: r.status == .done ? r.status : (stopped ?? r.status), message: r.status == .stopped ? (stopReasons[i] ?? r.message) : r.message, history: r.history, trajectory: r.trajectory,
+            config: trial.config, status: r.status == .done ? r.status : (stopped ?? r.status), message: r.status == .stopped ? (stopReasons[i] ?? r.message) : r.message, history: r.history,
+            trajectory: r.trajectory,
             parameterCount: r.parameterCount, optimizerStateBytes: r.optimizerStateBytes, wallSeconds: r.wallSeconds, engine: r.engine)
         result.lrRangeTest = r.lrRangeTest
         result.layerStatistics = r.layerStatistics ?? []
@@ -554,11 +563,12 @@ public final class Coordinator {
 
     /// The sweep objective's value in an epoch record (NaN counts as the worst).
     func objective(_ r: EpochRecord) -> Double {
-        let v: Double = switch sweep.objective.metric {
-        case "train_loss": r.trainLoss
-        case "test_accuracy": r.testAccuracy
-        default: r.testLoss.isNaN ? r.trainLoss : r.testLoss
-        }
+        let v: Double =
+            switch sweep.objective.metric {
+            case "train_loss": r.trainLoss
+            case "test_accuracy": r.testAccuracy
+            default: r.testLoss.isNaN ? r.trainLoss : r.testLoss
+            }
         return v.isNaN ? (sweep.objective.maximize ? -.infinity : .infinity) : v
     }
 
@@ -743,11 +753,12 @@ public final class Coordinator {
     func best() -> (id: String, value: Double)? {
         var best: (String, Double)?
         for c in committed.values where c.status == .done {
-            let v: Double = switch sweep.objective.metric {
-            case "train_loss": c.trainLoss
-            case "test_accuracy": c.testAccuracy
-            default: c.testLoss.isNaN ? c.trainLoss : c.testLoss
-            }
+            let v: Double =
+                switch sweep.objective.metric {
+                case "train_loss": c.trainLoss
+                case "test_accuracy": c.testAccuracy
+                default: c.testLoss.isNaN ? c.trainLoss : c.testLoss
+                }
             guard v.isFinite else { continue }
             if best == nil || (sweep.objective.maximize ? v > best!.1 : v < best!.1) { best = (c.id, v) }
         }

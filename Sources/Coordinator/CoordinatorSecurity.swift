@@ -47,7 +47,9 @@ extension Coordinator {
             removeLocalWorkerKeys()
             throw error
         }
-        log("CURVE: coordinator public key \(curve.keys.publicKey); \(curve.allowList.keys.count) worker key\(curve.allowList.keys.count == 1 ? "" : "s") allowed (\(curve.allowList.sources.joined(separator: ", ")))")
+        log(
+            "CURVE: coordinator public key \(curve.keys.publicKey); \(curve.allowList.keys.count) worker key\(curve.allowList.keys.count == 1 ? "" : "s") allowed (\(curve.allowList.sources.joined(separator: ", ")))"
+        )
         return gatekeeper
     }
 

@@ -22,7 +22,7 @@ public enum CoordinatorError: Error, CustomStringConvertible {
     /// The gist of an I/O error (HDF5's stacks are long): the file and the system's reason.
     static func summarize(_ text: String) -> String {
         var parts: [String] = []
-        if let r = text.range(of: "filename = '") , let end = text[r.upperBound...].firstIndex(of: "'") { parts.append("writing \(text[r.upperBound..<end])") }
+        if let r = text.range(of: "filename = '"), let end = text[r.upperBound...].firstIndex(of: "'") { parts.append("writing \(text[r.upperBound..<end])") }
         if let r = text.range(of: "error message = '"), let end = text[r.upperBound...].firstIndex(of: "'") {
             parts.append(String(text[r.upperBound..<end]))
         }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A small, fast, seedable generator (xoshiro256**) whose whole state is four words, so a
 /// checkpoint can save it and a resumed trial draws exactly the numbers it would have drawn.
 public struct Xoshiro256: RandomNumberGenerator, Sendable, Equatable, Codable {
@@ -93,6 +95,5 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Equatable, Codable {
     public func encode(to encoder: any Encoder) throws { try words.encode(to: encoder) }
 }
 
-import Glibc
 @inline(__always) func _cos(_ x: Double) -> Double { Glibc.cos(x) }
 @inline(__always) func _sin(_ x: Double) -> Double { Glibc.sin(x) }

@@ -191,22 +191,24 @@ public final class SweepStore {
                 try file.setAttribute("count_\(status)", Int64(rows.filter { $0.status == status }.count))
             }
             let c = rows.map(\.committed)
-            try file.writeTable("trials", [
-                .string("id", rows.map(\.id), width: 16),
-                .int64("index", rows.map { Int64($0.index) }),
-                .string("branch", rows.map(\.branch), width: 32),
-                .string("model", rows.map(\.config.model), width: 16),
-                .string("optimizer", rows.map(\.config.optimizerName), width: 32),
-                .string("status", rows.map(\.status), width: 12),
-                .int64("epochs", c.map { Int64($0?.epochs ?? 0) }),
-                .float64("train_loss", c.map { $0?.trainLoss ?? .nan }),
-                .float64("test_loss", c.map { $0?.testLoss ?? .nan }),
-                .float64("test_accuracy", c.map { $0?.testAccuracy ?? .nan }),
-                .float64("wall_seconds", c.map { $0?.wallSeconds ?? .nan }),
-                .int64("attempts", c.map { Int64($0?.attempts ?? 0) }),
-                .string("host", c.map { $0?.host ?? "" }, width: 64),
-                .string("file", c.map { $0?.file ?? "" }, width: 40),
-            ])
+            try file.writeTable(
+                "trials",
+                [
+                    .string("id", rows.map(\.id), width: 16),
+                    .int64("index", rows.map { Int64($0.index) }),
+                    .string("branch", rows.map(\.branch), width: 32),
+                    .string("model", rows.map(\.config.model), width: 16),
+                    .string("optimizer", rows.map(\.config.optimizerName), width: 32),
+                    .string("status", rows.map(\.status), width: 12),
+                    .int64("epochs", c.map { Int64($0?.epochs ?? 0) }),
+                    .float64("train_loss", c.map { $0?.trainLoss ?? .nan }),
+                    .float64("test_loss", c.map { $0?.testLoss ?? .nan }),
+                    .float64("test_accuracy", c.map { $0?.testAccuracy ?? .nan }),
+                    .float64("wall_seconds", c.map { $0?.wallSeconds ?? .nan }),
+                    .int64("attempts", c.map { Int64($0?.attempts ?? 0) }),
+                    .string("host", c.map { $0?.host ?? "" }, width: 64),
+                    .string("file", c.map { $0?.file ?? "" }, width: 40),
+                ])
             // One aligned column per hyperparameter: numbers as float64 (NaN where a trial does not
             // set the key), everything else as strings ("" where unset).
             let keys = Set(rows.flatMap { $0.config.values.keys }).sorted()

@@ -26,7 +26,9 @@ extension SweepSpec {
             let (planValues, tooMany) = plan.count.multipliedReportingOverflow(by: plan.valuesPerTrial)
             let (allValues, tooManyInAll) = values.addingReportingOverflow(planValues)
             guard !tooMany, !tooManyInAll, allValues <= maxSweepValues else {
-                throw error(branch.line ?? rootLine, nil, "the sweep's trials would hold more than \(maxSweepValues) values together (\(plan.count) trials of up to \(plan.valuesPerTrial) values each); make the lists or the sweep smaller")
+                throw error(
+                    branch.line ?? rootLine, nil,
+                    "the sweep's trials would hold more than \(maxSweepValues) values together (\(plan.count) trials of up to \(plan.valuesPerTrial) values each); make the lists or the sweep smaller")
             }
             values = allValues
             try plan.forEach { config in
@@ -43,8 +45,9 @@ extension SweepSpec {
                 // Workers receive it as JSON and parse it as YAML: within what they accept.
                 let json = config.canonicalJSON
                 guard json.utf8.count <= YAMLLimits.maxBytes else {
-                    throw error(branch.section.baseLine ?? top.baseLine ?? branch.line ?? rootLine, nil,
-                                "a trial's configuration would be \(json.utf8.count) bytes of JSON; workers accept at most \(YAMLLimits.maxBytes) (make its lists shorter)")
+                    throw error(
+                        branch.section.baseLine ?? top.baseLine ?? branch.line ?? rootLine, nil,
+                        "a trial's configuration would be \(json.utf8.count) bytes of JSON; workers accept at most \(YAMLLimits.maxBytes) (make its lists shorter)")
                 }
                 if seen.insert(json).inserted { configs.append((branch.name, config)) }
             }
@@ -86,9 +89,10 @@ extension SweepSpec {
         /// The most values one trial's configuration can hold (a list counts itself and its items):
         /// the fixed ones, and the largest row of each dimension.
         var valuesPerTrial: Int {
-            values.values.reduce(0) { $0 + $1.valueCount } + dimensions.reduce(0) { sum, rows in
-                sum + (rows.map { $0.reduce(0) { $0 + $1.value.valueCount } }.max() ?? 0)
-            }
+            values.values.reduce(0) { $0 + $1.valueCount }
+                + dimensions.reduce(0) { sum, rows in
+                    sum + (rows.map { $0.reduce(0) { $0 + $1.value.valueCount } }.max() ?? 0)
+                }
         }
 
         /// Calls `body` with every combination, the last dimension varying fastest.
@@ -181,10 +185,11 @@ extension SweepSpec {
             guard samples.count <= maxTrials else {
                 throw error(samples.line, "samples", "at most \(maxTrials) samples are allowed, got \(samples.count)")
             }
-            dimensions.append((0..<samples.count).map { i in
-                var rng = Xoshiro256(seed: seed, stream: "random/\(branch.name)/\(i)")
-                return params.map { Assignment(key: $0.key, value: $0.distribution.draw(&rng), line: $0.line) }
-            })
+            dimensions.append(
+                (0..<samples.count).map { i in
+                    var rng = Xoshiro256(seed: seed, stream: "random/\(branch.name)/\(i)")
+                    return params.map { Assignment(key: $0.key, value: $0.distribution.draw(&rng), line: $0.line) }
+                })
         }
         // Samples without params would be identical draws: one is enough (duplicates collapse anyway).
 

@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Learning
 import Linalg
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The most values one generator (`range`, `linspace`, `logspace`) may produce.
 let maxGeneratedValues = 100_000
@@ -59,7 +60,11 @@ enum Generator: String, CaseIterable {
             for i in 0..<count {
                 let t = Double(i) / Double(count - 1)
                 let x: Double
-                if i == 0 { x = a } else if i == count - 1 { x = b } else if self == .linspace {
+                if i == 0 {
+                    x = a
+                } else if i == count - 1 {
+                    x = b
+                } else if self == .linspace {
                     x = roundToSignificantDigits(a + (b - a) * t)
                 } else {
                     x = roundToSignificantDigits(exp(log(a) + (log(b) - log(a)) * t))
@@ -95,10 +100,11 @@ enum Generator: String, CaseIterable {
         }
         let hitsStop = abs(q - q.rounded()) < 1e-9
         let last = hitsStop ? Int(q.rounded()) : Int(q.rounded(.down))
-        return .success((0...max(last, 0)).map { i in
-            if i == last && hitsStop { return .double(stop) }
-            return .double(i == 0 ? start : roundToSignificantDigits(start + Double(i) * step))
-        })
+        return .success(
+            (0...max(last, 0)).map { i in
+                if i == last && hitsStop { return .double(stop) }
+                return .double(i == 0 ? start : roundToSignificantDigits(start + Double(i) * step))
+            })
     }
 }
 

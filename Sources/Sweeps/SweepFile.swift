@@ -2,11 +2,11 @@ import Learning
 import Yams
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Sweep files: a YAML mapping that describes a set of trials, expanded into `TrialConfig`s.
@@ -287,7 +287,7 @@ struct SweepParser {
             switch entry.key {
             case "name":
                 guard case .scalar(let s) = entry.value, !isNull(entry.value), !s.string.isEmpty,
-                      s.string.unicodeScalars.allSatisfy(isNameCharacter)
+                    s.string.unicodeScalars.allSatisfy(isNameCharacter)
                 else {
                     throw error(entry.line, "name", "must be a non-empty name of letters, digits, '_', '.' and '-', got \(describe(entry.value))")
                 }
@@ -330,15 +330,17 @@ struct SweepParser {
                 try parseSection(entry, into: &top)
             default:
                 let isTrialKey = TrialSchema.allKeys.contains(entry.key)
-                throw error(entry.line, entry.key,
-                            "unknown section\(isTrialKey ? "" : hint(entry.key, Self.sections)); allowed: \(Self.sections.joined(separator: ", "))"
-                            + (isTrialKey ? " (trial keys such as '\(entry.key)' go under 'base', or under 'grid' to vary them)" : ""))
+                throw error(
+                    entry.line, entry.key,
+                    "unknown section\(isTrialKey ? "" : hint(entry.key, Self.sections)); allowed: \(Self.sections.joined(separator: ", "))"
+                        + (isTrialKey ? " (trial keys such as '\(entry.key)' go under 'base', or under 'grid' to vary them)" : ""))
             }
         }
         guard var name else { throw error(rootLine, "name", "a sweep needs a 'name' (letters, digits, '_', '.' and '-')") }
         if let profile {
             guard let overrides = profileSection else {
-                throw error(nil, "profiles", "no profile '\(profile)' in this sweep file\(profileNames.isEmpty ? " (it has no 'profiles' section)" : "; it has: \(profileNames.joined(separator: ", "))")")
+                throw error(
+                    nil, "profiles", "no profile '\(profile)' in this sweep file\(profileNames.isEmpty ? " (it has no 'profiles' section)" : "; it has: \(profileNames.joined(separator: ", "))")")
             }
             // The profile's keys replace the file's top-level ones of the same name.
             for a in overrides.base {
@@ -352,8 +354,9 @@ struct SweepParser {
             }
             name += "-\(profile)"
         }
-        return SweepSpec(source: source, rootLine: rootLine, name: name, description: description, seed: seed,
-                         objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints, earlyStopping: earlyStopping)
+        return SweepSpec(
+            source: source, rootLine: rootLine, name: name, description: description, seed: seed,
+            objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints, earlyStopping: earlyStopping)
     }
 
     /// `early_stopping: {rule: median, grace_epochs: 2, min_trials: 3}` or
@@ -457,14 +460,17 @@ struct SweepParser {
         for e in list {
             let optimizer = e.key.split(separator: "/", maxSplits: 1).first.map(String.init) ?? e.key
             guard allowed.contains(optimizer) else {
-                throw error(e.line, e.key, "unknown optimizer '\(optimizer)'\(hint(optimizer, allowed)); allowed: \(allowed.joined(separator: ", ")) (several branches of one optimizer: OPTIMIZER/LABEL)")
+                throw error(
+                    e.line, e.key, "unknown optimizer '\(optimizer)'\(hint(optimizer, allowed)); allowed: \(allowed.joined(separator: ", ")) (several branches of one optimizer: OPTIMIZER/LABEL)")
             }
             var section = Section()
             for s in try entries(e.value, what: "optimizer entry '\(e.key)'", key: e.key, line: e.line) {
                 guard Self.branchSections.contains(s.key) else {
                     let isTrialKey = TrialSchema.allKeys.contains(s.key)
-                    throw error(s.line, s.key, "unknown section of optimizer entry '\(e.key)'\(isTrialKey ? "" : hint(s.key, Self.branchSections)); allowed: \(Self.branchSections.joined(separator: ", "))"
-                                + (isTrialKey ? " (trial keys such as '\(s.key)' go under 'base', or under 'grid' to vary them)" : ""))
+                    throw error(
+                        s.line, s.key,
+                        "unknown section of optimizer entry '\(e.key)'\(isTrialKey ? "" : hint(s.key, Self.branchSections)); allowed: \(Self.branchSections.joined(separator: ", "))"
+                            + (isTrialKey ? " (trial keys such as '\(s.key)' go under 'base', or under 'grid' to vary them)" : ""))
                 }
                 try parseSection(s, into: &section)
             }
@@ -558,16 +564,20 @@ struct SweepParser {
             case "params":
                 for p in try entries(e.value, what: "random.params", key: "params", line: e.line) {
                     guard case .mapping(let mapping) = p.value, mapping.count == 1,
-                          let (k, v) = mapping.first.map({ ($0.key, $0.value) }), case .scalar(let s) = k
+                        let (k, v) = mapping.first.map({ ($0.key, $0.value) }), case .scalar(let s) = k
                     else {
-                        throw error(p.line, p.key, "expected one distribution: \(usages); got \(describe(p.value))"
-                                    + (p.value.sequence != nil ? " (a list of values belongs under grid)" : ""))
+                        throw error(
+                            p.line, p.key,
+                            "expected one distribution: \(usages); got \(describe(p.value))"
+                                + (p.value.sequence != nil ? " (a list of values belongs under grid)" : ""))
                     }
                     let name = s.string
                     guard Distribution.names.contains(name) else {
                         let isGenerator = Generator(rawValue: name) != nil
-                        throw error(p.line, p.key, "unknown distribution '\(name)'\(isGenerator ? "" : hint(name, Distribution.names)); allowed: \(usages)"
-                                    + (isGenerator ? " ('\(name)' is a grid generator)" : ""))
+                        throw error(
+                            p.line, p.key,
+                            "unknown distribution '\(name)'\(isGenerator ? "" : hint(name, Distribution.names)); allowed: \(usages)"
+                                + (isGenerator ? " ('\(name)' is a grid generator)" : ""))
                     }
                     switch Distribution.make(name, try value(v, key: p.key, line: p.line)) {
                     case .success(let d): section.params.append(RandomParam(key: p.key, line: p.line, distribution: d))

@@ -83,10 +83,10 @@ public struct Heartbeat: Codable, Sendable {
     /// Each running attempt and the last epoch it finished (0 before the first).
     public var running: [RunningTrial]
     public struct RunningTrial: Codable, Sendable {
-    public init(lease: Lease, epoch: Int) {
-        self.lease = lease
-        self.epoch = epoch
-    }
+        public init(lease: Lease, epoch: Int) {
+            self.lease = lease
+            self.epoch = epoch
+        }
         public var lease: Lease
         public var epoch: Int
     }
@@ -138,7 +138,8 @@ public struct CheckpointMessage: Codable, Sendable {
 }
 
 public struct ResultMessage: Codable, Sendable {
-    public init(lease: Lease, status: TrialStatus, message: String?, history: [EpochRecord], trajectory: [[Double]], parameterCount: Int, optimizerStateBytes: Int, wallSeconds: Double, engine: String) {
+    public init(lease: Lease, status: TrialStatus, message: String?, history: [EpochRecord], trajectory: [[Double]], parameterCount: Int, optimizerStateBytes: Int, wallSeconds: Double, engine: String)
+    {
         self.lease = lease
         self.status = status
         self.message = message
@@ -224,17 +225,18 @@ public enum Message: Sendable {
 
     /// The frames to send (without a ROUTER identity).
     public func frames() throws -> [[UInt8]] {
-        let payload: Data = switch self {
-        case .ready(let p): try Self.encoder.encode(p)
-        case .heartbeat(let p): try Self.encoder.encode(p)
-        case .progress(let p): try Self.encoder.encode(p)
-        case .checkpoint(let p): try Self.encoder.encode(p)
-        case .result(let p): try Self.encoder.encode(p)
-        case .bye(let p), .register(let p), .shutdown(let p): try Self.encoder.encode(p)
-        case .welcome(let p): try Self.encoder.encode(p)
-        case .trial(let p): try Self.encoder.encode(p)
-        case .cancel(let p): try Self.encoder.encode(p)
-        }
+        let payload: Data =
+            switch self {
+            case .ready(let p): try Self.encoder.encode(p)
+            case .heartbeat(let p): try Self.encoder.encode(p)
+            case .progress(let p): try Self.encoder.encode(p)
+            case .checkpoint(let p): try Self.encoder.encode(p)
+            case .result(let p): try Self.encoder.encode(p)
+            case .bye(let p), .register(let p), .shutdown(let p): try Self.encoder.encode(p)
+            case .welcome(let p): try Self.encoder.encode(p)
+            case .trial(let p): try Self.encoder.encode(p)
+            case .cancel(let p): try Self.encoder.encode(p)
+            }
         return [Protocol.header, Array(command.rawValue.utf8), Array(payload)]
     }
 

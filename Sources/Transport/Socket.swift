@@ -42,14 +42,15 @@ public final class Socket {
     private var closed = false
 
     public init(_ context: Context, _ kind: Kind) throws {
-        let type: Int32 = switch kind {
-        case .router: ZMQ_ROUTER
-        case .dealer: ZMQ_DEALER
-        case .push: ZMQ_PUSH
-        case .pull: ZMQ_PULL
-        case .pair: ZMQ_PAIR
-        case .rep: ZMQ_REP
-        }
+        let type: Int32 =
+            switch kind {
+            case .router: ZMQ_ROUTER
+            case .dealer: ZMQ_DEALER
+            case .push: ZMQ_PUSH
+            case .pull: ZMQ_PULL
+            case .pair: ZMQ_PAIR
+            case .rep: ZMQ_REP
+            }
         guard let h = zmq_socket(context.handle, type) else {
             let code = zmq_errno()
             throw ZMQError(call: "zmq_socket", detail: String(cString: zmq_strerror(code)), code: code)

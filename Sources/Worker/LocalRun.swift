@@ -55,9 +55,11 @@ public enum LocalRun {
             policy.resume = try CheckpointFile.read(resume)
             print("resuming from \(resume) after \(config.isToyObjective ? "step" : "epoch") \(policy.resume!.epoch)")
         }
-        let result = try Trainer.run(config, checkpoints: policy, onEpoch: { record in
-            print(format(record, toy: config.isToyObjective))
-        })
+        let result = try Trainer.run(
+            config, checkpoints: policy,
+            onEpoch: { record in
+                print(format(record, toy: config.isToyObjective))
+            })
         var summary = "status: \(result.status.rawValue)"
         if let message = result.message { summary += " (\(message))" }
         summary += String(format2: result.wallSeconds, prefix: ", wall time ", suffix: " s")

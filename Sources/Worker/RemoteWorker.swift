@@ -116,7 +116,9 @@ public final class RemoteWorker {
             guard t - lastHandshakeWarning >= 30 else { return }
             lastHandshakeWarning = t
             let hint = options.curve != nil ? "; is --server-key the coordinator's public key?" : ""
-            log("worker \(options.name): the handshake with \(endpoint) failed (\(event.kind == .handshakeFailedProtocol ? "protocol error 0x\(String(event.value, radix: 16))" : "connection closed")\(hint)), retrying")
+            log(
+                "worker \(options.name): the handshake with \(endpoint) failed (\(event.kind == .handshakeFailedProtocol ? "protocol error 0x\(String(event.value, radix: 16))" : "connection closed")\(hint)), retrying"
+            )
         default:
             break
         }
@@ -200,9 +202,12 @@ public final class RemoteWorker {
                     running[c.lease]?.cancelled = true
                     if let k = waiting.firstIndex(where: { $0.lease == c.lease }) {
                         waiting.remove(at: k)
-                        try? send(dealer, .result(ResultMessage(
-                            lease: c.lease, status: .stopped, message: "cancelled before it started: \(c.reason)", history: [], trajectory: [],
-                            parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)))
+                        try? send(
+                            dealer,
+                            .result(
+                                ResultMessage(
+                                    lease: c.lease, status: .stopped, message: "cancelled before it started: \(c.reason)", history: [], trajectory: [],
+                                    parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: BLASRuntime.summary)))
                     }
                 case .register:
                     try ready(dealer)
@@ -251,9 +256,12 @@ public final class RemoteWorker {
                 // Every epoch of a model streams at once; toy objectives record a row per step, so
                 // their progress is sent at most every half second.
                 var lastProgress = 0.0
-                let result = Self.train(assignment, trial: trial, data: data, log: log, onCheckpoint: { epoch, file in
-                    try? push.send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
-                }) { record, everyRecord in
+                let result = Self.train(
+                    assignment, trial: trial, data: data, log: log,
+                    onCheckpoint: { epoch, file in
+                        try? push.send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
+                    }
+                ) { record, everyRecord in
                     trial.epoch = record.epoch
                     let t = now()
                     guard everyRecord || t - lastProgress >= 0.5 else { return }
@@ -339,7 +347,6 @@ public func hostName() -> String {
     gethostname(&buf, buf.count)
     return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
-
 
 /// Checkpoints travel as the bytes of their HDF5 file, base64-encoded in the JSON payload.
 enum CheckpointTransfer {

@@ -103,7 +103,9 @@ extension SweepCoordinator {
                 print("sweep \(s.name): \(counts) in \(String(format: "%.1f", summary.seconds)) s; results in \(options.output)/sweep.h5")
                 if let best = summary.best { print("best \(s.objective.metric): \(best.value) (trial \(best.id))") }
                 if summary.rejectedMessages > 0 { print("rejected \(summary.rejectedMessages) malformed or stale messages") }
-                if summary.refusedConnections > 0 { print("refused \(summary.refusedConnections) connection\(summary.refusedConnections == 1 ? "" : "s") (keys not allowed, plaintext clients, failed handshakes)") }
+                if summary.refusedConnections > 0 {
+                    print("refused \(summary.refusedConnections) connection\(summary.refusedConnections == 1 ? "" : "s") (keys not allowed, plaintext clients, failed handshakes)")
+                }
                 if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
                 if let failed = summary.counts["failed"], failed > 0 {
                     printError("\(failed) trial\(failed == 1 ? "" : "s") failed (see sweep-analyze \(options.output) for why)")

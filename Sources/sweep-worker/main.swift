@@ -92,9 +92,11 @@ extension SweepWorker {
 
         func run() throws {
             do {
-                let result = try LocalRun.run(.init(
-                    trialPath: trial, overrides: overrides, outputPath: out, threads: threads, checkpointPath: checkpoint,
-                    checkpointEvery: checkpointEvery, resumePath: resumeFrom)) { print($0) }
+                let result = try LocalRun.run(
+                    .init(
+                        trialPath: trial, overrides: overrides, outputPath: out, threads: threads, checkpointPath: checkpoint,
+                        checkpointEvery: checkpointEvery, resumePath: resumeFrom)
+                ) { print($0) }
                 if result.status == .failed { throw ExitCode(2) }
             } catch let error as ExitCode {
                 throw error

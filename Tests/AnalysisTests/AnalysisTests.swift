@@ -118,10 +118,18 @@ func parseCSV(_ text: String) -> [[String]] {
         if quoted {
             if c == "\"" {
                 if chars.first == "\"" { field.append("\""); chars.removeFirst() } else { quoted = false }
-            } else { field.append(c) }
-        } else if c == "\"" { quoted = true } else if c == "," { row.append(field); field = "" } else if c == "\n" {
+            } else {
+                field.append(c)
+            }
+        } else if c == "\"" {
+            quoted = true
+        } else if c == "," {
+            row.append(field); field = ""
+        } else if c == "\n" {
             row.append(field); rows.append(row); row = []; field = ""
-        } else { field.append(c) }
+        } else {
+            field.append(c)
+        }
     }
     return rows
 }
@@ -154,9 +162,13 @@ func parseCSV(_ text: String) -> [[String]] {
         }
         // The string readers agree with what the index holds.
         let file = try HDF5File("\(f.directory)/sweep.h5", mode: .readOnly)
-        #expect(try file.readStrings("configs") == f.trained.map(\.config.canonicalJSON) + r.trials.suffix(2).map { _ in "" }.enumerated().map { i, _ in
-            try! TrialConfig.parse(yaml: ["{model: rosenbrock, optimizer: adam, lr: 1.0, steps: 50}", "{model: rosenbrock, optimizer: sgd, lr: 0.003, momentum: 0.9, steps: 50}"][i], source: "").canonicalJSON
-        })
+        #expect(
+            try file.readStrings("configs") == f.trained.map(\.config.canonicalJSON)
+                + r.trials.suffix(2).map { _ in "" }.enumerated().map { i, _ in
+                    try! TrialConfig.parse(
+                        yaml: ["{model: rosenbrock, optimizer: adam, lr: 1.0, steps: 50}", "{model: rosenbrock, optimizer: sgd, lr: 0.003, momentum: 0.9, steps: 50}"][i], source: ""
+                    ).canonicalJSON
+                })
         #expect(try file.isStringDataset("hparams/optimizer") && !file.isStringDataset("hparams/lr"))
         #expect(try file.readTableStringColumn("trials", field: "status").prefix(f.trained.count) == ArraySlice(f.trained.map(\.result.status.rawValue)))
         #expect(throws: HDF5Error.self) { try file.readTableStringColumn("trials", field: "train_loss") }
@@ -201,7 +213,7 @@ func parseCSV(_ text: String) -> [[String]] {
         #expect(summary.contains("not ranked: 1 diverged (\(diverged[0].id))"))
         #expect(summary.contains("still to come: 2 trial(s) queued or running"))
         #expect(summary.contains(formatMetric(expected[0].1)) && summary.contains(expected[0].0))
-        #expect(!summary.contains(expected[3].0) || summary.range(of: expected[3].0)! .lowerBound > summary.range(of: "Best per optimizer")!.lowerBound)
+        #expect(!summary.contains(expected[3].0) || summary.range(of: expected[3].0)!.lowerBound > summary.range(of: "Best per optimizer")!.lowerBound)
     }
 
     @Test func bestPerGroupSensitivityAndCosts() throws {
@@ -356,10 +368,12 @@ func parseCSV(_ text: String) -> [[String]] {
             let g = try batch.group(first.id)
             let lrs = (0..<50).map { 1e-5 * pow(10, Double($0) / 10) }
             try g.writeTable(OptionalData.lrRangeTable, [.float64("lr", lrs), .float64("loss", lrs.map { 2.3 - 0.3 * log10($0 / 1e-5) + ($0 > 0.1 ? 5 : 0) })])
-            try g.writeTable(OptionalData.layerTable, [
-                .string("layer", ["fc1", "fc2", "fc1", "fc2"], width: 8), .float64("epoch", [1, 1, 2, 2]),
-                .float64("update_norm", [0.5, 0.2, 0.4, 0.1]),
-            ])
+            try g.writeTable(
+                OptionalData.layerTable,
+                [
+                    .string("layer", ["fc1", "fc2", "fc1", "fc2"], width: 8), .float64("epoch", [1, 1, 2, 2]),
+                    .float64("update_norm", [0.5, 0.2, 0.4, 0.1]),
+                ])
             try batch.flush()
         }
         let withOptional = try HTMLReport.render(try SweepAnalysis(results: try SweepResults.load(copy)))

@@ -2,8 +2,8 @@ import Foundation
 import Glibc
 import HDF5
 import Learning
-import Testing
 import TestSupport
+import Testing
 import Transport
 
 extension SweepEndToEndTests {
@@ -69,7 +69,11 @@ extension SweepEndToEndTests {
             let rogue = try RoguePeer(endpoint)
             defer { rogue.close() }
             // 2^63-1 free slots with a running list: used to trap on overflow; now refused at decode.
-            try rogue.send(.ready, json: #"{"name":"rogue","host":"h","pid":1,"threads":1,"slots":1,"kernel":"x","version":"2","running":[{"lease":{"trial":"\#(ids[0])","attempt":1},"token":"00000000000000000000000000000000"}],"free":9223372036854775807}"#)
+            try rogue.send(
+                .ready,
+                json:
+                    #"{"name":"rogue","host":"h","pid":1,"threads":1,"slots":1,"kernel":"x","version":"2","running":[{"lease":{"trial":"\#(ids[0])","attempt":1},"token":"00000000000000000000000000000000"}],"free":9223372036854775807}"#
+            )
             // Every trial at attempt 5 and at attempt 1, with tokens it cannot know.
             let claims = ids.flatMap { id in [5, 1].map { HeldLease(lease: Lease(trial: id, attempt: $0), token: String(repeating: "ab", count: 16)) } }
             try rogue.ready(slots: 1, free: 0, running: claims)
@@ -127,7 +131,11 @@ extension SweepEndToEndTests {
             }
             // Range test columns of unequal length: a raw payload, as no Swift value holds it.
             if let a = try rogue.nextTrial() {
-                try rogue.send(.result, json: #"{"lease":{"trial":"\#(a.lease.trial)","attempt":\#(a.lease.attempt)},"status":"done","history":[],"trajectory":[],"parameterCount":2,"optimizerStateBytes":0,"wallSeconds":1,"engine":"x","lrRangeTest":{"learningRates":[0.1,0.2],"smoothedLosses":[1],"stopReason":"x"}}"#)
+                try rogue.send(
+                    .result,
+                    json:
+                        #"{"lease":{"trial":"\#(a.lease.trial)","attempt":\#(a.lease.attempt)},"status":"done","history":[],"trajectory":[],"parameterCount":2,"optimizerStateBytes":0,"wallSeconds":1,"engine":"x","lrRangeTest":{"learningRates":[0.1,0.2],"smoothedLosses":[1],"stopReason":"x"}}"#
+                )
                 // The lease is still the rogue's (the message never decoded): give it up.
                 try rogue.send(.bye(Empty()))
             }
@@ -347,7 +355,8 @@ extension SweepEndToEndTests {
             Harness.write("name: deaths\nbase: {model: mlp, hidden: [64], limit: 20000, test_limit: 500, epochs: 8, optimizer: adamw}\ngrid: {lr: [0.001, 0.002]}\n", to: "\(dir)/s.yaml")
             let port = Harness.freePort()
             let p = try Harness.start(
-                "sweep-coordinator", ["start", "\(dir)/s.yaml", "--bind", "tcp://127.0.0.1:\(port)", "--local-workers", "1", "--out", "\(dir)/out", "--plain", "--heartbeat", "0.5", "--dead-after", "2"],
+                "sweep-coordinator",
+                ["start", "\(dir)/s.yaml", "--bind", "tcp://127.0.0.1:\(port)", "--local-workers", "1", "--out", "\(dir)/out", "--plain", "--heartbeat", "0.5", "--dead-after", "2"],
                 log: "\(dir)/log")
             defer { Harness.stop(p) }
             var waited = 0.0

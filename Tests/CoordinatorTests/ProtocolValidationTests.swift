@@ -58,7 +58,8 @@ import Transport
     @Test func wellFormedMessagesOfEveryKindDecode() throws {
         let held = HeldLease(lease: Lease(trial: "0123456789abcdef", attempt: 2), token: LeaseJournal.newToken())
         var result = ResultMessage(
-            lease: held.lease, status: .done, message: "ok", history: [EpochRecord(epoch: 1, step: 5, trainLoss: 0.4, testLoss: .nan, testAccuracy: .nan, gradientNorm: .infinity, learningRate: 0.1, seconds: 0.1, evalSeconds: 0)],
+            lease: held.lease, status: .done, message: "ok",
+            history: [EpochRecord(epoch: 1, step: 5, trainLoss: 0.4, testLoss: .nan, testAccuracy: .nan, gradientNorm: .infinity, learningRate: 0.1, seconds: 0.1, evalSeconds: 0)],
             trajectory: [[1, 2], [3, 4]], parameterCount: 2, optimizerStateBytes: 16, wallSeconds: 0.5, engine: "OpenBLAS")
         result.lrRangeTest = try JSONDecoder().decode(LRRangeTest.self, from: Data(#"{"learningRates":[0.1],"smoothedLosses":[2.5],"stopReason":"diverged"}"#.utf8))
         let messages: [Message] = [

@@ -100,8 +100,10 @@ extension LeaseBookTests {
         gone.append(book.reconcile(w, running: [b], at: 7, grace: 5, trialIndex: Self.index))
         #expect(gone == [[], [], [], [0]])
         // b, left out once, then listed, then left out once: never twice in a row.
-        gone = [book.reconcile(w, running: [], at: 8, grace: 5, trialIndex: Self.index), book.reconcile(w, running: [b], at: 9, grace: 5, trialIndex: Self.index),
-                book.reconcile(w, running: [], at: 10, grace: 5, trialIndex: Self.index), book.reconcile(w, running: [], at: 11, grace: 5, trialIndex: Self.index)]
+        gone = [
+            book.reconcile(w, running: [], at: 8, grace: 5, trialIndex: Self.index), book.reconcile(w, running: [b], at: 9, grace: 5, trialIndex: Self.index),
+            book.reconcile(w, running: [], at: 10, grace: 5, trialIndex: Self.index), book.reconcile(w, running: [], at: 11, grace: 5, trialIndex: Self.index),
+        ]
         #expect(gone == [[0], [0], [0], [0, 1]])
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import HDF5
-import Testing
 import TestSupport
+import Testing
 import Transport
 
 /// CURVE keys, the allow-list, plaintext refusals: the real executables on loopback. Nested in

@@ -11,7 +11,8 @@ extension SweepEndToEndTests {
     @Suite(.serialized) struct SuccessiveHalvingTests {
         @Test func ashaPromotesTheBestFromTheirCheckpointsAndStopsTheRest() throws {
             let dir = Harness.temporaryDirectory("asha")
-            Harness.write("""
+            Harness.write(
+                """
                 name: asha
                 early_stopping: {rule: asha, min_epochs: 1, reduction_factor: 3}
                 base: {model: mlp, hidden: [16], limit: 1200, test_limit: 300, epochs: 9, optimizer: sgd, momentum: 0.9}

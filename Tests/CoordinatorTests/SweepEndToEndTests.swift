@@ -2,8 +2,8 @@ import Foundation
 import HDF5
 import Learning
 import Linalg
-import Testing
 import TestSupport
+import Testing
 import Transport
 
 @Suite(.serialized) struct SweepEndToEndTests {
@@ -79,9 +79,14 @@ import Transport
             [Protocol.header, Array("LAUNCH".utf8), Array("{}".utf8)],
             [Protocol.header, Array("READY".utf8), Array("{\"name\": 3".utf8)],
             [Protocol.header, Array("RESULT".utf8), Array("{}".utf8)],
-            [Protocol.header, Array("RESULT".utf8), try Message.result(ResultMessage(
-                lease: Lease(trial: "0000000000000000", attempt: 1), status: .done, message: nil, history: [], trajectory: [],
-                parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")).frames()[2]],
+            [
+                Protocol.header, Array("RESULT".utf8),
+                try Message.result(
+                    ResultMessage(
+                        lease: Lease(trial: "0000000000000000", attempt: 1), status: .done, message: nil, history: [], trajectory: [],
+                        parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")
+                ).frames()[2],
+            ],
             (0..<40).map { _ in (0..<Int.random(in: 0...64)).map { _ in UInt8.random(in: 0...255) } },
         ]
         for frames in junk { try rogue.send(frames) }
@@ -144,7 +149,9 @@ import Transport
     /// same results directory runs only what is missing.
     @Test func interruptedSweepResumesWithoutRunningFinishedTrialsAgain() throws {
         let dir = Harness.temporaryDirectory("resume")
-        Harness.write("name: resume\nbase: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 5, optimizer: sgd, momentum: 0.9}\ngrid: {lr: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}\n", to: "\(dir)/s.yaml")
+        Harness.write(
+            "name: resume\nbase: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 5, optimizer: sgd, momentum: 0.9}\ngrid: {lr: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}\n",
+            to: "\(dir)/s.yaml")
         let out = "\(dir)/out"
         let first = try Harness.start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--local-workers", "1", "--out", out, "--plain"], log: "\(dir)/first.log")
         var waited = 0.0
@@ -201,7 +208,8 @@ import Transport
     /// uninterrupted run of the same configuration.
     @Test func aKilledWorkersTrialResumesFromItsCheckpointElsewhere() throws {
         let dir = Harness.temporaryDirectory("resume-elsewhere")
-        Harness.write("""
+        Harness.write(
+            """
             name: resume-elsewhere
             checkpoints: {every: 1}
             base: {model: mlp, hidden: [128], limit: 20000, test_limit: 500, epochs: 8, optimizer: adamw, schedule: cosine}
@@ -250,7 +258,8 @@ import Transport
     /// The median stopping rule stops trials that fall behind, recording the rule and the reason.
     @Test func medianStoppingRuleStopsTrialsThatFallBehind() throws {
         let dir = Harness.temporaryDirectory("median")
-        Harness.write("""
+        Harness.write(
+            """
             name: median
             early_stopping: {rule: median, grace_epochs: 2, min_trials: 2}
             base: {model: mlp, hidden: [32], limit: 3000, test_limit: 500, epochs: 10, optimizer: adamw, max_loss: 1000}

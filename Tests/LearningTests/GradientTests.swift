@@ -112,9 +112,13 @@ func batch(rows: Int, features: Int, classes: Int, seed: UInt64, unit: Bool = fa
         for i in 0..<n { a[i] *= 12 }
         x.withUnsafeMutableBufferPointer { rng.fillUniform($0, low: 0, high: 1) }
         var d = [Float](repeating: 0, count: n)
-        let loss = a.withUnsafeBufferPointer { ap in x.withUnsafeBufferPointer { xp in d.withUnsafeMutableBufferPointer { dp in
-            binaryCrossEntropyWithLogits(logits: ap.baseAddress!, targets: xp.baseAddress!, count: n, gradient: dp.baseAddress!)
-        } } }
+        let loss = a.withUnsafeBufferPointer { ap in
+            x.withUnsafeBufferPointer { xp in
+                d.withUnsafeMutableBufferPointer { dp in
+                    binaryCrossEntropyWithLogits(logits: ap.baseAddress!, targets: xp.baseAddress!, count: n, gradient: dp.baseAddress!)
+                }
+            }
+        }
         var expected = 0.0
         for i in 0..<n {
             let ai = Double(a[i]), xi = Double(x[i])

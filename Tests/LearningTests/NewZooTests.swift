@@ -425,7 +425,8 @@ struct DrivenFixture {
         let g: [Double] = [0.3, 0.1, -0.2, 0.4, -0.5, 0.6], hg: [Double] = [2, -1, 0.5, 0.05, 3, -0.4]
         for fixed in [nil, 5120] as [Int?] {
             let extra: [String: ConfigValue] = fixed.map { ["bs": .int($0)] } ?? [:]
-            let sophia = try #require(try Self.optimizer("sophia", extra.merging(["lr": .double(0.1), "weight_decay": .double(0), "rho": .double(0.05)]) { a, _ in a }) as? any HessianEstimating<Double>)
+            let sophia = try #require(
+                try Self.optimizer("sophia", extra.merging(["lr": .double(0.1), "weight_decay": .double(0), "rho": .double(0.05)]) { a, _ in a }) as? any HessianEstimating<Double>)
             let p = Parameters<Double>([(name: "w", value: Tensor(zeros: [2, 3]))])
             p.gradients[0].storage = hg
             sophia.updateHessian(p, batchSize: 40)

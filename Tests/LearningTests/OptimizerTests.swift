@@ -15,7 +15,15 @@ struct OptimizerFixture: Decodable {
         case number(Double), bool(Bool), list([Double]), string(String)
         init(from decoder: any Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let d = try? c.decode(Double.self) { self = .number(d) } else if let s = try? c.decode(String.self) { self = .string(s) } else { self = .list(try c.decode([Double].self)) }
+            if let b = try? c.decode(Bool.self) {
+                self = .bool(b)
+            } else if let d = try? c.decode(Double.self) {
+                self = .number(d)
+            } else if let s = try? c.decode(String.self) {
+                self = .string(s)
+            } else {
+                self = .list(try c.decode([Double].self))
+            }
         }
         var config: ConfigValue {
             switch self {

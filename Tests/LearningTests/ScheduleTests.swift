@@ -14,9 +14,17 @@ struct ScheduleFixture: Decodable {
         case int(Int), double(Double), string(String), bool(Bool), ints([Int])
         init(from decoder: any Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let i = try? c.decode(Int.self) { self = .int(i) } else if let d = try? c.decode(Double.self) {
+            if let b = try? c.decode(Bool.self) {
+                self = .bool(b)
+            } else if let i = try? c.decode(Int.self) {
+                self = .int(i)
+            } else if let d = try? c.decode(Double.self) {
                 self = .double(d)
-            } else if let s = try? c.decode(String.self) { self = .string(s) } else { self = .ints(try c.decode([Int].self)) }
+            } else if let s = try? c.decode(String.self) {
+                self = .string(s)
+            } else {
+                self = .ints(try c.decode([Int].self))
+            }
         }
         var value: ConfigValue {
             switch self {
@@ -74,10 +82,11 @@ struct ScheduleFixture: Decodable {
         ])
         let result = try Trainer.run(config)
         #expect(result.history.map(\.learningRate) == [0.1, 0.1, 0.05, 0.05])
-        let toy = try Trainer.run(TrialConfig(values: [
-            "model": .string("rosenbrock"), "optimizer": .string("adam"), "lr": .double(0.01), "steps": .int(100), "schedule": .string("one-cycle"),
-            "max_lr": .double(0.05),
-        ]))
+        let toy = try Trainer.run(
+            TrialConfig(values: [
+                "model": .string("rosenbrock"), "optimizer": .string("adam"), "lr": .double(0.01), "steps": .int(100), "schedule": .string("one-cycle"),
+                "max_lr": .double(0.05),
+            ]))
         let lrs = toy.history.map(\.learningRate)
         #expect(abs(lrs[0] - 0.05 / 25) < 1e-15 && abs(lrs.max()! - 0.05) < 1e-3 && lrs.last! < 1e-5)
     }

@@ -195,9 +195,10 @@ struct ShampooFixture {
         let parts = try Self.shampoo(settings)
         let starts = [0, 128, 256], heights = [128, 128, 44]
         let p = Parameters<Double>([(name: "w", value: w)])
-        let q = Parameters<Double>(starts.indices.map { b in
-            (name: "w\(b)", value: Tensor(shape: [heights[b], cols], storage: Array(w.storage[(starts[b] * cols)..<((starts[b] + heights[b]) * cols)])))
-        })
+        let q = Parameters<Double>(
+            starts.indices.map { b in
+                (name: "w\(b)", value: Tensor(shape: [heights[b], cols], storage: Array(w.storage[(starts[b] * cols)..<((starts[b] + heights[b]) * cols)])))
+            })
         for _ in 0..<4 {
             var g = Tensor<Double>(zeros: [rows, cols])
             g.storage.withUnsafeMutableBufferPointer { rng.fillNormal($0) }

@@ -149,10 +149,11 @@ import Testing
     }
 
     @Test func lrRangeTestRecordsTheCurveAndSuggests() throws {
-        let config = TrialConfig(values: Self.mlp.merging([
-            "optimizer": .string("sgd"), "momentum": .double(0.9), "mode": .string("lr_range_test"), "range_start_lr": .double(1e-5), "range_end_lr": .double(1e4),
-            "range_steps": .int(80), "precision": .string("float32"),
-        ]) { $1 })
+        let config = TrialConfig(
+            values: Self.mlp.merging([
+                "optimizer": .string("sgd"), "momentum": .double(0.9), "mode": .string("lr_range_test"), "range_start_lr": .double(1e-5), "range_end_lr": .double(1e4),
+                "range_steps": .int(80), "precision": .string("float32"),
+            ]) { $1 })
         try config.validate()
         let result = try Trainer.run(config)
         let test = try #require(result.lrRangeTest)
@@ -183,9 +184,10 @@ import Testing
     /// layer — the documents' h.1 observation, measured by the diagnostics.
     @Test func muonUpdatesHaveFlatSpectra() throws {
         func ratio(_ optimizer: String, _ lr: Double) throws -> Double {
-            let config = TrialConfig(values: Self.mlp.merging([
-                "optimizer": .string(optimizer), "lr": .double(lr), "diagnostics": .bool(true), "hidden": .list([.int(16), .int(16)]),
-            ]) { $1 })
+            let config = TrialConfig(
+                values: Self.mlp.merging([
+                    "optimizer": .string(optimizer), "lr": .double(lr), "diagnostics": .bool(true), "hidden": .list([.int(16), .int(16)]),
+                ]) { $1 })
             let hidden = try #require(try Trainer.run(config).layerStatistics.first { $0.layer == "fc2" })
             return hidden.updateNorm / hidden.updateSpectralNorm
         }

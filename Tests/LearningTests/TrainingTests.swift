@@ -23,7 +23,9 @@ import Testing
     }
 
     @Test func vaeIsDeterministicIncludingItsNoise() throws {
-        let vae: [String: ConfigValue] = ["model": .string("vae"), "hidden": .int(64), "latent": .int(4), "optimizer": .string("adam"), "lr": .double(1e-3), "limit": .int(512), "test_limit": .int(256)]
+        let vae: [String: ConfigValue] = [
+            "model": .string("vae"), "hidden": .int(64), "latent": .int(4), "optimizer": .string("adam"), "lr": .double(1e-3), "limit": .int(512), "test_limit": .int(256),
+        ]
         let a = try Trainer.run(config(vae)), b = try Trainer.run(config(vae))
         #expect(a.history.map(\.trainLoss) == b.history.map(\.trainLoss))
         #expect(a.history.map(\.testLoss) == b.history.map(\.testLoss))

@@ -338,8 +338,9 @@ let repositoryRoot: String = {
     }
 
     @Test func unknownOptimizerListsTheAllowedOnes() {
-        expectError(head + ["optimizers:", "  adamw: {}", "  kfac:", "    grid: {lr: [0.1]}"], line: 5, key: "kfac",
-                    "unknown optimizer 'kfac'", "allowed: " + TrialSchema.optimizerNames.joined(separator: ", "))
+        expectError(
+            head + ["optimizers:", "  adamw: {}", "  kfac:", "    grid: {lr: [0.1]}"], line: 5, key: "kfac",
+            "unknown optimizer 'kfac'", "allowed: " + TrialSchema.optimizerNames.joined(separator: ", "))
         expectError(head + ["optimizers:", "  adamx: {}"], line: 4, key: "adamx", "did you mean 'adam'")
         expectError(head + ["optimizers: {}"], line: 3, key: "optimizers", "at least one")
     }
@@ -386,8 +387,9 @@ let repositoryRoot: String = {
     }
 
     @Test func conflictingKeys() {
-        expectError(["name: c", "base: {model: quadratic}", "grid: {lr: [0.1]}", "optimizers:", "  sgd:", "    grid: {lr: [0.2]}"],
-                    line: 6, key: "lr", "already varied by the top-level grid (line 3)")
+        expectError(
+            ["name: c", "base: {model: quadratic}", "grid: {lr: [0.1]}", "optimizers:", "  sgd:", "    grid: {lr: [0.2]}"],
+            line: 6, key: "lr", "already varied by the top-level grid (line 3)")
         expectError(head + ["grid: {lr: [0.1]}", "random: {samples: 2, params: {lr: {uniform: [0.1, 0.2]}}}"], line: 4, key: "lr", "already varied")
         expectError(head + ["zip:", "  - {lr: [0.1]}", "  - {lr: [0.2]}"], line: 5, key: "lr", "already varied by the zip (line 4)")
         expectError(head + ["optimizers: {adam: {}}"], line: 2, key: "optimizer", "set by the entries under 'optimizers'")
@@ -399,12 +401,14 @@ let repositoryRoot: String = {
         expectError(["name: v", "base:", "  model: quadratic", "  momentun: 0.9"], line: 4, key: "momentun", "unknown key", "did you mean 'momentum'")
         expectError(head + ["grid:", "  lr: [0.1]", "  stpes: [1, 2]"], line: 5, key: "stpes", "did you mean 'steps'")
         // A key that does not apply to one branch.
-        expectError(["name: v", "base: {model: mlp}", "grid:", "  momentum: [0.0, 0.9]", "optimizers:", "  sgd: {}", "  adamw: {}"],
-                    line: 4, key: "momentum", "does not apply to optimizer 'adamw'", "in the branch of optimizer 'adamw'")
+        expectError(
+            ["name: v", "base: {model: mlp}", "grid:", "  momentum: [0.0, 0.9]", "optimizers:", "  sgd: {}", "  adamw: {}"],
+            line: 4, key: "momentum", "does not apply to optimizer 'adamw'", "in the branch of optimizer 'adamw'")
         // A key of another model, and a bad value drawn at random.
         expectError(["name: v", "base: {model: rosenbrock}", "grid: {epochs: [1, 2]}"], line: 3, key: "epochs", "model 'rosenbrock'")
-        expectError(["name: v", "base: {model: mlp}", "random:", "  samples: 50", "  params:", "    batch_size: {randint: [0, 3]}"],
-                    line: 6, key: "batch_size", "at least 1")
+        expectError(
+            ["name: v", "base: {model: mlp}", "random:", "  samples: 50", "  params:", "    batch_size: {randint: [0, 3]}"],
+            line: 6, key: "batch_size", "at least 1")
         expectError(["name: v", "base: {model: mlp}", "grid: {lr: [0.1, -0.1]}"], line: 3, key: "lr", "positive")
         expectError(["name: v", "base: {model: mlp}", "grid: {model: [mlp, resnet]}"], line: 3, key: "model", "unknown model 'resnet'")
         // No model at all: reported at the base line.
@@ -420,8 +424,9 @@ let repositoryRoot: String = {
         // 1,000 trials of two 5,000-value lists: 10 million values to validate and hash (2,000
         // such trials took 6 s; 100,000 took minutes). Refused before any trial is built.
         let list = "[" + Array(repeating: "1.0", count: 5000).joined(separator: ", ") + "]"
-        expectError(["name: big", "base: {model: quadratic, curvatures: \(list), start: \(list)}", "grid: {steps: {range: [1, 1000, 1]}}"],
-                    line: 1, key: nil, "more than 10000000 values together", "1000 trials of up to 10004 values")
+        expectError(
+            ["name: big", "base: {model: quadratic, curvatures: \(list), start: \(list)}", "grid: {steps: {range: [1, 1000, 1]}}"],
+            line: 1, key: nil, "more than 10000000 values together", "1000 trials of up to 10004 values")
     }
 
     @Test func trialsWorkersCouldNotReadAreRefused() {

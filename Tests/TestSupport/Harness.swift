@@ -138,4 +138,3 @@ public final class RoguePeer {
 
     public func close() { socket.close() }
 }
-

@@ -12,23 +12,24 @@ import Testing
     ]
 
     /// Optimizer and schedule combinations (every optimizer in the catalog gets its own case below).
-    static let variants: [[String: ConfigValue]] = [
-        ["optimizer": .string("sgd"), "lr": .double(0.05), "momentum": .double(0.9), "nesterov": .bool(true), "schedule": .string("cosine")],
-        ["optimizer": .string("adamw"), "lr": .double(0.003), "schedule": .string("one-cycle"), "max_lr": .double(0.01)],
-        ["optimizer": .string("adam"), "lr": .double(0.003), "amsgrad": .bool(true), "schedule": .string("plateau"), "patience": .int(0), "plateau_metric": .string("train_loss")],
-        ["optimizer": .string("sgd"), "lr": .double(0.05), "schedule": .string("step"), "step_size": .int(1), "warmup_steps": .int(2)],
-        ["model": .string("vae"), "hidden": .int(16), "latent": .int(3), "optimizer": .string("adamw"), "lr": .double(0.003)],
-        ["precision": .string("float64"), "optimizer": .string("adamw"), "lr": .double(0.003)],
-        // The training techniques keep their state across a resume too.
-        ["optimizer": .string("sam"), "base_optimizer": .string("adamw"), "lr": .double(0.003), "diagnostics": .bool(true), "clip_grad_norm": .double(0.5), "layer_lr_decay": .double(0.5)],
-        ["optimizer": .string("lookahead"), "base_optimizer": .string("sgd"), "momentum": .double(0.9), "lr": .double(0.01), "accumulation_steps": .int(3), "lookahead_k": .int(4)],
-        // Meta's eigendecomposed Shampoo keeping its basis between decompositions: the roots are rebuilt
-        // from the stored eigenvectors and eigenvalues on resume.
+    static let variants: [[String: ConfigValue]] =
         [
-            "optimizer": .string("shampoo"), "lr": .double(0.001), "grafting": .string("adam"), "max_preconditioner_dim": .int(32),
-            "preconditioner": .string("eigendecomposed"), "eigendecomposition_tolerance": .double(0.1),
-        ],
-    ] + OptimizerCatalog.all.map { ["optimizer": .string($0.name), "lr": .double(0.001), "muon_output": $0.name == "muon" ? .bool(true) : nil].compactMapValues { $0 } }
+            ["optimizer": .string("sgd"), "lr": .double(0.05), "momentum": .double(0.9), "nesterov": .bool(true), "schedule": .string("cosine")],
+            ["optimizer": .string("adamw"), "lr": .double(0.003), "schedule": .string("one-cycle"), "max_lr": .double(0.01)],
+            ["optimizer": .string("adam"), "lr": .double(0.003), "amsgrad": .bool(true), "schedule": .string("plateau"), "patience": .int(0), "plateau_metric": .string("train_loss")],
+            ["optimizer": .string("sgd"), "lr": .double(0.05), "schedule": .string("step"), "step_size": .int(1), "warmup_steps": .int(2)],
+            ["model": .string("vae"), "hidden": .int(16), "latent": .int(3), "optimizer": .string("adamw"), "lr": .double(0.003)],
+            ["precision": .string("float64"), "optimizer": .string("adamw"), "lr": .double(0.003)],
+            // The training techniques keep their state across a resume too.
+            ["optimizer": .string("sam"), "base_optimizer": .string("adamw"), "lr": .double(0.003), "diagnostics": .bool(true), "clip_grad_norm": .double(0.5), "layer_lr_decay": .double(0.5)],
+            ["optimizer": .string("lookahead"), "base_optimizer": .string("sgd"), "momentum": .double(0.9), "lr": .double(0.01), "accumulation_steps": .int(3), "lookahead_k": .int(4)],
+            // Meta's eigendecomposed Shampoo keeping its basis between decompositions: the roots are rebuilt
+            // from the stored eigenvectors and eigenvalues on resume.
+            [
+                "optimizer": .string("shampoo"), "lr": .double(0.001), "grafting": .string("adam"), "max_preconditioner_dim": .int(32),
+                "preconditioner": .string("eigendecomposed"), "eigendecomposition_tolerance": .double(0.1),
+            ],
+        ] + OptimizerCatalog.all.map { ["optimizer": .string($0.name), "lr": .double(0.001), "muon_output": $0.name == "muon" ? .bool(true) : nil].compactMapValues { $0 } }
 
     static func config(_ variant: [String: ConfigValue]) -> TrialConfig {
         TrialConfig(values: base.merging(variant) { $1 })

@@ -61,18 +61,18 @@ import Testing
     @Test func recordsOptimizerStatePerTensorAndWork() throws {
         let trial = temporary("shampoo.yaml"), out = temporary("shampoo.h5")
         try """
-            model: mlp
-            hidden: [16]
-            optimizer: shampoo
-            lr: 0.001
-            grafting: adam
-            max_preconditioner_dim: 16
-            preconditioner: eigendecomposed
-            eigendecomposition_tolerance: 0.05
-            epochs: 1
-            limit: 640
-            test_limit: 100
-            """.write(toFile: trial, atomically: true, encoding: .utf8)
+        model: mlp
+        hidden: [16]
+        optimizer: shampoo
+        lr: 0.001
+        grafting: adam
+        max_preconditioner_dim: 16
+        preconditioner: eigendecomposed
+        eigendecomposition_tolerance: 0.05
+        epochs: 1
+        limit: 640
+        test_limit: 100
+        """.write(toFile: trial, atomically: true, encoding: .utf8)
         let r = try run(["run", trial, "--out", out])
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out.contains("optimizer work: eigenbases_kept "), "\(r.out)")

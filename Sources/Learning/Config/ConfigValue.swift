@@ -148,7 +148,8 @@ public func suggestions(for name: String, among candidates: [String]) -> [String
         return prev[b.count]
     }
     let n = Array(name.lowercased())
-    return candidates
+    return
+        candidates
         .map { ($0, distance(n, Array($0.lowercased()))) }
         .filter { $0.1 <= 2 || ($0.0.hasPrefix(name) && name.count >= 3) }
         .sorted { $0.1 < $1.1 }

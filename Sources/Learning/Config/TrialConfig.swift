@@ -166,7 +166,9 @@ public struct TrialConfig: Sendable, Equatable {
         if let wrapper = OptimizerCatalog.definition(optimizer) as? any WrapperDefinition.Type {
             let base = try string(wrapper.keys["base_optimizer"])
             guard let baseKeys = TrialSchema.optimizers[base], base != optimizer else {
-                throw error("base_optimizer", "unknown optimizer '\(base)' to wrap\(hint(base, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.filter { $0 != optimizer }.joined(separator: ", "))")
+                throw error(
+                    "base_optimizer",
+                    "unknown optimizer '\(base)' to wrap\(hint(base, TrialSchema.optimizerNames)); allowed: \(TrialSchema.optimizerNames.filter { $0 != optimizer }.joined(separator: ", "))")
             }
             optimizerKeys += baseKeys
         }
@@ -182,7 +184,8 @@ public struct TrialConfig: Sendable, Equatable {
         for key in values.keys.sorted() where !allowed.contains(key) {
             if TrialSchema.allKeys.contains(key) {
                 let owner =
-                    TrialSchema.optimizers.values.contains { $0.contains { $0.name == key } } ? "optimizer '\(optimizer)'"
+                    TrialSchema.optimizers.values.contains { $0.contains { $0.name == key } }
+                    ? "optimizer '\(optimizer)'"
                     : TrialSchema.schedules.values.contains { $0.contains { $0.name == key } } ? "schedule '\(scheduleName)'" : "model '\(model)'"
                 throw error(key, "does not apply to \(owner); its keys are: \(allowed.sorted().joined(separator: ", "))")
             }

@@ -107,7 +107,10 @@ extension TrialConfig {
         }
         guard batch * valuesPerExample <= Double(TrialLimits.maxBatchValues) else {
             let batchKey = ["batch_size", "eval_batch_size", "points"].filter { values[$0] != nil }.max { (try? int($0, default: 0)) ?? 0 < (try? int($1, default: 0)) ?? 0 }
-            throw error(batchKey ?? sizeKey, "a batch of \(Int(batch)) would hold \(bound)\(formatCount(batch * valuesPerExample)) values in the layers (\(formatCount(valuesPerExample)) per example: \(described)); at most \(TrialLimits.maxBatchValues) are allowed: make the batch or the model smaller")
+            throw error(
+                batchKey ?? sizeKey,
+                "a batch of \(Int(batch)) would hold \(bound)\(formatCount(batch * valuesPerExample)) values in the layers (\(formatCount(valuesPerExample)) per example: \(described)); at most \(TrialLimits.maxBatchValues) are allowed: make the batch or the model smaller"
+            )
         }
 
         // Epochs × training examples, for models trained on data.
@@ -117,8 +120,9 @@ extension TrialConfig {
         guard let examples else { return }
         let epochs = try int("epochs", default: 1)
         guard Double(epochs) * Double(examples) <= Double(TrialLimits.maxExamplesSeen) else {
-            throw error(values["epochs"] != nil ? "epochs" : "limit",
-                        "\(epochs) epochs of \(examples) training examples are \(formatCount(Double(epochs) * Double(examples))) examples; at most \(TrialLimits.maxExamplesSeen) are allowed")
+            throw error(
+                values["epochs"] != nil ? "epochs" : "limit",
+                "\(epochs) epochs of \(examples) training examples are \(formatCount(Double(epochs) * Double(examples))) examples; at most \(TrialLimits.maxExamplesSeen) are allowed")
         }
     }
 }

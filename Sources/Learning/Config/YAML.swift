@@ -4,11 +4,11 @@ import CYaml
 import Yams
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Bounds on what a YAML text from a file or the network may make the parser do. Every YAML

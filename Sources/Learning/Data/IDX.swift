@@ -1,4 +1,5 @@
 import CZlib
+import Glibc
 
 /// The IDX format of MNIST and Fashion-MNIST: a magic number giving the element type and rank,
 /// big-endian dimensions, then the data. Files may be gzip-compressed or raw (zlib reads both).
@@ -79,5 +80,3 @@ extension IDXArray {
         return IDXArray(shape: shape, bytes: Array(data[headerSize...]))
     }
 }
-
-import Glibc

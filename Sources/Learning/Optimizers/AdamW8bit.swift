@@ -263,13 +263,14 @@ func nanPropagatingMax<T: BLASScalar>(_ a: T, _ b: T) -> T {
 
 enum AdamW8bitDefinition: OptimizerDefinition {
     static let name = "adamw8bit"
-    static let keys: [TrialSchema.Key] = [
-        .lr(1e-3),
-    ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
-        .number("eps", 1e-8, "denominator epsilon"),
-        .number("weight_decay", 1e-2, "decoupled weight decay p·(1 − lr·weight_decay)"),
-        .integer("min_8bit_size", 4096, "tensors with fewer elements keep full-precision moments"),
-    ]
+    static let keys: [TrialSchema.Key] =
+        [
+            .lr(1e-3)
+        ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
+            .number("eps", 1e-8, "denominator epsilon"),
+            .number("weight_decay", 1e-2, "decoupled weight decay p·(1 − lr·weight_decay)"),
+            .integer("min_8bit_size", 4096, "tensors with fewer elements keep full-precision moments"),
+        ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }

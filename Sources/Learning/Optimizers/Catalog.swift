@@ -85,7 +85,7 @@ enum SGDDefinition: OptimizerDefinition {
 /// Shared by `adam` and `adamw`.
 func adamKeys(weightDecayDefault: Double) -> [TrialSchema.Key] {
     [
-        .lr(1e-3),
+        .lr(1e-3)
     ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
         .number("eps", 1e-8, .nonNegative, "denominator epsilon"),
         .number("weight_decay", weightDecayDefault, .nonNegative, "weight decay"),

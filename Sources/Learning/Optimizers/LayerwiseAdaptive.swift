@@ -208,13 +208,14 @@ let exclude1DKey = TrialSchema.Key.flag("exclude_1d", true, "keep rank-1 tensors
 
 enum LAMBDefinition: OptimizerDefinition {
     static let name = "lamb"
-    static let keys: [TrialSchema.Key] = [
-        .lr(1e-3),
-    ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
-        .number("eps", 1e-6, .nonNegative, "added to the root of the second moment"),
-        .number("weight_decay", 0, "decay added to the update before the trust ratio, as AdamW's"),
-        exclude1DKey,
-    ]
+    static let keys: [TrialSchema.Key] =
+        [
+            .lr(1e-3)
+        ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
+            .number("eps", 1e-6, .nonNegative, "added to the root of the second moment"),
+            .number("weight_decay", 0, "decay added to the update before the trust ratio, as AdamW's"),
+            exclude1DKey,
+        ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay"] { try requireNonNegative(config, key) }

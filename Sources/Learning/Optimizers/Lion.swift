@@ -125,11 +125,12 @@ public final class SimpleLion<Scalar: BLASScalar>: Optimizer {
 
 enum LionDefinition: OptimizerDefinition {
     static let name = "lion"
-    static let keys: [TrialSchema.Key] = [
-        .lr(1e-4),
-    ] + betaKeys(0.9, "interpolation of momentum and gradient inside the sign", 0.99, "momentum decay") + [
-        .number("weight_decay", 0, "decoupled weight decay: p·(1 − lr·weight_decay)"),
-    ]
+    static let keys: [TrialSchema.Key] =
+        [
+            .lr(1e-4)
+        ] + betaKeys(0.9, "interpolation of momentum and gradient inside the sign", 0.99, "momentum decay") + [
+            .number("weight_decay", 0, "decoupled weight decay: p·(1 − lr·weight_decay)")
+        ]
 
     static func validate(_ config: TrialConfig) throws { try requireNonNegative(config, "weight_decay") }
 

@@ -2,18 +2,19 @@ import Linalg
 
 enum SOAPDefinition: OptimizerDefinition {
     static let name = "soap"
-    static let keys: [TrialSchema.Key] = [
-        .lr(3e-3),
-    ] + betaKeys(0.95, "Adam's first-moment decay", 0.95, "Adam's second-moment decay") + [
-        .number("shampoo_beta", -1, "decay of the L/R statistics; negative means beta2"),
-        .number("eps", 1e-8, "added to √v"),
-        .number("weight_decay", 0.01, .nonNegative, "decoupled weight decay"),
-        .integer("precondition_frequency", 10, "steps between eigenbasis refreshes"),
-        .integer("max_precond_dim", 10_000, .atLeast(1), "dimensions above this stay unrotated"),
-        .flag("precondition_1d", false, "rotate 1-D parameters too"),
-        .flag("normalize_grads", false, "normalise each update to unit RMS"),
-        .flag("correct_bias", true, "Adam's bias correction"),
-    ]
+    static let keys: [TrialSchema.Key] =
+        [
+            .lr(3e-3)
+        ] + betaKeys(0.95, "Adam's first-moment decay", 0.95, "Adam's second-moment decay") + [
+            .number("shampoo_beta", -1, "decay of the L/R statistics; negative means beta2"),
+            .number("eps", 1e-8, "added to √v"),
+            .number("weight_decay", 0.01, .nonNegative, "decoupled weight decay"),
+            .integer("precondition_frequency", 10, "steps between eigenbasis refreshes"),
+            .integer("max_precond_dim", 10_000, .atLeast(1), "dimensions above this stay unrotated"),
+            .flag("precondition_1d", false, "rotate 1-D parameters too"),
+            .flag("normalize_grads", false, "normalise each update to unit RMS"),
+            .flag("correct_bias", true, "Adam's bias correction"),
+        ]
 
     static func validate(_ config: TrialConfig) throws { _ = try make(config, Double.self) }
 

@@ -80,10 +80,11 @@ public final class Muon<Scalar: BLASScalar>: Optimizer {
                 if nesterov { lerpInPlace(&u, buffer, mu) } else { u = buffer }
                 let rows = g.rows, cols = g.cols
                 var o = newtonSchulzOrthogonalize(u.reshaped([rows, cols]), steps: nsSteps)
-                let scale: Scalar = switch scaling {
-                case .keller: Scalar(Double.maximum(1, Double(rows) / Double(cols)).squareRoot())
-                case .rms: Scalar(0.2 * Double(max(rows, cols)).squareRoot())
-                }
+                let scale: Scalar =
+                    switch scaling {
+                    case .keller: Scalar(Double.maximum(1, Double(rows) / Double(cols)).squareRoot())
+                    case .rms: Scalar(0.2 * Double(max(rows, cols)).squareRoot())
+                    }
                 for j in 0..<o.count { o.storage[j] *= scale }
                 let decay = Scalar(1 - learningRate * weightDecay), lr = Scalar(learningRate)
                 parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
@@ -95,7 +96,9 @@ public final class Muon<Scalar: BLASScalar>: Optimizer {
                 states[i] = .muon(momentum: buffer)
             } else {
                 var m: Tensor<Scalar>, v: Tensor<Scalar>, t: Int
-                if case .adam(let m0, let v0, let t0)? = states[i] { (m, v, t) = (m0, v0, t0) } else {
+                if case .adam(let m0, let v0, let t0)? = states[i] {
+                    (m, v, t) = (m0, v0, t0)
+                } else {
                     (m, v, t) = (Tensor(zeros: g.shape), Tensor(zeros: g.shape), 0)
                 }
                 t += 1

@@ -101,13 +101,14 @@ public final class NAdam<Scalar: BLASScalar>: Optimizer {
 
 enum NAdamDefinition: OptimizerDefinition {
     static let name = "nadam"
-    static let keys: [TrialSchema.Key] = [
-        .lr(2e-3),
-    ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
-        .number("eps", 1e-8, "denominator epsilon"),
-        .number("weight_decay", 0, "L2 penalty added to the gradient"),
-        .number("momentum_decay", 4e-3, "ψ of the momentum schedule μ_t = β₁(1 − ½·0.96^(tψ))"),
-    ]
+    static let keys: [TrialSchema.Key] =
+        [
+            .lr(2e-3)
+        ] + betaKeys(0.9, "first-moment decay", 0.999, "second-moment decay") + [
+            .number("eps", 1e-8, "denominator epsilon"),
+            .number("weight_decay", 0, "L2 penalty added to the gradient"),
+            .number("momentum_decay", 4e-3, "ψ of the momentum schedule μ_t = β₁(1 − ½·0.96^(tψ))"),
+        ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay", "momentum_decay"] { try requireNonNegative(config, key) }

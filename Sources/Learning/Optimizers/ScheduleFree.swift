@@ -161,15 +161,16 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
 
 enum ScheduleFreeAdamWDefinition: OptimizerDefinition {
     static let name = "schedule-free-adamw"
-    static let keys: [TrialSchema.Key] = [
-        .lr(0.0025),
-    ] + betaKeys(0.9, "interpolation between z and the average x; must be > 0", 0.999, "second-moment decay") + [
-        .number("eps", 1e-8, "denominator epsilon"),
-        .number("weight_decay", 0, "weight decay added to the normalised gradient at y"),
-        .integer("sf_warmup_steps", 0, "the package's warmup_steps: lr·min(1, (k+1)/sf_warmup_steps) inside the optimizer"),
-        .number("r", 0, "polynomial weighting (k+1)^r of the average"),
-        .number("weight_lr_power", 2, "average weights lr_max^weight_lr_power"),
-    ]
+    static let keys: [TrialSchema.Key] =
+        [
+            .lr(0.0025)
+        ] + betaKeys(0.9, "interpolation between z and the average x; must be > 0", 0.999, "second-moment decay") + [
+            .number("eps", 1e-8, "denominator epsilon"),
+            .number("weight_decay", 0, "weight decay added to the normalised gradient at y"),
+            .integer("sf_warmup_steps", 0, "the package's warmup_steps: lr·min(1, (k+1)/sf_warmup_steps) inside the optimizer"),
+            .number("r", 0, "polynomial weighting (k+1)^r of the average"),
+            .number("weight_lr_power", 2, "average weights lr_max^weight_lr_power"),
+        ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["eps", "weight_decay", "weight_lr_power"] { try requireNonNegative(config, key) }

@@ -67,13 +67,15 @@ public final class SimpleShampoo<Scalar: BLASScalar>: Optimizer {
             }
             let (m, n) = (g.rows, g.cols)
             g.reshape([m, n])
-            var s = states[i] ?? {
-                let eps = Scalar(epsilon)
-                var l = Tensor<Scalar>(zeros: [m, m]), r = Tensor<Scalar>(zeros: [n, n])
-                for j in 0..<m { l.storage[j * m + j] = eps }
-                for j in 0..<n { r.storage[j * n + j] = eps }
-                return State(left: l, right: r, leftInverse: .identity(m), rightInverse: .identity(n), momentum: momentum > 0 ? Tensor(zeros: [m, n]) : nil)
-            }()
+            var s =
+                states[i]
+                ?? {
+                    let eps = Scalar(epsilon)
+                    var l = Tensor<Scalar>(zeros: [m, m]), r = Tensor<Scalar>(zeros: [n, n])
+                    for j in 0..<m { l.storage[j * m + j] = eps }
+                    for j in 0..<n { r.storage[j * n + j] = eps }
+                    return State(left: l, right: r, leftInverse: .identity(m), rightInverse: .identity(n), momentum: momentum > 0 ? Tensor(zeros: [m, n]) : nil)
+                }()
             let b = Scalar(beta), w = Scalar(1 - beta)
             let ggt = matmul(g, g, transposeB: true), gtg = matmul(g, transposeA: true, g)
             for j in 0..<(m * m) { s.left!.storage[j] = b * s.left!.storage[j] + w * ggt.storage[j] }

@@ -175,15 +175,16 @@ func atMostOneLanes<T: BLASScalar>(_ x: SIMD8<T>) -> SIMD8<T> {
 
 enum SophiaDefinition: OptimizerDefinition {
     static let name = "sophia"
-    static let keys: [TrialSchema.Key] = [
-        .lr(1e-4),
-    ] + betaKeys(0.965, "momentum decay", 0.99, "decay of the Hessian estimate") + [
-        .number("rho", 0.04, "ρ: the step is clipped where |m| > ρ·bs·h"),
-        .number("weight_decay", 0.1, "decoupled weight decay p·(1 − lr·weight_decay)"),
-        .flag("maximize", false, "ascend instead of descend"),
-        .integer("hessian_interval", 10, "estimate the Hessian after every k-th step: steps k, 2k, …"),
-        .integer("bs", nil, .atLeast(1), note: "that of each estimate's batch", "the authors' bs, batch size of the estimator ρ·bs·h"),
-    ]
+    static let keys: [TrialSchema.Key] =
+        [
+            .lr(1e-4)
+        ] + betaKeys(0.965, "momentum decay", 0.99, "decay of the Hessian estimate") + [
+            .number("rho", 0.04, "ρ: the step is clipped where |m| > ρ·bs·h"),
+            .number("weight_decay", 0.1, "decoupled weight decay p·(1 − lr·weight_decay)"),
+            .flag("maximize", false, "ascend instead of descend"),
+            .integer("hessian_interval", 10, "estimate the Hessian after every k-th step: steps k, 2k, …"),
+            .integer("bs", nil, .atLeast(1), note: "that of each estimate's batch", "the authors' bs, batch size of the estimator ρ·bs·h"),
+        ]
 
     static func validate(_ config: TrialConfig) throws {
         for key in ["rho", "weight_decay"] { try requireNonNegative(config, key) }

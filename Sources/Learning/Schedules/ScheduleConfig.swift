@@ -62,7 +62,9 @@ extension TrialSchema {
 
     /// Keys any schedule may add: a linear warm-up in front of it (torch's SequentialLR).
     public static let scheduleCommon: [Key] = [
-        .choice("schedule", "constant", ["constant", "step", "multistep", "exponential", "cosine", "cosine-restarts", "one-cycle", "constant-factor", "linear", "polynomial", "warmup-cosine", "plateau"], "the learning-rate schedule"),
+        .choice(
+            "schedule", "constant", ["constant", "step", "multistep", "exponential", "cosine", "cosine-restarts", "one-cycle", "constant-factor", "linear", "polynomial", "warmup-cosine", "plateau"],
+            "the learning-rate schedule"),
         .choice("schedule_interval", nil, ["epoch", "step"], note: "epoch; step for one-cycle, warmup-cosine and toy objectives", "what t counts"),
         .integer("warmup_steps", nil, .atLeast(1), note: "none", "prepend a linear warm-up of this many units (LinearLR, then the schedule)"),
         .number("warmup_start_factor", 0.1, "the warm-up's first factor"),

@@ -87,7 +87,9 @@ public enum Builders {
             let h = try config.doubleList(TrialSchema.models["quadratic"]!["curvatures"])
             return Quadratic(curvatures: h, start: try config.doubleList(TrialSchema.models["quadratic"]!["start"], otherwise: Array(repeating: 1, count: h.count)))
         case "rosenbrock":
-            return Rosenbrock(a: try config.double(TrialSchema.models["rosenbrock"]!["a"]), b: try config.double(TrialSchema.models["rosenbrock"]!["b"]), start: try config.doubleList(TrialSchema.models["rosenbrock"]!["start"]))
+            return Rosenbrock(
+                a: try config.double(TrialSchema.models["rosenbrock"]!["a"]), b: try config.double(TrialSchema.models["rosenbrock"]!["b"]),
+                start: try config.doubleList(TrialSchema.models["rosenbrock"]!["start"]))
         default:
             throw config.error("model", "'\(config.model)' is not a toy objective")
         }

@@ -155,10 +155,11 @@ struct LayerDiagnostics<T: BLASScalar> {
             let shape = params.values[w].shape
             var update = Tensor<T>(zeros: shape)
             for j in 0..<update.count { update.storage[j] = params.values[w].storage[j] - before[w].storage[j] }
-            rows.append(LayerStatistics(
-                layer: layer, epoch: epoch, updateNorm: frobenius(update.storage), updateSpectralNorm: spectralNorm(update),
-                weightNorm: frobenius(params.values[w].storage), gradNorm: frobenius(gradients[w].storage),
-                activationDelta: base > 0 ? (diff / base).squareRoot() : .nan))
+            rows.append(
+                LayerStatistics(
+                    layer: layer, epoch: epoch, updateNorm: frobenius(update.storage), updateSpectralNorm: spectralNorm(update),
+                    weightNorm: frobenius(params.values[w].storage), gradNorm: frobenius(gradients[w].storage),
+                    activationDelta: base > 0 ? (diff / base).squareRoot() : .nan))
         }
         return rows
     }

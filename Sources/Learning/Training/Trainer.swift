@@ -141,7 +141,8 @@ public enum Trainer {
         if config.model == "polyfit" { return try fitPolynomial(config, onEpoch: onEpoch) }
         if config.isToyObjective { return try runObjective(config, checkpoints: checkpoints, shouldStop: shouldStop, onStep: onEpoch) }
         let trainLimit = try config.optionalInt(TrialSchema.data["limit"]), testLimit = try config.optionalInt(TrialSchema.data["test_limit"])
-        let splits = try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
+        let splits =
+            try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
             ?? DataSource(parsing: config.string(TrialSchema.data["data"])).load(trainLimit: trainLimit, testLimit: testLimit, seed: config.seed)
         // The data set's shape is known now: the limits on the model and the epochs, before the model exists.
         try config.checkResources(data: DataShape(features: splits.train.features, classes: splits.train.classes, trainingExamples: splits.train.count))
@@ -223,7 +224,8 @@ public enum Trainer {
                 let perExample = stepLoss / Double(start - stepStart)
                 if !perExample.isFinite || !gradNorm.isFinite || perExample > maxLoss {
                     result.status = .diverged
-                    result.message = perExample > maxLoss && perExample.isFinite
+                    result.message =
+                        perExample > maxLoss && perExample.isFinite
                         ? "training loss \(perExample) exceeded max_loss \(maxLoss) at epoch \(epoch), step \(step + 1)"
                         : "non-finite \(perExample.isFinite ? "gradient" : "loss") at epoch \(epoch), step \(step + 1)"
                     let record = EpochRecord(
@@ -272,18 +274,20 @@ public enum Trainer {
                 break
             }
             if checkpoints.due(epoch, of: epochs) {
-                try checkpoints.save(TrainingCheckpoint(
-                    config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
-                    history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
+                try checkpoints.save(
+                    TrainingCheckpoint(
+                        config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
+                        history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
             }
             if epoch < epochs && shouldStop() {
                 result.status = .stopped
                 result.message = "stopped after epoch \(epoch)"
                 // A stopped trial may be continued later (ASHA promotes paused trials): keep its state.
                 if checkpoints.every != nil && !checkpoints.due(epoch, of: epochs) {
-                    try checkpoints.save(TrainingCheckpoint(
-                        config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
-                        history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
+                    try checkpoints.save(
+                        TrainingCheckpoint(
+                            config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
+                            history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
                 }
                 break
             }
@@ -387,7 +391,8 @@ public enum Trainer {
     static func fitPolynomial(_ config: TrialConfig, onEpoch: (EpochRecord) -> Void) throws -> TrialResult {
         let started = now()
         let fit = PolynomialFit(
-            degree: try config.int(TrialSchema.models["polyfit"]!["degree"]), points: try config.int(TrialSchema.models["polyfit"]!["points"]), noise: try config.double(TrialSchema.models["polyfit"]!["noise"]),
+            degree: try config.int(TrialSchema.models["polyfit"]!["degree"]), points: try config.int(TrialSchema.models["polyfit"]!["points"]),
+            noise: try config.double(TrialSchema.models["polyfit"]!["noise"]),
             seed: config.seed)
         let (train, test, norm) = try fit.fit()
         let record = EpochRecord(epoch: 1, step: 0, trainLoss: train, testLoss: test, testAccuracy: .nan, gradientNorm: norm, learningRate: 0, seconds: now() - started, evalSeconds: 0)
@@ -447,7 +452,8 @@ public enum Trainer {
             if !value.isFinite || !norm.isFinite || value > maxLoss {
                 result.status = .diverged
                 result.message = value > maxLoss && value.isFinite ? "loss \(value) exceeded max_loss \(maxLoss) at step \(step)" : "non-finite value at step \(step)"
-                let record = EpochRecord(epoch: step, step: step - 1, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
+                let record = EpochRecord(
+                    epoch: step, step: step - 1, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
                 result.history.append(record)
                 onStep(record)
                 break
@@ -461,14 +467,16 @@ public enum Trainer {
             }
             optimizer.update(params)
             result.trajectory.append(params.values[0].storage)
-            let record = EpochRecord(epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
+            let record = EpochRecord(
+                epoch: step, step: step, trainLoss: value, testLoss: .nan, testAccuracy: .nan, gradientNorm: norm, learningRate: optimizer.learningRate, seconds: now() - t0, evalSeconds: 0)
             result.history.append(record)
             onStep(record)
             let stopping = step < steps && shouldStop()
             if checkpoints.due(step, of: steps) || (stopping && checkpoints.every != nil) {
-                try checkpoints.save(TrainingCheckpoint(
-                    config: config, epoch: step, step: step, shuffle: Xoshiro256(seed: 0), noise: Xoshiro256(seed: 0), plateau: scheduler.plateau,
-                    history: result.history, trajectory: result.trajectory, payload: .make(params, optimizer)))
+                try checkpoints.save(
+                    TrainingCheckpoint(
+                        config: config, epoch: step, step: step, shuffle: Xoshiro256(seed: 0), noise: Xoshiro256(seed: 0), plateau: scheduler.plateau,
+                        history: result.history, trajectory: result.trajectory, payload: .make(params, optimizer)))
             }
             if stopping {
                 result.status = .stopped
@@ -522,11 +530,12 @@ struct Scheduler {
 
     mutating func endEpoch(_ record: EpochRecord) {
         guard plateau != nil else { return }
-        let metric = switch trial.plateauMetric {
-        case "train_loss": record.trainLoss
-        case "test_accuracy": record.testAccuracy
-        default: record.testLoss
-        }
+        let metric =
+            switch trial.plateauMetric {
+            case "train_loss": record.trainLoss
+            case "test_accuracy": record.testAccuracy
+            default: record.testLoss
+            }
         _ = plateau!.observe(metric, trial.schedule)
     }
 }
