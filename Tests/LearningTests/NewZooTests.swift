@@ -317,21 +317,9 @@ struct DrivenFixture {
 
     func resumesExactly<T: BLASScalar>(_ driven: DrivenFixture, _ name: String, _: T.Type) throws {
         let (c, extra) = driven.find(name)
-        let straight = try driven.make(c, T.self)
-        let a = driven.fixture.parameters(T.self)
-        driven.drive(straight, a, extra, steps: 0..<10)
-
-        let first = try driven.make(c, T.self)
-        let b = driven.fixture.parameters(T.self)
-        driven.drive(first, b, extra, steps: 0..<5)
-        let state = first.exportState(names: b.names)
-        let resumed = try driven.make(c, T.self)
-        try resumed.importState(state, parameters: b)
-        #expect(resumed.step == 5)
-        #expect(resumed.exportState(names: b.names) == state)
-        driven.drive(resumed, b, extra, steps: 5..<10)
-        #expect(a.values == b.values, "\(name) in \(T.self)")
-        #expect(straight.exportState(names: a.names) == resumed.exportState(names: b.names))
+        try expectExactResume(name, make: { try driven.make(c, T.self) }, parameters: { driven.fixture.parameters(T.self) }) { optimizer, p, k in
+            driven.drive(optimizer, p, extra, steps: k..<(k + 1))
+        }
     }
 
     /// 5 steps, export, import into a fresh optimizer, 5 more = 10 straight, bit for bit (with the

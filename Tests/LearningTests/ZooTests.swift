@@ -66,21 +66,10 @@ import Testing
 
     func resumesExactly<T: BLASScalar>(_ name: String, _: T.Type) throws {
         let c = Self.find(name), fixture = Self.fixture
-        let straight = try Self.make(c, T.self)
-        let a = fixture.parameters(T.self)
-        for step in 0..<10 { fixture.setGradients(a, step: step); straight.update(a) }
-
-        let first = try Self.make(c, T.self)
-        let b = fixture.parameters(T.self)
-        for step in 0..<5 { fixture.setGradients(b, step: step); first.update(b) }
-        let state = first.exportState(names: b.names)
-        let resumed = try Self.make(c, T.self)
-        try resumed.importState(state, parameters: b)
-        #expect(resumed.step == 5)
-        #expect(resumed.exportState(names: b.names) == state)
-        for step in 5..<10 { fixture.setGradients(b, step: step); resumed.update(b) }
-        #expect(a.values == b.values, "\(name) in \(T.self)")
-        #expect(straight.exportState(names: a.names) == resumed.exportState(names: b.names))
+        try expectExactResume(name, make: { try Self.make(c, T.self) }, parameters: { fixture.parameters(T.self) }) { optimizer, p, k in
+            fixture.setGradients(p, step: k)
+            optimizer.update(p)
+        }
     }
 
     /// 5 steps, export, import into a fresh optimizer, 5 more = 10 straight, bit for bit.
