@@ -107,7 +107,6 @@ public final class Coordinator {
     /// Local workers' ephemeral CURVE key (a private temporary directory) and their arguments.
     var localWorkerSecurity: (directory: String?, arguments: [String]) = (nil, [])
     var started = now()
-    var latestEpoch: [Int: EpochRecord] = [:]
     /// Trials an early-stopping rule has cancelled, and why.
     var stopReasons: [Int: String] = [:]
     /// The epoch of each unfinished trial's latest checkpoint accepted in this run (the file is
@@ -418,7 +417,6 @@ public final class Coordinator {
                 reject("progress", "rejected progress of \(p.lease) from \(worker.name): \(problem)")
                 return
             }
-            latestEpoch[i] = p.record
             if let reason = scheduler.observe(i, epoch: p.record.epoch, value: objective(p.record)), stopReasons[i] == nil {
                 stopReasons[i] = reason
                 log("stopping trial \(p.lease.trial): \(reason)")
@@ -503,7 +501,7 @@ public final class Coordinator {
         default: return false
         }
         guard book.attach(i, to: worker) else { return false }
-        if case .leased = states[i] {} else { _ = scheduler.adopt(i) }
+        if case .leased = states[i] {} else { scheduler.adopt(i) }
         setState(i, .leased)
         indexDirty = true
         return true
@@ -530,7 +528,6 @@ public final class Coordinator {
             return
         }
         book.end(i)
-        latestEpoch[i] = nil
         // Its whole history feeds the rules (the median's curves, ASHA's rungs).
         if var median = scheduler as? MedianStopping {
             median.forget(i)
@@ -583,7 +580,6 @@ public final class Coordinator {
     /// `maxAttempts` (ASHA promotions not counted), it is committed as failed with the reason.
     func retryOrFail(_ i: Int, _ lease: Lease, reason: String, worker: LeaseBook.Worker) {
         book.end(i)
-        latestEpoch[i] = nil
         indexDirty = true
         let attempts = book.attempts[i]
         if !book.mayRetry(i) {

@@ -33,10 +33,8 @@ public enum CoordinatorError: Error, CustomStringConvertible {
 /// What a trial's records and results must satisfy beyond the protocol's own bounds
 /// (`Message.decode`): they are held to the trial they claim to belong to.
 extension Coordinator {
-    /// The highest epoch (step) a record of trial i may have: its length, or for the LR range
+    /// The highest epoch (step) a record of the trial may name: its length, or for the LR range
     /// test its `range_steps`.
-    func recordLimit(_ i: Int) -> Int { recordLimits[i] }
-
     static func recordLimit(of config: TrialConfig, length: Int) -> Int {
         guard isRangeTest(config) else { return length }
         return (try? config.int(TrialSchema.data["range_steps"])) ?? length

@@ -37,8 +37,7 @@ public protocol TrialScheduler {
     mutating func next() -> ScheduledRun?
     mutating func unsent(_ run: ScheduledRun)
     mutating func requeue(_ trial: Int)
-    /// The epoch at which the adopted attempt should pause, if any.
-    mutating func adopt(_ trial: Int) -> Int?
+    mutating func adopt(_ trial: Int)
     /// A reason to stop the trial now, or nil.
     mutating func observe(_ trial: Int, epoch: Int, value: Double) -> String?
     mutating func ended(_ trial: Int, status: TrialStatus, lastEpoch: Int) -> RunEnding
@@ -95,7 +94,6 @@ public struct TrialQueue: Sendable {
         count -= n
     }
 
-    public func contains(_ trial: Int) -> Bool { live[trial] != nil }
 }
 
 /// Grid and random sweeps: every trial once, in order; retries at the back.
@@ -107,10 +105,7 @@ public struct InOrder: TrialScheduler {
     public mutating func next() -> ScheduledRun? { queue.pop().map { ScheduledRun(trial: $0) } }
     public mutating func unsent(_ run: ScheduledRun) { queue.unpop(run.trial) }
     public mutating func requeue(_ trial: Int) { queue.push(trial) }
-    public mutating func adopt(_ trial: Int) -> Int? {
-        queue.remove(trial)
-        return nil
-    }
+    public mutating func adopt(_ trial: Int) { queue.remove(trial) }
     public mutating func observe(_ trial: Int, epoch: Int, value: Double) -> String? { nil }
     public mutating func ended(_ trial: Int, status: TrialStatus, lastEpoch: Int) -> RunEnding { .finish }
     public mutating func abandoned() -> [(trial: Int, reason: String)] { [] }
@@ -144,7 +139,7 @@ public struct MedianStopping: TrialScheduler {
     public mutating func next() -> ScheduledRun? { order.next() }
     public mutating func unsent(_ run: ScheduledRun) { order.unsent(run) }
     public mutating func requeue(_ trial: Int) { order.requeue(trial) }
-    public mutating func adopt(_ trial: Int) -> Int? { order.adopt(trial) }
+    public mutating func adopt(_ trial: Int) { order.adopt(trial) }
     public var waiting: Int { order.waiting }
     public mutating func abandoned() -> [(trial: Int, reason: String)] { [] }
 
@@ -230,15 +225,14 @@ public struct Asha: TrialScheduler {
 
     public mutating func requeue(_ trial: Int) { order.requeue(trial) }
 
-    public mutating func adopt(_ trial: Int) -> Int? {
+    public mutating func adopt(_ trial: Int) {
         if let k = paused.removeValue(forKey: trial) {
             // A promoted attempt that kept running while the coordinator restarted.
             rungs.markPromoted(trial: trial, from: k)
             pauseTargets[trial] = rungs.pauseTarget(after: reached[trial] ?? 0, length: lengths[trial])
         } else {
-            _ = order.adopt(trial)
+            order.adopt(trial)
         }
-        return pauseTargets[trial]
     }
 
     public mutating func observe(_ trial: Int, epoch: Int, value: Double) -> String? {
@@ -276,7 +270,7 @@ public struct Asha: TrialScheduler {
         guard !committed, let epoch = checkpointEpoch else { return }
         reached[trial] = epoch
         if let k = rungs.rung(ofEpoch: epoch, length: lengths[trial]) {
-            _ = order.adopt(trial)
+            order.adopt(trial)
             paused[trial] = k
         } else {
             pauseTargets[trial] = rungs.pauseTarget(after: epoch, length: lengths[trial])
