@@ -2,7 +2,8 @@
 # Documentation check (cheap; run by .ci/run before the tests). Fails when
 #   1. a tracked file refers to a path outside the repository: a relative path that climbs above
 #      the repository's root (more `../` than the file is deep), or an absolute path into the
-#      directory that holds this checkout; the project must stand alone;
+#      directory that holds this checkout (unless that is / or a shared temporary directory);
+#      the project must stand alone;
 #   2. a relative Markdown link or image in README.md or docs/*.md points to a file that does not
 #      exist (http(s) and mailto links and pure #anchors are not checked).
 set -euo pipefail
@@ -21,7 +22,12 @@ status=0
 # 1. References to paths outside the repository.
 python3 - "$(cd .. && pwd)" <<'EOF' || status=1
 import re, subprocess, sys
+import os, stat
 parent = sys.argv[1].rstrip("/") + "/"
+# A checkout directly in / or in a shared temporary directory (sticky, like /tmp) has no
+# meaningful neighbours: absolute paths are then not checked, only relative ones.
+if parent == "/" or os.stat(parent).st_mode & stat.S_ISVTX:
+    parent = None
 files = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True).stdout.decode().split("\0")
 climb = re.compile(r"(?<![A-Za-z0-9_.~-])((?:\.\./)+)[A-Za-z_]")
 hits = []
@@ -32,7 +38,7 @@ for path in filter(None, files):
         continue
     depth = path.count("/")
     for number, line in enumerate(text.splitlines(), 1):
-        if parent in line or any(len(m.group(1)) // 3 > depth for m in climb.finditer(line)):
+        if (parent and parent in line) or any(len(m.group(1)) // 3 > depth for m in climb.finditer(line)):
             hits.append(f"{path}:{number}: {line.strip()[:160]}")
 if hits:
     print("check-docs: references to paths outside the repository:", *hits, sep="\n", file=sys.stderr)
