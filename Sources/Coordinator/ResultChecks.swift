@@ -32,7 +32,7 @@ public enum CoordinatorError: Error, CustomStringConvertible {
 
 /// What a trial's records and results must satisfy beyond the protocol's own bounds
 /// (`Message.decode`): they are held to the trial they claim to belong to.
-extension Coordinator {
+extension SweepState {
     /// The highest epoch (step) a record of the trial may name: its length, or for the LR range
     /// test its `range_steps`.
     static func recordLimit(of config: TrialConfig, length: Int) -> Int {
