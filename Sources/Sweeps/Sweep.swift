@@ -45,6 +45,9 @@ public struct Sweep: Sendable {
     /// kept once a trial is finished.
     public var checkpoints = Checkpoints()
     public var earlyStopping: EarlyStopping?
+    /// An adaptive search (`search:`): its trials are suggested as the sweep runs, and `trials`
+    /// is empty.
+    public var search: Search?
     /// The sweep file's text, as read.
     public let text: String
     /// The sweep file's path (or the name given to `SweepFile.parse`).
@@ -52,7 +55,7 @@ public struct Sweep: Sendable {
     public let trials: [Trial]
 
     /// The keys whose values differ across the sweep (sorted); the same as every trial's `varied`.
-    public var varied: [String] { trials.first?.varied ?? [] }
+    public var varied: [String] { search?.varied ?? trials.first?.varied ?? [] }
 
     /// A plain-text table of the trials: a `N trials` line, then one row per trial with its index,
     /// id, branch and the value of every varied key (`-` where a trial does not set it). With a
@@ -94,4 +97,12 @@ public struct Trial: Sendable {
     public let config: TrialConfig
     /// The keys whose values differ across the sweep, sorted.
     public let varied: [String]
+
+    public init(id: String, index: Int, branch: String, config: TrialConfig, varied: [String]) {
+        self.id = id
+        self.index = index
+        self.branch = branch
+        self.config = config
+        self.varied = varied
+    }
 }
