@@ -119,7 +119,7 @@ public final class Coordinator {
         journal = try LeaseJournal(directory: options.output)
         limiter = PeerLimiter(rate: options.peerMessageRate, burst: options.peerMessageBurst)
         writer = ResultsWriter(store: store)
-        progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: sweep.trials.count, objective: sweep.objective)
+        progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: sweep.search?.budget ?? sweep.trials.count, objective: sweep.objective)
         let settings = SweepState.Settings(
             heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds, maxAttempts: options.maxAttempts,
             maxSlotsPerWorker: options.maxSlotsPerWorker, maxWorkers: options.maxWorkers)
@@ -128,13 +128,36 @@ public final class Coordinator {
             submit: { [writer] in writer.submit($0) },
             journal: { [journal] trial, grant in try journal.record(trial: trial, grant) },
             checkpoint: { [store] in store.checkpoint(id: $0) },
+            suggested: { [journal] in try journal.record(suggested: $0) },
             log: log)
-        state = SweepState(sweep: sweep, settings: settings, committed: store.committed, journaled: journal.latest, effects: effects)
-        if state.finishedCount > 0 { log("resuming: \(state.finishedCount) of \(sweep.trials.count) trials already committed in \(options.output)") }
+        state = SweepState(
+            sweep: sweep, settings: settings, committed: store.committed, journaled: journal.latest, suggested: Self.suggestedTrials(sweep, journal, log: log), effects: effects)
+        if state.finishedCount > 0 { log("resuming: \(state.finishedCount) of \(state.total) trials already committed in \(options.output)") }
         if journal.skipped > 0 { log("lease journal \(journal.path): skipped \(journal.skipped) line\(journal.skipped == 1 ? "" : "s") that did not parse") }
         try state.restoreRungs(
             history: { [store] in try store.history(of: $0) },
             checkpoint: { [store] id in store.checkpoint(id: id) == nil ? nil : try? CheckpointFile.read(store.checkpointPath(id: id)) })
+    }
+
+    /// A search's trials suggested by an earlier run, from the journal, each checked against the
+    /// search (it validates and is a point of its space); the list ends at the first that is not.
+    static func suggestedTrials(_ sweep: Sweep, _ journal: LeaseJournal, log: (String) -> Void) -> [Trial] {
+        guard let search = sweep.search else { return [] }
+        var trials: [Trial] = []
+        for s in journal.suggested {
+            do {
+                let trial = try search.trial(branch: s.branch, configJSON: s.config, index: s.index)
+                guard trial.id == s.id else { throw Search.SuggestionError.invalid("its id is \(s.id.prefix(32)), its configuration's \(trial.id)") }
+                trials.append(trial)
+            } catch {
+                log(
+                    "lease journal \(journal.path): suggested trial \(s.index) is not a trial of this search (\(error)); it and the \(journal.suggested.count - s.index - 1) after it are suggested again"
+                )
+                break
+            }
+        }
+        if !trials.isEmpty { log("search: \(trials.count) trial\(trials.count == 1 ? "" : "s") suggested before the restart") }
+        return trials
     }
 
     // MARK: Running
@@ -165,7 +188,7 @@ public final class Coordinator {
     func serve(_ router: Socket, gatekeeper: Gatekeeper, signals: SignalWatcher?) throws -> Summary {
         let endpoint = router.lastEndpoint
         log(
-            "sweep \(sweep.name): \(sweep.trials.count) trials, \(sweep.trials.count - state.finishedCount) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)"
+            "sweep \(sweep.name): \(state.total) trials\(sweep.search.map { " (\($0.algorithm.rawValue) search)" } ?? ""), \(state.total - state.finishedCount) to run; listening on \(endpoint)\(options.curve == nil ? " (plaintext)" : " (CURVE)"); results in \(options.output)"
         )
         try startLocalWorkers(endpoint: connectable(endpoint))
         defer {
@@ -218,7 +241,7 @@ public final class Coordinator {
         try finishWriting()
         try report(gatekeeper)
         progress.finish(state, started: started)
-        if sweep.trials.count > 200 {
+        if state.total > 200 {
             log("coordinator time: " + timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }.joined(separator: ", "))
         }
         // Workers of a finished sweep have nothing left to do; after an interrupt only the local
@@ -229,7 +252,7 @@ public final class Coordinator {
         self.router = nil
         router.close()
         return Summary(
-            total: sweep.trials.count, counts: state.counts(), seconds: now() - started, interrupted: interrupted, endpoint: endpoint,
+            total: state.total, counts: state.counts(), seconds: now() - started, interrupted: interrupted, endpoint: endpoint,
             rejectedMessages: state.rejected, refusedConnections: refusedConnections, best: state.best())
     }
 

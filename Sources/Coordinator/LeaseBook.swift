@@ -66,6 +66,13 @@ public struct LeaseBook {
         unsent = Array(repeating: 0, count: trials)
     }
 
+    /// One more trial (a search's suggestion), numbered after the others.
+    public mutating func addTrial() {
+        attempts.append(0)
+        promotions.append(0)
+        unsent.append(0)
+    }
+
     /// A committed trial's attempts (after a restart).
     public mutating func setAttempts(_ trial: Int, _ n: Int) { attempts[trial] = n }
 

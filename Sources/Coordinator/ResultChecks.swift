@@ -73,7 +73,7 @@ extension SweepState {
         if r.status == .done {
             let last = r.history.last
             guard let last, !isRangeTest[i] ? last.epoch == lengths[i] : true else {
-                return "status done after \(last?.epoch ?? 0) of \(lengths[i]) \(sweep.trials[i].config.isToyObjective ? "steps" : "epochs")"
+                return "status done after \(last?.epoch ?? 0) of \(lengths[i]) \(trials[i].config.isToyObjective ? "steps" : "epochs")"
             }
             guard last.trainLoss.isFinite, !last.testLoss.isInfinite else {
                 return "status done with a non-finite final loss (train \(last.trainLoss), test \(last.testLoss)): that is a divergence"

@@ -24,13 +24,16 @@ public final class SweepState {
         public var journal: (_ trial: String, LeaseJournal.Grant) throws -> Void
         /// A trial's stored checkpoint, to resume from.
         public var checkpoint: (_ trial: String) -> Data?
+        /// Records a trial the search suggested durably, before it is leased (`LeaseJournal`).
+        public var suggested: (LeaseJournal.SuggestedTrial) throws -> Void
         public var log: (String) -> Void
 
         public init(
             send: @escaping (Message, _ to: [UInt8]) -> Bool, submit: @escaping (ResultsJob) -> Void,
             journal: @escaping (_ trial: String, LeaseJournal.Grant) throws -> Void, checkpoint: @escaping (_ trial: String) -> Data?,
-            log: @escaping (String) -> Void
+            suggested: @escaping (LeaseJournal.SuggestedTrial) throws -> Void = { _ in }, log: @escaping (String) -> Void
         ) {
+            self.suggested = suggested
             self.send = send
             self.submit = submit
             self.journal = journal
@@ -102,16 +105,22 @@ public final class SweepState {
     public private(set) var rejected = 0
     private var rejections = RateLimitedLog()
 
-    public let indexByID: [String: Int]
+    /// The sweep's trials: its expansion, or those a search suggested so far.
+    public private(set) var trials: [Trial] = []
+    public private(set) var indexByID: [String: Int] = [:]
     /// Each trial's configuration as sent to workers (computed once).
-    let configTexts: [String]
+    private(set) var configTexts: [String] = []
     /// Each trial's length in epochs (steps for toy objectives).
-    public let lengths: [Int]
+    public private(set) var lengths: [Int] = []
     /// The highest epoch (step) a record of each trial may name, whether it is an LR range test,
     /// and whether its loss is non-negative (see `ResultChecks`).
-    let recordLimits: [Int]
-    let isRangeTest: [Bool]
-    let nonNegativeLoss: [Bool]
+    private(set) var recordLimits: [Int] = []
+    private(set) var isRangeTest: [Bool] = []
+    private(set) var nonNegativeLoss: [Bool] = []
+    /// What became of each trial a search suggested (what the search learns from).
+    private(set) var outcomes: [Int: Search.Outcome] = [:]
+    /// Why the search stopped suggesting before its budget, if it did.
+    public private(set) var searchEnded: String?
     /// Whether the sweep keeps checkpoints (asked for, or needed by ASHA to pause trials).
     let usesCheckpoints: Bool
     /// Trials an early-stopping rule has cancelled, and why.
@@ -123,57 +132,79 @@ public final class SweepState {
     private(set) var pausedResults: [Int: (result: TrialResult, host: String, worker: String)] = [:]
 
     public var workers: [[UInt8]: LeaseBook.Worker] { book.workers }
-    public var isComplete: Bool { finishedCount == states.count }
+    public var isComplete: Bool {
+        guard finishedCount == states.count else { return false }
+        guard let search = sweep.search else { return true }
+        return trials.count >= search.budget || searchEnded != nil
+    }
 
     /// The sweep with the trials an earlier run committed (never run twice) and the journal's
     /// last grant of each other trial (what a worker still running it must prove).
-    public init(sweep: Sweep, settings: Settings, committed: [String: CommittedTrial], journaled: [String: LeaseJournal.Grant], effects: Effects) {
+    /// The sweep with the trials an earlier run committed (never run twice), the journal's last
+    /// grant of each other trial (what a worker still running it must prove) and, for a search,
+    /// the trials it suggested before (`suggested`, checked by `Search.trial`).
+    public init(
+        sweep: Sweep, settings: Settings, committed: [String: CommittedTrial], journaled: [String: LeaseJournal.Grant], suggested: [Trial] = [],
+        effects: Effects
+    ) {
         self.sweep = sweep
         self.settings = settings
         self.effects = effects
         self.committed = committed
-        let n = sweep.trials.count
-        states = Array(repeating: .queued, count: n)
-        indexByID = Dictionary(sweep.trials.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
-        configTexts = sweep.trials.map(\.config.canonicalJSON)
-        lengths = sweep.trials.map { (try? $0.config.length()) ?? 1 }
-        recordLimits = zip(sweep.trials, lengths).map { Self.recordLimit(of: $0.config, length: $1) }
-        isRangeTest = sweep.trials.map { Self.isRangeTest($0.config) }
-        nonNegativeLoss = sweep.trials.map { Self.lossIsNonNegative($0.config) }
-        book = LeaseBook(trials: n, maxSlots: settings.maxSlotsPerWorker, maxWorkers: settings.maxWorkers, maxAttempts: settings.maxAttempts)
-        var toRun: [Int] = []
-        for (i, t) in sweep.trials.enumerated() {
-            if let c = committed[t.id] {
-                states[i] = .finished(c.status)
-                book.setAttempts(i, c.attempts)
-                finishedCount += 1
-            } else {
-                toRun.append(i)
-            }
-        }
+        states = []
         let objective = sweep.objective
         switch sweep.earlyStopping {
         case .median(let grace, let minTrials)?:
-            scheduler = MedianStopping(trials: toRun, graceEpochs: grace, minTrials: minTrials, maximize: objective.maximize, metric: objective.metric)
+            scheduler = MedianStopping(trials: [], graceEpochs: grace, minTrials: minTrials, maximize: objective.maximize, metric: objective.metric)
         case .asha(let minEpochs, let eta)?:
-            scheduler = Asha(trials: toRun, lengths: lengths, minEpochs: minEpochs, reductionFactor: eta, maximize: objective.maximize, metric: objective.metric)
+            scheduler = Asha(trials: [], lengths: [], minEpochs: minEpochs, reductionFactor: eta, maximize: objective.maximize, metric: objective.metric)
         case nil:
-            scheduler = InOrder(trials: toRun)
+            scheduler = InOrder(trials: [])
         }
         usesCheckpoints = sweep.checkpoints.every != nil || scheduler is Asha
-        for i in toRun {
-            if let grant = journaled[sweep.trials[i].id] {
-                book.restore(i, lease: Lease(trial: sweep.trials[i].id, attempt: grant.attempt), token: grant.token, checkpoints: usesCheckpoints)
+        book = LeaseBook(trials: 0, maxSlots: settings.maxSlotsPerWorker, maxWorkers: settings.maxWorkers, maxAttempts: settings.maxAttempts)
+        for trial in sweep.search == nil ? sweep.trials : suggested {
+            add(trial)
+            if let grant = journaled[trial.id], committed[trial.id] == nil {
+                book.restore(trial.index, lease: Lease(trial: trial.id, attempt: grant.attempt), token: grant.token, checkpoints: usesCheckpoints)
             }
         }
     }
+
+    /// Appends a trial: committed by an earlier run (finished), or queued with the scheduler.
+    private func add(_ trial: Trial) {
+        let i = trials.count
+        precondition(trial.index == i, "trials are numbered in order")
+        trials.append(trial)
+        indexByID[trial.id] = i
+        configTexts.append(trial.config.canonicalJSON)
+        let length = (try? trial.config.length()) ?? 1
+        lengths.append(length)
+        recordLimits.append(Self.recordLimit(of: trial.config, length: length))
+        isRangeTest.append(Self.isRangeTest(trial.config))
+        nonNegativeLoss.append(Self.lossIsNonNegative(trial.config))
+        book.addTrial()
+        if let c = committed[trial.id] {
+            states.append(.finished(c.status))
+            book.setAttempts(i, c.attempts)
+            finishedCount += 1
+            if sweep.search != nil { outcomes[i] = outcome(of: c) }
+            scheduler.add(i, length: length, waiting: false)
+        } else {
+            states.append(.queued)
+            scheduler.add(i, length: length, waiting: true)
+        }
+    }
+
+    /// Trials the sweep will have run in all: its expansion, or a search's budget.
+    public var total: Int { sweep.search.map { max($0.budget, trials.count) } ?? trials.count }
 
     /// After a restart, for ASHA: the rungs from the committed trials' histories, and the trials
     /// paused at a rung (their checkpoint sits exactly there) back to waiting for promotion.
     /// `history` reads a committed trial's records, `checkpoint` an unfinished trial's stored one.
     public func restoreRungs(history: (CommittedTrial) throws -> [EpochRecord], checkpoint: (_ trial: String) -> TrainingCheckpoint?) throws {
         guard var asha = scheduler as? Asha else { return }
-        for (i, t) in sweep.trials.enumerated() {
+        for (i, t) in trials.enumerated() {
             if let c = committed[t.id] {
                 asha.restore(i, epochs: try history(c).map { ($0.epoch, objective($0)) }, checkpointEpoch: nil, committed: true)
             } else if let saved = checkpoint(t.id) {
@@ -319,7 +350,7 @@ public final class SweepState {
         let after = live.resumedFrom ?? 0
         guard c.epoch <= lengths[i], c.epoch > after else { return refuse("epoch \(c.epoch) is outside \(after + 1)…\(lengths[i])") }
         guard let bytes = Data(base64Encoded: c.file) else { return refuse("not base64") }
-        effects.submit(.checkpoint(id: c.lease.trial, bytes: bytes, expect: .init(config: sweep.trials[i].config, epoch: c.epoch, lease: c.lease)))
+        effects.submit(.checkpoint(id: c.lease.trial, bytes: bytes, expect: .init(config: trials[i].config, epoch: c.epoch, lease: c.lease)))
     }
 
     private func finish(_ r: ResultMessage, worker: LeaseBook.Worker, now t: Double) {
@@ -350,7 +381,7 @@ public final class SweepState {
             scheduler = median
         }
         for record in r.history { _ = scheduler.observe(i, epoch: record.epoch, value: objective(record)) }
-        let trial = sweep.trials[i]
+        let trial = trials[i]
         let status = r.status == .done || stopReasons[i] == nil ? r.status : .stopped
         var result = TrialResult(
             config: trial.config, status: status, message: r.status == .stopped ? (stopReasons[i] ?? r.message) : r.message, history: r.history,
@@ -370,6 +401,7 @@ public final class SweepState {
         } else {
             pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: r.lease.attempt, host: worker.host, worker: worker.name))
             setState(i, .committing(r.status))
+            if sweep.search != nil { outcomes[i] = outcome(status: result.status, last: r.history.last) }
         }
         indexDirty = true
     }
@@ -389,12 +421,13 @@ public final class SweepState {
         let attempts = book.attempts[i]
         if !book.mayRetry(i) {
             effects.log("trial \(lease.trial): attempt \(lease.attempt) ended without a result (\(reason)); \(attempts) attempts made, marking it failed")
-            let trial = sweep.trials[i]
+            let trial = trials[i]
             let result = TrialResult(
                 config: trial.config, status: .failed, message: "no result after \(attempts) attempts (last: \(reason))",
                 history: [], trajectory: [], parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")
             pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts, host: worker.host, worker: worker.name))
             setState(i, .committing(.failed))
+            if sweep.search != nil { outcomes[i] = .failed }
         } else {
             effects.log("requeueing trial \(lease.trial) (attempt \(lease.attempt): \(reason))")
             setState(i, .queued)
@@ -417,9 +450,10 @@ public final class SweepState {
     /// Hands runs to workers with free slots, the freest first, in the scheduler's order (ASHA:
     /// promotions before new trials).
     public func dispatch(now t: Double) throws {
-        while let worker = book.freest(), let run = scheduler.next() {
+        while let worker = book.freest() {
+            guard let run = try scheduler.next() ?? suggest() else { break }
             if let k = run.promotedFrom {
-                effects.log("ASHA: promoting trial \(sweep.trials[run.trial].id) from rung \(k)\(run.pauseAfter.map { " to epoch \($0)" } ?? " to its end")")
+                effects.log("ASHA: promoting trial \(trials[run.trial].id) from rung \(k)\(run.pauseAfter.map { " to epoch \($0)" } ?? " to its end")")
             }
             switch states[run.trial] {
             case .queued, .paused: if !(try lease(run, to: worker, now: t)) { scheduler.unsent(run) }
@@ -429,18 +463,60 @@ public final class SweepState {
         if inFlight == 0 && scheduler.waiting == 0 { endAbandoned() }
     }
 
+    // MARK: Search
+
+    /// The search's next trial, journaled and queued, when its budget and `parallel` allow one.
+    private func suggest() throws -> ScheduledRun? {
+        guard let search = sweep.search, searchEnded == nil, trials.count < search.budget else { return nil }
+        if let parallel = search.parallel, inFlight >= parallel { return nil }
+        let history = trials.indices.map { i in Search.Record(trial: trials[i], outcome: outcomes[i] ?? .running) }
+        let trial: Trial
+        do {
+            trial = try search.suggest(number: trials.count, history: history) { indexByID[$0] != nil }
+        } catch {
+            searchEnded = "\(error)"
+            effects.log("search: no further trials after \(trials.count): \(error)")
+            return nil
+        }
+        try effects.suggested(.init(index: trial.index, id: trial.id, branch: trial.branch, config: trial.config.canonicalJSON))
+        add(trial)
+        indexDirty = true
+        return scheduler.next()
+    }
+
+    /// What a committed trial tells the search.
+    private func outcome(of c: CommittedTrial) -> Search.Outcome {
+        let record = EpochRecord(
+            epoch: c.epochs, step: 0, trainLoss: c.trainLoss, testLoss: c.testLoss, testAccuracy: c.testAccuracy, gradientNorm: 0, learningRate: 0, seconds: 0,
+            evalSeconds: 0)
+        return outcome(status: c.status, last: c.epochs > 0 ? record : nil)
+    }
+
+    /// What a finished trial tells the search: its final value, the value where a rule stopped
+    /// it, the worst value for a divergence; a failure tells it nothing.
+    private func outcome(status: TrialStatus, last: EpochRecord?) -> Search.Outcome {
+        let worst = sweep.objective.maximize ? -Double.infinity : .infinity
+        switch status {
+        case .done: return last.map { .complete(objective($0)) } ?? .failed
+        case .diverged: return .complete(worst)
+        case .stopped: return last.map { .pruned(epoch: $0.epoch, value: objective($0)) } ?? .failed
+        case .failed: return .failed
+        }
+    }
+
     /// Trials the scheduler will never run again (ASHA: paused, never promoted) end `stopped`
     /// with its reason.
     private func endAbandoned() {
         for (i, reason) in scheduler.abandoned() {
             guard let paused = pausedResults.removeValue(forKey: i) else { continue }
             var result = paused.result
-            let trial = sweep.trials[i]
+            let trial = trials[i]
             result.status = .stopped
             result.message = reason
             effects.log("stopping trial \(trial.id): \(reason)")
             pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: book.attempts[i], host: paused.host, worker: paused.worker))
             setState(i, .committing(.stopped))
+            if sweep.search != nil { outcomes[i] = outcome(status: .stopped, last: result.history.last) }
             indexDirty = true
         }
     }
@@ -449,7 +525,7 @@ public final class SweepState {
     /// the worker cannot be reached (it is then removed).
     private func lease(_ run: ScheduledRun, to worker: LeaseBook.Worker, now t: Double) throws -> Bool {
         let i = run.trial
-        let lease = book.nextLease(i, id: sweep.trials[i].id)
+        let lease = book.nextLease(i, id: trials[i].id)
         // An earlier attempt's checkpoint (a lost worker, a coordinator restart, a rung) lets this
         // one continue where that left off. Only checkpoints checked on arrival are stored.
         let resume = usesCheckpoints ? effects.checkpoint(lease.trial)?.base64EncodedString() : nil
@@ -503,7 +579,7 @@ public final class SweepState {
 
     /// The sweep index's rows, as the trials stand now.
     public func indexRows() -> [IndexRow] {
-        sweep.trials.enumerated().map { i, t in
+        trials.enumerated().map { i, t in
             IndexRow(id: t.id, index: t.index, branch: t.branch, config: t.config, status: states[i].name, committed: committed[t.id])
         }
     }

@@ -61,6 +61,7 @@ public struct Sweep: Sendable {
     /// id, branch and the value of every varied key (`-` where a trial does not set it). With a
     /// `limit`, only the first `limit` rows are shown and a last line says how many were left out.
     public func planTable(limit: Int? = nil) -> String {
+        if let search { return search.plan }
         let keys = varied
         let shown = limit.map { max(0, min($0, trials.count)) } ?? trials.count
         var rows: [[String]] = [["index", "id", "branch"] + keys]

@@ -76,6 +76,16 @@ public struct Search: Sendable {
         }
     }
 
+    /// What `sweep-coordinator plan` prints: the algorithm, the budget and the space.
+    public var plan: String {
+        var lines = ["search: \(algorithm.rawValue), \(budget) trials suggested as the sweep runs, \(parallel.map { "at most \($0)" } ?? "as many as the workers' free slots") at once"]
+        if !space.shared.isEmpty { lines.append("  " + space.shared.map { "\($0.key): \($0.distribution)" }.joined(separator: ", ")) }
+        for branch in space.branches where space.branches.count > 1 || !branch.params.isEmpty {
+            lines.append("  \(branch.name)" + (branch.params.isEmpty ? "" : ": " + branch.params.map { "\($0.key): \($0.distribution)" }.joined(separator: ", ")))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// Suggestion number `n` (from 0) given the trials so far. `isTaken` tells a configuration
     /// already in the sweep (by trial id): such draws are repeated with a fresh stream, so a
     /// configuration never runs twice.
@@ -136,26 +146,26 @@ public struct Search: Sendable {
     }
 
     /// The good ("below") and other trials, each in trial order: complete trials by value, then
-    /// pruned ones (the furthest first, then by value) fill the `below` best; running trials are
-    /// always above (the constant liar).
-    static func split(_ records: [Record], below nBelow: Int, maximize: Bool) -> (below: [Record], above: [Record]) {
-        func key(_ v: Double) -> Double { v.isNaN ? .infinity : (maximize ? -v : v) }
-        var complete: [(Record, Double)] = [], pruned: [(Record, Int, Double)] = [], running: [Record] = []
+    /// pruned ones (the furthest first, then by value), then complete ones without a finite value
+    /// (divergences) fill the `below` best; running trials are always above (the constant liar).
+    public static func split(_ records: [Record], below nBelow: Int, maximize: Bool) -> (below: [Record], above: [Record]) {
+        var complete: [(record: Record, key: Double)] = [], pruned: [(record: Record, epoch: Int, key: Double)] = []
+        var worst: [Record] = [], running: [Record] = []
         for r in records {
             switch r.outcome {
-            case .complete(let v): complete.append((r, key(v)))
-            case .pruned(let epoch, let v): pruned.append((r, epoch, key(v)))
+            case .complete(let v) where v.isFinite: complete.append((r, maximize ? -v : v))
+            case .complete: worst.append(r)
+            case .pruned(let epoch, let v): pruned.append((r, epoch, v.isNaN ? .infinity : (maximize ? -v : v)))
             case .running: running.append(r)
             case .failed: continue
             }
         }
-        complete.sort { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0.trial.index < $1.0.trial.index) }
-        pruned.sort { (-$0.1, $0.2, $0.0.trial.index) < (-$1.1, $1.2, $1.0.trial.index) }
-        let fromComplete = min(nBelow, complete.count)
-        let fromPruned = min(max(0, nBelow - fromComplete), pruned.count)
-        let below = complete.prefix(fromComplete).map(\.0) + pruned.prefix(fromPruned).map(\.0)
-        let above = complete.dropFirst(fromComplete).map(\.0) + pruned.dropFirst(fromPruned).map(\.0) + running
-        return (below.sorted { $0.trial.index < $1.trial.index }, above.sorted { $0.trial.index < $1.trial.index })
+        complete.sort { ($0.key, $0.record.trial.index) < ($1.key, $1.record.trial.index) }
+        pruned.sort { (-$0.epoch, $0.key, $0.record.trial.index) < (-$1.epoch, $1.key, $1.record.trial.index) }
+        let ranked = complete.map(\.record) + pruned.map(\.record) + worst
+        let cut = min(nBelow, ranked.count)
+        let byIndex: (Record, Record) -> Bool = { $0.trial.index < $1.trial.index }
+        return (Array(ranked.prefix(cut)).sorted(by: byIndex), (Array(ranked.dropFirst(cut)) + running).sorted(by: byIndex))
     }
 }
 
@@ -313,7 +323,9 @@ extension SweepSpec {
         let hasBranches = branches != nil
         let branchList = branches ?? [Branch(name: "main", line: nil, section: Section())]
         for (what, section, line) in [("the top level", top, settings.line)] + branchList.map({ ("optimizer entry '\($0.name)'", $0.section, $0.line) }) {
-            if let axis = section.grid.first { throw error(axis.line, axis.key, "a search samples its keys: \(what) has a grid too (give the key a distribution under search.params, e.g. {choice: [...]})") }
+            if let axis = section.grid.first {
+                throw error(axis.line, axis.key, "a search samples its keys: \(what) has a grid too (give the key a distribution under search.params, e.g. {choice: [...]})")
+            }
             if let group = section.zips.first { throw error(group.line, "zip", "a search samples its keys: \(what) has a zip too") }
             if section.randomLine != nil { throw error(section.randomLine, "random", "a search samples its keys: \(what) has a random section too (put its params under search.params)") }
             _ = line

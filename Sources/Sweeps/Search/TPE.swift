@@ -19,22 +19,23 @@ import Linalg
 /// normal (categorical: a peaked distribution) per trial plus a prior over the whole range, in the
 /// transformed space (logarithm for log-uniform parameters). Candidates are drawn from the
 /// "below" mixture and the one maximising log l(x) − log g(x) is suggested.
-enum TPE {
-    struct Settings: Sendable, Equatable {
+public enum TPE {
+    public struct Settings: Sendable, Equatable {
         /// Finished trials before the model is used (random draws until then).
-        var startupTrials = 10
+        public var startupTrials = 10
         /// Candidates drawn from l(x) per suggestion.
-        var candidates = 24
+        public var candidates = 24
         /// The prior component's weight in each mixture.
-        var priorWeight = 1.0
+        public var priorWeight = 1.0
+        public init() {}
     }
 
     /// How many of `n` finished trials are "below" (the good part).
-    static func gamma(_ n: Int) -> Int { min(Int((0.1 * Double(n)).rounded(.up)), 25) }
+    public static func gamma(_ n: Int) -> Int { min(Int((0.1 * Double(n)).rounded(.up)), 25) }
 
     /// The mixture weights of `n` observations in trial order: flat for the latest 25, a ramp
     /// from 1/n up to 1 for the older ones (older observations count less).
-    static func weights(_ n: Int) -> [Double] {
+    public static func weights(_ n: Int) -> [Double] {
         guard n >= 25 else { return Array(repeating: 1, count: n) }
         let rampCount = n - 25
         var out: [Double] = []
@@ -47,7 +48,7 @@ enum TPE {
     }
 
     /// One dimension of a group, in the estimator's terms.
-    enum Dimension: Sendable, Equatable {
+    public enum Dimension: Sendable, Equatable {
         /// A real interval; `log` models it in log space.
         case continuous(low: Double, high: Double, log: Bool)
         /// Integers low…high (step 1).
@@ -66,7 +67,7 @@ enum TPE {
     }
 
     /// A mixture of product kernels over a group's dimensions, one per observation and one prior.
-    struct ParzenEstimator {
+    public struct ParzenEstimator {
         let dimensions: [Dimension]
         /// Normalised mixture weights (observations in order, then the prior).
         let weights: [Double]
@@ -78,7 +79,7 @@ enum TPE {
 
         /// `observations[i][d]`: trial i's value in dimension d (categorical: the choice's index;
         /// log-uniform: the value itself, not its log), in trial order.
-        init(observations: [[Double]], dimensions: [Dimension], settings: Settings) {
+        public init(observations: [[Double]], dimensions: [Dimension], settings: Settings) {
             self.dimensions = dimensions
             let n = observations.count
             var w = n == 0 ? [1.0] : TPE.weights(n) + [settings.priorWeight]
@@ -124,7 +125,7 @@ enum TPE {
         /// Each centre's width: the larger gap to its neighbours (the interval's ends count as
         /// neighbours, except that the outermost centres use their inner gap once there are two
         /// or more), clipped to [range / min(100, 1 + kernels), range].
-        static func bandwidths(_ centres: [Double], low: Double, high: Double, kernels: Int) -> [Double] {
+        public static func bandwidths(_ centres: [Double], low: Double, high: Double, kernels: Int) -> [Double] {
             let n = centres.count
             guard n > 0 else { return [] }
             let order = centres.indices.sorted { centres[$0] < centres[$1] }
@@ -147,7 +148,7 @@ enum TPE {
         }
 
         /// log p(x) under the mixture (x in the same terms as the observations).
-        func logDensity(_ x: [Double]) -> Double {
+        public func logDensity(_ x: [Double]) -> Double {
             var terms = weights.map { log($0) }
             for (d, dimension) in dimensions.enumerated() {
                 switch dimension {
@@ -174,7 +175,7 @@ enum TPE {
         }
 
         /// `count` draws: a kernel by weight, then each dimension from that kernel.
-        func sample(_ count: Int, _ rng: inout Xoshiro256) -> [[Double]] {
+        public func sample(_ count: Int, _ rng: inout Xoshiro256) -> [[Double]] {
             (0..<count).map { _ in
                 let j = pick(weights, &rng)
                 return dimensions.enumerated().map { d, dimension in
