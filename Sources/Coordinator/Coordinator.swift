@@ -334,10 +334,10 @@ public final class Coordinator {
 
     static func statusName(_ s: TrialState) -> String {
         switch s {
-        case .queued: "queued"
-        case .leased: "running"
-        case .committing: "running"
-        case .paused: "paused"
+        case .queued: ResultsLayout.Index.queued
+        case .leased: ResultsLayout.Index.running
+        case .committing: ResultsLayout.Index.running
+        case .paused: ResultsLayout.Index.paused
         case .finished(let st): st.rawValue
         }
     }
@@ -560,12 +560,7 @@ public final class Coordinator {
 
     /// The sweep objective's value in an epoch record (NaN counts as the worst).
     func objective(_ r: EpochRecord) -> Double {
-        let v: Double =
-            switch sweep.objective.metric {
-            case "train_loss": r.trainLoss
-            case "test_accuracy": r.testAccuracy
-            default: r.testLoss.isNaN ? r.trainLoss : r.testLoss
-            }
+        let v = sweep.objective.value(in: r)
         return v.isNaN ? (sweep.objective.maximize ? -.infinity : .infinity) : v
     }
 
@@ -736,10 +731,11 @@ public final class Coordinator {
         let rows = sweep.trials.enumerated().map { i, t in
             IndexRow(id: t.id, index: t.index, branch: t.branch, config: t.config, status: Self.statusName(states[i]), committed: committed[t.id])
         }
+        typealias Index = ResultsLayout.Index
         let metadata = [
-            "name": sweep.name, "description": sweep.description ?? "", "source": sweep.source,
-            "seed": String(sweep.seed), "objective_metric": sweep.objective.metric,
-            "objective_mode": sweep.objective.maximize ? "max" : "min", "version": Protocol.version,
+            Index.name: sweep.name, Index.description: sweep.description ?? "", Index.source: sweep.source,
+            Index.seed: String(sweep.seed), Index.objectiveMetric: sweep.objective.metric,
+            Index.objectiveMode: Index.objectiveMode(maximize: sweep.objective.maximize), Index.version: Protocol.version,
         ]
         writer.submit(.index(metadata: metadata, text: sweep.text, rows: rows))
         lastIndex = now()
@@ -749,12 +745,7 @@ public final class Coordinator {
     func best() -> (id: String, value: Double)? {
         var best: (String, Double)?
         for c in committed.values where c.status == .done {
-            let v: Double =
-                switch sweep.objective.metric {
-                case "train_loss": c.trainLoss
-                case "test_accuracy": c.testAccuracy
-                default: c.testLoss.isNaN ? c.trainLoss : c.testLoss
-                }
+            let v = sweep.objective.value(in: c)
             guard v.isFinite else { continue }
             if best == nil || (sweep.objective.maximize ? v > best!.1 : v < best!.1) { best = (c.id, v) }
         }
