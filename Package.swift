@@ -85,7 +85,7 @@ let package = Package(
         // The end-to-end suites' harness: executables as processes, results read back, a rogue peer.
         .target(name: "TestSupport", dependencies: ["HDF5", "Transport"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "Learning", "Linalg", "HDF5", "Results", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning"], swiftSettings: swiftSettings),
+        .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning", "Linalg"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "HDF5", "Learning", "Results"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -51,9 +51,11 @@ public struct LeaseBook {
     public let maxAttempts: Int
     public private(set) var workers: [[UInt8]: Worker] = [:]
     public private(set) var live: [Int: Live] = [:]
-    /// Attempts per trial so far, and how many of them were promotions (not retries).
+    /// Attempts per trial so far, how many of them were promotions (not retries), and how many
+    /// never left (their worker was unreachable): neither of those counts against `maxAttempts`.
     public private(set) var attempts: [Int]
     public private(set) var promotions: [Int]
+    public private(set) var unsent: [Int]
 
     public init(trials: Int, maxSlots: Int, maxWorkers: Int, maxAttempts: Int) {
         self.maxSlots = maxSlots
@@ -61,6 +63,14 @@ public struct LeaseBook {
         self.maxAttempts = maxAttempts
         attempts = Array(repeating: 0, count: trials)
         promotions = Array(repeating: 0, count: trials)
+        unsent = Array(repeating: 0, count: trials)
+    }
+
+    /// One more trial (a search's suggestion), numbered after the others.
+    public mutating func addTrial() {
+        attempts.append(0)
+        promotions.append(0)
+        unsent.append(0)
     }
 
     /// A committed trial's attempts (after a restart).
@@ -136,9 +146,11 @@ public struct LeaseBook {
         worker.leases.insert(lease)
     }
 
-    /// A grant that could not be sent: the attempt number stays used, the lease is not live.
+    /// A grant that could not be sent: the attempt number stays used (each number is journaled
+    /// once), the lease is not live, and the trial's retries are untouched.
     public mutating func ungrant(_ trial: Int, promoted: Bool) {
         if promoted { promotions[trial] -= 1 }
+        unsent[trial] += 1
         if let l = live.removeValue(forKey: trial), let h = l.holder { workers[h]?.leases.remove(l.lease) }
     }
 
@@ -158,7 +170,7 @@ public struct LeaseBook {
 
     /// Whether trial i may run again after an attempt that ended without a usable result
     /// (promotions do not count as tries).
-    public func mayRetry(_ trial: Int) -> Bool { attempts[trial] - promotions[trial] < maxAttempts }
+    public func mayRetry(_ trial: Int) -> Bool { attempts[trial] - promotions[trial] - unsent[trial] < maxAttempts }
 
     /// Unregisters a worker; returns the trials whose live lease it held (the caller retries
     /// or fails them).

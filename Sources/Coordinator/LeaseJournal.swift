@@ -9,6 +9,10 @@ import Transport
 ///
 ///     lease TRIAL ATTEMPT TOKEN PROMOTED WORKER
 ///
+/// and, in a search sweep, every trial the search suggested, before it is leased:
+///
+///     trial {"index": N, "id": ID, "branch": ENTRY, "config": CANONICAL-JSON}
+///
 /// (`PROMOTED` is 1 for an ASHA promotion, 0 for a first run or a retry; `WORKER` is the rest of
 /// the line). After a restart it tells the coordinator which attempt of each trial is the live
 /// one and its token, so a worker that still runs that attempt can prove it (`HeldLease`) and
@@ -38,6 +42,23 @@ public final class LeaseJournal {
     /// Lines that did not parse when the journal was read.
     public private(set) var skipped = 0
 
+    /// A trial a search suggested, as journaled (the coordinator checks it against the search).
+    public struct SuggestedTrial: Codable, Equatable, Sendable {
+        public var index: Int
+        public var id: String
+        public var branch: String
+        public var config: String
+        public init(index: Int, id: String, branch: String, config: String) {
+            self.index = index
+            self.id = id
+            self.branch = branch
+            self.config = config
+        }
+    }
+
+    /// The suggested trials, in order (numbered 0, 1, … without gaps; a line out of order is skipped).
+    public private(set) var suggested: [SuggestedTrial] = []
+
     public init(directory: String) throws {
         path = "\(directory)/\(Self.fileName)"
         let existing = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
@@ -51,6 +72,14 @@ public final class LeaseJournal {
     deinit { close(fd) }
 
     private func read(_ line: ArraySlice<UInt8>) {
+        if line.starts(with: Array("trial ".utf8)) {
+            guard let t = try? JSONDecoder().decode(SuggestedTrial.self, from: Data(line.dropFirst(6))), t.index == suggested.count else {
+                skipped += 1
+                return
+            }
+            suggested.append(t)
+            return
+        }
         let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard fields.count == 6, fields[0] == "lease", let attempt = Int(fields[2]), fields[4] == "0" || fields[4] == "1" else {
             skipped += 1
@@ -68,12 +97,23 @@ public final class LeaseJournal {
     /// Appends a grant (one `write`, so a line is never interleaved with another).
     public func record(trial: String, _ grant: Grant) throws {
         let worker = grant.worker.map { $0 == "\n" || $0 == "\r" ? " " : $0 }
-        let line = "lease \(trial) \(grant.attempt) \(grant.token) \(grant.promoted ? 1 : 0) \(String(worker))\n"
+        try append("lease \(trial) \(grant.attempt) \(grant.token) \(grant.promoted ? 1 : 0) \(String(worker))\n")
+        latest[trial] = grant
+    }
+
+    /// Appends a suggested trial (its JSON escapes every line break).
+    public func record(suggested trial: SuggestedTrial) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        try append("trial " + String(decoding: try encoder.encode(trial), as: UTF8.self) + "\n")
+        suggested.append(trial)
+    }
+
+    private func append(_ line: String) throws {
         let written = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         guard written == line.utf8.count else {
             throw FileSystemError(operation: "write", path: path, code: written < 0 ? errno : ENOSPC)
         }
-        latest[trial] = grant
     }
 
     /// A new lease token: 128 bits from the system's generator, as 32 lowercase hex digits.

@@ -20,7 +20,7 @@ final class ProgressDisplay {
         self.objective = objective
     }
 
-    func counts(_ c: Coordinator) -> (done: Int, running: Int, failed: Int, queued: Int) {
+    func counts(_ c: SweepState) -> (done: Int, running: Int, failed: Int, queued: Int) {
         var done = 0, running = 0, failed = 0, queued = 0
         for s in c.states {
             switch s {
@@ -32,11 +32,11 @@ final class ProgressDisplay {
         return (done, running, failed, queued)
     }
 
-    func line(_ c: Coordinator, now t: Double) -> String {
+    func line(_ c: SweepState, started: Double, now t: Double) -> String {
         let k = counts(c)
         var s = "done \(k.done)/\(total) · running \(k.running) · failed \(k.failed) · queued \(k.queued) · workers \(c.workers.count)"
         if let best = c.best() { s += " · best \(objective.metric) \(String(format: "%.4g", best.value)) (\(best.id))" }
-        let elapsed = t - c.started
+        let elapsed = t - started
         let finished = k.done + k.failed
         if finished > 0 && finished < total {
             let eta = elapsed / Double(finished) * Double(total - finished)
@@ -45,20 +45,20 @@ final class ProgressDisplay {
         return s
     }
 
-    func update(_ c: Coordinator, now t: Double) {
+    func update(_ c: SweepState, started: Double, now t: Double) {
         if interactive {
             guard t - lastDraw >= 0.25 else { return }
             lastDraw = t
-            let text = line(c, now: t)
+            let text = line(c, started: started, now: t)
             print("\r\u{1B}[2K" + text, terminator: "")
             fflush(nil)
         } else if total > 200 && t - lastLog >= 5 {
             lastLog = t
-            print(line(c, now: t))
+            print(line(c, started: started, now: t))
         }
     }
 
-    func finished(_ t: FinishedTrial, _ c: Coordinator) {
+    func finished(_ t: FinishedTrial) {
         finishedCount += 1
         guard total <= 200 else { return }
         let h = t.result.history.last
@@ -73,8 +73,8 @@ final class ProgressDisplay {
         if interactive { print("\r\u{1B}[2K" + s) } else { print(s) }
     }
 
-    func finish(_ c: Coordinator) {
-        if interactive { print("\r\u{1B}[2K" + line(c, now: now())) }
+    func finish(_ c: SweepState, started: Double) {
+        if interactive { print("\r\u{1B}[2K" + line(c, started: started, now: now())) }
     }
 }
 

@@ -32,7 +32,7 @@ public enum CoordinatorError: Error, CustomStringConvertible {
 
 /// What a trial's records and results must satisfy beyond the protocol's own bounds
 /// (`Message.decode`): they are held to the trial they claim to belong to.
-extension Coordinator {
+extension SweepState {
     /// The highest epoch (step) a record of the trial may name: its length, or for the LR range
     /// test its `range_steps`.
     static func recordLimit(of config: TrialConfig, length: Int) -> Int {
@@ -73,7 +73,7 @@ extension Coordinator {
         if r.status == .done {
             let last = r.history.last
             guard let last, !isRangeTest[i] ? last.epoch == lengths[i] : true else {
-                return "status done after \(last?.epoch ?? 0) of \(lengths[i]) \(sweep.trials[i].config.isToyObjective ? "steps" : "epochs")"
+                return "status done after \(last?.epoch ?? 0) of \(lengths[i]) \(trials[i].config.isToyObjective ? "steps" : "epochs")"
             }
             guard last.trainLoss.isFinite, !last.testLoss.isInfinite else {
                 return "status done with a non-finite final loss (train \(last.trainLoss), test \(last.testLoss)): that is a divergence"

@@ -5,10 +5,16 @@ import Transport
 
 /// What a checkpoint from a worker must be: a checkpoint file (HDF5, our format) of this trial's
 /// configuration (its length aside, as on resume) at the epoch the message names.
-struct CheckpointExpectation {
-    var config: TrialConfig
-    var epoch: Int
-    var lease: Lease
+public struct CheckpointExpectation {
+    public var config: TrialConfig
+    public var epoch: Int
+    public var lease: Lease
+
+    public init(config: TrialConfig, epoch: Int, lease: Lease) {
+        self.config = config
+        self.epoch = epoch
+        self.lease = lease
+    }
 
     /// Why the file at `path` is not that checkpoint, or nil.
     func problem(with path: String) -> String? {
@@ -20,19 +26,22 @@ struct CheckpointExpectation {
     }
 }
 
+/// Work for the results writer.
+public enum ResultsJob {
+    case commit([FinishedTrial])
+    case index(metadata: [String: String], text: String, rows: [IndexRow])
+    /// A trial's latest checkpoint file (HDF5 bytes from a worker), written durably once it
+    /// proves to be a checkpoint of that trial at that epoch.
+    case checkpoint(id: String, bytes: Data, expect: CheckpointExpectation)
+    /// Deletes a finished trial's checkpoint.
+    case prune(id: String)
+}
+
 /// The coordinator's disk side on its own thread: group commits (write, fsync, rename) and index
 /// rebuilds run here so the event loop keeps dispatching while a commit waits for the disk.
 /// It is the only thread that touches HDF5 once the sweep runs (Debian's HDF5 is not thread-safe).
 final class ResultsWriter: @unchecked Sendable {
-    enum Job {
-        case commit([FinishedTrial])
-        case index(metadata: [String: String], text: String, rows: [IndexRow])
-        /// A trial's latest checkpoint file (HDF5 bytes from a worker), written durably once it
-        /// proves to be a checkpoint of that trial at that epoch.
-        case checkpoint(id: String, bytes: Data, expect: CheckpointExpectation)
-        /// Deletes a finished trial's checkpoint.
-        case prune(id: String)
-    }
+    typealias Job = ResultsJob
 
     enum Completion {
         case committed([FinishedTrial], [CommittedTrial], seconds: Double)

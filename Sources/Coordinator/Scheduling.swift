@@ -28,12 +28,15 @@ public enum RunEnding: Equatable, Sendable {
 /// add stopping on top of that order. Adaptive searches (TPE, Gaussian processes, PBT) are
 /// further implementations of the same protocol.
 ///
-/// Trials are the sweep's indices. The coordinator calls `next` for every free slot, `unsent`
+/// Trials are the sweep's indices. The coordinator calls `add` for each trial, `next` for every free slot, `unsent`
 /// when a run could not be sent, `requeue` when an attempt ended without a usable result,
 /// `adopt` when a worker proves it still runs an attempt (after a coordinator restart),
 /// `observe` for each record of a running trial and `ended` for each result; when nothing is in
 /// flight it asks `abandoned` which waiting trials will never run again.
 public protocol TrialScheduler {
+    /// A trial of the sweep (numbered in order), with its length; `waiting` if it is to run
+    /// (false for a trial an earlier run committed). A search adds trials as it suggests them.
+    mutating func add(_ trial: Int, length: Int, waiting: Bool)
     mutating func next() -> ScheduledRun?
     mutating func unsent(_ run: ScheduledRun)
     mutating func requeue(_ trial: Int)
@@ -102,6 +105,7 @@ public struct InOrder: TrialScheduler {
 
     public init(trials: [Int]) { queue = TrialQueue(trials) }
 
+    public mutating func add(_ trial: Int, length: Int, waiting: Bool) { if waiting { queue.push(trial) } }
     public mutating func next() -> ScheduledRun? { queue.pop().map { ScheduledRun(trial: $0) } }
     public mutating func unsent(_ run: ScheduledRun) { queue.unpop(run.trial) }
     public mutating func requeue(_ trial: Int) { queue.push(trial) }
@@ -136,6 +140,7 @@ public struct MedianStopping: TrialScheduler {
         self.metric = metric
     }
 
+    public mutating func add(_ trial: Int, length: Int, waiting: Bool) { order.add(trial, length: length, waiting: waiting) }
     public mutating func next() -> ScheduledRun? { order.next() }
     public mutating func unsent(_ run: ScheduledRun) { order.unsent(run) }
     public mutating func requeue(_ trial: Int) { order.requeue(trial) }
@@ -183,7 +188,7 @@ public struct MedianStopping: TrialScheduler {
 public struct Asha: TrialScheduler {
     var order: InOrder
     public private(set) var rungs: SuccessiveHalving
-    let lengths: [Int]
+    private(set) var lengths: [Int]
     let metric: String
     /// Trial → the rung it waits at.
     public private(set) var paused: [Int: Int] = [:]
@@ -200,6 +205,12 @@ public struct Asha: TrialScheduler {
     }
 
     public var waiting: Int { order.waiting }
+
+    public mutating func add(_ trial: Int, length: Int, waiting: Bool) {
+        precondition(trial == lengths.count, "trials are added in order")
+        lengths.append(length)
+        order.add(trial, length: length, waiting: waiting)
+    }
 
     public mutating func next() -> ScheduledRun? {
         if let (trial, k) = rungs.promotion(isPaused: { paused[$0] == $1 }) {

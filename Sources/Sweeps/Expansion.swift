@@ -10,6 +10,7 @@ extension SweepSpec {
 
     /// Expands every branch into validated trials, removes duplicates and numbers them.
     func expand(text: String) throws -> Sweep {
+        if let search { return try searchSweep(search, text: text) }
         let branchList = branches ?? [Branch(name: "main", line: nil, section: Section())]
         var configs: [(branch: String, config: TrialConfig)] = []
         var seen = Set<String>()

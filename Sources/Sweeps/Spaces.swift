@@ -115,13 +115,23 @@ struct GeneratorError: Error {
 
 /// A random-search distribution: `{uniform: [low, high]}`, `{loguniform: [low, high]}`,
 /// `{randint: [low, high]}` (inclusive) or `{choice: [v1, v2, …]}`.
-enum Distribution: Sendable, Equatable {
+enum Distribution: Sendable, Equatable, CustomStringConvertible {
     case uniform(Double, Double)
     case loguniform(Double, Double)
     case randint(Int, Int)
     case choice([ConfigValue])
 
     static let names = ["choice", "loguniform", "randint", "uniform"]
+
+    /// As a sweep file writes it: `{loguniform: [0.0001, 0.1]}`.
+    var description: String {
+        switch self {
+        case .uniform(let lo, let hi): "{uniform: [\(lo), \(hi)]}"
+        case .loguniform(let lo, let hi): "{loguniform: [\(lo), \(hi)]}"
+        case .randint(let lo, let hi): "{randint: [\(lo), \(hi)]}"
+        case .choice(let items): "{choice: \(ConfigValue.list(items))}"
+        }
+    }
 
     static func usage(_ name: String) -> String {
         switch name {

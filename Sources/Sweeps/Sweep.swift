@@ -51,6 +51,9 @@ public struct Sweep: Sendable {
     /// kept once a trial is finished.
     public var checkpoints = Checkpoints()
     public var earlyStopping: EarlyStopping?
+    /// An adaptive search (`search:`): its trials are suggested as the sweep runs, and `trials`
+    /// is empty.
+    public var search: Search?
     /// The sweep file's text, as read.
     public let text: String
     /// The sweep file's path (or the name given to `SweepFile.parse`).
@@ -58,12 +61,13 @@ public struct Sweep: Sendable {
     public let trials: [Trial]
 
     /// The keys whose values differ across the sweep (sorted); the same as every trial's `varied`.
-    public var varied: [String] { trials.first?.varied ?? [] }
+    public var varied: [String] { search?.varied ?? trials.first?.varied ?? [] }
 
     /// A plain-text table of the trials: a `N trials` line, then one row per trial with its index,
     /// id, branch and the value of every varied key (`-` where a trial does not set it). With a
     /// `limit`, only the first `limit` rows are shown and a last line says how many were left out.
     public func planTable(limit: Int? = nil) -> String {
+        if let search { return search.plan }
         let keys = varied
         let shown = limit.map { max(0, min($0, trials.count)) } ?? trials.count
         var rows: [[String]] = [["index", "id", "branch"] + keys]
@@ -100,4 +104,12 @@ public struct Trial: Sendable {
     public let config: TrialConfig
     /// The keys whose values differ across the sweep, sorted.
     public let varied: [String]
+
+    public init(id: String, index: Int, branch: String, config: TrialConfig, varied: [String]) {
+        self.id = id
+        self.index = index
+        self.branch = branch
+        self.config = config
+        self.varied = varied
+    }
 }

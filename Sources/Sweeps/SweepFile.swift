@@ -147,6 +147,9 @@ struct Section: Sendable {
     var randomLine: Int?
     var samples: (count: Int, line: Int?)?
     var params: [RandomParam] = []
+    /// `search.params`: the distributions an adaptive search samples.
+    var searchLine: Int?
+    var searchParams: [RandomParam] = []
 }
 
 struct Branch: Sendable {
@@ -180,6 +183,7 @@ struct SweepSpec: Sendable {
     let seeds: SeedSpec?
     let checkpoints: Sweep.Checkpoints
     let earlyStopping: Sweep.EarlyStopping?
+    let search: SearchSettings?
 }
 
 // MARK: - Parsing
@@ -188,8 +192,11 @@ struct SweepParser {
     let source: String
     var profile: String? = nil
 
-    static let sections = ["base", "checkpoints", "description", "early_stopping", "grid", "name", "objective", "optimizers", "profiles", "random", "repeats", "seed", "seeds", "zip"]
-    static let branchSections = ["base", "grid", "random", "zip"]
+    static let sections = [
+        "base", "checkpoints", "description", "early_stopping", "grid", "name", "objective", "optimizers", "profiles", "random", "repeats", "search", "seed", "seeds",
+        "zip",
+    ]
+    static let branchSections = ["base", "grid", "random", "search", "zip"]
     static let metrics = Metric.allCases.map(\.rawValue).sorted()
 
     struct Entry {
@@ -280,6 +287,7 @@ struct SweepParser {
         var seeds: SeedSpec?
         var checkpoints = Sweep.Checkpoints()
         var earlyStopping: Sweep.EarlyStopping?
+        var search: SearchSettings?
         var profileSection: Section?
         var profileNames: [String] = []
 
@@ -313,6 +321,8 @@ struct SweepParser {
                 checkpoints = try parseCheckpoints(entry)
             case "early_stopping":
                 earlyStopping = try parseEarlyStopping(entry)
+            case "search":
+                search = try parseSearch(entry, into: &top)
             case "profiles":
                 for p in try entries(entry.value, what: "profiles", key: "profiles", line: entry.line) {
                     profileNames.append(p.key)
@@ -356,7 +366,7 @@ struct SweepParser {
         }
         return SweepSpec(
             source: source, rootLine: rootLine, name: name, description: description, seed: seed,
-            objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints, earlyStopping: earlyStopping)
+            objective: objective, top: top, branches: branches, seeds: seeds, checkpoints: checkpoints, earlyStopping: earlyStopping, search: search)
     }
 
     /// `early_stopping: {rule: median, grace_epochs: 2, min_trials: 3}` or
@@ -472,7 +482,11 @@ struct SweepParser {
                         "unknown section of optimizer entry '\(e.key)'\(isTrialKey ? "" : hint(s.key, Self.branchSections)); allowed: \(Self.branchSections.joined(separator: ", "))"
                             + (isTrialKey ? " (trial keys such as '\(s.key)' go under 'base', or under 'grid' to vary them)" : ""))
                 }
-                try parseSection(s, into: &section)
+                if s.key == "search" {
+                    try parseBranchSearch(s, into: &section)
+                } else {
+                    try parseSection(s, into: &section)
+                }
             }
             branches.append(Branch(name: e.key, line: e.line, section: section))
         }
@@ -556,37 +570,103 @@ struct SweepParser {
 
     func parseRandom(_ entry: Entry, into section: inout Section) throws {
         section.randomLine = entry.line
-        let usages = Distribution.names.map(Distribution.usage).joined(separator: ", ")
         for e in try entries(entry.value, what: "random", key: "random", line: entry.line) {
             switch e.key {
             case "samples":
                 section.samples = (try integer(e, atLeast: 1), e.line)
             case "params":
-                for p in try entries(e.value, what: "random.params", key: "params", line: e.line) {
-                    guard case .mapping(let mapping) = p.value, mapping.count == 1,
-                        let (k, v) = mapping.first.map({ ($0.key, $0.value) }), case .scalar(let s) = k
-                    else {
-                        throw error(
-                            p.line, p.key,
-                            "expected one distribution: \(usages); got \(describe(p.value))"
-                                + (p.value.sequence != nil ? " (a list of values belongs under grid)" : ""))
-                    }
-                    let name = s.string
-                    guard Distribution.names.contains(name) else {
-                        let isGenerator = Generator(rawValue: name) != nil
-                        throw error(
-                            p.line, p.key,
-                            "unknown distribution '\(name)'\(isGenerator ? "" : hint(name, Distribution.names)); allowed: \(usages)"
-                                + (isGenerator ? " ('\(name)' is a grid generator)" : ""))
-                    }
-                    switch Distribution.make(name, try value(v, key: p.key, line: p.line)) {
-                    case .success(let d): section.params.append(RandomParam(key: p.key, line: p.line, distribution: d))
-                    case .failure(let failure): throw error(p.line, p.key, failure.message)
-                    }
-                }
+                section.params += try parseDistributions(e, what: "random.params")
             default:
                 throw error(e.line, e.key, "unknown key of random\(hint(e.key, ["params", "samples"])); allowed: samples, params")
             }
+        }
+    }
+}
+
+extension SweepParser {
+    /// A mapping of keys to one distribution each (`random.params`, `search.params`).
+    func parseDistributions(_ e: Entry, what: String) throws -> [RandomParam] {
+        let usages = Distribution.names.map(Distribution.usage).joined(separator: ", ")
+        var out: [RandomParam] = []
+        for p in try entries(e.value, what: what, key: "params", line: e.line) {
+            guard case .mapping(let mapping) = p.value, mapping.count == 1,
+                let (k, v) = mapping.first.map({ ($0.key, $0.value) }), case .scalar(let s) = k
+            else {
+                throw error(
+                    p.line, p.key,
+                    "expected one distribution: \(usages); got \(describe(p.value))"
+                        + (p.value.sequence != nil ? " (a list of values belongs under grid, or give {choice: [...]})" : ""))
+            }
+            let name = s.string
+            guard Distribution.names.contains(name) else {
+                let isGenerator = Generator(rawValue: name) != nil
+                throw error(
+                    p.line, p.key,
+                    "unknown distribution '\(name)'\(isGenerator ? "" : hint(name, Distribution.names)); allowed: \(usages)"
+                        + (isGenerator ? " ('\(name)' is a grid generator)" : ""))
+            }
+            switch Distribution.make(name, try value(v, key: p.key, line: p.line)) {
+            case .success(let d): out.append(RandomParam(key: p.key, line: p.line, distribution: d))
+            case .failure(let failure): throw error(p.line, p.key, failure.message)
+            }
+        }
+        return out
+    }
+
+    /// `search: {algorithm: tpe, trials: 100, parallel: 4, params: {...}, ...}` at the top level.
+    func parseSearch(_ entry: Entry, into section: inout Section) throws -> SearchSettings {
+        var settings = SearchSettings(line: entry.line)
+        section.searchLine = entry.line
+        var algorithmGiven = false
+        for e in try entries(entry.value, what: "search", key: "search", line: entry.line) {
+            switch e.key {
+            case "algorithm":
+                guard case .scalar(let s) = e.value, let algorithm = Search.Algorithm(rawValue: s.string) else {
+                    let planned = ["gp", "pbt"]
+                    if case .scalar(let s) = e.value, planned.contains(s.string) {
+                        throw error(e.line, "algorithm", "'\(s.string)' is not implemented yet; available: \(Search.Algorithm.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    throw error(e.line, "algorithm", "must be one of \(Search.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")), got \(describe(e.value))")
+                }
+                settings.algorithm = algorithm
+                algorithmGiven = true
+            case "trials":
+                settings.budget = try integer(e, atLeast: 1)
+                guard settings.budget <= Search.maxBudget else {
+                    throw error(e.line, "trials", "at most \(Search.maxBudget) trials per search, got \(settings.budget)")
+                }
+            case "parallel":
+                settings.parallel = try integer(e, atLeast: 1)
+            case "startup_trials":
+                settings.tpe.startupTrials = try integer(e, atLeast: 0)
+            case "candidates":
+                settings.tpe.candidates = try integer(e, atLeast: 1)
+                guard settings.tpe.candidates <= 10_000 else { throw error(e.line, "candidates", "at most 10000, got \(settings.tpe.candidates)") }
+            case "params":
+                section.searchParams += try parseDistributions(e, what: "search.params")
+            default:
+                let allowed = ["algorithm", "candidates", "parallel", "params", "startup_trials", "trials"]
+                throw error(e.line, e.key, "unknown key of search\(hint(e.key, allowed)); allowed: \(allowed.joined(separator: ", "))")
+            }
+        }
+        guard algorithmGiven else { throw error(entry.line, "algorithm", "search needs an algorithm: \(Search.Algorithm.allCases.map(\.rawValue).joined(separator: ", "))") }
+        guard settings.budget > 0 else { throw error(entry.line, "trials", "search needs 'trials', the number of trials to run (its budget)") }
+        if settings.algorithm != .tpe {
+            for (key, given) in [("startup_trials", settings.tpe.startupTrials != TPE.Settings().startupTrials), ("candidates", settings.tpe.candidates != TPE.Settings().candidates)] where given {
+                throw error(entry.line, key, "is a setting of algorithm tpe")
+            }
+        }
+        return settings
+    }
+
+    /// `search: {params: {...}}` in an `optimizers` entry: the branch's own sub-space.
+    func parseBranchSearch(_ entry: Entry, into section: inout Section) throws {
+        section.searchLine = entry.line
+        for e in try entries(entry.value, what: "search", key: "search", line: entry.line) {
+            guard e.key == "params" else {
+                throw error(e.line, e.key, "an optimizer entry's search has only 'params' (its own distributions); algorithm, trials and parallel are the top-level search's")
+            }
+            section.searchParams += try parseDistributions(e, what: "search.params")
         }
     }
 }

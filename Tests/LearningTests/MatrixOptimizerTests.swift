@@ -52,27 +52,14 @@ struct MatrixFixture {
     func matchesTheAuthorsCodeInDouble(name: String) throws {
         let (fixture, c) = MatrixFixture.find(name)
         let optimizer: any Optimizer<Double> = try Builders.optimizer(fixture.config(c))
-        let params = fixture.parameters(Double.self)
-        for step in 0..<fixture.steps {
-            fixture.setGradients(params, step: step)
-            optimizer.update(params)
-            for (i, pname) in params.names.enumerated() {
-                for (got, want) in zip(params.values[i].storage, c.trajectory[pname]![step]) {
-                    #expect(abs(got - want) <= 1e-9 * max(abs(want), 1e-2), "\(name) \(pname) step \(step + 1): \(got) vs \(want)")
-                }
-            }
-        }
+        fixture.expectTrajectory(c, optimizer, from: fixture.parameters(Double.self), Tolerance(1e-9, floor: 1e-2), everyStep: true)
     }
 
     @Test(arguments: names)
     func matchesInFloat(name: String) throws {
-        let (_, c) = MatrixFixture.find(name)
-        let (params, _) = try MatrixFixture.run(c, Float.self)
-        for (i, pname) in params.names.enumerated() {
-            for (got, want) in zip(params.values[i].storage, c.trajectory[pname]!.last!) {
-                #expect(abs(Double(got) - want) <= 1e-4 * max(abs(want), 1e-1), "\(name) \(pname): \(got) vs \(want)")
-            }
-        }
+        let (fixture, c) = MatrixFixture.find(name)
+        let optimizer: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
+        fixture.expectTrajectory(c, optimizer, from: fixture.parameters(Float.self), Tolerance(1e-4, floor: 1e-1), everyStep: false)
     }
 
     /// bf16 keeps 8 significand bits, so each Newton–Schulz output is off by up to a few percent;
@@ -98,10 +85,7 @@ struct MatrixFixture {
     @Test(arguments: names)
     func exportImportResumesExactly(name: String) throws {
         let (fixture, c) = MatrixFixture.find(name)
-        try expectExactResume(name, make: { try Builders.optimizer(fixture.config(c)) as any Optimizer<Float> }, parameters: { fixture.parameters(Float.self) }) { optimizer, p, k in
-            fixture.setGradients(p, step: k)
-            optimizer.update(p)
-        }
+        try fixture.expectResumesExactly(name, make: { try Builders.optimizer(fixture.config(c)) as any Optimizer<Float> }, parameters: { fixture.parameters(Float.self) })
     }
 
     @Test func newtonSchulzApproximatelyOrthogonalises() {

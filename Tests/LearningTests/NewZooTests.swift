@@ -122,20 +122,13 @@ struct DrivenFixture {
         var worst = 0.0, estimates: [Int] = [], evaluations = 0
         driven.drive(optimizer, params, extra, steps: 0..<driven.fixture.steps) { step, evaluation in
             if let sophia = optimizer as? any HessianEstimating<Double>, sophia.wantsHessianEstimate { estimates.append(step + 1) }
-            for (i, pname) in params.names.enumerated() {
-                for (got, want) in zip(params.values[i].storage, c.trajectory[pname]![step]) {
-                    worst = max(worst, Self.relative(got, want, floor: 1e-3))
-                    #expect(abs(got - want) <= 1e-9 * max(abs(want), 1e-3), "\(name) \(pname) step \(step + 1): \(got) vs \(want)")
-                }
-                if let evaluation {
-                    let k = extra.evaluation_steps!.firstIndex(of: step + 1)!
-                    for (got, want) in zip(evaluation[i].storage, extra.evaluation![pname]![k]) {
-                        worst = max(worst, Self.relative(got, want, floor: 1e-3))
-                        #expect(abs(got - want) <= 1e-9 * max(abs(want), 1e-3), "\(name) \(pname) x after step \(step + 1): \(got) vs \(want)")
-                    }
-                }
+            let tolerance = Tolerance(1e-9, floor: 1e-3)
+            worst = max(worst, expectClose(params.values, names: params.names, to: { c.trajectory[$0]![step] }, tolerance, "\(name) step \(step + 1)"))
+            if let evaluation {
+                let k = extra.evaluation_steps!.firstIndex(of: step + 1)!
+                worst = max(worst, expectClose(evaluation, names: params.names, to: { extra.evaluation![$0]![k] }, tolerance, "\(name) x after step \(step + 1)"))
+                evaluations += 1
             }
-            if evaluation != nil { evaluations += 1 }
         }
         #expect(optimizer.step == driven.fixture.steps)
         if c.optimizer == "sophia" { #expect(estimates == extra.hessian_steps!, "\(name): the authors' loop estimated after \(extra.hessian_steps!)") }
@@ -151,14 +144,10 @@ struct DrivenFixture {
         let params = driven.fixture.parameters(Float.self)
         var lastEvaluation: [Tensor<Float>]?
         driven.drive(optimizer, params, extra, steps: 0..<driven.fixture.steps) { _, evaluation in lastEvaluation = evaluation ?? lastEvaluation }
-        var worst = 0.0
-        for (i, pname) in params.names.enumerated() {
-            var pairs = Array(zip(params.values[i].storage, c.trajectory[pname]!.last!))
-            if let x = extra.evaluation?[pname]?.last { pairs += zip(lastEvaluation![i].storage, x) }
-            for (got, want) in pairs {
-                worst = max(worst, Self.relative(Double(got), want, floor: 1e-1))
-                #expect(abs(Double(got) - want) <= 1e-5 * max(abs(want), 1e-1), "\(name) \(pname): \(got) vs \(want)")
-            }
+        let tolerance = Tolerance(1e-5, floor: 1e-1)
+        var worst = expectClose(params.values, names: params.names, to: { c.trajectory[$0]!.last! }, tolerance, name)
+        if let x = extra.evaluation {
+            worst = max(worst, expectClose(lastEvaluation!, names: params.names, to: { x[$0]!.last! }, tolerance, "\(name) x"))
         }
         print("new zoo fixture \(name): worst relative error in Float \(worst)")
     }
@@ -236,12 +225,8 @@ struct DrivenFixture {
         let params = driven.fixture.parameters(Double.self)
         var worst = 0.0
         driven.drive(optimizer, params, extra, steps: 0..<driven.fixture.steps) { step, _ in
-            for (i, pname) in params.names.enumerated() {
-                for (got, want) in zip(params.values[i].storage, c.trajectory[pname]![step]) {
-                    worst = max(worst, Self.relative(got, want, floor: 1e-3))
-                    #expect(abs(got - want) <= 1e-9 * max(abs(want), 1e-3), "\(name) \(pname) step \(step + 1): \(got) vs \(want)")
-                }
-            }
+            let error = expectClose(params.values, names: params.names, to: { c.trajectory[$0]![step] }, Tolerance(1e-9, floor: 1e-3), "\(name) step \(step + 1)")
+            worst = max(worst, error)
         }
         // The state after the last step: every code equal, maxima and 32-bit moments to 1e-9.
         let state = optimizer.exportState(names: params.names)

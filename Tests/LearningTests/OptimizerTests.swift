@@ -72,17 +72,7 @@ struct OptimizerFixture: Decodable {
         let fixture = OptimizerFixture.shared
         let c = fixture.cases.first { $0.name == name }!
         let optimizer: any Optimizer<Double> = try Builders.optimizer(fixture.config(c))
-        let params = fixture.parameters(Double.self)
-        for step in 0..<fixture.steps {
-            fixture.setGradients(params, step: step)
-            optimizer.update(params)
-            for (i, pname) in params.names.enumerated() {
-                let expected = c.trajectory[pname]![step]
-                for (got, want) in zip(params.values[i].storage, expected) {
-                    #expect(abs(got - want) <= 1e-9 * max(abs(want), 1e-3), "\(name) \(pname) step \(step + 1): \(got) vs \(want)")
-                }
-            }
-        }
+        fixture.expectTrajectory(c, optimizer, from: fixture.parameters(Double.self), Tolerance(1e-9, floor: 1e-3), everyStep: true)
     }
 
     @Test(arguments: caseNames)
@@ -90,16 +80,7 @@ struct OptimizerFixture: Decodable {
         let fixture = OptimizerFixture.shared
         let c = fixture.cases.first { $0.name == name }!
         let optimizer: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        let params = fixture.parameters(Float.self)
-        for step in 0..<fixture.steps {
-            fixture.setGradients(params, step: step)
-            optimizer.update(params)
-        }
-        for (i, pname) in params.names.enumerated() {
-            for (got, want) in zip(params.values[i].storage, c.trajectory[pname]!.last!) {
-                #expect(abs(Double(got) - want) <= 1e-5 * max(abs(want), 1e-1), "\(name) \(pname): \(got) vs \(want)")
-            }
-        }
+        fixture.expectTrajectory(c, optimizer, from: fixture.parameters(Float.self), Tolerance(1e-5, floor: 1e-1), everyStep: false)
     }
 
     /// 5 steps, export, import into a fresh optimizer, 5 more = 10 straight, bit for bit.
@@ -107,20 +88,7 @@ struct OptimizerFixture: Decodable {
     func exportImportResumesExactly(name: String) throws {
         let fixture = OptimizerFixture.shared
         let c = fixture.cases.first { $0.name == name }!
-        let straight: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        let a = fixture.parameters(Float.self)
-        for step in 0..<10 { fixture.setGradients(a, step: step); straight.update(a) }
-
-        let first: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        let b = fixture.parameters(Float.self)
-        for step in 0..<5 { fixture.setGradients(b, step: step); first.update(b) }
-        let state = first.exportState(names: b.names)
-        let resumed: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        try resumed.importState(state, parameters: b)
-        #expect(resumed.step == 5)
-        for step in 5..<10 { fixture.setGradients(b, step: step); resumed.update(b) }
-        #expect(a.values == b.values)
-        #expect(straight.exportState(names: a.names) == resumed.exportState(names: b.names))
+        try fixture.expectResumesExactly(name, make: { try Builders.optimizer(fixture.config(c)) as any Optimizer<Float> }, parameters: { fixture.parameters(Float.self) })
     }
 
     @Test func importRejectsMismatchedState() throws {

@@ -60,19 +60,7 @@ struct ShampooFixture {
         let shampoo = ShampooFixture.of(name), fixture = shampoo.fixture
         let c = shampoo.testCase(name)
         let optimizer: any Optimizer<Double> = try Builders.optimizer(fixture.config(c))
-        let params = shampoo.parameters(Double.self)
-        var worst = 0.0
-        for step in 0..<fixture.steps {
-            fixture.setGradients(params, step: step)
-            optimizer.update(params)
-            for (i, pname) in params.names.enumerated() {
-                for (got, want) in zip(params.values[i].storage, c.trajectory[pname]![step]) {
-                    let error = abs(got - want) / max(abs(want), 1e-2)
-                    worst = max(worst, error)
-                    #expect(error <= 1e-8, "\(name) \(pname) step \(step + 1): \(got) vs \(want)")
-                }
-            }
-        }
+        let worst = fixture.expectTrajectory(c, optimizer, from: shampoo.parameters(Double.self), Tolerance(1e-8, floor: 1e-2), everyStep: true)
         print("shampoo fixture \(name): worst relative error in Double \(worst)")
     }
 
@@ -94,19 +82,10 @@ struct ShampooFixture {
         let shampoo = ShampooFixture.of(name), fixture = shampoo.fixture
         let c = shampoo.testCase(name)
         let optimizer: any Optimizer<Float> = try Builders.optimizer(fixture.config(c))
-        let params = shampoo.parameters(Float.self)
-        for step in 0..<fixture.steps {
-            fixture.setGradients(params, step: step)
-            optimizer.update(params)
-        }
-        for (i, pname) in params.names.enumerated() {
-            for (got, want) in zip(params.values[i].storage, c.trajectory[pname]!.last!) {
-                // 5e-4: Float eigendecompositions amplify rounding, and the GEMMs round differently
-                // with the BLAS kernel and thread count the test process happens to have (measured up
-                // to 2.5e-4 on this machine).
-                #expect(abs(Double(got) - want) <= 5e-4 * max(abs(want), 1), "\(name) \(pname): \(got) vs \(want)")
-            }
-        }
+        // 5e-4: Float eigendecompositions amplify rounding, and the GEMMs round differently with
+        // the BLAS kernel and thread count the test process happens to have (measured up to
+        // 2.5e-4 on this machine).
+        fixture.expectTrajectory(c, optimizer, from: shampoo.parameters(Float.self), Tolerance(5e-4, floor: 1), everyStep: false)
     }
 
     /// 5 steps, export, import into a fresh optimizer, 5 more = 10 straight, bit for bit.
@@ -114,10 +93,7 @@ struct ShampooFixture {
     func exportImportResumesExactly(name: String) throws {
         let shampoo = ShampooFixture.of(name), fixture = shampoo.fixture
         let c = shampoo.testCase(name)
-        try expectExactResume(name, make: { try Builders.optimizer(fixture.config(c)) as any Optimizer<Float> }, parameters: { shampoo.parameters(Float.self) }) { optimizer, p, k in
-            fixture.setGradients(p, step: k)
-            optimizer.update(p)
-        }
+        try fixture.expectResumesExactly(name, make: { try Builders.optimizer(fixture.config(c)) as any Optimizer<Float> }, parameters: { shampoo.parameters(Float.self) })
     }
 
     @Test func stateNamesFactorsPerBlock() throws {

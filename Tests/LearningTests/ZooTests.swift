@@ -29,18 +29,7 @@ import Testing
         let c = Self.find(name), fixture = Self.fixture
         let optimizer = try Self.make(c, Double.self)
         #expect(optimizer.name == c.optimizer)
-        let params = fixture.parameters(Double.self)
-        var worst = 0.0
-        for step in 0..<fixture.steps {
-            fixture.setGradients(params, step: step)
-            optimizer.update(params)
-            for (i, pname) in params.names.enumerated() {
-                for (got, want) in zip(params.values[i].storage, c.trajectory[pname]![step]) {
-                    worst = max(worst, abs(got - want) / max(abs(want), 1e-3))
-                    #expect(abs(got - want) <= 1e-9 * max(abs(want), 1e-3), "\(name) \(pname) step \(step + 1): \(got) vs \(want)")
-                }
-            }
-        }
+        let worst = fixture.expectTrajectory(c, optimizer, from: fixture.parameters(Double.self), Tolerance(1e-9, floor: 1e-3), everyStep: true)
         #expect(optimizer.step == fixture.steps)
         print("zoo fixture \(name): worst relative error in Double \(worst)")
     }
@@ -48,35 +37,16 @@ import Testing
     @Test(arguments: caseNames)
     func matchesReferenceInFloat(name: String) throws {
         let c = Self.find(name), fixture = Self.fixture
-        let optimizer = try Self.make(c, Float.self)
-        let params = fixture.parameters(Float.self)
-        for step in 0..<fixture.steps {
-            fixture.setGradients(params, step: step)
-            optimizer.update(params)
-        }
-        var worst = 0.0
-        for (i, pname) in params.names.enumerated() {
-            for (got, want) in zip(params.values[i].storage, c.trajectory[pname]!.last!) {
-                worst = max(worst, abs(Double(got) - want) / max(abs(want), 1e-1))
-                #expect(abs(Double(got) - want) <= 1e-5 * max(abs(want), 1e-1), "\(name) \(pname): \(got) vs \(want)")
-            }
-        }
+        let worst = fixture.expectTrajectory(c, try Self.make(c, Float.self), from: fixture.parameters(Float.self), Tolerance(1e-5, floor: 1e-1), everyStep: false)
         print("zoo fixture \(name): worst relative error in Float \(worst)")
-    }
-
-    func resumesExactly<T: BLASScalar>(_ name: String, _: T.Type) throws {
-        let c = Self.find(name), fixture = Self.fixture
-        try expectExactResume(name, make: { try Self.make(c, T.self) }, parameters: { fixture.parameters(T.self) }) { optimizer, p, k in
-            fixture.setGradients(p, step: k)
-            optimizer.update(p)
-        }
     }
 
     /// 5 steps, export, import into a fresh optimizer, 5 more = 10 straight, bit for bit.
     @Test(arguments: caseNames)
     func exportImportResumesExactly(name: String) throws {
-        try resumesExactly(name, Float.self)
-        try resumesExactly(name, Double.self)
+        let c = Self.find(name), fixture = Self.fixture
+        try fixture.expectResumesExactly(name, make: { try Self.make(c, Float.self) }, parameters: { fixture.parameters(Float.self) })
+        try fixture.expectResumesExactly(name, make: { try Self.make(c, Double.self) }, parameters: { fixture.parameters(Double.self) })
     }
 
     @Test func everyOptimizerIsCatalogedAndHasFixtures() throws {

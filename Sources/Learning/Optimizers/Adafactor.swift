@@ -18,13 +18,24 @@ struct FactoredLayout {
     }
 }
 
-/// Per-tensor Adafactor statistics, in parallel arrays so that each is updated in place
-/// (an unused entry is an empty tensor).
+/// Adafactor's second-moment statistics, per tensor, and the scratch of its update.
 struct AdafactorStatistics<Scalar: BLASScalar> {
-    var rows: [Tensor<Scalar>] = []
-    var cols: [Tensor<Scalar>] = []
-    var full: [Tensor<Scalar>] = []
-    var layouts: [FactoredLayout?] = []
+    /// One tensor's statistics: row and column statistics (rank ≥ 2), or the full second moment.
+    struct Factors: ParameterState {
+        var layout: FactoredLayout?
+        var row: Tensor<Scalar>?, col: Tensor<Scalar>?, full: Tensor<Scalar>?
+        static var slots: [StateSlot<Self>] { [.tensor("exp_avg_sq_row", \.row), .tensor("exp_avg_sq_col", \.col), .tensor("exp_avg_sq", \.full)] }
+
+        init(_ shape: [Int]) {
+            layout = FactoredLayout(shape)
+            if let layout {
+                (row, col) = (Tensor(zeros: layout.rowShape), Tensor(zeros: layout.colShape))
+            } else {
+                full = Tensor(zeros: shape)
+            }
+        }
+    }
+    var factors = ParameterStates<Factors>()
     /// Per-row and per-column factors of the tensor in hand, and column sums (scratch).
     var rowScratch: [Scalar] = []
     var colScratch: [Scalar] = []
@@ -32,47 +43,19 @@ struct AdafactorStatistics<Scalar: BLASScalar> {
 
     init() {}
 
-    init(shapes: [[Int]]) {
-        layouts = shapes.map { FactoredLayout($0) }
-        for (shape, layout) in zip(shapes, layouts) {
-            rows.append(Tensor(zeros: layout?.rowShape ?? [0]))
-            cols.append(Tensor(zeros: layout?.colShape ?? [0]))
-            full.append(Tensor(zeros: layout == nil ? shape : [0]))
-        }
-        allocateScratch()
-    }
-
-    mutating func allocateScratch() {
+    init(_ factors: ParameterStates<Factors>) {
+        self.factors = factors
+        let layouts = factors.states.map { $0!.layout }
         rowScratch = [Scalar](repeating: 0, count: layouts.map { $0.map { $0.batch * $0.rows } ?? 0 }.max() ?? 0)
         colScratch = [Scalar](repeating: 0, count: layouts.map { $0.map { $0.batch * $0.cols } ?? 0 }.max() ?? 0)
         sumScratch = [Scalar](repeating: 0, count: layouts.map { $0?.cols ?? 0 }.max() ?? 0)
     }
 
-    func export(_ names: [String], into state: inout OptimizerState<Scalar>) {
-        for i in layouts.indices {
-            if layouts[i] != nil {
-                state.set("\(names[i])/exp_avg_sq_row", rows[i])
-                state.set("\(names[i])/exp_avg_sq_col", cols[i])
-            } else {
-                state.set("\(names[i])/exp_avg_sq", full[i])
-            }
-        }
-    }
+    /// Zero statistics for every parameter.
+    init(_ parameters: Parameters<Scalar>) { self.init(ParameterStates(parameters, Factors.init)) }
 
     init(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
-        layouts = parameters.values.map { FactoredLayout($0.shape) }
-        for (i, name) in parameters.names.enumerated() {
-            if let layout = layouts[i] {
-                rows.append(try state.tensor("\(name)/exp_avg_sq_row", shape: layout.rowShape))
-                cols.append(try state.tensor("\(name)/exp_avg_sq_col", shape: layout.colShape))
-                full.append(Tensor(zeros: [0]))
-            } else {
-                rows.append(Tensor(zeros: [0]))
-                cols.append(Tensor(zeros: [0]))
-                full.append(try state.tensor("\(name)/exp_avg_sq", shape: parameters.values[i].shape))
-            }
-        }
-        allocateScratch()
+        self.init(try ParameterStates(state, parameters: parameters, Factors.init))
     }
 
     /// Updates the factored statistics of one `rows × cols` block from `q(g)` (g² + ε₁ for
@@ -138,7 +121,12 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
     public let weightDecay: Double
     public private(set) var step = 0
     var statistics = AdafactorStatistics<Scalar>()
-    var firstMoments: [Tensor<Scalar>] = []
+    /// The first moment of the update, when beta1 is given.
+    struct FirstMoment: ParameterState {
+        var m: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("exp_avg", \.m)] }
+    }
+    var firstMoments = ParameterStates<FirstMoment>()
 
     public init(
         learningRate: Double = 1e-3, relativeStep: Bool = true, warmupInit: Bool = false, scaleParameter: Bool = true, decayRate: Double = -0.8,
@@ -159,9 +147,9 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if statistics.layouts.count != parameters.count {
-            statistics = AdafactorStatistics(shapes: parameters.values.map(\.shape))
-            firstMoments = beta1 == nil ? [] : parameters.values.map { Tensor(zeros: $0.shape) }
+        if statistics.factors.count != parameters.count {
+            statistics = AdafactorStatistics(parameters)
+            firstMoments = beta1 == nil ? ParameterStates() : ParameterStates(parameters) { FirstMoment(m: Tensor(zeros: $0)) }
         }
         step += 1
         // Work on a local copy (moved out, so updated in place): nested in-place accesses to
@@ -174,14 +162,13 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
         let rho = Scalar(beta2t), oneMinusRho = Scalar(1 - beta2t), eps1 = Scalar(epsilon1)
         let relativeStepSize = relativeStep ? Swift.min(warmupInit ? 1e-6 * t : 1e-2, 1 / t.squareRoot()) : learningRate
         let b1 = Scalar(beta1 ?? 0), w1 = Scalar(1 - (beta1 ?? 0)), usesMomentum = beta1 != nil
-        var noMoment: [Scalar] = []
         for i in 0..<parameters.count {
             let n = parameters.values[i].count
             if n == 0 { continue }
             let parameterRMS = parameters.values[i].storage.withUnsafeBufferPointer { wideSumOfSquares($0).squareRoot() } / Double(n).squareRoot()
             let alpha = (scaleParameter ? Swift.max(epsilon2, parameterRMS) : 1) * relativeStepSize
             let a = Scalar(alpha), decay = Scalar(-weightDecay * alpha), decays = weightDecay != 0
-            let layout = stats.layouts[i]
+            let layout = stats.factors[i]!.layout
             parameters.gradients[i].storage.withUnsafeBufferPointer { gBuffer in
                 let g = gBuffer.baseAddress!
                 // 1. Statistics, the factors of the update, and the sum of squares of the
@@ -189,28 +176,30 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
                 var sumOfSquares = 0.0
                 if let layout {
                     let (rows, cols) = (layout.rows, layout.cols)
-                    stats.rows[i].storage.withUnsafeMutableBufferPointer { rowStat in
-                        stats.cols[i].storage.withUnsafeMutableBufferPointer { colStat in
-                            stats.rowScratch.withUnsafeMutableBufferPointer { rowFactor in
-                                stats.colScratch.withUnsafeMutableBufferPointer { colFactor in
-                                    stats.sumScratch.withUnsafeMutableBufferPointer { colSums in
-                                        for b in 0..<layout.batch {
-                                            let rs = rowStat.baseAddress! + b * rows, cs = colStat.baseAddress! + b * cols
-                                            AdafactorStatistics.accumulate(
-                                                g: g + b * rows * cols, rows: rows, cols: cols, rowStat: rs, colStat: cs, colSums: colSums.baseAddress!,
-                                                rho: rho, oneMinusRho: oneMinusRho, epsilon: eps1)
-                                            var rowTotal: Scalar = 0
-                                            for r in 0..<rows { rowTotal += rs[r] }
-                                            let rowMean = rowTotal / Scalar(rows)
-                                            for r in 0..<rows { rowFactor[b * rows + r] = 1 / (rs[r] / rowMean).squareRoot() }
-                                            for c in 0..<cols { colFactor[b * cols + c] = 1 / cs[c].squareRoot() }
-                                        }
-                                        let cf = UnsafePointer(colFactor.baseAddress!)
-                                        for b in 0..<layout.batch {
-                                            for r in 0..<rows {
-                                                let fr = rowFactor[b * rows + r]
-                                                let gr = g + (b * rows + r) * cols, cfb = cf + b * cols
-                                                sumOfSquares += wideSumOfSquares(cols) { j, k in fr * loadLanes(cfb, j, k) * loadLanes(gr, j, k) }
+                    stats.factors.with(i) { f in
+                        f.row!.storage.withUnsafeMutableBufferPointer { rowStat in
+                            f.col!.storage.withUnsafeMutableBufferPointer { colStat in
+                                stats.rowScratch.withUnsafeMutableBufferPointer { rowFactor in
+                                    stats.colScratch.withUnsafeMutableBufferPointer { colFactor in
+                                        stats.sumScratch.withUnsafeMutableBufferPointer { colSums in
+                                            for b in 0..<layout.batch {
+                                                let rs = rowStat.baseAddress! + b * rows, cs = colStat.baseAddress! + b * cols
+                                                AdafactorStatistics.accumulate(
+                                                    g: g + b * rows * cols, rows: rows, cols: cols, rowStat: rs, colStat: cs, colSums: colSums.baseAddress!,
+                                                    rho: rho, oneMinusRho: oneMinusRho, epsilon: eps1)
+                                                var rowTotal: Scalar = 0
+                                                for r in 0..<rows { rowTotal += rs[r] }
+                                                let rowMean = rowTotal / Scalar(rows)
+                                                for r in 0..<rows { rowFactor[b * rows + r] = 1 / (rs[r] / rowMean).squareRoot() }
+                                                for c in 0..<cols { colFactor[b * cols + c] = 1 / cs[c].squareRoot() }
+                                            }
+                                            let cf = UnsafePointer(colFactor.baseAddress!)
+                                            for b in 0..<layout.batch {
+                                                for r in 0..<rows {
+                                                    let fr = rowFactor[b * rows + r]
+                                                    let gr = g + (b * rows + r) * cols, cfb = cf + b * cols
+                                                    sumOfSquares += wideSumOfSquares(cols) { j, k in fr * loadLanes(cfb, j, k) * loadLanes(gr, j, k) }
+                                                }
                                             }
                                         }
                                     }
@@ -219,20 +208,22 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
                         }
                     }
                 } else {
-                    stats.full[i].storage.withUnsafeMutableBufferPointer { v in
-                        let v = v.baseAddress!
-                        forEachLanes(n) { j, k in
-                            let gj = loadLanes(g, j, k)
-                            storeLanes(loadLanes(v, j, k) * rho + oneMinusRho * (gj * gj + eps1), v, j, k)
+                    stats.factors.with(i) { f in
+                        f.full!.storage.withUnsafeMutableBufferPointer { v in
+                            let v = v.baseAddress!
+                            forEachLanes(n) { j, k in
+                                let gj = loadLanes(g, j, k)
+                                storeLanes(loadLanes(v, j, k) * rho + oneMinusRho * (gj * gj + eps1), v, j, k)
+                            }
+                            sumOfSquares = wideSumOfSquares(n) { j, k in 1 / squareRootLanes(loadLanes(v, j, k)) * loadLanes(g, j, k) }
                         }
-                        sumOfSquares = wideSumOfSquares(n) { j, k in 1 / squareRootLanes(loadLanes(v, j, k)) * loadLanes(g, j, k) }
                     }
                 }
                 // 2. Clip, scale, momentum, decay, step.
                 let clip = Scalar(Swift.max((sumOfSquares.squareRoot() / Double(n).squareRoot()) / clipThreshold, 1))
                 parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    withOptionalBuffer(&firstMoments, i, usesMomentum, &noMoment) { m in
-                        let (p, m) = (p.baseAddress!, m.baseAddress)
+                    firstMoments.withStorage(i, \.m) { m in
+                        let p = p.baseAddress!
                         @inline(__always) func apply(_ j: Int, _ k: Int, _ u0: SIMD8<Scalar>) {
                             var u = u0 / clip * a
                             if usesMomentum {
@@ -257,9 +248,11 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
                                 }
                             }
                         } else {
-                            stats.full[i].storage.withUnsafeBufferPointer { v in
-                                let v = v.baseAddress!
-                                forEachLanes(n) { j, k in apply(j, k, 1 / squareRootLanes(loadLanes(v, j, k)) * loadLanes(g, j, k)) }
+                            stats.factors.with(i) { f in
+                                f.full!.storage.withUnsafeBufferPointer { v in
+                                    let v = v.baseAddress!
+                                    forEachLanes(n) { j, k in apply(j, k, 1 / squareRootLanes(loadLanes(v, j, k)) * loadLanes(g, j, k)) }
+                                }
                             }
                         }
                     }
@@ -269,18 +262,16 @@ public final class Adafactor<Scalar: BLASScalar>: Optimizer {
     }
 
     public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        statistics.export(names, into: &state)
-        for i in firstMoments.indices { state.set("\(names[i])/exp_avg", firstMoments[i]) }
+        var state = statistics.factors.exported(step: step, names: names)
+        firstMoments.export(names: names, into: &state)
         return state
     }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 { statistics = AdafactorStatistics(); firstMoments = []; return }
+        if step == 0 { (statistics, firstMoments) = (AdafactorStatistics(), ParameterStates()); return }
         statistics = try AdafactorStatistics(state, parameters: parameters)
-        firstMoments = beta1 == nil ? [] : try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: parameters.values[$0].shape) }
+        firstMoments = beta1 == nil ? ParameterStates() : try ParameterStates(state, parameters: parameters) { FirstMoment(m: Tensor(zeros: $0)) }
     }
 }
 
@@ -325,7 +316,7 @@ public final class SimpleAdafactor<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if statistics.layouts.count != parameters.count { statistics = AdafactorStatistics(shapes: parameters.values.map(\.shape)) }
+        if statistics.factors.count != parameters.count { statistics = AdafactorStatistics(parameters) }
         step += 1
         // Work on a local copy (moved out, so updated in place): nested in-place accesses to
         // different statistics of a class property would overlap.
@@ -354,30 +345,32 @@ public final class SimpleAdafactor<Scalar: BLASScalar>: Optimizer {
                 alpha = Swift.max(epsilon2, sum.squareRoot() / Double(n).squareRoot()) * timeScale
             }
             let negAlpha = Scalar(-alpha)
-            let layout = stats.layouts[i]
+            let layout = stats.factors[i]!.layout
             parameters.gradients[i].storage.withUnsafeBufferPointer { gBuffer in
                 let g = gBuffer.baseAddress!
                 // 1. Statistics, and the sum of squares of the unclipped update u.
                 var sumOfSquares = 0.0
                 if let layout {
                     let (rows, cols) = (layout.rows, layout.cols)
-                    stats.rows[i].storage.withUnsafeMutableBufferPointer { rowStat in
-                        stats.cols[i].storage.withUnsafeMutableBufferPointer { colStat in
-                            stats.rowScratch.withUnsafeMutableBufferPointer { rowFactor in
-                                stats.sumScratch.withUnsafeMutableBufferPointer { colSums in
-                                    for b in 0..<layout.batch {
-                                        let rs = rowStat.baseAddress! + b * rows, cs = colStat.baseAddress! + b * cols
-                                        AdafactorStatistics.accumulate(
-                                            g: g + b * rows * cols, rows: rows, cols: cols, rowStat: rs, colStat: cs, colSums: colSums.baseAddress!,
-                                            rho: rho, oneMinusRho: oneMinusRho, epsilon: 0)
-                                        var rowTotal: Scalar = 0
-                                        for r in 0..<rows { rowTotal += rs[r] }
-                                        let rowMean = rowTotal / Scalar(rows)
-                                        for r in 0..<rows {
-                                            let fr = rs[r] / rowMean
-                                            rowFactor[b * rows + r] = fr
-                                            let gr = g + (b * rows + r) * cols
-                                            sumOfSquares += wideSumOfSquares(cols) { j, k in scaled(loadLanes(gr, j, k), fr * loadLanes(cs, j, k)) }
+                    stats.factors.with(i) { f in
+                        f.row!.storage.withUnsafeMutableBufferPointer { rowStat in
+                            f.col!.storage.withUnsafeMutableBufferPointer { colStat in
+                                stats.rowScratch.withUnsafeMutableBufferPointer { rowFactor in
+                                    stats.sumScratch.withUnsafeMutableBufferPointer { colSums in
+                                        for b in 0..<layout.batch {
+                                            let rs = rowStat.baseAddress! + b * rows, cs = colStat.baseAddress! + b * cols
+                                            AdafactorStatistics.accumulate(
+                                                g: g + b * rows * cols, rows: rows, cols: cols, rowStat: rs, colStat: cs, colSums: colSums.baseAddress!,
+                                                rho: rho, oneMinusRho: oneMinusRho, epsilon: 0)
+                                            var rowTotal: Scalar = 0
+                                            for r in 0..<rows { rowTotal += rs[r] }
+                                            let rowMean = rowTotal / Scalar(rows)
+                                            for r in 0..<rows {
+                                                let fr = rs[r] / rowMean
+                                                rowFactor[b * rows + r] = fr
+                                                let gr = g + (b * rows + r) * cols
+                                                sumOfSquares += wideSumOfSquares(cols) { j, k in scaled(loadLanes(gr, j, k), fr * loadLanes(cs, j, k)) }
+                                            }
                                         }
                                     }
                                 }
@@ -385,13 +378,15 @@ public final class SimpleAdafactor<Scalar: BLASScalar>: Optimizer {
                         }
                     }
                 } else {
-                    stats.full[i].storage.withUnsafeMutableBufferPointer { v in
-                        let v = v.baseAddress!
-                        forEachLanes(n) { j, k in
-                            let gj = loadLanes(g, j, k)
-                            storeLanes(loadLanes(v, j, k) * rho + oneMinusRho * gj * gj, v, j, k)
+                    stats.factors.with(i) { f in
+                        f.full!.storage.withUnsafeMutableBufferPointer { v in
+                            let v = v.baseAddress!
+                            forEachLanes(n) { j, k in
+                                let gj = loadLanes(g, j, k)
+                                storeLanes(loadLanes(v, j, k) * rho + oneMinusRho * gj * gj, v, j, k)
+                            }
+                            sumOfSquares = wideSumOfSquares(n) { j, k in scaled(loadLanes(g, j, k), loadLanes(v, j, k)) }
                         }
-                        sumOfSquares = wideSumOfSquares(n) { j, k in scaled(loadLanes(g, j, k), loadLanes(v, j, k)) }
                     }
                 }
                 // 2. Clip, decay, step.
@@ -406,21 +401,25 @@ public final class SimpleAdafactor<Scalar: BLASScalar>: Optimizer {
                     }
                     if let layout {
                         stats.rowScratch.withUnsafeBufferPointer { rowFactor in
-                            stats.cols[i].storage.withUnsafeBufferPointer { colStat in
-                                let (rows, cols) = (layout.rows, layout.cols)
-                                for b in 0..<layout.batch {
-                                    let cs = colStat.baseAddress! + b * cols
-                                    for r in 0..<rows {
-                                        let fr = rowFactor[b * rows + r], base = (b * rows + r) * cols
-                                        forEachLanes(cols) { c, k in apply(base + c, k, scaled(loadLanes(g, base + c, k), fr * loadLanes(cs, c, k))) }
+                            stats.factors.with(i) { f in
+                                f.col!.storage.withUnsafeBufferPointer { colStat in
+                                    let (rows, cols) = (layout.rows, layout.cols)
+                                    for b in 0..<layout.batch {
+                                        let cs = colStat.baseAddress! + b * cols
+                                        for r in 0..<rows {
+                                            let fr = rowFactor[b * rows + r], base = (b * rows + r) * cols
+                                            forEachLanes(cols) { c, k in apply(base + c, k, scaled(loadLanes(g, base + c, k), fr * loadLanes(cs, c, k))) }
+                                        }
                                     }
                                 }
                             }
                         }
                     } else {
-                        stats.full[i].storage.withUnsafeBufferPointer { v in
-                            let v = v.baseAddress!
-                            forEachLanes(n) { j, k in apply(j, k, scaled(loadLanes(g, j, k), loadLanes(v, j, k))) }
+                        stats.factors.with(i) { f in
+                            f.full!.storage.withUnsafeBufferPointer { v in
+                                let v = v.baseAddress!
+                                forEachLanes(n) { j, k in apply(j, k, scaled(loadLanes(g, j, k), loadLanes(v, j, k))) }
+                            }
                         }
                     }
                 }
@@ -429,10 +428,7 @@ public final class SimpleAdafactor<Scalar: BLASScalar>: Optimizer {
     }
 
     public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        statistics.export(names, into: &state)
-        return state
+        statistics.factors.exported(step: step, names: names)
     }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {

@@ -16,7 +16,12 @@ public final class Adagrad<Scalar: BLASScalar>: Optimizer {
     public let initialAccumulatorValue: Double
     public let epsilon: Double
     public private(set) var step = 0
-    var sums: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var sum: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("sum", \.sum)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(learningRate: Double = 1e-2, lrDecay: Double = 0, weightDecay: Double = 0, initialAccumulatorValue: Double = 0, epsilon: Double = 1e-10) {
         self.learningRate = learningRate
@@ -29,43 +34,31 @@ public final class Adagrad<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if sums.count != parameters.count {
-            sums = parameters.values.map { Tensor(repeating: Scalar(initialAccumulatorValue), shape: $0.shape) }
-        }
+        if states.count != parameters.count { states = ParameterStates(parameters, makeState) }
         step += 1
         let negClr = Scalar(-(learningRate / (1 + Double(step - 1) * lrDecay)))
         let wd = Scalar(weightDecay), eps = Scalar(epsilon), decays = weightDecay != 0
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    sums[i].storage.withUnsafeMutableBufferPointer { s in
-                        let (g, p, s) = (g.baseAddress!, p.baseAddress!, s.baseAddress!)
-                        forEachLanes(n) { j, k in
-                            let pj = loadLanes(p, j, k), g0 = loadLanes(g, j, k)
-                            let gj = decays ? g0 + wd * pj : g0
-                            let sj = loadLanes(s, j, k) + gj * gj
-                            storeLanes(sj, s, j, k)
-                            storeLanes(pj + negClr * gj / (squareRootLanes(sj) + eps), p, j, k)
-                        }
-                    }
+        states.forEach(parameters) { _, g, p, n, s in
+            s.sum.storage.withUnsafeMutableBufferPointer { s in
+                let s = s.baseAddress!
+                forEachLanes(n) { j, k in
+                    let pj = loadLanes(p, j, k), g0 = loadLanes(g, j, k)
+                    let gj = decays ? g0 + wd * pj : g0
+                    let sj = loadLanes(s, j, k) + gj * gj
+                    storeLanes(sj, s, j, k)
+                    storeLanes(pj + negClr * gj / (squareRootLanes(sj) + eps), p, j, k)
                 }
             }
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in sums.indices { state.set("\(names[i])/sum", sums[i]) }
-        return state
-    }
+    func makeState(_ shape: [Int]) -> State { State(sum: Tensor(repeating: Scalar(initialAccumulatorValue), shape: shape)) }
+
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 { sums = []; return }
-        sums = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/sum", shape: parameters.values[$0].shape) }
+        states = step == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters, makeState)
     }
 }
 

@@ -19,9 +19,14 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
     public let decoupled: Bool
     public let amsgrad: Bool
     public private(set) var step = 0
-    var m: [Tensor<Scalar>] = []
-    var v: [Tensor<Scalar>] = []
-    var vMax: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var m: Tensor<Scalar>, v: Tensor<Scalar>
+        /// amsgrad's running maximum of v.
+        var vMax: Tensor<Scalar>?
+        static var slots: [StateSlot<Self>] { [.tensor("exp_avg", \.m), .tensor("exp_avg_sq", \.v), .tensor("max_exp_avg_sq", \.vMax)] }
+    }
+    var states = ParameterStates<State>()
     /// Scratch for Adam's coupled decay (g + λp), reused across steps.
     var coupled: [Scalar] = []
 
@@ -44,16 +49,14 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
         Adam(learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, decoupled: true, amsgrad: amsgrad)
     }
 
-    func allocate(_ parameters: Parameters<Scalar>) {
-        m = parameters.values.map { Tensor(zeros: $0.shape) }
-        v = parameters.values.map { Tensor(zeros: $0.shape) }
-        vMax = amsgrad ? parameters.values.map { Tensor(zeros: $0.shape) } : []
+    func makeState(_ shape: [Int]) -> State {
+        State(m: Tensor(zeros: shape), v: Tensor(zeros: shape), vMax: amsgrad ? Tensor(zeros: shape) : nil)
     }
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if m.count != parameters.count { allocate(parameters) }
+        if states.count != parameters.count { states = ParameterStates(parameters, makeState) }
         step += 1
         let t = Double(step)
         let lr = learningRate
@@ -62,40 +65,35 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
         let b1c = Scalar(1 - beta1), b2 = Scalar(beta2), b2c = Scalar(1 - beta2), eps = Scalar(epsilon)
         let decay = Scalar(1 - lr * weightDecay), wd = Scalar(weightDecay)
         let (decoupled, amsgrad, weightDecay) = (self.decoupled, self.amsgrad, self.weightDecay)
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    m[i].storage.withUnsafeMutableBufferPointer { m in
-                        v[i].storage.withUnsafeMutableBufferPointer { v in
-                            if amsgrad {
-                                vMax[i].storage.withUnsafeMutableBufferPointer { vm in
-                                    for j in 0..<n {
-                                        var gj = g[j]
-                                        if decoupled { p[j] *= decay } else { gj += wd * p[j] }
-                                        m[j] = lerp(m[j], gj, b1c)
-                                        v[j] = b2 * v[j] + b2c * (gj * gj)
-                                        vm[j] = Swift.max(vm[j], v[j])
-                                        p[j] -= stepSize * (m[j] / (vm[j].squareRoot() / bc2Sqrt + eps))
-                                    }
-                                }
-                            } else {
-                                // Coupled decay folds λ·p into the gradient first.
-                                if !decoupled && weightDecay != 0 {
-                                    if coupled.count < n { coupled = [Scalar](repeating: 0, count: n) }
-                                    coupled.withUnsafeMutableBufferPointer { cg in
-                                        for j in 0..<n { cg[j] = g[j] + wd * p[j] }
-                                        adamUpdate(
-                                            p: p.baseAddress!, g: cg.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, count: n, decay: 1,
-                                            oneMinusBeta1: b1c, beta2: b2, oneMinusBeta2: b2c, stepSize: stepSize, bias2Sqrt: bc2Sqrt, epsilon: eps)
-                                    }
-                                } else {
-                                    adamUpdate(
-                                        p: p.baseAddress!, g: g.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, count: n,
-                                        decay: decoupled ? decay : 1, oneMinusBeta1: b1c, beta2: b2, oneMinusBeta2: b2c,
-                                        stepSize: stepSize, bias2Sqrt: bc2Sqrt, epsilon: eps)
-                                }
+        states.forEach(parameters) { _, g, p, n, s in
+            s.m.storage.withUnsafeMutableBufferPointer { m in
+                s.v.storage.withUnsafeMutableBufferPointer { v in
+                    if amsgrad {
+                        s.vMax!.storage.withUnsafeMutableBufferPointer { vm in
+                            for j in 0..<n {
+                                var gj = g[j]
+                                if decoupled { p[j] *= decay } else { gj += wd * p[j] }
+                                m[j] = lerp(m[j], gj, b1c)
+                                v[j] = b2 * v[j] + b2c * (gj * gj)
+                                vm[j] = Swift.max(vm[j], v[j])
+                                p[j] -= stepSize * (m[j] / (vm[j].squareRoot() / bc2Sqrt + eps))
                             }
+                        }
+                    } else {
+                        // Coupled decay folds λ·p into the gradient first.
+                        if !decoupled && weightDecay != 0 {
+                            if coupled.count < n { coupled = [Scalar](repeating: 0, count: n) }
+                            coupled.withUnsafeMutableBufferPointer { cg in
+                                for j in 0..<n { cg[j] = g[j] + wd * p[j] }
+                                adamUpdate(
+                                    p: p, g: cg.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, count: n, decay: 1,
+                                    oneMinusBeta1: b1c, beta2: b2, oneMinusBeta2: b2c, stepSize: stepSize, bias2Sqrt: bc2Sqrt, epsilon: eps)
+                            }
+                        } else {
+                            adamUpdate(
+                                p: p, g: g, m: m.baseAddress!, v: v.baseAddress!, count: n,
+                                decay: decoupled ? decay : 1, oneMinusBeta1: b1c, beta2: b2, oneMinusBeta2: b2c,
+                                stepSize: stepSize, bias2Sqrt: bc2Sqrt, epsilon: eps)
                         }
                     }
                 }
@@ -103,27 +101,13 @@ public final class Adam<Scalar: BLASScalar>: Optimizer {
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in m.indices {
-            state.set("\(names[i])/exp_avg", m[i])
-            state.set("\(names[i])/exp_avg_sq", v[i])
-            if amsgrad { state.set("\(names[i])/max_exp_avg_sq", vMax[i]) }
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 { m = []; v = []; vMax = []; return }
-        let shapes = parameters.values.map(\.shape)
-        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: shapes[$0]) }
-        v = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg_sq", shape: shapes[$0]) }
-        vMax = amsgrad ? try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/max_exp_avg_sq", shape: shapes[$0]) } : []
+        states = step == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters, makeState)
     }
 }
-
 /// torch's `lerp`: `a + w·(b − a)` for `|w| < 0.5`, else `b − (b − a)·(1 − w)` (exact at both ends).
 @inline(__always)
 func lerp<T: BLASScalar>(_ a: T, _ b: T, _ w: T) -> T {

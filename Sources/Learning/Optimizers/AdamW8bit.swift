@@ -43,16 +43,22 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
     /// Elements per absolute maximum (bitsandbytes' block size for optimizer states).
     public static var blockSize: Int { 256 }
     public private(set) var step = 0
-    /// Full-precision moments of small tensors (empty tensors for quantised ones).
-    var m: [Tensor<Scalar>] = []
-    var v: [Tensor<Scalar>] = []
-    /// Codes and block maxima of quantised tensors (empty arrays for the others).
-    var codes1: [[UInt8]] = []
-    var codes2: [[UInt8]] = []
-    var absmax1: [[Scalar]] = []
-    var absmax2: [[Scalar]] = []
-    /// The parameters' shapes, which the codes keep in a checkpoint (as bitsandbytes' state1/state2).
-    var shapes: [[Int]] = []
+
+    /// Per parameter: full-precision moments (small tensors), or codes and block maxima.
+    struct State: ParameterState {
+        /// The parameter's shape, which the codes keep in a checkpoint (as bitsandbytes' state1/state2).
+        var shape: [Int]
+        var m: Tensor<Scalar>?, v: Tensor<Scalar>?
+        var codes1: [UInt8]?, codes2: [UInt8]?
+        var absmax1: Tensor<Scalar>?, absmax2: Tensor<Scalar>?
+        static var slots: [StateSlot<Self>] {
+            [
+                .tensor("state1", \.m), .bytes("state1", \.codes1, shape: \.shape), .tensor("absmax1", \.absmax1),
+                .tensor("state2", \.v), .bytes("state2", \.codes2, shape: \.shape), .tensor("absmax2", \.absmax2),
+            ]
+        }
+    }
+    var states = ParameterStates<State>()
     let tables = QuantizationTables<Scalar>()
 
     public init(
@@ -71,54 +77,43 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
 
     static func blocks(_ count: Int) -> Int { (count + blockSize - 1) / blockSize }
 
-    func allocate(_ parameters: Parameters<Scalar>) {
-        let counts = parameters.values.map(\.count)
-        shapes = parameters.values.map(\.shape)
-        m = parameters.values.map { isQuantized($0.count) ? Tensor(zeros: [0]) : Tensor(zeros: $0.shape) }
-        v = parameters.values.map { isQuantized($0.count) ? Tensor(zeros: [0]) : Tensor(zeros: $0.shape) }
-        codes1 = counts.map { [UInt8](repeating: 0, count: isQuantized($0) ? $0 : 0) }
-        codes2 = codes1
-        absmax1 = counts.map { [Scalar](repeating: 0, count: isQuantized($0) ? Self.blocks($0) : 0) }
-        absmax2 = absmax1
+    func makeState(_ shape: [Int]) -> State {
+        let n = shape.reduce(1, *)
+        guard isQuantized(n) else { return State(shape: shape, m: Tensor(zeros: shape), v: Tensor(zeros: shape)) }
+        let codes = [UInt8](repeating: 0, count: n), absmax = Tensor<Scalar>(zeros: [Self.blocks(n)])
+        return State(shape: shape, codes1: codes, codes2: codes, absmax1: absmax, absmax2: absmax)
     }
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if m.count != parameters.count { allocate(parameters) }
+        if states.count != parameters.count { states = ParameterStates(parameters, makeState) }
         step += 1
         let t = Double(step), lr = learningRate
         let correction1 = 1 - Double.pow(beta1, t), correction2 = (1 - Double.pow(beta2, t)).squareRoot()
         let b1 = Scalar(beta1), w1 = Scalar(1 - beta1), b2 = Scalar(beta2), w2 = Scalar(1 - beta2)
         let decays = weightDecay > 0, decay = Scalar(1 - lr * weightDecay)
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    let (g, p) = (g.baseAddress!, p.baseAddress!)
-                    if isQuantized(n) {
-                        updateQuantized(
-                            i, n, g, p, b1: b1, w1: w1, b2: b2, w2: w2, decays: decays, decay: decay, stepSize: Scalar(-lr / correction1),
-                            correction2: Scalar(correction2), epsilon: Scalar(epsilon))
-                    } else {
-                        // bitsandbytes' 32-bit update.
-                        let stepSize = Scalar(-lr * correction2 / correction1), eps = Scalar(epsilon * correction2)
-                        m[i].storage.withUnsafeMutableBufferPointer { m in
-                            v[i].storage.withUnsafeMutableBufferPointer { v in
-                                let (m, v) = (m.baseAddress!, v.baseAddress!)
-                                forEachLanes(n) { j, k in
-                                    let gj = loadLanes(g, j, k)
-                                    let mj = loadLanes(m, j, k) * b1 + w1 * gj
-                                    let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
-                                    storeLanes(mj, m, j, k)
-                                    storeLanes(vj, v, j, k)
-                                    let p0 = loadLanes(p, j, k)
-                                    let pj = decays ? p0 * decay : p0
-                                    storeLanes(pj + stepSize * (mj / (squareRootLanes(vj) + eps)), p, j, k)
-                                }
-                            }
-                        }
+        states.forEach(parameters) { _, g, p, n, s in
+            if isQuantized(n) {
+                updateQuantized(
+                    &s, n, g, p, b1: b1, w1: w1, b2: b2, w2: w2, decays: decays, decay: decay, stepSize: Scalar(-lr / correction1),
+                    correction2: Scalar(correction2), epsilon: Scalar(epsilon))
+                return
+            }
+            // bitsandbytes' 32-bit update.
+            let stepSize = Scalar(-lr * correction2 / correction1), eps = Scalar(epsilon * correction2)
+            s.m!.storage.withUnsafeMutableBufferPointer { m in
+                s.v!.storage.withUnsafeMutableBufferPointer { v in
+                    let (m, v) = (m.baseAddress!, v.baseAddress!)
+                    forEachLanes(n) { j, k in
+                        let gj = loadLanes(g, j, k)
+                        let mj = loadLanes(m, j, k) * b1 + w1 * gj
+                        let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
+                        storeLanes(mj, m, j, k)
+                        storeLanes(vj, v, j, k)
+                        let p0 = loadLanes(p, j, k)
+                        let pj = decays ? p0 * decay : p0
+                        storeLanes(pj + stepSize * (mj / (squareRootLanes(vj) + eps)), p, j, k)
                     }
                 }
             }
@@ -128,15 +123,15 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
     /// One quantised tensor, block by block: dequantise, update moments and parameters, requantise.
     @inline(__always)
     func updateQuantized(
-        _ i: Int, _ n: Int, _ g: UnsafePointer<Scalar>, _ p: UnsafeMutablePointer<Scalar>, b1: Scalar, w1: Scalar, b2: Scalar, w2: Scalar,
+        _ s: inout State, _ n: Int, _ g: UnsafePointer<Scalar>, _ p: UnsafeMutablePointer<Scalar>, b1: Scalar, w1: Scalar, b2: Scalar, w2: Scalar,
         decays: Bool, decay: Scalar, stepSize: Scalar, correction2: Scalar, epsilon: Scalar
     ) {
         let block = Self.blockSize, t = tables
         let (signed, unsigned, ms, vs) = (UnsafePointer(t.signed), UnsafePointer(t.unsigned), t.blockM, t.blockV)
-        codes1[i].withUnsafeMutableBufferPointer { c1 in
-            codes2[i].withUnsafeMutableBufferPointer { c2 in
-                absmax1[i].withUnsafeMutableBufferPointer { a1 in
-                    absmax2[i].withUnsafeMutableBufferPointer { a2 in
+        s.codes1!.withUnsafeMutableBufferPointer { c1 in
+            s.codes2!.withUnsafeMutableBufferPointer { c2 in
+                s.absmax1!.storage.withUnsafeMutableBufferPointer { a1 in
+                    s.absmax2!.storage.withUnsafeMutableBufferPointer { a2 in
                         for b in 0..<Self.blocks(n) {
                             let start = b * block, count = Swift.min(block, n - start)
                             let scale1 = a1[b], scale2 = a2[b]
@@ -177,49 +172,11 @@ public final class AdamW8bit<Scalar: BLASScalar>: Optimizer {
         for j in 0..<count { out[j] = DynamicCodebook.nearest(x[j] * inverse, in: code, starts: starts) }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in m.indices {
-            if absmax1[i].isEmpty {
-                state.set("\(names[i])/state1", m[i])
-                state.set("\(names[i])/state2", v[i])
-            } else {
-                let shape = shapes[i]
-                state.set("\(names[i])/state1", .uint8(codes1[i], shape: shape))
-                state.set("\(names[i])/absmax1", Tensor(shape: [absmax1[i].count], storage: absmax1[i]))
-                state.set("\(names[i])/state2", .uint8(codes2[i], shape: shape))
-                state.set("\(names[i])/absmax2", Tensor(shape: [absmax2[i].count], storage: absmax2[i]))
-            }
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         let imported = try state.integer("step")
-        if imported == 0 {
-            step = 0
-            m = []; v = []; codes1 = []; codes2 = []; absmax1 = []; absmax2 = []; shapes = []
-            return
-        }
-        var (m, v, codes1, codes2, absmax1, absmax2) = ([Tensor<Scalar>](), [Tensor<Scalar>](), [[UInt8]](), [[UInt8]](), [[Scalar]](), [[Scalar]]())
-        for (i, name) in parameters.names.enumerated() {
-            let shape = parameters.values[i].shape, n = parameters.values[i].count
-            if isQuantized(n) {
-                m.append(Tensor(zeros: [0]))
-                v.append(Tensor(zeros: [0]))
-                codes1.append(try state.bytes("\(name)/state1", shape: shape))
-                codes2.append(try state.bytes("\(name)/state2", shape: shape))
-                absmax1.append(try state.tensor("\(name)/absmax1", shape: [Self.blocks(n)]).storage)
-                absmax2.append(try state.tensor("\(name)/absmax2", shape: [Self.blocks(n)]).storage)
-            } else {
-                m.append(try state.tensor("\(name)/state1", shape: shape))
-                v.append(try state.tensor("\(name)/state2", shape: shape))
-                codes1.append([]); codes2.append([]); absmax1.append([]); absmax2.append([])
-            }
-        }
-        (self.m, self.v, self.codes1, self.codes2, self.absmax1, self.absmax2) = (m, v, codes1, codes2, absmax1, absmax2)
-        shapes = parameters.values.map(\.shape)
+        states = imported == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters, makeState)
         step = imported
     }
 }

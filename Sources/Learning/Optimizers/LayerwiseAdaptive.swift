@@ -28,8 +28,13 @@ public final class LAMB<Scalar: BLASScalar>: Optimizer {
     public let weightDecay: Double
     public let exclude1D: Bool
     public private(set) var step = 0
-    var m: [Tensor<Scalar>] = []
-    var v: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var m: Tensor<Scalar>, v: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("exp_avg", \.m), .tensor("exp_avg_sq", \.v)] }
+        init(_ shape: [Int]) { (m, v) = (Tensor(zeros: shape), Tensor(zeros: shape)) }
+    }
+    var states = ParameterStates<State>()
     /// The un-scaled update of the tensor in hand, reused across tensors and steps.
     var scratch: [Scalar] = []
 
@@ -45,68 +50,71 @@ public final class LAMB<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if m.count != parameters.count {
-            m = parameters.values.map { Tensor(zeros: $0.shape) }
-            v = parameters.values.map { Tensor(zeros: $0.shape) }
-            scratch = [Scalar](repeating: 0, count: parameters.values.map(\.count).max() ?? 0)
-        }
+        if states.count != parameters.count { states = ParameterStates(parameters, State.init) }
+        let largest = parameters.values.map(\.count).max() ?? 0
+        if scratch.count < largest { scratch = [Scalar](repeating: 0, count: largest) }
         step += 1
         let t = Double(step)
         let bias1 = Scalar(1 - Double.pow(beta1, t)), bias2 = Scalar(1 - Double.pow(beta2, t))
         let b1 = Scalar(beta1), w1 = Scalar(1 - beta1), b2 = Scalar(beta2), w2 = Scalar(1 - beta2), eps = Scalar(epsilon)
         let wd = Scalar(weightDecay), negLR = Scalar(-learningRate)
-        for i in 0..<parameters.count {
-            let adapted = !(exclude1D && parameters.values[i].rank <= 1)
+        states.forEach(parameters) { shape, g, p, n, s in
+            let adapted = !(exclude1D && shape.count <= 1)
             let decays = adapted && weightDecay != 0
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    m[i].storage.withUnsafeMutableBufferPointer { m in
-                        v[i].storage.withUnsafeMutableBufferPointer { v in
-                            scratch.withUnsafeMutableBufferPointer { u in
-                                let (g, p, m, v, u) = (g.baseAddress!, p.baseAddress!, m.baseAddress!, v.baseAddress!, u.baseAddress!)
-                                forEachLanes(n) { j, k in
-                                    let gj = loadLanes(g, j, k)
-                                    let mj = w1 * gj + b1 * loadLanes(m, j, k)
-                                    let vj = w2 * (gj * gj) + b2 * loadLanes(v, j, k)
-                                    storeLanes(mj, m, j, k)
-                                    storeLanes(vj, v, j, k)
-                                    let uj = (mj / bias1) / (squareRootLanes(vj / bias2) + eps)
-                                    storeLanes(decays ? uj + wd * loadLanes(p, j, k) : uj, u, j, k)
-                                }
-                                var ratio: Scalar = 1
-                                if adapted {
-                                    let pn = wideSumOfSquares(UnsafeBufferPointer(start: p, count: n)).squareRoot()
-                                    let un = wideSumOfSquares(UnsafeBufferPointer(start: u, count: n)).squareRoot()
-                                    ratio = Scalar(trustRatio(parameterNorm: pn, updateNorm: un, coefficient: 1, epsilon: 0))
-                                }
-                                forEachLanes(n) { j, k in storeLanes(loadLanes(p, j, k) + (loadLanes(u, j, k) * ratio) * negLR, p, j, k) }
-                            }
+            s.m.storage.withUnsafeMutableBufferPointer { m in
+                s.v.storage.withUnsafeMutableBufferPointer { v in
+                    scratch.withUnsafeMutableBufferPointer { u in
+                        let (m, v, u) = (m.baseAddress!, v.baseAddress!, u.baseAddress!)
+                        forEachLanes(n) { j, k in
+                            let gj = loadLanes(g, j, k)
+                            let mj = w1 * gj + b1 * loadLanes(m, j, k)
+                            let vj = w2 * (gj * gj) + b2 * loadLanes(v, j, k)
+                            storeLanes(mj, m, j, k)
+                            storeLanes(vj, v, j, k)
+                            let uj = (mj / bias1) / (squareRootLanes(vj / bias2) + eps)
+                            storeLanes(decays ? uj + wd * loadLanes(p, j, k) : uj, u, j, k)
                         }
+                        trustRatioStep(p, n, adapted: adapted, coefficient: 1, epsilon: 0, negLR: negLR, trace: nil) { j, k in loadLanes(u, j, k) }
                     }
                 }
             }
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in m.indices {
-            state.set("\(names[i])/exp_avg", m[i])
-            state.set("\(names[i])/exp_avg_sq", v[i])
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 { m = []; v = []; return }
-        let shapes = parameters.values.map(\.shape)
-        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: shapes[$0]) }
-        v = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg_sq", shape: shapes[$0]) }
-        scratch = [Scalar](repeating: 0, count: shapes.map { $0.reduce(1, *) }.max() ?? 0)
+        states = step == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters, State.init)
+    }
+}
+
+/// The last stage of LAMB and LARS over one tensor, from its update u (lanes `u(j, k)`):
+///
+///     s = (u·r)·(−η),   r = c·‖p‖ / (‖u‖ + ε)  (`trustRatio`; 1 unless `adapted`)
+///     p ← p + s                                             (no trace: LAMB, LARS without momentum)
+///     b ← s + μ·b;  p ← p + b   or   p ← p + (s + μ·b)       (LARS's trace b, Nesterov)
+@inline(__always)
+func trustRatioStep<T: BLASScalar>(
+    _ p: UnsafeMutablePointer<T>, _ n: Int, adapted: Bool, coefficient: Double, epsilon: Double, negLR: T,
+    trace: UnsafeMutablePointer<T>?, momentum mu: T = 0, nesterov: Bool = false, _ u: (_ j: Int, _ k: Int) -> SIMD8<T>
+) {
+    var ratio: T = 1
+    if adapted {
+        let pn = wideSumOfSquares(UnsafeBufferPointer(start: p, count: n)).squareRoot()
+        let un = wideSumOfSquares(n, u).squareRoot()
+        ratio = T(trustRatio(parameterNorm: pn, updateNorm: un, coefficient: coefficient, epsilon: epsilon))
+    }
+    forEachLanes(n) { j, k in
+        let scaled = (u(j, k) * ratio) * negLR
+        let pj = loadLanes(p, j, k)
+        if let b = trace {
+            let bj = scaled + mu * loadLanes(b, j, k)
+            storeLanes(bj, b, j, k)
+            storeLanes(pj + (nesterov ? scaled + mu * bj : bj), p, j, k)
+        } else {
+            storeLanes(pj + scaled, p, j, k)
+        }
     }
 }
 
@@ -132,7 +140,11 @@ public final class LARS<Scalar: BLASScalar>: Optimizer {
     public let exclude1D: Bool
     public private(set) var step = 0
     /// optax's `trace`, absent when μ = 0 (it would only ever hold the current step).
-    var traces: [Tensor<Scalar>] = []
+    struct State: ParameterState {
+        var trace: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("trace", \.trace)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(learningRate: Double = 1, momentum: Double = 0.9, nesterov: Bool = false, weightDecay: Double = 0, trustCoefficient: Double = 1e-3, epsilon: Double = 0, exclude1D: Bool = true) {
         self.learningRate = learningRate
@@ -148,10 +160,9 @@ public final class LARS<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
         let usesMomentum = momentum != 0
-        if usesMomentum && traces.count != parameters.count { traces = parameters.values.map { Tensor(zeros: $0.shape) } }
+        if usesMomentum && states.count != parameters.count { states = ParameterStates(parameters) { State(trace: Tensor(zeros: $0)) } }
         step += 1
         let wd = Scalar(weightDecay), negLR = Scalar(-learningRate), mu = Scalar(momentum), nesterov = self.nesterov
-        var noTrace: [Scalar] = []
         for i in 0..<parameters.count {
             let adapted = !(exclude1D && parameters.values[i].rank <= 1)
             let decays = adapted && weightDecay != 0
@@ -160,28 +171,11 @@ public final class LARS<Scalar: BLASScalar>: Optimizer {
             parameters.gradients[i].storage.withUnsafeBufferPointer { g in
                 parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
                     let (g, p) = (g.baseAddress!, p.baseAddress!)
-                    @inline(__always) func direction(_ j: Int, _ k: Int) -> SIMD8<Scalar> {
-                        let gj = loadLanes(g, j, k)
-                        return decays ? gj + wd * loadLanes(p, j, k) : gj
-                    }
-                    var ratio: Scalar = 1
-                    if adapted {
-                        let pn = wideSumOfSquares(UnsafeBufferPointer(start: p, count: n)).squareRoot()
-                        let un = wideSumOfSquares(n, direction).squareRoot()
-                        ratio = Scalar(trustRatio(parameterNorm: pn, updateNorm: un, coefficient: trustCoefficient, epsilon: epsilon))
-                    }
-                    withOptionalBuffer(&traces, i, usesMomentum, &noTrace) { b in
-                        let b = b.baseAddress
-                        forEachLanes(n) { j, k in
-                            let scaled = (direction(j, k) * ratio) * negLR
-                            let pj = loadLanes(p, j, k)
-                            if usesMomentum {
-                                let bj = scaled + mu * loadLanes(b!, j, k)
-                                storeLanes(bj, b!, j, k)
-                                storeLanes(pj + (nesterov ? scaled + mu * bj : bj), p, j, k)
-                            } else {
-                                storeLanes(pj + scaled, p, j, k)
-                            }
+                    // The update u = g + λ·p, recomputed where needed rather than stored.
+                    states.withStorage(i, \.trace) { trace in
+                        trustRatioStep(p, n, adapted: adapted, coefficient: trustCoefficient, epsilon: epsilon, negLR: negLR, trace: trace, momentum: mu, nesterov: nesterov) { j, k in
+                            let gj = loadLanes(g, j, k)
+                            return decays ? gj + wd * loadLanes(p, j, k) : gj
                         }
                     }
                 }
@@ -189,17 +183,12 @@ public final class LARS<Scalar: BLASScalar>: Optimizer {
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in traces.indices { state.set("\(names[i])/trace", traces[i]) }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 || momentum == 0 { traces = []; return }
-        traces = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/trace", shape: parameters.values[$0].shape) }
+        if step == 0 || momentum == 0 { states = ParameterStates(); return }
+        states = try ParameterStates(state, parameters: parameters) { State(trace: Tensor(zeros: $0)) }
     }
 }
 

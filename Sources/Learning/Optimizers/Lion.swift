@@ -17,7 +17,12 @@ public final class Lion<Scalar: BLASScalar>: Optimizer {
     public let beta2: Double
     public let weightDecay: Double
     public private(set) var step = 0
-    var m: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var m: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("exp_avg", \.m)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(learningRate: Double = 1e-4, beta1: Double = 0.9, beta2: Double = 0.99, weightDecay: Double = 0) {
         self.learningRate = learningRate
@@ -29,40 +34,42 @@ public final class Lion<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if m.count != parameters.count { m = parameters.values.map { Tensor(zeros: $0.shape) } }
+        if states.count != parameters.count { states = ParameterStates(parameters) { State(m: Tensor(zeros: $0)) } }
         step += 1
-        let lr = Scalar(learningRate), decay = Scalar(1 - learningRate * weightDecay), decays = weightDecay != 0
         let b1 = Scalar(beta1), w1 = Scalar(1 - beta1), b2 = Scalar(beta2), w2 = Scalar(1 - beta2)
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    m[i].storage.withUnsafeMutableBufferPointer { m in
-                        let (g, p, m) = (g.baseAddress!, p.baseAddress!, m.baseAddress!)
-                        forEachLanes(n) { j, k in
-                            let gj = loadLanes(g, j, k), mj = loadLanes(m, j, k), p0 = loadLanes(p, j, k)
-                            let pj = decays ? p0 * decay : p0
-                            storeLanes(pj - lr * signLanes(mj * b1 + w1 * gj), p, j, k)
-                            storeLanes(mj * b2 + w2 * gj, m, j, k)
-                        }
-                    }
-                }
+        let decay: Scalar? = weightDecay != 0 ? Scalar(1 - learningRate * weightDecay) : nil
+        states.forEach(parameters) { _, g, p, n, s in
+            s.m.storage.withUnsafeMutableBufferPointer { m in
+                lionUpdate(g, p, m.baseAddress!, n, decay: decay, negLR: Scalar(-learningRate)) { m, g in (m * b1 + w1 * g, m * b2 + w2 * g) }
             }
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in m.indices { state.set("\(names[i])/exp_avg", m[i]) }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 { m = []; return }
-        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: parameters.values[$0].shape) }
+        states = step == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters) { State(m: Tensor(zeros: $0)) }
+    }
+}
+
+/// Lion's step over one tensor, shared by `Lion` and `SimpleLion`:
+///
+///     (c, m′) = interpolate(m, g)
+///     p ← p·decay − η·sign(c);   m ← m′
+///
+/// Lion interpolates with two products (β₁ for c, β₂ for m′), SimpleLion with one torch `lerp`
+/// (c = m′): the same math for β₁ = β₂, but not the same rounding, so each keeps its own.
+@inline(__always)
+func lionUpdate<T: BLASScalar>(
+    _ g: UnsafePointer<T>, _ p: UnsafeMutablePointer<T>, _ m: UnsafeMutablePointer<T>, _ n: Int, decay: T?, negLR: T,
+    _ interpolate: (_ m: SIMD8<T>, _ g: SIMD8<T>) -> (direction: SIMD8<T>, momentum: SIMD8<T>)
+) {
+    forEachLanes(n) { j, k in
+        let (c, mj) = interpolate(loadLanes(m, j, k), loadLanes(g, j, k))
+        let p0 = loadLanes(p, j, k)
+        storeLanes((decay.map { p0 * $0 } ?? p0) + negLR * signLanes(c), p, j, k)
+        storeLanes(mj, m, j, k)
     }
 }
 
@@ -78,7 +85,12 @@ public final class SimpleLion<Scalar: BLASScalar>: Optimizer {
     public var learningRate: Double
     public let beta: Double
     public private(set) var step = 0
-    var m: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var m: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("momentum", \.m)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(learningRate: Double = 0.1, beta: Double = 0.9) {
         self.learningRate = learningRate
@@ -88,38 +100,24 @@ public final class SimpleLion<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if m.count != parameters.count { m = parameters.values.map { Tensor(zeros: $0.shape) } }
+        if states.count != parameters.count { states = ParameterStates(parameters) { State(m: Tensor(zeros: $0)) } }
         step += 1
-        let negLR = Scalar(-learningRate), w = Scalar(1 - beta)
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    m[i].storage.withUnsafeMutableBufferPointer { m in
-                        let (g, p, m) = (g.baseAddress!, p.baseAddress!, m.baseAddress!)
-                        forEachLanes(n) { j, k in
-                            let mj = lerpLanes(loadLanes(m, j, k), loadLanes(g, j, k), w)
-                            storeLanes(mj, m, j, k)
-                            storeLanes(loadLanes(p, j, k) + negLR * signLanes(mj), p, j, k)
-                        }
-                    }
+        let w = Scalar(1 - beta)
+        states.forEach(parameters) { _, g, p, n, s in
+            s.m.storage.withUnsafeMutableBufferPointer { m in
+                lionUpdate(g, p, m.baseAddress!, n, decay: nil, negLR: Scalar(-learningRate)) { m, g in
+                    let mj = lerpLanes(m, g, w)
+                    return (mj, mj)
                 }
             }
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in m.indices { state.set("\(names[i])/momentum", m[i]) }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 { m = []; return }
-        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/momentum", shape: parameters.values[$0].shape) }
+        states = step == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters) { State(m: Tensor(zeros: $0)) }
     }
 }
 

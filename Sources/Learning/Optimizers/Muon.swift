@@ -30,11 +30,16 @@ public final class Muon<Scalar: BLASScalar>: Optimizer {
     public private(set) var step = 0
 
     /// Per parameter: Muon's momentum buffer, or AdamW's two moments and step.
-    enum State {
-        case muon(momentum: Tensor<Scalar>)
-        case adam(m: Tensor<Scalar>, v: Tensor<Scalar>, step: Int)
+    struct State: ParameterState {
+        var momentum: Tensor<Scalar>?
+        var m: Tensor<Scalar>?, v: Tensor<Scalar>?, step: Int?
+        static var slots: [StateSlot<Self>] {
+            [.tensor("momentum_buffer", \.momentum), .tensor("exp_avg", \.m), .tensor("exp_avg_sq", \.v), .integer("step", \.step)]
+        }
+        static func muon(_ shape: [Int]) -> Self { Self(momentum: Tensor(zeros: shape)) }
+        static func adam(_ shape: [Int]) -> Self { Self(m: Tensor(zeros: shape), v: Tensor(zeros: shape), step: 0) }
     }
-    var states: [State?] = []
+    var states = ParameterStates<State>()
 
     public init(
         learningRate: Double = 0.02, momentum: Double = 0.95, nesterov: Bool = true, nsSteps: Int = 5, weightDecay: Double = 0,
@@ -66,18 +71,17 @@ public final class Muon<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if states.count != parameters.count { states = Array(repeating: nil, count: parameters.count) }
+        if states.count != parameters.count { states = ParameterStates(count: parameters.count) }
         let muonFlags = usesMuon(parameters)
         step += 1
         for i in 0..<parameters.count {
             let g = parameters.gradients[i]
             if muonFlags[i] {
-                var buffer: Tensor<Scalar>
-                if case .muon(let m)? = states[i] { buffer = m } else { buffer = Tensor(zeros: g.shape) }
+                if states[i]?.momentum == nil { states[i] = .muon(g.shape) }
                 let mu = Scalar(momentum), w = Scalar(1 - momentum)
-                lerpInPlace(&buffer, g, w)
+                lerpInPlace(&states[i]!.momentum!, g, w)
                 var u = g
-                if nesterov { lerpInPlace(&u, buffer, mu) } else { u = buffer }
+                if nesterov { lerpInPlace(&u, states[i]!.momentum!, mu) } else { u = states[i]!.momentum! }
                 let rows = g.rows, cols = g.cols
                 var o = newtonSchulzOrthogonalize(u.reshaped([rows, cols]), steps: nsSteps)
                 let scale: Scalar =
@@ -93,59 +97,42 @@ public final class Muon<Scalar: BLASScalar>: Optimizer {
                         p[j] += -lr * o.storage[j]
                     }
                 }
-                states[i] = .muon(momentum: buffer)
             } else {
-                var m: Tensor<Scalar>, v: Tensor<Scalar>, t: Int
-                if case .adam(let m0, let v0, let t0)? = states[i] {
-                    (m, v, t) = (m0, v0, t0)
-                } else {
-                    (m, v, t) = (Tensor(zeros: g.shape), Tensor(zeros: g.shape), 0)
-                }
-                t += 1
+                if states[i]?.step == nil { states[i] = .adam(g.shape) }
+                states[i]!.step! += 1
+                let t = states[i]!.step!
                 let w1 = Scalar(1 - auxBeta1), w2 = Scalar(1 - auxBeta2)
                 let bc1 = Scalar(1 - Double.pow(auxBeta1, Double(t))), bc2 = Scalar(1 - Double.pow(auxBeta2, Double(t)))
                 let eps = Scalar(auxEpsilon), lr = Scalar(auxLearningRate), decay = Scalar(1 - auxLearningRate * auxWeightDecay)
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    for j in 0..<p.count {
-                        let gj = g.storage[j]
-                        m.storage[j] = lerp(m.storage[j], gj, w1)
-                        v.storage[j] = lerp(v.storage[j], gj * gj, w2)
-                        let update = (m.storage[j] / bc1) / ((v.storage[j] / bc2).squareRoot() + eps)
-                        p[j] *= decay
-                        p[j] += -lr * update
+                states.with(i) { s in
+                    s.m!.storage.withUnsafeMutableBufferPointer { m in
+                        s.v!.storage.withUnsafeMutableBufferPointer { v in
+                            g.storage.withUnsafeBufferPointer { g in
+                                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
+                                    for j in 0..<p.count {
+                                        let gj = g[j]
+                                        m[j] = lerp(m[j], gj, w1)
+                                        v[j] = lerp(v[j], gj * gj, w2)
+                                        let update = (m[j] / bc1) / ((v[j] / bc2).squareRoot() + eps)
+                                        p[j] *= decay
+                                        p[j] += -lr * update
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
-                states[i] = .adam(m: m, v: v, step: t)
             }
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for (i, s) in states.enumerated() {
-            switch s {
-            case .muon(let m)?: state.set("\(names[i])/momentum_buffer", m)
-            case .adam(let m, let v, let t)?:
-                state.set("\(names[i])/exp_avg", m)
-                state.set("\(names[i])/exp_avg_sq", v)
-                state.set("\(names[i])/step", integer: t)
-            case nil: break
-            }
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
         let flags = usesMuon(parameters)
-        states = try parameters.names.indices.map { i in
-            let n = parameters.names[i], shape = parameters.values[i].shape
-            if flags[i] {
-                return try state.optionalTensor("\(n)/momentum_buffer", shape: shape).map { .muon(momentum: $0) }
-            }
-            guard state["\(n)/step"] != nil else { return nil }
-            return .adam(m: try state.tensor("\(n)/exp_avg", shape: shape), v: try state.tensor("\(n)/exp_avg_sq", shape: shape), step: try state.integer("\(n)/step"))
+        states = try ParameterStates(whereSaved: state, parameters: parameters) { i in
+            flags[i] ? .muon(parameters.values[i].shape) : .adam(parameters.values[i].shape)
         }
     }
 }
@@ -158,8 +145,13 @@ public final class SimpleSOAP<Scalar: BLASScalar>: Optimizer {
     public var learningRate: Double
     public let beta1: Double
     public private(set) var step = 0
-    var momenta: [Tensor<Scalar>] = []
-    var steps: [Int] = []
+
+    struct State: ParameterState {
+        var momentum: Tensor<Scalar>
+        var step = 0
+        static var slots: [StateSlot<Self>] { [.tensor("momentum", \.momentum), .integer("step", \.step)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(learningRate: Double = 0.1, beta1: Double = 0.9) {
         self.learningRate = learningRate
@@ -169,16 +161,13 @@ public final class SimpleSOAP<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if momenta.count != parameters.count {
-            momenta = parameters.values.map { Tensor(zeros: $0.shape) }
-            steps = Array(repeating: 0, count: parameters.count)
-        }
+        if states.count != parameters.count { states = ParameterStates(parameters) { State(momentum: Tensor(zeros: $0)) } }
         step += 1
         let lr = Scalar(learningRate)
         for i in 0..<parameters.count {
-            steps[i] += 1
-            lerpInPlace(&momenta[i], parameters.gradients[i], Scalar(1 - beta1))
-            let m = momenta[i]
+            states[i]!.step += 1
+            lerpInPlace(&states[i]!.momentum, parameters.gradients[i], Scalar(1 - beta1))
+            let m = states[i]!.momentum
             var u = m
             if m.rank >= 2 {
                 let matrix = m.reshaped([m.rows, m.cols])
@@ -197,20 +186,10 @@ public final class SimpleSOAP<Scalar: BLASScalar>: Optimizer {
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for i in momenta.indices {
-            state.set("\(names[i])/momentum", momenta[i])
-            state.set("\(names[i])/step", integer: steps[i])
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        if step == 0 { momenta = []; steps = []; return }
-        momenta = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/momentum", shape: parameters.values[$0].shape) }
-        steps = try parameters.names.map { try state.integer("\($0)/step") }
+        states = step == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters) { State(momentum: Tensor(zeros: $0)) }
     }
 }

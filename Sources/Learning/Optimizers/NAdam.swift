@@ -22,8 +22,13 @@ public final class NAdam<Scalar: BLASScalar>: Optimizer {
     public private(set) var step = 0
     /// Π μ_τ over the steps taken (torch's per-parameter `mu_product`, the same for all).
     public private(set) var muProduct: Scalar = 1
-    var m: [Tensor<Scalar>] = []
-    var v: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var m: Tensor<Scalar>, v: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("exp_avg", \.m), .tensor("exp_avg_sq", \.v)] }
+        init(_ shape: [Int]) { (m, v) = (Tensor(zeros: shape), Tensor(zeros: shape)) }
+    }
+    var states = ParameterStates<State>()
 
     public init(learningRate: Double = 2e-3, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0, momentumDecay: Double = 4e-3) {
         self.learningRate = learningRate
@@ -37,10 +42,7 @@ public final class NAdam<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if m.count != parameters.count {
-            m = parameters.values.map { Tensor(zeros: $0.shape) }
-            v = parameters.values.map { Tensor(zeros: $0.shape) }
-        }
+        if states.count != parameters.count { states = ParameterStates(parameters, State.init) }
         step += 1
         let t = Double(step), lr = learningRate
         let bias2 = Scalar(1 - Double.pow(beta2, t))
@@ -52,26 +54,20 @@ public final class NAdam<Scalar: BLASScalar>: Optimizer {
         let momentumCoefficient = Scalar((-lr * muNext) / (1 - productNext))
         let w1 = Scalar(1 - beta1), b2 = Scalar(beta2), w2 = Scalar(1 - beta2), eps = Scalar(epsilon), wd = Scalar(weightDecay)
         let decays = weightDecay != 0
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    m[i].storage.withUnsafeMutableBufferPointer { m in
-                        v[i].storage.withUnsafeMutableBufferPointer { v in
-                            let (g, p, m, v) = (g.baseAddress!, p.baseAddress!, m.baseAddress!, v.baseAddress!)
-                            forEachLanes(n) { j, k in
-                                let p0 = loadLanes(p, j, k), g0 = loadLanes(g, j, k)
-                                let gj = decays ? g0 + wd * p0 : g0
-                                let mj = lerpLanes(loadLanes(m, j, k), gj, w1)
-                                let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
-                                storeLanes(mj, m, j, k)
-                                storeLanes(vj, v, j, k)
-                                let d = squareRootLanes(vj / bias2) + eps
-                                let p1 = p0 + gradientCoefficient * gj / d
-                                storeLanes(p1 + momentumCoefficient * mj / d, p, j, k)
-                            }
-                        }
+        states.forEach(parameters) { _, g, p, n, s in
+            s.m.storage.withUnsafeMutableBufferPointer { m in
+                s.v.storage.withUnsafeMutableBufferPointer { v in
+                    let (m, v) = (m.baseAddress!, v.baseAddress!)
+                    forEachLanes(n) { j, k in
+                        let p0 = loadLanes(p, j, k), g0 = loadLanes(g, j, k)
+                        let gj = decays ? g0 + wd * p0 : g0
+                        let mj = lerpLanes(loadLanes(m, j, k), gj, w1)
+                        let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
+                        storeLanes(mj, m, j, k)
+                        storeLanes(vj, v, j, k)
+                        let d = squareRootLanes(vj / bias2) + eps
+                        let p1 = p0 + gradientCoefficient * gj / d
+                        storeLanes(p1 + momentumCoefficient * mj / d, p, j, k)
                     }
                 }
             }
@@ -82,20 +78,14 @@ public final class NAdam<Scalar: BLASScalar>: Optimizer {
         var state = OptimizerState<Scalar>()
         state.set("step", integer: step)
         state.set("mu_product", Tensor(shape: [], storage: [muProduct]))
-        for i in m.indices {
-            state.set("\(names[i])/exp_avg", m[i])
-            state.set("\(names[i])/exp_avg_sq", v[i])
-        }
+        states.export(names: names, into: &state)
         return state
     }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
         muProduct = try state.tensor("mu_product", shape: []).storage[0]
-        if step == 0 { m = []; v = []; return }
-        let shapes = parameters.values.map(\.shape)
-        m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: shapes[$0]) }
-        v = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg_sq", shape: shapes[$0]) }
+        states = step == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters, State.init)
     }
 }
 

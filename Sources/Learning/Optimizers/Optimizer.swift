@@ -43,10 +43,6 @@ public struct OptimizerState<Scalar: BLASScalar>: Equatable, Sendable {
         return t
     }
 
-    public func optionalTensor(_ name: String, shape: [Int]) throws -> Tensor<Scalar>? {
-        arrays[name] == nil ? nil : try tensor(name, shape: shape)
-    }
-
     /// An array of 8-bit codes (quantised moments) of the given shape.
     public func bytes(_ name: String, shape: [Int]) throws -> [UInt8] {
         guard let value = arrays[name] else { throw OptimizerStateError.missing(name) }

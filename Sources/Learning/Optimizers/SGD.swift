@@ -17,7 +17,11 @@ public final class SGD<Scalar: BLASScalar>: Optimizer {
     public let weightDecay: Double
     public private(set) var step = 0
     /// Momentum buffers, created on first use as torch does.
-    var buffers: [Tensor<Scalar>?] = []
+    struct State: ParameterState {
+        var buffer: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("momentum_buffer", \.buffer)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(learningRate: Double, momentum: Double = 0, dampening: Double = 0, nesterov: Bool = false, weightDecay: Double = 0) {
         precondition(!nesterov || (momentum > 0 && dampening == 0), "Nesterov momentum requires a momentum and zero dampening")
@@ -31,20 +35,20 @@ public final class SGD<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if buffers.count != parameters.count { buffers = Array(repeating: nil, count: parameters.count) }
+        if states.count != parameters.count { states = ParameterStates(count: parameters.count) }
         let lr = Scalar(learningRate), wd = Scalar(weightDecay), mu = Scalar(momentum)
         let damp = Scalar(1 - dampening)
         for i in 0..<parameters.count {
             let n = parameters.values[i].count
-            let first = buffers[i] == nil
-            if momentum != 0 && first { buffers[i] = Tensor(zeros: parameters.values[i].shape) }
+            let first = states[i] == nil
+            if momentum != 0 && first { states[i] = State(buffer: Tensor(zeros: parameters.values[i].shape)) }
             parameters.gradients[i].storage.withUnsafeBufferPointer { g in
                 parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
                     if momentum == 0 {
                         for j in 0..<n { p[j] -= lr * (g[j] + wd * p[j]) }
                         return
                     }
-                    buffers[i]!.storage.withUnsafeMutableBufferPointer { b in
+                    states[i]!.buffer.storage.withUnsafeMutableBufferPointer { b in
                         for j in 0..<n {
                             let d = wd == 0 ? g[j] : g[j] + wd * p[j]
                             b[j] = first ? d : mu * b[j] + damp * d
@@ -58,20 +62,11 @@ public final class SGD<Scalar: BLASScalar>: Optimizer {
         step += 1
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for (i, buffer) in buffers.enumerated() {
-            if let buffer { state.set("\(names[i])/momentum_buffer", buffer) }
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        buffers = try parameters.names.indices.map { i in
-            try state.optionalTensor("\(parameters.names[i])/momentum_buffer", shape: parameters.values[i].shape)
-        }
+        states = try ParameterStates(whereSaved: state, parameters: parameters) { State(buffer: Tensor(zeros: parameters.values[$0].shape)) }
     }
 }
 

@@ -31,7 +31,7 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
     public private(set) var step = 0
 
     /// Per parameter (nil until its first gradient).
-    struct State {
+    struct State: ParameterState {
         var step: Int
         var expAvg: Tensor<Scalar>  // in the rotated basis once step > 0
         var expAvgSq: Tensor<Scalar>
@@ -39,8 +39,11 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
         var right: Tensor<Scalar>?
         var qLeft: Tensor<Scalar>?
         var qRight: Tensor<Scalar>?
+        static var slots: [StateSlot<Self>] {
+            [.integer("step", \.step), .tensor("exp_avg", \.expAvg), .tensor("exp_avg_sq", \.expAvgSq), .tensor("L", \.left), .tensor("R", \.right), .tensor("Q_L", \.qLeft), .tensor("Q_R", \.qRight)]
+        }
     }
-    var states: [State?] = []
+    var states = ParameterStates<State>()
 
     public init(
         learningRate: Double = 3e-3, beta1: Double = 0.95, beta2: Double = 0.95, shampooBeta: Double = -1, epsilon: Double = 1e-8,
@@ -144,7 +147,7 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if states.count != parameters.count { states = Array(repeating: nil, count: parameters.count) }
+        if states.count != parameters.count { states = ParameterStates(count: parameters.count) }
         step += 1
         for i in 0..<parameters.count {
             let shape = parameters.values[i].shape
@@ -188,37 +191,16 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for (i, s) in states.enumerated() {
-            guard let s else { continue }
-            let n = names[i]
-            state.set("\(n)/step", integer: s.step)
-            state.set("\(n)/exp_avg", s.expAvg)
-            state.set("\(n)/exp_avg_sq", s.expAvgSq)
-            if let l = s.left { state.set("\(n)/L", l) }
-            if let r = s.right { state.set("\(n)/R", r) }
-            if let q = s.qLeft { state.set("\(n)/Q_L", q) }
-            if let q = s.qRight { state.set("\(n)/Q_R", q) }
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        states = try parameters.names.indices.map { i in
-            let n = parameters.names[i]
-            guard state["\(n)/step"] != nil else { return nil }
+        states = try ParameterStates(whereSaved: state, parameters: parameters) { i in
             let (rows, cols, left, right) = sides(parameters.values[i].shape)
+            func square(_ side: Bool, _ n: Int) -> Tensor<Scalar>? { side ? Tensor(zeros: [n, n]) : nil }
             return State(
-                step: try state.integer("\(n)/step"),
-                expAvg: try state.tensor("\(n)/exp_avg", shape: [rows, cols]),
-                expAvgSq: try state.tensor("\(n)/exp_avg_sq", shape: [rows, cols]),
-                left: left ? try state.tensor("\(n)/L", shape: [rows, rows]) : nil,
-                right: right ? try state.tensor("\(n)/R", shape: [cols, cols]) : nil,
-                qLeft: left ? try state.tensor("\(n)/Q_L", shape: [rows, rows]) : nil,
-                qRight: right ? try state.tensor("\(n)/Q_R", shape: [cols, cols]) : nil)
+                step: 0, expAvg: Tensor(zeros: [rows, cols]), expAvgSq: Tensor(zeros: [rows, cols]),
+                left: square(left, rows), right: square(right, cols), qLeft: square(left, rows), qRight: square(right, cols))
         }
     }
 }

@@ -38,8 +38,12 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
     public private(set) var weightSum = 0.0
     /// Whether the parameters hold y (training) rather than x (evaluation).
     public private(set) var atTrainingPoint = true
-    var z: [Tensor<Scalar>] = []
-    var v: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var z: Tensor<Scalar>, v: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("z", \.z), .tensor("exp_avg_sq", \.v)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(
         learningRate: Double = 0.0025, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0,
@@ -59,10 +63,7 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
         if !atTrainingPoint { useTrainingPoint(parameters) }
-        if z.count != parameters.count {
-            z = parameters.values
-            v = parameters.values.map { Tensor(zeros: $0.shape) }
-        }
+        if states.count != parameters.count { states = ParameterStates(parameters.values.map { State(z: $0, v: Tensor(zeros: $0.shape)) }) }
         let k = Double(step)
         let sched = step < warmupSteps ? (k + 1) / Double(warmupSteps) : 1
         let biasCorrection2 = Scalar(1 - Double.pow(beta2, k + 1))
@@ -73,24 +74,18 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
         let ckp1 = weightSum == 0 ? 0 : weight / weightSum
         let c = Scalar(ckp1), yStep = Scalar(lr * (beta1 * (1 - ckp1) - 1)), zStep = Scalar(lr)
         let b2 = Scalar(beta2), w2 = Scalar(1 - beta2), eps = Scalar(epsilon), decay = Scalar(weightDecay), decays = weightDecay != 0
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { y in
-                    z[i].storage.withUnsafeMutableBufferPointer { z in
-                        v[i].storage.withUnsafeMutableBufferPointer { v in
-                            let (g, y, z, v) = (g.baseAddress!, y.baseAddress!, z.baseAddress!, v.baseAddress!)
-                            forEachLanes(n) { j, k in
-                                let gj = loadLanes(g, j, k), yj = loadLanes(y, j, k), zj = loadLanes(z, j, k)
-                                let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
-                                storeLanes(vj, v, j, k)
-                                var u = gj / (squareRootLanes(vj / biasCorrection2) + eps)
-                                if decays { u = u + decay * yj }
-                                storeLanes(lerpLanes(yj, zj, c) + yStep * u, y, j, k)
-                                storeLanes(zj - zStep * u, z, j, k)
-                            }
-                        }
+        states.forEach(parameters) { _, g, y, n, s in
+            s.z.storage.withUnsafeMutableBufferPointer { z in
+                s.v.storage.withUnsafeMutableBufferPointer { v in
+                    let (z, v) = (z.baseAddress!, v.baseAddress!)
+                    forEachLanes(n) { j, k in
+                        let gj = loadLanes(g, j, k), yj = loadLanes(y, j, k), zj = loadLanes(z, j, k)
+                        let vj = loadLanes(v, j, k) * b2 + w2 * gj * gj
+                        storeLanes(vj, v, j, k)
+                        var u = gj / (squareRootLanes(vj / biasCorrection2) + eps)
+                        if decays { u = u + decay * yj }
+                        storeLanes(lerpLanes(yj, zj, c) + yStep * u, y, j, k)
+                        storeLanes(zj - zStep * u, z, j, k)
                     }
                 }
             }
@@ -101,11 +96,11 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
     /// p ← lerp(p, z, w) for every parameter with state.
     func moveTowardsZ(_ parameters: Parameters<Scalar>, weight: Double) {
         let w = Scalar(weight)
-        for i in z.indices {
+        for i in 0..<states.count {
             let n = parameters.values[i].count
             if n == 0 { continue }
             parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                z[i].storage.withUnsafeBufferPointer { z in
+                states[i]!.z.storage.withUnsafeBufferPointer { z in
                     let (p, z) = (p.baseAddress!, z.baseAddress!)
                     forEachLanes(n) { j, k in storeLanes(lerpLanes(loadLanes(p, j, k), loadLanes(z, j, k), w), p, j, k) }
                 }
@@ -133,10 +128,7 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
         state.set("lr_max_bits", .int64([Int64(bitPattern: lrMax.bitPattern)], shape: []))
         state.set("weight_sum_bits", .int64([Int64(bitPattern: weightSum.bitPattern)], shape: []))
         state.set("train_mode", integer: atTrainingPoint ? 1 : 0)
-        for i in z.indices {
-            state.set("\(names[i])/z", z[i])
-            state.set("\(names[i])/exp_avg_sq", v[i])
-        }
+        states.export(names: names, into: &state)
         return state
     }
 
@@ -144,14 +136,7 @@ public final class AdamWScheduleFree<Scalar: BLASScalar>: Optimizer, EvaluationP
         let imported = try state.integer("step")
         let lrMaxBits = try state.integer("lr_max_bits"), weightSumBits = try state.integer("weight_sum_bits")
         let trainMode = try state.integer("train_mode")
-        if imported == 0 {
-            z = []
-            v = []
-        } else {
-            let shapes = parameters.values.map(\.shape)
-            z = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/z", shape: shapes[$0]) }
-            v = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg_sq", shape: shapes[$0]) }
-        }
+        states = imported == 0 ? ParameterStates() : try ParameterStates(state, parameters: parameters) { State(z: Tensor(zeros: $0), v: Tensor(zeros: $0)) }
         step = imported
         lrMax = Double(bitPattern: UInt64(bitPattern: Int64(lrMaxBits)))
         weightSum = Double(bitPattern: UInt64(bitPattern: Int64(weightSumBits)))

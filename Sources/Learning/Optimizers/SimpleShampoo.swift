@@ -20,12 +20,15 @@ public final class SimpleShampoo<Scalar: BLASScalar>: Optimizer {
     public let beta: Double
     public private(set) var step = 0
 
-    struct State {
+    struct State: ParameterState {
         var left: Tensor<Scalar>?, right: Tensor<Scalar>?
         var leftInverse: Tensor<Scalar>?, rightInverse: Tensor<Scalar>?
         var momentum: Tensor<Scalar>?
+        static var slots: [StateSlot<Self>] {
+            [.tensor("L", \.left), .tensor("R", \.right), .tensor("L_inv", \.leftInverse), .tensor("R_inv", \.rightInverse), .tensor("momentum_buffer", \.momentum)]
+        }
     }
-    var states: [State?] = []
+    var states = ParameterStates<State>()
     let eigen = SymmetricEigenSolver<Scalar>()
 
     public init(learningRate: Double = 0.1, momentum: Double = 0, weightDecay: Double = 0, epsilon: Double = 1e-4, updateFrequency: Int = 1, beta: Double = 0.9) {
@@ -43,7 +46,7 @@ public final class SimpleShampoo<Scalar: BLASScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if states.count != parameters.count { states = Array(repeating: nil, count: parameters.count) }
+        if states.count != parameters.count { states = ParameterStates(count: parameters.count) }
         step += 1
         let lr = Scalar(-learningRate), wd = Scalar(weightDecay), mu = Scalar(momentum)
         for i in 0..<parameters.count {
@@ -100,33 +103,17 @@ public final class SimpleShampoo<Scalar: BLASScalar>: Optimizer {
         }
     }
 
-    public func exportState(names: [String]) -> OptimizerState<Scalar> {
-        var state = OptimizerState<Scalar>()
-        state.set("step", integer: step)
-        for (i, s) in states.enumerated() {
-            guard let s else { continue }
-            if let t = s.left { state.set("\(names[i])/L", t) }
-            if let t = s.right { state.set("\(names[i])/R", t) }
-            if let t = s.leftInverse { state.set("\(names[i])/L_inv", t) }
-            if let t = s.rightInverse { state.set("\(names[i])/R_inv", t) }
-            if let t = s.momentum { state.set("\(names[i])/momentum_buffer", t) }
-        }
-        return state
-    }
+    public func exportState(names: [String]) -> OptimizerState<Scalar> { states.exported(step: step, names: names) }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         step = try state.integer("step")
-        states = try parameters.names.indices.map { i in
-            let name = parameters.names[i], shape = parameters.values[i].shape
-            if Self.isVector(shape) {
-                return try state.optionalTensor("\(name)/momentum_buffer", shape: shape).map { State(momentum: $0) }
-            }
+        states = try ParameterStates(whereSaved: state, parameters: parameters) { i in
+            let shape = parameters.values[i].shape
+            if Self.isVector(shape) { return State(momentum: Tensor(zeros: shape)) }
             let (m, n) = (parameters.values[i].rows, parameters.values[i].cols)
-            guard state["\(name)/L"] != nil else { return nil }
             return State(
-                left: try state.tensor("\(name)/L", shape: [m, m]), right: try state.tensor("\(name)/R", shape: [n, n]),
-                leftInverse: try state.tensor("\(name)/L_inv", shape: [m, m]), rightInverse: try state.tensor("\(name)/R_inv", shape: [n, n]),
-                momentum: momentum > 0 ? try state.tensor("\(name)/momentum_buffer", shape: [m, n]) : nil)
+                left: Tensor(zeros: [m, m]), right: Tensor(zeros: [n, n]), leftInverse: Tensor(zeros: [m, m]), rightInverse: Tensor(zeros: [n, n]),
+                momentum: momentum > 0 ? Tensor(zeros: [m, n]) : nil)
         }
     }
 }

@@ -40,8 +40,13 @@ public final class Sophia<Scalar: BLASScalar>: Optimizer, HessianEstimating {
     public private(set) var step = 0
     /// The `bs` the updates use: `batchSize`, or that of the latest estimate (0 before one).
     public private(set) var estimateBatchSize: Int
-    var m: [Tensor<Scalar>] = []
-    var h: [Tensor<Scalar>] = []
+
+    struct State: ParameterState {
+        var m: Tensor<Scalar>, h: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("exp_avg", \.m), .tensor("hessian", \.h)] }
+        init(_ shape: [Int]) { (m, h) = (Tensor(zeros: shape), Tensor(zeros: shape)) }
+    }
+    var states = ParameterStates<State>()
 
     public init(
         learningRate: Double = 1e-4, beta1: Double = 0.965, beta2: Double = 0.99, rho: Double = 0.04, weightDecay: Double = 0.1,
@@ -60,36 +65,25 @@ public final class Sophia<Scalar: BLASScalar>: Optimizer, HessianEstimating {
 
     public var wantsHessianEstimate: Bool { step > 0 && step % hessianInterval == 0 }
 
-    func allocate(_ parameters: Parameters<Scalar>) {
-        m = parameters.values.map { Tensor(zeros: $0.shape) }
-        h = parameters.values.map { Tensor(zeros: $0.shape) }
-    }
-
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func update(_ parameters: Parameters<Scalar>) {
-        if m.count != parameters.count { allocate(parameters) }
+        if states.count != parameters.count { states = ParameterStates(parameters, State.init) }
         step += 1
         let decay = Scalar(1 - learningRate * weightDecay), negLR = Scalar(-learningRate)
         let b1 = Scalar(beta1), w1 = Scalar(1 - beta1)
         let scale = Scalar(rho * Double(estimateBatchSize)), floor = Scalar(1e-15)
         let gradientSign: Scalar = maximize ? -1 : 1
-        for i in 0..<parameters.count {
-            let n = parameters.values[i].count
-            if n == 0 { continue }
-            parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                    m[i].storage.withUnsafeMutableBufferPointer { m in
-                        h[i].storage.withUnsafeBufferPointer { h in
-                            let (g, p, m, h) = (g.baseAddress!, p.baseAddress!, m.baseAddress!, h.baseAddress!)
-                            forEachLanes(n) { j, k in
-                                let pj = loadLanes(p, j, k) * decay
-                                let mj = loadLanes(m, j, k) * b1 + w1 * (gradientSign * loadLanes(g, j, k))
-                                storeLanes(mj, m, j, k)
-                                let ratio = atMostOneLanes(absLanes(mj) / (scale * loadLanes(h, j, k) + floor))
-                                storeLanes(pj + negLR * signLanes(mj) * ratio, p, j, k)
-                            }
-                        }
+        states.forEach(parameters) { _, g, p, n, s in
+            s.m.storage.withUnsafeMutableBufferPointer { m in
+                s.h.storage.withUnsafeBufferPointer { h in
+                    let (m, h) = (m.baseAddress!, h.baseAddress!)
+                    forEachLanes(n) { j, k in
+                        let pj = loadLanes(p, j, k) * decay
+                        let mj = loadLanes(m, j, k) * b1 + w1 * (gradientSign * loadLanes(g, j, k))
+                        storeLanes(mj, m, j, k)
+                        let ratio = atMostOneLanes(absLanes(mj) / (scale * loadLanes(h, j, k) + floor))
+                        storeLanes(pj + negLR * signLanes(mj) * ratio, p, j, k)
                     }
                 }
             }
@@ -99,14 +93,14 @@ public final class Sophia<Scalar: BLASScalar>: Optimizer, HessianEstimating {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func updateHessian(_ parameters: Parameters<Scalar>, batchSize: Int) {
-        if h.count != parameters.count { allocate(parameters) }
+        if states.count != parameters.count { states = ParameterStates(parameters, State.init) }
         estimateBatchSize = self.batchSize ?? batchSize
         let b2 = Scalar(beta2), w2 = Scalar(1 - beta2)
         for i in 0..<parameters.count {
             let n = parameters.values[i].count
             if n == 0 { continue }
             parameters.gradients[i].storage.withUnsafeBufferPointer { g in
-                h[i].storage.withUnsafeMutableBufferPointer { h in
+                states[i]!.h.storage.withUnsafeMutableBufferPointer { h in
                     let (g, h) = (g.baseAddress!, h.baseAddress!)
                     forEachLanes(n) { j, k in
                         let gj = loadLanes(g, j, k)
@@ -121,24 +115,14 @@ public final class Sophia<Scalar: BLASScalar>: Optimizer, HessianEstimating {
         var state = OptimizerState<Scalar>()
         state.set("step", integer: step)
         state.set("bs", integer: estimateBatchSize)
-        for i in m.indices {
-            state.set("\(names[i])/exp_avg", m[i])
-            state.set("\(names[i])/hessian", h[i])
-        }
+        states.export(names: names, into: &state)
         return state
     }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         let imported = try state.integer("step"), bs = try state.integer("bs")
         // An estimate may precede the first step, so the moments go by presence, not by step.
-        if state["\(parameters.names.first ?? "")/exp_avg"] == nil {
-            m = []
-            h = []
-        } else {
-            let shapes = parameters.values.map(\.shape)
-            m = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/exp_avg", shape: shapes[$0]) }
-            h = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/hessian", shape: shapes[$0]) }
-        }
+        states = state["\(parameters.names.first ?? "")/exp_avg"] == nil ? ParameterStates() : try ParameterStates(state, parameters: parameters, State.init)
         step = imported
         estimateBatchSize = bs
     }

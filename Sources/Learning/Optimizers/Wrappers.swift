@@ -103,8 +103,13 @@ public final class Lookahead<Scalar: BLASScalar>: Optimizer, MomentumCycling {
     public let base: any Optimizer<Scalar>
     public let k: Int
     public let alpha: Double
-    var slow: [Tensor<Scalar>] = []
     public private(set) var step = 0
+
+    struct State: ParameterState {
+        var slow: Tensor<Scalar>
+        static var slots: [StateSlot<Self>] { [.tensor("slow", \.slow)] }
+    }
+    var states = ParameterStates<State>()
 
     public init(base: any Optimizer<Scalar>, k: Int = 5, alpha: Double = 0.5) {
         self.base = base
@@ -123,14 +128,14 @@ public final class Lookahead<Scalar: BLASScalar>: Optimizer, MomentumCycling {
     }
 
     public func update(_ parameters: Parameters<Scalar>) {
-        if slow.count != parameters.count { slow = parameters.values }
+        if states.count != parameters.count { states = ParameterStates(parameters.values.map { State(slow: $0) }) }
         base.update(parameters)
         step += 1
         guard step % k == 0 else { return }
         let a = Scalar(alpha)
         for i in 0..<parameters.count {
             parameters.values[i].storage.withUnsafeMutableBufferPointer { p in
-                slow[i].storage.withUnsafeMutableBufferPointer { s in
+                states[i]!.slow.storage.withUnsafeMutableBufferPointer { s in
                     for j in 0..<p.count {
                         s[j] += a * (p[j] - s[j])
                         p[j] = s[j]
@@ -143,17 +148,15 @@ public final class Lookahead<Scalar: BLASScalar>: Optimizer, MomentumCycling {
     public func exportState(names: [String]) -> OptimizerState<Scalar> {
         var state = base.exportState(names: names)
         state.set("lookahead/step", integer: step)
-        for (i, name) in names.enumerated() where i < slow.count { state.set("\(name)/slow", slow[i]) }
+        states.export(names: names, into: &state)
         return state
     }
 
     public func importState(_ state: OptimizerState<Scalar>, parameters: Parameters<Scalar>) throws {
         try base.importState(state, parameters: parameters)
         step = try state.integer("lookahead/step")
-        slow = []
-        if state["\(parameters.names[0])/slow"] != nil {
-            slow = try parameters.names.indices.map { try state.tensor("\(parameters.names[$0])/slow", shape: parameters.values[$0].shape) }
-        }
+        let saved = state["\(parameters.names[0])/slow"] != nil
+        states = saved ? try ParameterStates(state, parameters: parameters) { State(slow: Tensor(zeros: $0)) } : ParameterStates()
     }
 }
 
