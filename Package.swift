@@ -34,10 +34,14 @@ let package = Package(
         .target(name: "Linalg", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: swiftSettings),
         // A small, typed HDF5 layer (files, groups, datasets, attributes).
         .target(name: "HDF5", dependencies: ["CHDF5"], swiftSettings: swiftSettings),
-        // Models with manual backprop, data sets, optimizers, the training loop, trial configs.
+        // The value types several modules share, without numerics or HDF5: trial configurations
+        // (YAML), epoch records, trial statuses, metrics, the toy objectives' formulas and the
+        // results layout's names. What sweep-analyze needs besides HDF5.
+        .target(name: "SweepCore", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
+        // Models with manual backprop, data sets, optimizers, the training loop, the trial keys.
         .target(
             name: "Learning",
-            dependencies: ["Linalg", "HDF5", "CZlib", .product(name: "Yams", package: "Yams")],
+            dependencies: ["SweepCore", "Linalg", "HDF5", "CZlib", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
         // Sweep files: parsing, validation and expansion into trials.
         .target(
@@ -47,13 +51,14 @@ let package = Package(
         // ZeroMQ sockets and the sweep wire protocol.
         .target(name: "Transport", dependencies: ["CZeroMQ", "Learning"], swiftSettings: swiftSettings),
         // The results layout: trial files, histories, (later) checkpoints and the sweep index.
-        .target(name: "Results", dependencies: ["HDF5", "Learning"], swiftSettings: swiftSettings),
+        .target(name: "Results", dependencies: ["HDF5", "SweepCore", "Learning"], swiftSettings: swiftSettings),
         // The three programs' logic.
         .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg", "Transport"], swiftSettings: swiftSettings),
 
-        .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "Learning"], swiftSettings: swiftSettings),
+        .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "SweepCore", "Learning"], swiftSettings: swiftSettings),
         // Results analysis: leaderboards, sensitivity, CSV and the self-contained HTML report.
-        .target(name: "Analysis", dependencies: ["HDF5", "Learning"], swiftSettings: swiftSettings),
+        // Reads results through SweepCore and HDF5 only: sweep-analyze does not link OpenBLAS.
+        .target(name: "Analysis", dependencies: ["HDF5", "SweepCore"], swiftSettings: swiftSettings),
 
         // Thin commands.
         .executableTarget(
@@ -66,7 +71,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-analyze",
-            dependencies: ["Analysis", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Analysis", "SweepCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "engine-benchmark",

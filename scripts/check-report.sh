@@ -32,6 +32,10 @@ out="${1:-$(mktemp -d /tmp/check-report.XXXXXX)}"
 mkdir -p "$out"
 fail() { echo "check-report: FAILED: $*" >&2; exit 1; }
 
+# sweep-analyze reads results through SweepCore and HDF5 alone (docs/architecture.md): it must
+# not link OpenBLAS (or any BLAS), which only training needs.
+if blas=$(ldd "$bin/sweep-analyze" | grep -i blas); then fail "sweep-analyze links BLAS: $blas"; fi
+
 check() {  # name, sweep file, expected charts (space-separated)
   local name=$1 sweep=$2 expected=$3 dir="$out/$1"
   rm -rf "$dir"

@@ -1,8 +1,9 @@
 import Foundation
-import Learning
+import SweepCore
 
 /// A 2-D toy objective of the trainer, rebuilt from a trial's configuration so its contour
-/// lines can be drawn under the trajectories.
+/// lines can be drawn under the trajectories: the formulas are SweepCore's, the ones the
+/// trainer optimizes.
 struct ToyObjective: Hashable {
     enum Kind: Hashable {
         /// `(a − x)² + b (y − x²)²`
@@ -16,20 +17,15 @@ struct ToyObjective: Hashable {
     /// The objective of a toy trial, with the trainer's defaults; nil for other models and for
     /// quadratics that are not 2-D (there is no plane to draw them on).
     init?(model: String, config: TrialConfig?, hparams: [String: HParamValue]) {
-        // The defaults are the trial keys' declarations (TrialSchema.models).
-        let keys = TrialSchema.models[model] ?? []
-        func declared(_ key: String) -> ConfigValue? { keys.first { $0.name == key }?.defaultValue }
-        func number(_ key: String) -> Double {
-            let d = declared(key)?.asDouble ?? .nan
+        func number(_ key: String, _ d: Double) -> Double {
             if let config, let x = try? config.double(key, default: d) { return x }
             return hparams[key]?.number ?? d
         }
         switch model {
         case "rosenbrock":
-            kind = .rosenbrock(a: number("a"), b: number("b"))
+            kind = .rosenbrock(a: number("a", Rosenbrock.defaultA), b: number("b", Rosenbrock.defaultB))
         case "quadratic":
-            guard case .list(let items)? = declared("curvatures") else { return nil }
-            let d = items.compactMap(\.asDouble)
+            let d = Quadratic.defaultCurvatures
             guard let h = (try? config?.doubleList("curvatures", default: d)) ?? (config == nil ? nil : d), h.count == 2 else { return nil }
             kind = .quadratic(h0: h[0], h1: h[1])
         default:
@@ -39,14 +35,14 @@ struct ToyObjective: Hashable {
 
     func value(_ x: Double, _ y: Double) -> Double {
         switch kind {
-        case .rosenbrock(let a, let b): return (a - x) * (a - x) + b * (y - x * x) * (y - x * x)
-        case .quadratic(let h0, let h1): return 0.5 * (h0 * x * x + h1 * y * y)
+        case .rosenbrock(let a, let b): Rosenbrock.value(x, y, a: a, b: b)
+        case .quadratic(let h0, let h1): Quadratic.value([x, y], curvatures: [h0, h1])
         }
     }
 
     var minimum: (Double, Double) {
         switch kind {
-        case .rosenbrock(let a, _): (a, a * a)
+        case .rosenbrock(let a, _): Rosenbrock.minimum(a: a)
         case .quadratic: (0, 0)
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SweepCore
 
 /// The self-contained HTML report: the summary tables and every chart as inline SVG drawn here
 /// (no JavaScript, no fonts or files fetched), so one file can be mailed or archived.
@@ -103,7 +104,7 @@ public struct HTMLReport: Sendable {
                     yLabel: "\(unit) per \(stepWord)", bars: timeBars, format: { String(format: "%.3g", $0) }),
                 else: "Time per \(stepWord): no committed trial has a history yet.")
             let metricBars = groups.map { g in
-                let allDiverged = a.trials.filter { a.groupValue($0, by: groupBy) == g.group }.allSatisfy { $0.status == "diverged" }
+                let allDiverged = a.trials.filter { a.groupValue($0, by: groupBy) == g.group }.allSatisfy { $0.status == TrialStatus.diverged.rawValue }
                 return Bar(label: g.group, value: g.best?.value ?? .nan, color: color(g.group), note: allDiverged ? "diverged" : "no ranked trial")
             }
             add(
@@ -132,7 +133,7 @@ public struct HTMLReport: Sendable {
             }
             // Only values that occur together with a value of the other key (lr of AdamW trials
             // has no column in an lr × momentum heatmap).
-            let members = a.trials.filter { $0.hparams[pair.0] != nil && $0.hparams[pair.1] != nil && $0.status != "queued" && $0.status != "running" }
+            let members = a.trials.filter { $0.hparams[pair.0] != nil && $0.hparams[pair.1] != nil && !$0.isPending }
             let xs = Array(Set(members.map { $0.hparams[pair.0]! })).sorted(), ys = Array(Set(members.map { $0.hparams[pair.1]! })).sorted()
             var cells = [[HeatCell?]](repeating: [HeatCell?](repeating: nil, count: xs.count), count: ys.count)
             var most = 0
@@ -155,7 +156,7 @@ public struct HTMLReport: Sendable {
 
         /// Every committed trial across its varied hyperparameters and the metric.
         mutating func parallelCoordinates() {
-            let committed = a.trials.filter { $0.status != "queued" && $0.status != "running" }
+            let committed = a.trials.filter { !$0.isPending }
             let keys = a.variedKeys.filter { $0 != "seed" && $0 != "model" }
             var axes: [ParallelAxis] = []
             var columns: [[Double?]] = []

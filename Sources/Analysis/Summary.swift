@@ -1,4 +1,5 @@
 import Foundation
+import SweepCore
 
 /// `--filter key=value`: keeps trials whose column (status, optimizer, model, branch, id) or
 /// hyperparameter equals the value. Numbers compare as numbers (`lr=1e-3` matches 0.001).
@@ -117,26 +118,21 @@ public struct SweepAnalysis: Sendable {
     /// The first epoch (step for toy objectives) at which the trial's metric reached `target`.
     public func firstReaching(_ t: TrialRow, _ target: Double) -> Int? {
         guard let h = t.details?.history else { return nil }
-        let values =
-            switch metric {
-            case .trainLoss: h.trainLoss
-            case .testLoss: h.testLoss
-            case .testAccuracy: h.testAccuracy
-            }
+        let values = h.column(metric)
         guard let i = values.firstIndex(where: { maximize ? $0 >= target : $0 <= target }) else { return nil }
         return Int(h.epoch[i])
     }
 
     /// Finished (done or stopped early) with a finite metric: diverged, failed, unfinished and
     /// NaN trials never win.
-    public func isRanked(_ t: TrialRow) -> Bool { (t.status == "done" || t.status == "stopped") && value(t).isFinite }
+    public func isRanked(_ t: TrialRow) -> Bool { (t.status == TrialStatus.done.rawValue || t.status == TrialStatus.stopped.rawValue) && value(t).isFinite }
 
     /// Whether `a` is better than `b` on the metric.
     public func better(_ a: Double, _ b: Double) -> Bool { maximize ? a > b : a < b }
 
     /// Counts per status over the filtered trials, in lifecycle order.
     public var statusCounts: [(status: String, count: Int)] {
-        let order = ["done", "diverged", "failed", "stopped", "running", "queued"]
+        let order = TrialStatus.allCases.map(\.rawValue) + [ResultsLayout.Index.running, ResultsLayout.Index.queued]
         let counts = Dictionary(grouping: trials, by: \.status).mapValues(\.count)
         return (order + counts.keys.filter { !order.contains($0) }.sorted()).compactMap { s in counts[s].map { (s, $0) } }
     }
@@ -152,7 +148,7 @@ public struct SweepAnalysis: Sendable {
 
     /// Committed trials that cannot be ranked (diverged, failed, NaN metric), in index order.
     public func unranked() -> [TrialRow] {
-        trials.filter { !isRanked($0) && $0.status != "queued" && $0.status != "running" }
+        trials.filter { !isRanked($0) && !$0.isPending }
     }
 
     /// A trial's group for `key`: a column (optimizer, model, branch, status) or a hyperparameter.

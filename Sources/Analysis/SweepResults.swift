@@ -1,23 +1,6 @@
 import Foundation
 import HDF5
-import Learning
-
-/// A metric of the sweep index's `/trials` table (each trial's last history row).
-public enum Metric: String, CaseIterable, Sendable {
-    case trainLoss = "train_loss"
-    case testLoss = "test_loss"
-    case testAccuracy = "test_accuracy"
-
-    /// Accuracy is maximised, losses minimised, unless the sweep or the user says otherwise.
-    public var maximizedByDefault: Bool { self == .testAccuracy }
-    public var label: String {
-        switch self {
-        case .trainLoss: "train loss"
-        case .testLoss: "test loss"
-        case .testAccuracy: "test accuracy"
-        }
-    }
-}
+import SweepCore
 
 /// One hyperparameter's value in a trial, from `/hparams/KEY` (numbers as float64, the rest as
 /// text; NaN or "" there means the trial does not set the key, which is `nil` here).
@@ -59,8 +42,8 @@ public struct TrialHistory: Sendable {
 
     public init() {}
 
-    /// The history table's fields (`EpochRecord.columns`).
-    public static let fields = ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "grad_norm", "lr", "seconds", "eval_seconds"]
+    /// The history table's fields.
+    public static let fields = ResultsLayout.Trial.historyColumns
 
     public var count: Int { epoch.count }
 
@@ -94,8 +77,9 @@ public struct LayerDiagnostics: Sendable {
 public struct TrialDetails: Sendable {
     public var status: String
     public var message: String
-    /// The resolved configuration (`nil` when the stored JSON no longer validates, e.g. an
-    /// optimizer this build does not know).
+    /// The resolved configuration as stored (`nil` when the JSON cannot be read). It is not
+    /// validated against the trial keys: those are the training engine's, which the analysis
+    /// does not link.
     public var config: TrialConfig?
     public var configJSON: String
     public var optimizerStateBytes: Int?
@@ -112,7 +96,7 @@ public struct TrialDetails: Sendable {
 }
 
 /// One row of the sweep index, with the trial's details once it is committed.
-public struct TrialRow: Sendable {
+public struct TrialRow: Sendable, MetricValues {
     public var id: String
     public var index: Int
     public var branch: String
@@ -138,14 +122,13 @@ public struct TrialRow: Sendable {
 
     public var isToyObjective: Bool { model == "rosenbrock" || model == "quadratic" }
 
+    /// Queued or running: not committed, so without details or final metrics.
+    public var isPending: Bool { status == ResultsLayout.Index.queued || status == ResultsLayout.Index.running }
+
     /// The final value of a metric. Toy objectives have no test set: their test loss is the
     /// objective's value (train_loss), as the coordinator's "best so far" counts it.
     public func value(_ metric: Metric) -> Double {
-        switch metric {
-        case .trainLoss: trainLoss
-        case .testLoss: isToyObjective && testLoss.isNaN ? trainLoss : testLoss
-        case .testAccuracy: testAccuracy
-        }
+        isToyObjective ? metric.objectiveValue(in: self) : metric.value(in: self)
     }
 }
 
@@ -155,8 +138,8 @@ public struct AnalysisError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// The results of a sweep as `sweep-coordinator` wrote them (see README, "Results"): the index
-/// `sweep.h5` and, through its `file` column (or the `/by_id` external links), every committed
+/// The results of a sweep as `sweep-coordinator` wrote them (see README, "Results", and
+/// `ResultsLayout`): the index `sweep.h5` and, through its `file` column (or the `/by_id` external links), every committed
 /// trial's group in the batch files. Safe to load while the sweep runs: the index is swapped in
 /// atomically and batch files are never written again.
 public struct SweepResults: Sendable {
@@ -192,38 +175,43 @@ public struct SweepResults: Sendable {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw AnalysisError("\(path): no such file or directory (give a results directory, e.g. results/quickstart, or its sweep.h5)")
         }
-        let indexPath = isDirectory.boolValue ? (path as NSString).appendingPathComponent("sweep.h5") : path
+        let indexPath = isDirectory.boolValue ? (path as NSString).appendingPathComponent(ResultsLayout.indexFile) : path
         guard FileManager.default.fileExists(atPath: indexPath) else {
-            throw AnalysisError("\(path) has no sweep.h5: is it a results directory (sweep-coordinator start --out DIR)? The index appears with the first committed trial.")
+            throw AnalysisError("\(path) has no \(ResultsLayout.indexFile): is it a results directory (sweep-coordinator start --out DIR)? The index appears with the first committed trial.")
         }
         let directory = (indexPath as NSString).deletingLastPathComponent
         let file: HDF5File
         do { file = try HDF5File(indexPath, mode: .readOnly) } catch {
             throw AnalysisError("\(indexPath) cannot be read as HDF5: \(error)")
         }
-        guard file.contains("trials") else { throw AnalysisError("\(indexPath) is not a sweep index (no /trials table); a single trial's file is read with h5py, see README") }
-        func attribute(_ name: String) -> String { (try? file.stringAttribute(name)) ?? "" }
-        let objectiveMetric = Metric(rawValue: attribute("objective_metric"))
-        let mode = attribute("objective_mode")
-        let objectiveMaximize: Bool? = mode == "max" ? true : mode == "min" ? false : nil
-
-        let ids = try file.readTableStringColumn("trials", field: "id")
-        let fields = Set(try file.tableFields("trials"))
-        func strings(_ field: String) -> [String] {
-            (fields.contains(field) ? try? file.readTableStringColumn("trials", field: field) : nil) ?? Array(repeating: "", count: ids.count)
+        typealias Index = ResultsLayout.Index
+        typealias Column = ResultsLayout.Index.Column
+        guard file.contains(Index.trials) else {
+            throw AnalysisError("\(indexPath) is not a sweep index (no /\(Index.trials) table); a single trial's file is read with h5py, see README")
         }
-        let numeric = try file.readTableColumns("trials", fields: ["index", "epochs", "attempts", "train_loss", "test_loss", "test_accuracy", "wall_seconds"])
+        func attribute(_ name: String) -> String { (try? file.stringAttribute(name)) ?? "" }
+        let objectiveMetric = Metric(rawValue: attribute(Index.objectiveMetric))
+        let objectiveMaximize = Index.maximize(objectiveMode: attribute(Index.objectiveMode))
+
+        let ids = try file.readTableStringColumn(Index.trials, field: Column.id)
+        let fields = Set(try file.tableFields(Index.trials))
+        func strings(_ field: String) -> [String] {
+            (fields.contains(field) ? try? file.readTableStringColumn(Index.trials, field: field) : nil) ?? Array(repeating: "", count: ids.count)
+        }
+        let numeric = try file.readTableColumns(
+            Index.trials, fields: [Column.index, Column.epochs, Column.attempts, Column.trainLoss, Column.testLoss, Column.testAccuracy, Column.wallSeconds])
         func numbers(_ field: String) -> [Double] { numeric[field] ?? Array(repeating: .nan, count: ids.count) }
-        let branch = strings("branch"), model = strings("model"), optimizer = strings("optimizer"), status = strings("status")
-        let host = strings("host"), batch = strings("file")
-        let index = numbers("index"), epochs = numbers("epochs"), attempts = numbers("attempts")
-        let train = numbers("train_loss"), test = numbers("test_loss"), accuracy = numbers("test_accuracy"), wall = numbers("wall_seconds")
+        let branch = strings(Column.branch), model = strings(Column.model), optimizer = strings(Column.optimizer), status = strings(Column.status)
+        let host = strings(Column.host), batch = strings(Column.file)
+        let index = numbers(Column.index), epochs = numbers(Column.epochs), attempts = numbers(Column.attempts)
+        let train = numbers(Column.trainLoss), test = numbers(Column.testLoss), accuracy = numbers(Column.testAccuracy)
+        let wall = numbers(Column.wallSeconds)
 
         // /hparams/KEY: one aligned column per key, numbers or strings.
         var hparams = Array(repeating: [String: HParamValue](), count: ids.count)
         var keys: [String] = []
-        if file.contains("hparams") {
-            let group = try file.group("hparams")
+        if file.contains(Index.hparams) {
+            let group = try file.group(Index.hparams)
             for key in try group.memberNames() {
                 keys.append(key)
                 if try group.isStringDataset(key) {
@@ -245,14 +233,14 @@ public struct SweepResults: Sendable {
         }
         if details {
             var reader = TrialReader(directory: directory, index: file)
-            for i in rows.indices where !rows[i].file.isEmpty && rows[i].status != "queued" && rows[i].status != "running" {
+            for i in rows.indices where !rows[i].file.isEmpty && !rows[i].isPending {
                 do { rows[i].details = try reader.details(id: rows[i].id, file: rows[i].file) } catch {
                     rows[i].detailsError = "\(error)"
                 }
             }
         }
         return SweepResults(
-            indexPath: indexPath, directory: directory, name: attribute("name"), description: attribute("description"),
+            indexPath: indexPath, directory: directory, name: attribute(Index.name), description: attribute(Index.description),
             objectiveMetric: objectiveMetric, objectiveMaximize: objectiveMaximize, trials: rows, hparamKeys: keys.sorted())
     }
 }
@@ -275,42 +263,39 @@ struct TrialReader {
             open[file] = batch
             if let g = try? batch.group(id) { return g }
         }
-        return try index.group("by_id").group(id)
+        return try index.group(ResultsLayout.Index.byID).group(id)
     }
 
     mutating func details(id: String, file: String) throws -> TrialDetails {
+        typealias Trial = ResultsLayout.Trial
         let g = try group(id: id, file: file)
         var history = TrialHistory()
-        if g.contains("history") {
-            let rows = g.rowCount("history") ?? 0
-            let columns = try g.readTableColumns("history", fields: TrialHistory.fields)
+        if g.contains(Trial.history) {
+            let rows = g.rowCount(Trial.history) ?? 0
+            let columns = try g.readTableColumns(Trial.history, fields: TrialHistory.fields)
             func column(_ name: String) -> [Double] { columns[name] ?? Array(repeating: .nan, count: rows) }
-            history.epoch = column("epoch")
-            history.step = column("step")
-            history.trainLoss = column("train_loss")
-            history.testLoss = column("test_loss")
-            history.testAccuracy = column("test_accuracy")
-            history.gradNorm = column("grad_norm")
-            history.lr = column("lr")
-            history.seconds = column("seconds")
-            history.evalSeconds = column("eval_seconds")
+            // In `EpochRecord.columns` order, as `EpochRecord(row:)` reads them.
+            let c = TrialHistory.fields.map(column)
+            (history.epoch, history.step, history.trainLoss, history.testLoss, history.testAccuracy) = (c[0], c[1], c[2], c[3], c[4])
+            (history.gradNorm, history.lr, history.seconds, history.evalSeconds) = (c[5], c[6], c[7], c[8])
         }
         var trajectory: [[Double]] = []
-        if g.contains("trajectory") {
-            let (values, shape) = try g.read("trajectory", as: Double.self)
+        if g.contains(Trial.trajectory) {
+            let (values, shape) = try g.read(Trial.trajectory, as: Double.self)
             if shape.count == 2, shape[1] > 0 {
                 trajectory = stride(from: 0, to: values.count, by: shape[1]).map { Array(values[$0..<($0 + shape[1])]) }
             }
         }
-        let json = (try? g.stringAttribute("config")) ?? ""
+        let json = (try? g.stringAttribute(Trial.config)) ?? ""
         return TrialDetails(
-            status: (try? g.stringAttribute("status")) ?? "",
-            message: (try? g.stringAttribute("message")) ?? "",
-            // Canonical JSON is YAML, so the trial parser reads it (and validates it).
-            config: json.isEmpty ? nil : try? TrialConfig.parse(yaml: json, source: "\(file):/\(id)"),
+            status: (try? g.stringAttribute(Trial.status)) ?? "",
+            message: (try? g.stringAttribute(Trial.message)) ?? "",
+            // Canonical JSON is YAML, so the trial reader reads it.
+            config: json.isEmpty ? nil : try? TrialConfig.read(yaml: json, source: "\(file):/\(id)"),
             configJSON: json,
-            optimizerStateBytes: g.hasAttribute("optimizer_state_bytes") ? (try? g.attribute("optimizer_state_bytes", as: Int64.self)).map { Int($0) } : nil,
-            wallSeconds: (try? g.attribute("wall_seconds", as: Double.self)) ?? .nan,
+            optimizerStateBytes: g.hasAttribute(Trial.optimizerStateBytes)
+                ? (try? g.attribute(Trial.optimizerStateBytes, as: Int64.self)).map { Int($0) } : nil,
+            wallSeconds: (try? g.attribute(Trial.wallSeconds, as: Double.self)) ?? .nan,
             history: history, trajectory: trajectory,
             lrRange: OptionalData.lrRange(in: g), layers: OptionalData.layers(in: g))
     }
@@ -322,25 +307,27 @@ struct TrialReader {
 public enum OptionalData {
     /// `lr_range_test`: a table with float64 fields `lr` and `loss`, one row per step of an LR
     /// range test (learning rate growing exponentially, as in the LR-finder of the course notes).
-    public static let lrRangeTable = "lr_range_test"
+    public static let lrRangeTable = ResultsLayout.Trial.lrRangeTest
     /// `layer_stats`: a table with a string field `layer`, a float64 field `epoch` and float64
     /// fields such as `update_norm` and `activation_delta` (per-layer update norms and activation
     /// changes, as in the Lion/SOAP homework's diagnostics).
-    public static let layerTable = "layer_stats"
-    public static let layerQuantities = ["update_norm", "activation_delta", "weight_norm", "grad_norm"]
+    public static let layerTable = ResultsLayout.Trial.layerStats
+    public static let layerQuantities = [ResultsLayout.Trial.LayerStat.updateNorm, .activationDelta, .weightNorm, .gradNorm].map(\.rawValue)
 
     static func lrRange(in g: HDF5Group) -> LRRangeCurve? {
-        guard g.contains(lrRangeTable), let fields = try? g.tableFields(lrRangeTable), fields.contains("lr"), fields.contains("loss"),
-            let lr = try? g.readTableColumn(lrRangeTable, field: "lr"),
-            let loss = try? g.readTableColumn(lrRangeTable, field: "loss"), !lr.isEmpty, lr.count == loss.count
+        let (lrField, lossField) = (ResultsLayout.Trial.lrRangeLR, ResultsLayout.Trial.lrRangeLoss)
+        guard g.contains(lrRangeTable), let fields = try? g.tableFields(lrRangeTable), fields.contains(lrField), fields.contains(lossField),
+            let lr = try? g.readTableColumn(lrRangeTable, field: lrField),
+            let loss = try? g.readTableColumn(lrRangeTable, field: lossField), !lr.isEmpty, lr.count == loss.count
         else { return nil }
         return LRRangeCurve(lr: lr, loss: loss)
     }
 
     static func layers(in g: HDF5Group) -> LayerDiagnostics? {
-        guard g.contains(layerTable), let fields = try? g.tableFields(layerTable), fields.contains("epoch"),
-            let names = try? g.readTableStringColumn(layerTable, field: "layer"),
-            let epochs = try? g.readTableColumn(layerTable, field: "epoch")
+        let (layerField, epochField) = (ResultsLayout.Trial.layerStatsLayer, ResultsLayout.Trial.layerStatsEpoch)
+        guard g.contains(layerTable), let fields = try? g.tableFields(layerTable), fields.contains(epochField),
+            let names = try? g.readTableStringColumn(layerTable, field: layerField),
+            let epochs = try? g.readTableColumn(layerTable, field: epochField)
         else { return nil }
         var series: [String: [String: [(x: Double, y: Double)]]] = [:]
         for quantity in layerQuantities where fields.contains(quantity) {

@@ -48,7 +48,7 @@ public enum TextReport {
                     "\(ts.count) \(status) (\(ts.prefix(4).map(\.id).joined(separator: ", "))\(ts.count > 4 ? ", …" : ""))"
                 }.joined(separator: "; ") + "\n"
         }
-        let pending = a.trials.filter { $0.status == "queued" || $0.status == "running" }.count
+        let pending = a.trials.filter { $0.isPending }.count
         if pending > 0 { out += "still to come: \(pending) trial(s) queued or running\n" }
 
         // Best per group.

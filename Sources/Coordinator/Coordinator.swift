@@ -372,10 +372,11 @@ public final class Coordinator {
     }
 
     func writeIndex() {
+        typealias Index = ResultsLayout.Index
         let metadata = [
-            "name": sweep.name, "description": sweep.description ?? "", "source": sweep.source,
-            "seed": String(sweep.seed), "objective_metric": sweep.objective.metric,
-            "objective_mode": sweep.objective.maximize ? "max" : "min", "version": Protocol.version,
+            Index.name: sweep.name, Index.description: sweep.description ?? "", Index.source: sweep.source,
+            Index.seed: String(sweep.seed), Index.objectiveMetric: sweep.objective.metric,
+            Index.objectiveMode: Index.objectiveMode(maximize: sweep.objective.maximize), Index.version: Protocol.version,
         ]
         writer.submit(.index(metadata: metadata, text: sweep.text, rows: state.indexRows()))
         lastIndex = now()

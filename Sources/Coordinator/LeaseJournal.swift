@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Results
+import SweepCore
 import Transport
 
 /// `OUT/leases.journal`: every lease the coordinator hands out, one line each, appended before
@@ -32,7 +33,7 @@ public final class LeaseJournal {
         }
     }
 
-    public static let fileName = "leases.journal"
+    public static let fileName = ResultsLayout.leaseJournalFile
 
     public let path: String
     private let fd: Int32

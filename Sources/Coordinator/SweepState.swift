@@ -78,9 +78,9 @@ public final class SweepState {
         /// The status the sweep index shows.
         public var name: String {
             switch self {
-            case .queued: "queued"
-            case .leased, .committing: "running"
-            case .paused: "paused"
+            case .queued: ResultsLayout.Index.queued
+            case .leased, .committing: ResultsLayout.Index.running
+            case .paused: ResultsLayout.Index.paused
             case .finished(let status): status.rawValue
             }
         }
@@ -237,12 +237,7 @@ public final class SweepState {
 
     /// The sweep objective's value in an epoch record (NaN counts as the worst).
     public func objective(_ r: EpochRecord) -> Double {
-        let v: Double =
-            switch sweep.objective.metric {
-            case "train_loss": r.trainLoss
-            case "test_accuracy": r.testAccuracy
-            default: r.testLoss.isNaN ? r.trainLoss : r.testLoss
-            }
+        let v = sweep.objective.value(in: r)
         return v.isNaN ? (sweep.objective.maximize ? -.infinity : .infinity) : v
     }
 
@@ -595,12 +590,7 @@ public final class SweepState {
     public func best() -> (id: String, value: Double)? {
         var best: (String, Double)?
         for c in committed.values where c.status == .done {
-            let v: Double =
-                switch sweep.objective.metric {
-                case "train_loss": c.trainLoss
-                case "test_accuracy": c.testAccuracy
-                default: c.testLoss.isNaN ? c.trainLoss : c.testLoss
-                }
+            let v = sweep.objective.value(in: c)
             guard v.isFinite else { continue }
             if best == nil || (sweep.objective.maximize ? v > best!.1 : v < best!.1) { best = (c.id, v) }
         }

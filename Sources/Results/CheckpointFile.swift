@@ -1,6 +1,7 @@
 import HDF5
 import Learning
 import Linalg
+import SweepCore
 
 /// A training checkpoint in HDF5, readable by h5py (`f["optimizer/fc1.weight/exp_avg"][:]`):
 ///
@@ -14,7 +15,7 @@ import Linalg
 ///     /history, /trajectory       as in trial files
 ///     /layer_stats                per-layer diagnostics so far, as in trial files
 public enum CheckpointFile {
-    public static let format = "optimizer-sweeps/checkpoint"
+    public static let format = ResultsLayout.Checkpoint.format
 
     /// Writes durably (temporary file, fsync, rename).
     public static func write(_ c: TrainingCheckpoint, to path: String) throws {
@@ -26,88 +27,93 @@ public enum CheckpointFile {
     }
 
     public static func write(_ c: TrainingCheckpoint, into group: HDF5Group) throws {
-        try group.setAttribute("format", format)
-        try group.setAttribute("format_version", Int64(1))
-        try group.setAttribute("config", c.config.canonicalJSON)
-        try group.setAttribute("epoch", Int64(c.epoch))
-        try group.setAttribute("step", Int64(c.step))
-        try group.setAttribute("precision", c.precision)
-        try group.setAttribute("optimizer", c.config.optimizerName)
+        typealias Layout = ResultsLayout.Checkpoint
+        try group.setAttribute(ResultsLayout.formatAttribute, format)
+        try group.setAttribute(ResultsLayout.formatVersionAttribute, Layout.formatVersion)
+        try group.setAttribute(Layout.config, c.config.canonicalJSON)
+        try group.setAttribute(Layout.epoch, Int64(c.epoch))
+        try group.setAttribute(Layout.step, Int64(c.step))
+        try group.setAttribute(Layout.precision, c.precision)
+        try group.setAttribute(Layout.optimizer, c.config.optimizerName)
         switch c.payload {
         case .float32(let t): try writeTensors(t, into: group)
         case .float64(let t): try writeTensors(t, into: group)
         }
-        try group.write("rng/shuffle", c.shuffle.words)
-        try group.write("rng/noise", c.noise.words)
-        let schedule = try group.createGroup("schedule")
+        try group.write(Layout.shuffleRNG, c.shuffle.words)
+        try group.write(Layout.noiseRNG, c.noise.words)
+        let schedule = try group.createGroup(Layout.schedule)
         if let p = c.plateau {
-            try schedule.setAttribute("plateau_best", p.best)
-            try schedule.setAttribute("plateau_bad_epochs", Int64(p.badEpochs))
-            try schedule.setAttribute("plateau_cooldown", Int64(p.cooldownCounter))
-            try schedule.setAttribute("plateau_lr", p.learningRate)
+            try schedule.setAttribute(Layout.plateauBest, p.best)
+            try schedule.setAttribute(Layout.plateauBadEpochs, Int64(p.badEpochs))
+            try schedule.setAttribute(Layout.plateauCooldown, Int64(p.cooldownCounter))
+            try schedule.setAttribute(Layout.plateauLR, p.learningRate)
         }
         let rows = c.history.map(\.row)
-        try group.writeTable("history", EpochRecord.columns.enumerated().map { i, name in .float64(name, rows.map { $0[i] }) }, compact: rows.count <= 4096)
+        try group.writeTable(
+            ResultsLayout.Trial.history, EpochRecord.columns.enumerated().map { i, name in .float64(name, rows.map { $0[i] }) }, compact: rows.count <= 4096)
         if !c.trajectory.isEmpty {
-            try group.write("trajectory", c.trajectory.flatMap { $0 }, shape: [c.trajectory.count, c.trajectory[0].count])
+            try group.write(ResultsLayout.Trial.trajectory, c.trajectory.flatMap { $0 }, shape: [c.trajectory.count, c.trajectory[0].count])
         }
         try LayerStatisticsTable.write(c.layerStatistics, into: group)
     }
 
     static func writeTensors<T: BLASScalar & HDF5Scalar>(_ t: CheckpointTensors<T>, into group: HDF5Group) throws {
-        try group.setAttribute("parameter_names", jsonList(t.names))
-        for (name, value) in zip(t.names, t.parameters) { try group.write("model/\(name)", value.storage, shape: value.shape) }
-        try group.setAttribute("state_names", jsonList(t.optimizer.names))
+        typealias Layout = ResultsLayout.Checkpoint
+        try group.setAttribute(Layout.parameterNames, jsonList(t.names))
+        for (name, value) in zip(t.names, t.parameters) { try group.write(Layout.parameter(name), value.storage, shape: value.shape) }
+        try group.setAttribute(Layout.stateNames, jsonList(t.optimizer.names))
         for name in t.optimizer.names {
             switch t.optimizer[name]! {
-            case .real(let tensor): try group.write("optimizer/\(name)", tensor.storage, shape: tensor.shape)
-            case .int64(let values, let shape): try group.write("optimizer/\(name)", values, shape: shape)
-            case .uint8(let values, let shape): try group.write("optimizer/\(name)", values, shape: shape)
+            case .real(let tensor): try group.write(Layout.optimizerState(name), tensor.storage, shape: tensor.shape)
+            case .int64(let values, let shape): try group.write(Layout.optimizerState(name), values, shape: shape)
+            case .uint8(let values, let shape): try group.write(Layout.optimizerState(name), values, shape: shape)
             }
         }
     }
 
     public static func read(_ path: String) throws -> TrainingCheckpoint {
+        typealias Layout = ResultsLayout.Checkpoint
         let file = try HDF5File(path, mode: .readOnly)
-        guard (try? file.stringAttribute("format")) == format else {
+        guard (try? file.stringAttribute(ResultsLayout.formatAttribute)) == format else {
             throw CheckpointError.configuration("\(path) is not a checkpoint (format attribute is not \(format))")
         }
-        let config = try TrialConfig.parse(yaml: try file.stringAttribute("config"), source: "\(path):config")
-        let precision = try file.stringAttribute("precision")
+        let config = try TrialConfig.parse(yaml: try file.stringAttribute(Layout.config), source: "\(path):config")
+        let precision = try file.stringAttribute(Layout.precision)
         let payload: CheckpointPayload = precision == "float64" ? .float64(try readTensors(file, Double.self)) : .float32(try readTensors(file, Float.self))
-        let schedule = try file.group("schedule")
+        let schedule = try file.group(Layout.schedule)
         var plateau: PlateauState?
-        if schedule.hasAttribute("plateau_lr") {
-            var p = PlateauState(mode: .min, learningRate: try schedule.attribute("plateau_lr", as: Double.self))
-            p.best = try schedule.attribute("plateau_best", as: Double.self)
-            p.badEpochs = Int(try schedule.attribute("plateau_bad_epochs", as: Int64.self))
-            p.cooldownCounter = Int(try schedule.attribute("plateau_cooldown", as: Int64.self))
+        if schedule.hasAttribute(Layout.plateauLR) {
+            var p = PlateauState(mode: .min, learningRate: try schedule.attribute(Layout.plateauLR, as: Double.self))
+            p.best = try schedule.attribute(Layout.plateauBest, as: Double.self)
+            p.badEpochs = Int(try schedule.attribute(Layout.plateauBadEpochs, as: Int64.self))
+            p.cooldownCounter = Int(try schedule.attribute(Layout.plateauCooldown, as: Int64.self))
             plateau = p
         }
-        let columns = try EpochRecord.columns.map { try file.readTableColumn("history", field: $0) }
+        let columns = try EpochRecord.columns.map { try file.readTableColumn(ResultsLayout.Trial.history, field: $0) }
         let rows = columns.first?.count ?? 0
         let history = (0..<rows).map { r in EpochRecord(row: columns.map { $0[r] }) }
         var trajectory: [[Double]] = []
-        if file.contains("trajectory") {
-            let (values, shape) = try file.read("trajectory", as: Double.self)
+        if file.contains(ResultsLayout.Trial.trajectory) {
+            let (values, shape) = try file.read(ResultsLayout.Trial.trajectory, as: Double.self)
             trajectory = (0..<shape[0]).map { Array(values[($0 * shape[1])..<(($0 + 1) * shape[1])]) }
         }
         return TrainingCheckpoint(
-            config: config, epoch: Int(try file.attribute("epoch", as: Int64.self)), step: Int(try file.attribute("step", as: Int64.self)),
-            shuffle: Xoshiro256(words: try file.read("rng/shuffle", as: UInt64.self).values),
-            noise: Xoshiro256(words: try file.read("rng/noise", as: UInt64.self).values), plateau: plateau, history: history,
+            config: config, epoch: Int(try file.attribute(Layout.epoch, as: Int64.self)), step: Int(try file.attribute(Layout.step, as: Int64.self)),
+            shuffle: Xoshiro256(words: try file.read(Layout.shuffleRNG, as: UInt64.self).values),
+            noise: Xoshiro256(words: try file.read(Layout.noiseRNG, as: UInt64.self).values), plateau: plateau, history: history,
             trajectory: trajectory, payload: payload, layerStatistics: try LayerStatisticsTable.read(file))
     }
 
     static func readTensors<T: BLASScalar & HDF5Scalar>(_ file: HDF5File, _: T.Type) throws -> CheckpointTensors<T> {
-        let names = try parseList(try file.stringAttribute("parameter_names"))
+        typealias Layout = ResultsLayout.Checkpoint
+        let names = try parseList(try file.stringAttribute(Layout.parameterNames))
         let parameters = try names.map { name -> Tensor<T> in
-            let (values, shape) = try file.read("model/\(name)", as: T.self)
+            let (values, shape) = try file.read(Layout.parameter(name), as: T.self)
             return Tensor(shape: shape, storage: values)
         }
         var state = OptimizerState<T>()
-        for name in try parseList(try file.stringAttribute("state_names")) {
-            let d = try file.dataset("optimizer/\(name)")
+        for name in try parseList(try file.stringAttribute(Layout.stateNames)) {
+            let d = try file.dataset(Layout.optimizerState(name))
             if try d.isByte {
                 let (values, shape) = try d.read(as: UInt8.self)
                 state.set(name, .uint8(values, shape: shape))

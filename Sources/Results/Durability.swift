@@ -1,4 +1,5 @@
 import Glibc
+import SweepCore
 
 public struct FileSystemError: Error, CustomStringConvertible {
     public let operation: String
@@ -16,7 +17,7 @@ public struct FileSystemError: Error, CustomStringConvertible {
 /// returns: write `PATH.tmp`, fsync it, rename it over `PATH`, fsync the directory.
 /// (HDF5's flush does not fsync, and a file killed mid-write may be unreadable.)
 public func writeAtomically(_ path: String, _ write: (String) throws -> Void) throws {
-    let temporary = path + ".tmp"
+    let temporary = path + ResultsLayout.temporarySuffix
     unlink(temporary)
     do {
         try write(temporary)

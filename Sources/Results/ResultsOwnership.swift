@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import HDF5
+import SweepCore
 
 /// One coordinator per results directory, and one sweep per results directory.
 ///
@@ -13,8 +14,8 @@ import HDF5
 ///   versions of the file (trials whose configuration is unchanged keep their ids and results).
 ///   A directory holding anything else is refused too, unless `force`.
 public final class ResultsOwnership {
-    public static let lockName = "coordinator.lock"
-    public static let identityName = "sweep.identity"
+    public static let lockName = ResultsLayout.lockFile
+    public static let identityName = ResultsLayout.identityFile
 
     public enum Refusal: Error, CustomStringConvertible, Equatable {
         case locked(directory: String, holder: String)
@@ -96,7 +97,7 @@ public final class ResultsOwnership {
 
     static func indexedSweepName(_ path: String) -> String? {
         guard let file = try? HDF5File(path, mode: .readOnly) else { return nil }
-        return try? file.stringAttribute("name")
+        return try? file.stringAttribute(ResultsLayout.Index.name)
     }
 
     static func fields(_ text: String) -> [String: String] {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import HDF5
 import Learning
+import SweepCore
 
 /// A finished attempt on its way to disk.
 public struct FinishedTrial: Sendable {
@@ -25,7 +26,7 @@ public struct FinishedTrial: Sendable {
 }
 
 /// What the results directory says about a committed trial.
-public struct CommittedTrial: Sendable, Equatable {
+public struct CommittedTrial: Sendable, Equatable, MetricValues {
     public var id: String
     public var file: String
     public var status: TrialStatus
@@ -75,15 +76,15 @@ public final class SweepStore {
     var nextBatch: Int
     public private(set) var committed: [String: CommittedTrial] = [:]
 
-    public static let indexName = "sweep.h5"
+    public static let indexName = ResultsLayout.indexFile
 
     /// `OUT/checkpoints/ID.h5`: the latest checkpoint of a trial in progress (see `Sweep.checkpoints`).
-    public func checkpointPath(id: String) -> String { "\(directory)/checkpoints/\(id).h5" }
+    public func checkpointPath(id: String) -> String { "\(directory)/\(ResultsLayout.checkpointFile(id: id))" }
 
     /// Stores a checkpoint durably if `check` finds nothing wrong with the written file; returns
     /// the problem otherwise (the stored checkpoint, if any, is then left as it was).
     public func saveCheckpoint(id: String, bytes: Data, check: (String) throws -> String? = { _ in nil }) throws -> String? {
-        try makeDirectories("\(directory)/checkpoints")
+        try makeDirectories("\(directory)/\(ResultsLayout.checkpointsDirectory)")
         struct Refused: Error { var problem: String }
         do {
             try writeAtomically(checkpointPath(id: id)) { temporary in
@@ -106,25 +107,27 @@ public final class SweepStore {
 
     public init(directory: String) throws {
         self.directory = directory
-        try makeDirectories("\(directory)/trials")
+        let trials = "\(directory)/\(ResultsLayout.trialsDirectory)"
+        try makeDirectories(trials)
         nextBatch = 1
         // Temporary files are leftovers of a crash mid-write: never acknowledged, safe to drop.
-        for name in try listDirectory("\(directory)/trials") where name.hasSuffix(".tmp") {
-            unlink("\(directory)/trials/\(name)")
+        for name in try listDirectory(trials) where name.hasSuffix(ResultsLayout.temporarySuffix) {
+            unlink("\(trials)/\(name)")
         }
-        unlink(indexPath + ".tmp")
+        unlink(indexPath + ResultsLayout.temporarySuffix)
         try scan()
     }
 
     /// Reads every committed batch file (after a restart, or to check a finished sweep).
     func scan() throws {
-        let names = try listDirectory("\(directory)/trials").filter { $0.hasPrefix("batch-") && $0.hasSuffix(".h5") }.sorted()
+        let trials = ResultsLayout.trialsDirectory
+        let names = try listDirectory("\(directory)/\(trials)").filter(ResultsLayout.isBatchFile).sorted()
         for name in names {
-            if let n = Int(name.dropFirst("batch-".count).dropLast(".h5".count)) { nextBatch = max(nextBatch, n + 1) }
-            let file = try HDF5File("\(directory)/trials/\(name)", mode: .readOnly)
+            if let n = ResultsLayout.batchNumber(fileName: name) { nextBatch = max(nextBatch, n + 1) }
+            let file = try HDF5File("\(directory)/\(trials)/\(name)", mode: .readOnly)
             for id in try file.memberNames() {
                 let g = try file.group(id)
-                committed[id] = try Self.readCommitted(g, id: id, file: "trials/\(name)")
+                committed[id] = try Self.readCommitted(g, id: id, file: "\(trials)/\(name)")
             }
         }
     }
@@ -132,39 +135,42 @@ public final class SweepStore {
     /// The history of a committed trial, read back from its batch file.
     public func history(of trial: CommittedTrial) throws -> [EpochRecord] {
         let file = try HDF5File("\(directory)/\(trial.file)", mode: .readOnly)
-        let columns = try file.group(trial.id).readTableColumns("history", fields: EpochRecord.columns)
-        let count = columns["epoch"]?.count ?? 0
+        let columns = try file.group(trial.id).readTableColumns(ResultsLayout.Trial.history, fields: EpochRecord.columns)
+        let count = columns[EpochRecord.columns[0]]?.count ?? 0
         return (0..<count).map { r in EpochRecord(row: EpochRecord.columns.map { columns[$0]?[r] ?? .nan }) }
     }
 
     static func readCommitted(_ g: HDF5Group, id: String, file: String) throws -> CommittedTrial {
-        let status = TrialStatus(rawValue: try g.stringAttribute("status")) ?? .failed
-        func last(_ column: String) throws -> Double { try g.readTableColumn("history", field: column).last ?? .nan }
-        let epochs = try g.readTableColumn("history", field: "epoch").count
+        typealias Trial = ResultsLayout.Trial
+        let status = TrialStatus(rawValue: try g.stringAttribute(Trial.status)) ?? .failed
+        func column(_ name: String) throws -> [Double] { try g.readTableColumn(Trial.history, field: name) }
+        func last(_ metric: Metric) throws -> Double { try column(metric.rawValue).last ?? .nan }
+        let epochs = try column(Trial.historyColumns[0]).count
         return CommittedTrial(
-            id: id, file: file, status: status, attempts: Int(try g.attribute("attempts", as: Int64.self)),
-            host: try g.stringAttribute("host"), epochs: epochs, trainLoss: try last("train_loss"), testLoss: try last("test_loss"),
-            testAccuracy: try last("test_accuracy"), wallSeconds: try g.attribute("wall_seconds", as: Double.self))
+            id: id, file: file, status: status, attempts: Int(try g.attribute(ResultsLayout.Batch.attempts, as: Int64.self)),
+            host: try g.stringAttribute(ResultsLayout.Batch.host), epochs: epochs, trainLoss: try last(.trainLoss), testLoss: try last(.testLoss),
+            testAccuracy: try last(.testAccuracy), wallSeconds: try g.attribute(Trial.wallSeconds, as: Double.self))
     }
 
     /// Writes the trials durably in one batch file and records them as committed.
     @discardableResult
     public func commit(_ trials: [FinishedTrial]) throws -> String {
         guard !trials.isEmpty else { return "" }
-        let name = "trials/batch-\(String(repeating: "0", count: max(0, 8 - String(nextBatch).count)))\(nextBatch).h5"
+        let name = ResultsLayout.batchFile(nextBatch)
         nextBatch += 1
         try writeAtomically("\(directory)/\(name)") { temporary in
             let file = try HDF5File(temporary, mode: .createExclusive)
-            try file.setAttribute("format", "optimizer-sweeps/trial-batch")
-            try file.setAttribute("format_version", TrialFile.formatVersion)
+            typealias Batch = ResultsLayout.Batch
+            try file.setAttribute(ResultsLayout.formatAttribute, Batch.format)
+            try file.setAttribute(ResultsLayout.formatVersionAttribute, TrialFile.formatVersion)
             for t in trials {
                 let g = try file.createGroup(t.id)
                 try TrialFile.write(t.result, id: t.id, into: g)
-                try g.setAttribute("attempts", Int64(t.attempts))
-                try g.setAttribute("host", t.host)
-                try g.setAttribute("worker", t.worker)
-                try g.setAttribute("branch", t.branch)
-                try g.setAttribute("index", Int64(t.index))
+                try g.setAttribute(Batch.attempts, Int64(t.attempts))
+                try g.setAttribute(Batch.host, t.host)
+                try g.setAttribute(Batch.worker, t.worker)
+                try g.setAttribute(Batch.branch, t.branch)
+                try g.setAttribute(Batch.index, Int64(t.index))
             }
             try file.flush()
         }
@@ -182,37 +188,39 @@ public final class SweepStore {
     public func writeIndex(metadata: [String: String], sweepText: String, rows: [IndexRow]) throws {
         try writeAtomically(indexPath) { temporary in
             let file = try HDF5File(temporary, mode: .create)
-            try file.setAttribute("format", "optimizer-sweeps/sweep")
-            try file.setAttribute("format_version", Int64(1))
+            typealias Index = ResultsLayout.Index
+            typealias Column = ResultsLayout.Index.Column
+            try file.setAttribute(ResultsLayout.formatAttribute, Index.format)
+            try file.setAttribute(ResultsLayout.formatVersionAttribute, Index.formatVersion)
             for (k, v) in metadata.sorted(by: { $0.key < $1.key }) { try file.setAttribute(k, v) }
-            try file.setAttribute("sweep_yaml", sweepText)
-            try file.setAttribute("trial_count", Int64(rows.count))
-            for status in ["queued", "running", "done", "diverged", "failed", "stopped"] {
-                try file.setAttribute("count_\(status)", Int64(rows.filter { $0.status == status }.count))
+            try file.setAttribute(Index.sweepYAML, sweepText)
+            try file.setAttribute(Index.trialCount, Int64(rows.count))
+            for status in Index.countedStates {
+                try file.setAttribute(Index.countAttribute(status), Int64(rows.filter { $0.status == status }.count))
             }
             let c = rows.map(\.committed)
             try file.writeTable(
-                "trials",
+                Index.trials,
                 [
-                    .string("id", rows.map(\.id), width: 16),
-                    .int64("index", rows.map { Int64($0.index) }),
-                    .string("branch", rows.map(\.branch), width: 32),
-                    .string("model", rows.map(\.config.model), width: 16),
-                    .string("optimizer", rows.map(\.config.optimizerName), width: 32),
-                    .string("status", rows.map(\.status), width: 12),
-                    .int64("epochs", c.map { Int64($0?.epochs ?? 0) }),
-                    .float64("train_loss", c.map { $0?.trainLoss ?? .nan }),
-                    .float64("test_loss", c.map { $0?.testLoss ?? .nan }),
-                    .float64("test_accuracy", c.map { $0?.testAccuracy ?? .nan }),
-                    .float64("wall_seconds", c.map { $0?.wallSeconds ?? .nan }),
-                    .int64("attempts", c.map { Int64($0?.attempts ?? 0) }),
-                    .string("host", c.map { $0?.host ?? "" }, width: 64),
-                    .string("file", c.map { $0?.file ?? "" }, width: 40),
+                    .string(Column.id, rows.map(\.id), width: 16),
+                    .int64(Column.index, rows.map { Int64($0.index) }),
+                    .string(Column.branch, rows.map(\.branch), width: 32),
+                    .string(Column.model, rows.map(\.config.model), width: 16),
+                    .string(Column.optimizer, rows.map(\.config.optimizerName), width: 32),
+                    .string(Column.status, rows.map(\.status), width: 12),
+                    .int64(Column.epochs, c.map { Int64($0?.epochs ?? 0) }),
+                    .float64(Column.trainLoss, c.map { $0?.trainLoss ?? .nan }),
+                    .float64(Column.testLoss, c.map { $0?.testLoss ?? .nan }),
+                    .float64(Column.testAccuracy, c.map { $0?.testAccuracy ?? .nan }),
+                    .float64(Column.wallSeconds, c.map { $0?.wallSeconds ?? .nan }),
+                    .int64(Column.attempts, c.map { Int64($0?.attempts ?? 0) }),
+                    .string(Column.host, c.map { $0?.host ?? "" }, width: 64),
+                    .string(Column.file, c.map { $0?.file ?? "" }, width: 40),
                 ])
             // One aligned column per hyperparameter: numbers as float64 (NaN where a trial does not
             // set the key), everything else as strings ("" where unset).
             let keys = Set(rows.flatMap { $0.config.values.keys }).sorted()
-            let hparams = try file.createGroup("hparams")
+            let hparams = try file.createGroup(Index.hparams)
             for key in keys {
                 let values = rows.map { $0.config.values[key] }
                 if values.allSatisfy({ $0 == nil || $0?.asDouble != nil }) {
@@ -221,8 +229,8 @@ public final class SweepStore {
                     try hparams.writeStrings(key, values.map { $0?.description ?? "" })
                 }
             }
-            try file.writeStrings("configs", rows.map(\.config.canonicalJSON))
-            let byID = try file.createGroup("by_id")
+            try file.writeStrings(Index.configs, rows.map(\.config.canonicalJSON))
+            let byID = try file.createGroup(Index.byID)
             for row in rows {
                 if let committed = row.committed { try byID.linkExternal(row.id, file: committed.file, object: "/\(row.id)") }
             }

@@ -1,5 +1,6 @@
 import HDF5
 import Learning
+import SweepCore
 
 /// The HDF5 file of one trial:
 ///
@@ -26,16 +27,16 @@ import Learning
 ///     optimizer_work_NAME    attributes (int64): the optimizer's work counters, e.g. Shampoo's
 ///                            optimizer_work_eigendecompositions and optimizer_work_eigenbases_kept
 public enum TrialFile {
-    public static let format = "optimizer-sweeps/trial"
-    public static let formatVersion: Int64 = 1
+    public static let format = ResultsLayout.Trial.format
+    public static let formatVersion = ResultsLayout.Trial.formatVersion
 
     /// Writes the result durably (temporary file, fsync, rename).
     public static func write(_ result: TrialResult, id: String, to path: String) throws {
         try writeAtomically(path) { temporary in
             let file = try HDF5File(temporary, mode: .create)
-            try file.setAttribute("format", format)
-            try file.setAttribute("format_version", formatVersion)
-            try file.setAttribute("trial_id", id)
+            try file.setAttribute(ResultsLayout.formatAttribute, format)
+            try file.setAttribute(ResultsLayout.formatVersionAttribute, formatVersion)
+            try file.setAttribute(ResultsLayout.Trial.trialID, id)
             try write(result, id: id, into: file, configAttributes: true)
             try file.flush()
         }
@@ -44,64 +45,73 @@ public enum TrialFile {
     /// Writes a trial into a group. `configAttributes` adds `/config/KEY` attributes (single-trial
     /// files); batch files of a sweep leave them out, the sweep index has `/hparams` instead.
     public static func write(_ result: TrialResult, id: String, into group: HDF5Group, configAttributes: Bool = false) throws {
+        typealias Trial = ResultsLayout.Trial
         let config = result.config
-        try group.setAttribute("model", config.model)
-        try group.setAttribute("optimizer", config.optimizerName)
-        try group.setAttribute("status", result.status.rawValue)
-        try group.setAttribute("message", result.message ?? "")
-        try group.setAttribute("config", config.canonicalJSON)
-        try group.setAttribute("engine", result.engine)
-        try group.setAttribute("wall_seconds", result.wallSeconds)
-        try group.setAttribute("parameter_count", Int64(result.parameterCount))
-        try group.setAttribute("optimizer_state_bytes", Int64(result.optimizerStateBytes))
+        try group.setAttribute(Trial.model, config.model)
+        try group.setAttribute(Trial.optimizer, config.optimizerName)
+        try group.setAttribute(Trial.status, result.status.rawValue)
+        try group.setAttribute(Trial.message, result.message ?? "")
+        try group.setAttribute(Trial.config, config.canonicalJSON)
+        try group.setAttribute(Trial.engine, result.engine)
+        try group.setAttribute(Trial.wallSeconds, result.wallSeconds)
+        try group.setAttribute(Trial.parameterCount, Int64(result.parameterCount))
+        try group.setAttribute(Trial.optimizerStateBytes, Int64(result.optimizerStateBytes))
         if configAttributes {
-            let configGroup = try group.createGroup("config")
+            let configGroup = try group.createGroup(Trial.configGroup)
             for (key, value) in config.values.sorted(by: { $0.key < $1.key }) {
                 if let x = value.asDouble { try configGroup.setAttribute(key, x) } else { try configGroup.setAttribute(key, value.description) }
             }
         }
         let rows = result.history.map(\.row)
-        try group.writeTable("history", EpochRecord.columns.enumerated().map { c, name in .float64(name, rows.map { $0[c] }) }, compact: rows.count <= 4096)
+        try group.writeTable(Trial.history, EpochRecord.columns.enumerated().map { c, name in .float64(name, rows.map { $0[c] }) }, compact: rows.count <= 4096)
         if !result.trajectory.isEmpty {
             let d = result.trajectory[0].count
             let layout: DatasetLayout = result.trajectory.count > 1024 ? .compressed(chunk: [4096, d]) : .contiguous
-            try group.write("trajectory", result.trajectory.flatMap { $0 }, shape: [result.trajectory.count, d], layout: layout)
+            try group.write(Trial.trajectory, result.trajectory.flatMap { $0 }, shape: [result.trajectory.count, d], layout: layout)
         }
         if let test = result.lrRangeTest {
-            try group.writeTable("lr_range_test", [.float64("lr", test.learningRates), .float64("loss", test.smoothedLosses)], compact: test.learningRates.count <= 4096)
-            try group.setAttribute("suggested_lr", test.suggested ?? .nan)
+            try group.writeTable(
+                Trial.lrRangeTest, [.float64(Trial.lrRangeLR, test.learningRates), .float64(Trial.lrRangeLoss, test.smoothedLosses)],
+                compact: test.learningRates.count <= 4096)
+            try group.setAttribute(Trial.suggestedLR, test.suggested ?? .nan)
         }
         try LayerStatisticsTable.write(result.layerStatistics, into: group)
-        if let sharpness = result.sharpness { try group.setAttribute("sharpness", sharpness) }
+        if let sharpness = result.sharpness { try group.setAttribute(Trial.sharpness, sharpness) }
         if !result.optimizerStateByTensor.isEmpty {
             let rows = result.optimizerStateByTensor
             try group.writeTable(
-                "optimizer_state",
-                [.string("tensor", rows.map(\.tensor), width: max(8, rows.map(\.tensor.utf8.count).max() ?? 8)), .int64("bytes", rows.map { Int64($0.bytes) })],
+                Trial.optimizerState,
+                [
+                    .string(Trial.optimizerStateTensor, rows.map(\.tensor), width: max(8, rows.map(\.tensor.utf8.count).max() ?? 8)),
+                    .int64(Trial.optimizerStateBytesColumn, rows.map { Int64($0.bytes) }),
+                ],
                 compact: true)
         }
         for (name, count) in result.optimizerWork.sorted(by: { $0.key < $1.key }) {
-            try group.setAttribute("optimizer_work_\(name)", Int64(count))
+            try group.setAttribute(Trial.optimizerWork(name), Int64(count))
         }
     }
 }
 
 /// The `layer_stats` table of trial and checkpoint files.
 enum LayerStatisticsTable {
-    static let name = "layer_stats"
+    static let name = ResultsLayout.Trial.layerStats
 
     static func write(_ rows: [LayerStatistics], into group: HDF5Group) throws {
         guard !rows.isEmpty else { return }
         let width = max(8, rows.map(\.layer.utf8.count).max() ?? 8)
-        var columns: [TableColumn] = [.string("layer", rows.map(\.layer), width: width), .float64("epoch", rows.map { Double($0.epoch) })]
+        var columns: [TableColumn] = [
+            .string(ResultsLayout.Trial.layerStatsLayer, rows.map(\.layer), width: width),
+            .float64(ResultsLayout.Trial.layerStatsEpoch, rows.map { Double($0.epoch) }),
+        ]
         for (c, column) in LayerStatistics.columns.enumerated() { columns.append(.float64(column, rows.map { $0.values[c] })) }
         try group.writeTable(name, columns, compact: rows.count <= 4096)
     }
 
     static func read(_ group: HDF5Group) throws -> [LayerStatistics] {
         guard group.contains(name) else { return [] }
-        let layers = try group.readTableStringColumn(name, field: "layer")
-        let epochs = try group.readTableColumn(name, field: "epoch")
+        let layers = try group.readTableStringColumn(name, field: ResultsLayout.Trial.layerStatsLayer)
+        let epochs = try group.readTableColumn(name, field: ResultsLayout.Trial.layerStatsEpoch)
         let values = try LayerStatistics.columns.map { try group.readTableColumn(name, field: $0) }
         return layers.indices.map { r in
             LayerStatistics(

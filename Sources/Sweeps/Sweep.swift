@@ -8,6 +8,12 @@ public struct Sweep: Sendable {
         public let metric: String
         /// `true` for `mode: max`.
         public let maximize: Bool
+
+        /// The objective's value in a history row or a committed trial (a toy objective's NaN
+        /// test loss counts as its training loss); NaN when it was not measured.
+        public func value(in r: some MetricValues) -> Double {
+            (Metric(rawValue: metric) ?? .testLoss).objectiveValue(in: r)
+        }
     }
 
     public struct Checkpoints: Sendable, Equatable {

@@ -197,7 +197,7 @@ struct SweepParser {
         "zip",
     ]
     static let branchSections = ["base", "grid", "random", "search", "zip"]
-    static let metrics = ["test_accuracy", "test_loss", "train_loss"]
+    static let metrics = Metric.allCases.map(\.rawValue).sorted()
 
     struct Entry {
         let key: String
@@ -281,7 +281,7 @@ struct SweepParser {
         var name: String?
         var description: String?
         var seed: UInt64 = 0
-        var objective = Sweep.Objective(metric: "test_loss", maximize: false)
+        var objective = Sweep.Objective(metric: Metric.testLoss.rawValue, maximize: false)
         var top = Section()
         var branches: [Branch]?
         var seeds: SeedSpec?
@@ -421,15 +421,15 @@ struct SweepParser {
     }
 
     func parseObjective(_ entry: Entry) throws -> Sweep.Objective {
-        var metric = "test_loss"
+        var metric = Metric.testLoss
         var mode: Bool?
         for e in try entries(entry.value, what: "objective", key: "objective", line: entry.line) {
             switch e.key {
             case "metric":
-                guard case .scalar(let s) = e.value, Self.metrics.contains(s.string) else {
+                guard case .scalar(let s) = e.value, let m = Metric(rawValue: s.string) else {
                     throw error(e.line, "metric", "unknown metric \(describe(e.value)); allowed: \(Self.metrics.joined(separator: ", "))")
                 }
-                metric = s.string
+                metric = m
             case "mode":
                 guard case .scalar(let s) = e.value, s.string == "min" || s.string == "max" else {
                     throw error(e.line, "mode", "must be min or max, got \(describe(e.value))")
@@ -439,7 +439,7 @@ struct SweepParser {
                 throw error(e.line, e.key, "unknown objective key\(hint(e.key, ["metric", "mode"])); allowed: metric, mode")
             }
         }
-        return Sweep.Objective(metric: metric, maximize: mode ?? (metric == "test_accuracy"))
+        return Sweep.Objective(metric: metric.rawValue, maximize: mode ?? metric.maximizedByDefault)
     }
 
     func parseSeeds(_ entry: Entry) throws -> SeedSpec {

@@ -1,6 +1,7 @@
 import Analysis
 import ArgumentParser
 import Foundation
+import SweepCore
 
 /// `sweep-analyze PATH`: the terminal summary of a sweep's results, and optionally the trials
 /// as CSV and a self-contained HTML report. All of the work is in the `Analysis` library.

@@ -553,7 +553,7 @@ let repositoryRoot: String = {
     @Test func docsStateEachLimitAsDefined() throws {
         let page = try String(contentsOfFile: repositoryRoot + "/docs/sweep-files.md", encoding: .utf8)
         var checked = 0
-        for (prefix, file) in [("YAMLLimits.", "Learning/Config/YAML.swift"), ("TrialLimits.", "Learning/Config/TrialLimits.swift"), ("", "Sweeps/Spaces.swift")] {
+        for (prefix, file) in [("YAMLLimits.", "SweepCore/YAML.swift"), ("TrialLimits.", "Learning/Config/TrialLimits.swift"), ("", "Sweeps/Spaces.swift")] {
             let source = try String(contentsOfFile: repositoryRoot + "/Sources/\(file)", encoding: .utf8)
             for line in source.split(separator: "\n") where line.contains("let max") && line.contains(" = ") {
                 let definition = line[try #require(line.range(of: "let max")).lowerBound...].dropFirst(4).split(separator: " = ", maxSplits: 1)

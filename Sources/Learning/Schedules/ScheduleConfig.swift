@@ -17,6 +17,9 @@ public struct TrialSchedule: Sendable, Equatable {
 }
 
 extension TrialSchema {
+    /// The metrics reduce-on-plateau can follow, as `plateau_metric` lists them.
+    public static let plateauMetrics = [Metric.testLoss, .trainLoss, .testAccuracy].map(\.rawValue)
+
     /// Keys of each schedule (besides `schedule` and `schedule_interval`).
     public static let schedules: [String: [Key]] = [
         "constant": [],
@@ -52,7 +55,7 @@ extension TrialSchema {
             .number("min_lr_ratio", 0, "floor as a fraction of lr"),
         ],
         "plateau": [
-            .choice("plateau_metric", "test_loss", ["test_loss", "train_loss", "test_accuracy"], "the evaluated metric that drives it"),
+            .choice("plateau_metric", Metric.testLoss.rawValue, plateauMetrics, "the evaluated metric that drives it"),
             .choice("plateau_mode", nil, ["min", "max"], note: "max for accuracy, else min", "whether the metric should fall or rise"),
             .number("factor", 0.1, "multiply lr by this on a plateau"), .integer("patience", 10, .atLeast(0), "evaluations without improvement before reducing"),
             .number("threshold", 1e-4, "smallest improvement that counts"), .choice("threshold_mode", "rel", ["rel", "abs"], "relative or absolute threshold"),
@@ -96,7 +99,7 @@ extension TrialSchedule {
             return v
         }
         var cycled: (Double, Double)?
-        var metric = "test_loss"
+        var metric = Metric.testLoss.rawValue
         var schedule: Schedule
         switch name {
         case "constant": schedule = .constant
@@ -134,8 +137,10 @@ extension TrialSchedule {
             schedule = .warmupCosine(warmup: try required(keys["warmup_steps"]), total: try positive(keys["total_steps"], max(total, 1)), minRatio: try config.double(keys["min_lr_ratio"]))
         default:  // plateau
             metric = try config.string(keys["plateau_metric"])
-            guard ["test_loss", "train_loss", "test_accuracy"].contains(metric) else { throw config.error("plateau_metric", "must be test_loss, train_loss or test_accuracy") }
-            let modeName = try config.string(keys["plateau_mode"], otherwise: metric == "test_accuracy" ? "max" : "min")
+            guard let measured = Metric(rawValue: metric) else {
+                throw config.error("plateau_metric", "must be test_loss, train_loss or test_accuracy")
+            }
+            let modeName = try config.string(keys["plateau_mode"], otherwise: measured.maximizedByDefault ? "max" : "min")
             guard let mode = Schedule.PlateauMode(rawValue: modeName) else { throw config.error("plateau_mode", "must be min or max") }
             let thresholdMode = try config.string(keys["threshold_mode"])
             guard thresholdMode == "rel" || thresholdMode == "abs" else { throw config.error("threshold_mode", "must be rel or abs") }

@@ -114,7 +114,8 @@ public struct LayerStatistics: Sendable, Equatable, Codable {
         self.activationDelta = activationDelta
     }
 
-    public static let columns = ["update_norm", "update_spectral_norm", "weight_norm", "grad_norm", "activation_delta"]
+    /// The `layer_stats` table's value fields, in `values` order.
+    public static let columns = ResultsLayout.Trial.layerStatsColumns
     public var values: [Double] { [updateNorm, updateSpectralNorm, weightNorm, gradNorm, activationDelta] }
 }
 

@@ -68,7 +68,7 @@ public enum ConfigValue: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-func formatDouble(_ v: Double) -> String {
+package func formatDouble(_ v: Double) -> String {
     if v == v.rounded(), abs(v) < 1e15 { return String(format1: v) }
     return "\(v)"
 }
@@ -78,7 +78,7 @@ extension String {
     init(format1 v: Double) { self = "\(Int(v)).0" }
 }
 
-func jsonQuote(_ s: String) -> String {
+package func jsonQuote(_ s: String) -> String {
     var out = "\""
     for c in s.unicodeScalars {
         switch c {
@@ -109,7 +109,7 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
         self.line = line
     }
 
-    init(node: Node, file: String = "") {
+    package init(node: Node, file: String = "") {
         self.file = file
         self.line = node.mark?.line
     }
