@@ -102,13 +102,16 @@ public struct EpochProgress: Codable, Sendable {
 }
 
 public struct Assignment: Codable, Sendable {
-    public init(lease: Lease, token: String, config: String, checkpointEvery: Int? = nil, checkpoint: String? = nil, pauseAfter: Int? = nil) {
+    public init(
+        lease: Lease, token: String, config: String, checkpointEvery: Int? = nil, checkpoint: String? = nil, pauseAfter: Int? = nil, explored: [String]? = nil
+    ) {
         self.lease = lease
         self.token = token
         self.config = config
         self.checkpointEvery = checkpointEvery
         self.checkpoint = checkpoint
         self.pauseAfter = pauseAfter
+        self.explored = explored
     }
     public var lease: Lease
     /// The lease's secret: the worker shows it to claim the attempt again (`Ready.running`).
@@ -122,6 +125,9 @@ public struct Assignment: Codable, Sendable {
     /// Stop after this epoch (step for toy objectives), checkpoint, and report `stopped`: the
     /// trial has reached an ASHA rung and waits there to be promoted.
     public var pauseAfter: Int?
+    /// Keys whose values in `checkpoint` may differ from `config`: population-based training
+    /// continues another trial's checkpoint with these hyperparameters changed.
+    public var explored: [String]?
 }
 
 /// A trial's checkpoint file (HDF5, base64), streamed to the coordinator, which keeps the latest

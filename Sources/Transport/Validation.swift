@@ -33,6 +33,8 @@ public enum ProtocolLimits {
     public static let maxTensors = 100_000
     /// Nesting of JSON arrays and objects in a payload (the deepest legitimate one is 4).
     public static let maxJSONDepth = 16
+    /// Keys a resumed checkpoint may differ in (population-based training's explored hyperparameters).
+    public static let maxExploredKeys = 64
     /// Seconds a trial or an epoch may claim to have taken (about 30 years).
     public static let maxSeconds = 1e9
 }
@@ -236,6 +238,10 @@ extension Assignment: ValidatedPayload {
         try Check.count(config.utf8.count, "config (bytes)", max: 1 << 20)
         if let checkpointEvery { try Check.range(checkpointEvery, "checkpointEvery", 1...ProtocolLimits.maxEpoch) }
         if let pauseAfter { try Check.range(pauseAfter, "pauseAfter", 1...ProtocolLimits.maxEpoch) }
+        if let explored {
+            try Check.count(explored.count, "explored", max: ProtocolLimits.maxExploredKeys)
+            for (i, key) in explored.enumerated() { try Check.name(key, "explored[\(i)]", max: 64, allowEmpty: false) }
+        }
     }
 }
 

@@ -296,6 +296,7 @@ public final class RemoteWorker {
                 let resume = try CheckpointTransfer.decode(file)
                 log("worker: trial \(lease) resumes after \(perEpoch ? "epoch" : "step") \(resume.epoch) of its previous attempt")
                 policy.resume = resume
+                policy.mayDiffer = Set(assignment.explored ?? [])
             }
             var lastEpoch = 0
             let pauseAfter = assignment.pauseAfter ?? .max

@@ -88,6 +88,10 @@ public struct CheckpointPolicy {
     /// Save after every this many epochs (steps for toy objectives) and at the end; nil: never.
     public var every: Int?
     public var resume: TrainingCheckpoint?
+    /// Keys whose values may differ between `resume` and the run's configuration (population-based
+    /// training: the checkpoint is another trial's, continued with new hyperparameters). The
+    /// optimizer is built from the new values and then takes the checkpoint's state.
+    public var mayDiffer: Set<String> = []
     public var save: (TrainingCheckpoint) throws -> Void
 
     public init(every: Int? = nil, resume: TrainingCheckpoint? = nil, save: @escaping (TrainingCheckpoint) throws -> Void = { _ in }) {
@@ -103,11 +107,12 @@ public struct CheckpointPolicy {
         return done % every == 0 || done == total
     }
 
-    /// Checks that a checkpoint belongs to this trial: same configuration apart from its length.
-    public static func check(_ checkpoint: TrainingCheckpoint, against config: TrialConfig) throws {
-        let lengthKeys: Set<String> = ["epochs", "steps"]
-        let a = checkpoint.config.values.filter { !lengthKeys.contains($0.key) }
-        let b = config.values.filter { !lengthKeys.contains($0.key) }
+    /// Checks that a checkpoint belongs to this trial: same configuration apart from its length
+    /// (and the keys in `mayDiffer`).
+    public static func check(_ checkpoint: TrainingCheckpoint, against config: TrialConfig, mayDiffer: Set<String> = []) throws {
+        let ignored = mayDiffer.union(["epochs", "steps"])
+        let a = checkpoint.config.values.filter { !ignored.contains($0.key) }
+        let b = config.values.filter { !ignored.contains($0.key) }
         guard a == b else {
             let differing = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
             throw CheckpointError.configuration("keys differ: \(differing.joined(separator: ", "))")

@@ -71,7 +71,7 @@ public enum Trainer {
         onEpoch: (EpochRecord) -> Void = { _ in }
     ) throws -> TrialResult {
         try config.validate()
-        if let resume = checkpoints.resume { try CheckpointPolicy.check(resume, against: config) }
+        if let resume = checkpoints.resume { try CheckpointPolicy.check(resume, against: config, mayDiffer: checkpoints.mayDiffer) }
         let precision = try config.string(TrialSchema.common["precision"])
         if config.model == "polyfit" { return try fitPolynomial(config, onEpoch: onEpoch) }
         if config.isToyObjective { return try runObjective(config, checkpoints: checkpoints, shouldStop: shouldStop, onStep: onEpoch) }
