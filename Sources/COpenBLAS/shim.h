@@ -29,6 +29,7 @@ void dorgqr_(const int *m, const int *n, const int *k, double *a, const int *lda
              double *work, const int *lwork, int *info);
 void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 
 /// Which OpenBLAS kernel family this CPU can run, best first; NULL when OpenBLAS's own choice is right.
 static inline const char *copenblas_preferred_coretype(void) {

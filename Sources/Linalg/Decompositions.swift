@@ -1,5 +1,9 @@
 /// LAPACK factorizations on row-major tensors: symmetric eigendecomposition, SVD and QR, plus
-/// the matrix functions built on them (inverse roots for Shampoo).
+/// the matrix functions built on them (inverse roots for Shampoo), and a double-precision
+/// Cholesky factorization (Gaussian-process search).
+
+import COpenBLAS
+import Glibc
 
 public struct LAPACKError: Error, CustomStringConvertible {
     public let routine: String
@@ -147,4 +151,66 @@ public func newtonSchulzOrthogonalize<T: BLASScalar>(
         x = next
     }
     return tall ? x.transposed : x
+}
+
+/// The Cholesky factorization `a = L·Lᵀ` of a symmetric positive definite matrix in double
+/// precision (LAPACK `dpotrf`), with the solves and the inverse built on it.
+public struct Cholesky: Sendable {
+    public let n: Int
+    /// L, row-major n×n, lower triangular (zeros above the diagonal).
+    public let lower: [Double]
+
+    /// Factors `a` (row-major n×n, symmetric; only its lower triangle is read). Throws a
+    /// `LAPACKError` (info > 0: the leading minor of that order is not positive definite).
+    public init(_ a: [Double], n: Int) throws {
+        precondition(a.count == n * n, "Cholesky needs an n×n matrix, got \(a.count) entries for n = \(n)")
+        self.n = n
+        var work = a
+        if n > 0 {
+            // Row-major lower is column-major upper: LAPACK factors it as Uᵀ·U with U = Lᵀ.
+            var n32 = Int32(n), info: Int32 = 0
+            "U".withCString { dpotrf_($0, &n32, &work, &n32, &info, 1) }
+            try checkInfo("potrf", info)
+            for i in 0..<n { for j in (i + 1)..<n { work[i * n + j] = 0 } }
+        }
+        lower = work
+    }
+
+    /// log det a = 2 Σ log Lᵢᵢ.
+    public var logDeterminant: Double { (0..<n).reduce(0.0) { $0 + 2 * Glibc.log(lower[$1 * n + $1]) } }
+
+    /// Replaces each row r of `b` (row-major, `count` rows of n) by L⁻¹·r.
+    public func solveLower(rows b: inout [Double], count m: Int) {
+        precondition(b.count == m * n)
+        guard m > 0, n > 0 else { return }
+        // Row vector r ↦ L⁻¹r is X = B·L⁻ᵀ: the right-side triangular solve X·Lᵀ = B.
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, blasint(m), blasint(n), 1, lower, blasint(n), &b, blasint(n))
+    }
+
+    /// L⁻¹·b.
+    public func solveLower(_ b: [Double]) -> [Double] {
+        var x = b
+        guard n > 0 else { return x }
+        cblas_dtrsv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, blasint(n), lower, blasint(n), &x, 1)
+        return x
+    }
+
+    /// a⁻¹·b (two triangular solves).
+    public func solve(_ b: [Double]) -> [Double] {
+        var x = solveLower(b)
+        guard n > 0 else { return x }
+        cblas_dtrsv(CblasRowMajor, CblasLower, CblasTrans, CblasNonUnit, blasint(n), lower, blasint(n), &x, 1)
+        return x
+    }
+
+    /// a⁻¹ (LAPACK `dpotri`), row-major and symmetric.
+    public func inverse() throws -> [Double] {
+        var work = lower
+        guard n > 0 else { return work }
+        var n32 = Int32(n), info: Int32 = 0
+        "U".withCString { dpotri_($0, &n32, &work, &n32, &info, 1) }
+        try checkInfo("potri", info)
+        for i in 0..<n { for j in (i + 1)..<n { work[i * n + j] = work[j * n + i] } }
+        return work
+    }
 }

@@ -618,11 +618,12 @@ extension SweepParser {
         var settings = SearchSettings(line: entry.line)
         section.searchLine = entry.line
         var algorithmGiven = false
+        var startupTrials: (Int, Int?)?, candidates: (Int, Int?)?
         for e in try entries(entry.value, what: "search", key: "search", line: entry.line) {
             switch e.key {
             case "algorithm":
                 guard case .scalar(let s) = e.value, let algorithm = Search.Algorithm(rawValue: s.string) else {
-                    let planned = ["gp", "pbt"]
+                    let planned = ["pbt"]
                     if case .scalar(let s) = e.value, planned.contains(s.string) {
                         throw error(e.line, "algorithm", "'\(s.string)' is not implemented yet; available: \(Search.Algorithm.allCases.map(\.rawValue).joined(separator: ", "))")
                     }
@@ -638,10 +639,11 @@ extension SweepParser {
             case "parallel":
                 settings.parallel = try integer(e, atLeast: 1)
             case "startup_trials":
-                settings.tpe.startupTrials = try integer(e, atLeast: 0)
+                startupTrials = (try integer(e, atLeast: 0), e.line)
             case "candidates":
-                settings.tpe.candidates = try integer(e, atLeast: 1)
-                guard settings.tpe.candidates <= 10_000 else { throw error(e.line, "candidates", "at most 10000, got \(settings.tpe.candidates)") }
+                let n = try integer(e, atLeast: 1)
+                guard n <= 10_000 else { throw error(e.line, "candidates", "at most 10000, got \(n)") }
+                candidates = (n, e.line)
             case "params":
                 section.searchParams += try parseDistributions(e, what: "search.params")
             default:
@@ -651,11 +653,15 @@ extension SweepParser {
         }
         guard algorithmGiven else { throw error(entry.line, "algorithm", "search needs an algorithm: \(Search.Algorithm.allCases.map(\.rawValue).joined(separator: ", "))") }
         guard settings.budget > 0 else { throw error(entry.line, "trials", "search needs 'trials', the number of trials to run (its budget)") }
-        if settings.algorithm != .tpe {
-            for (key, given) in [("startup_trials", settings.tpe.startupTrials != TPE.Settings().startupTrials), ("candidates", settings.tpe.candidates != TPE.Settings().candidates)] where given {
-                throw error(entry.line, key, "is a setting of algorithm tpe")
-            }
+        switch settings.algorithm {
+        case .random:
+            if let (_, line) = startupTrials { throw error(line, "startup_trials", "is a setting of algorithms tpe and gp") }
+        case .tpe:
+            if let (n, _) = startupTrials { settings.tpe.startupTrials = n }
+        case .gp:
+            if let (n, _) = startupTrials { settings.gp.startupTrials = n }
         }
+        if settings.algorithm != .tpe, let (_, line) = candidates { throw error(line, "candidates", "is a setting of algorithm tpe") }
         return settings
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Linalg
 import Testing
 
@@ -194,5 +195,34 @@ func naiveProduct(_ a: Tensor<Double>, _ ta: Bool, _ b: Tensor<Double>, _ tb: Bo
         let mean = draws.reduce(0, +) / 20000
         let variance = draws.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 20000
         #expect(abs(mean) < 0.03 && abs(variance - 1) < 0.05)
+    }
+}
+
+@Suite struct CholeskyTests {
+    @Test func factorSolvesAndInverseMatchTheDefinition() throws {
+        let n = 6
+        let b = randomTensor([n, n], seed: 5, Double.self)
+        // a = b·bᵀ + n·I is symmetric positive definite.
+        var a = naiveProduct(b, false, b, true)
+        for i in 0..<n { a[i, i] += Double(n) }
+        let c = try Cholesky(a.storage, n: n)
+        let l = Tensor(shape: [n, n], storage: c.lower)
+        #expect(naiveProduct(l, false, l, true).maxAbsDifference(a) < 1e-12)
+        #expect((0..<n).allSatisfy { i in (i + 1..<n).allSatisfy { l[i, $0] == 0 } })
+        let rhs = (0..<n).map { Double($0) - 2.5 }
+        let x = c.solve(rhs)
+        for i in 0..<n { #expect(abs((0..<n).reduce(0) { $0 + a[i, $1] * x[$1] } - rhs[i]) < 1e-12) }
+        let inverse = Tensor(shape: [n, n], storage: try c.inverse())
+        var identity = Tensor<Double>(zeros: [n, n])
+        for i in 0..<n { identity[i, i] = 1 }
+        #expect(naiveProduct(a, false, inverse, false).maxAbsDifference(identity) < 1e-12)
+        // Rows solved against L at once equal one at a time; log det = log det of L·Lᵀ.
+        var rows = rhs + rhs.reversed()
+        c.solveLower(rows: &rows, count: 2)
+        #expect(zip(rows.prefix(n), c.solveLower(rhs)).allSatisfy { abs($0 - $1) < 1e-14 })
+        #expect(zip(rows.suffix(n), c.solveLower(rhs.reversed())).allSatisfy { abs($0 - $1) < 1e-14 })
+        #expect(abs(c.logDeterminant - (0..<n).reduce(0.0) { $0 + 2 * log(l[$1, $1]) }) < 1e-12)
+        // Not positive definite: an error, not a wrong factor.
+        #expect(throws: LAPACKError.self) { try Cholesky([1, 2, 2, 1], n: 2) }
     }
 }

@@ -54,8 +54,8 @@ import Testing
         let e1 = try #require(parseError(withGrid))
         #expect(e1.location.line == 10 && e1.message.contains("has a grid too"))
 
-        let gp = Self.branched.replacingOccurrences(of: "algorithm: tpe", with: "algorithm: gp")
-        #expect(try #require(parseError(gp)).message.contains("'gp' is not implemented yet"))
+        let pbt = Self.branched.replacingOccurrences(of: "algorithm: tpe", with: "algorithm: pbt")
+        #expect(try #require(parseError(pbt)).message.contains("'pbt' is not implemented yet"))
 
         let noBudget = Self.branched.replacingOccurrences(of: "  trials: 30\n", with: "")
         #expect(try #require(parseError(noBudget)).key == "trials")

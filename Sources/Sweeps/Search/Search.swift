@@ -8,6 +8,7 @@ struct SearchSettings: Sendable {
     var budget = 0
     var parallel: Int?
     var tpe = TPE.Settings()
+    var gp = GP.Settings()
 }
 
 /// An adaptive search: instead of a list expanded up front, the coordinator asks for trials one
@@ -18,12 +19,20 @@ struct SearchSettings: Sendable {
 ///
 /// Suggestion `n` depends only on the sweep's seed, `n` and the trials it is shown (with their
 /// outcomes), so a restarted coordinator that replays the same history continues the same search.
+///
+/// `algorithm` is `random` (independent draws), `tpe` (`TPE`; settings `startup_trials`, default
+/// 10, and `candidates`, default 24) or `gp` (`GP`: a Gaussian process with a Matérn 5/2 kernel
+/// and expected improvement; setting `startup_trials`, default 10 — random draws until that many
+/// trials are complete). GP suits budgets up to a few hundred trials on a handful of continuous
+/// parameters; each suggestion refits the model, about a second at 500 trials.
 public struct Search: Sendable {
     public enum Algorithm: String, CaseIterable, Sendable {
         /// Independent draws from the distributions.
         case random
         /// The tree-structured Parzen estimator (`TPE`).
         case tpe
+        /// Gaussian-process Bayesian optimisation: Matérn 5/2, expected improvement (`GP`).
+        case gp
     }
 
     /// The most trials one search may run.
@@ -35,6 +44,7 @@ public struct Search: Sendable {
     /// Trials in flight at once; nil: as many as the workers have free slots.
     public let parallel: Int?
     let tpe: TPE.Settings
+    let gp: GP.Settings
     let space: SearchSpace
     let seed: UInt64
     let maximize: Bool
@@ -88,12 +98,19 @@ public struct Search: Sendable {
 
     /// Suggestion number `n` (from 0) given the trials so far. `isTaken` tells a configuration
     /// already in the sweep (by trial id): such draws are repeated with a fresh stream, so a
-    /// configuration never runs twice.
+    /// configuration never runs twice. GP fits its models once per call; after 8 of its suggestions
+    /// in a row were taken (a small discrete space), the further attempts are random draws.
     public func suggest(number n: Int, history: [Record], isTaken: (String) -> Bool) throws -> Trial {
         let attempts = 64
+        let planner = algorithm == .gp ? GPPlanner(space: space, history: history, maximize: maximize, settings: gp) : nil
         for k in 0..<attempts {
             var rng = Xoshiro256(seed: seed, stream: "search/\(algorithm.rawValue)/\(n)/\(k)")
-            let point = algorithm == .tpe ? tpeSuggestion(history: history, &rng) : space.draw(&rng)
+            let point: SearchSpace.Point
+            switch algorithm {
+            case .random: point = space.draw(&rng)
+            case .tpe: point = tpeSuggestion(history: history, &rng)
+            case .gp: point = k < 8 && !planner!.isStarting ? planner!.suggest(&rng) : space.draw(&rng)
+            }
             let trial = try space.trial(point, index: n, varied: varied, source: source)
             if !isTaken(trial.id) { return trial }
         }
@@ -384,7 +401,7 @@ extension SweepSpec {
         sweep.checkpoints = checkpoints
         sweep.earlyStopping = earlyStopping
         sweep.search = Search(
-            algorithm: settings.algorithm, budget: settings.budget, parallel: settings.parallel, tpe: settings.tpe, space: space, seed: seed,
+            algorithm: settings.algorithm, budget: settings.budget, parallel: settings.parallel, tpe: settings.tpe, gp: settings.gp, space: space, seed: seed,
             maximize: objective.maximize, source: source, varied: varied)
         return sweep
     }
