@@ -146,7 +146,16 @@ public final class Coordinator {
         var trials: [Trial] = []
         for s in journal.suggested {
             do {
-                let trial = try search.trial(branch: s.branch, configJSON: s.config, index: s.index)
+                let trial: Trial
+                if search.pbt != nil {
+                    let parent = try s.parent.map { id in
+                        guard let p = trials.first(where: { $0.id == id }) else { throw Search.SuggestionError.invalid("its parent \(id.prefix(32)) is not an earlier trial") }
+                        return p
+                    }
+                    trial = try search.pbtTrial(configJSON: s.config, index: s.index, parent: parent, exploited: s.exploited ?? false)
+                } else {
+                    trial = try search.trial(branch: s.branch, configJSON: s.config, index: s.index)
+                }
                 guard trial.id == s.id else { throw Search.SuggestionError.invalid("its id is \(s.id.prefix(32)), its configuration's \(trial.id)") }
                 trials.append(trial)
             } catch {

@@ -48,11 +48,17 @@ public final class LeaseJournal {
         public var id: String
         public var branch: String
         public var config: String
-        public init(index: Int, id: String, branch: String, config: String) {
+        /// Population-based training: the trial whose checkpoint it continues, and whether its
+        /// member exploited another.
+        public var parent: String?
+        public var exploited: Bool?
+        public init(index: Int, id: String, branch: String, config: String, parent: String? = nil, exploited: Bool? = nil) {
             self.index = index
             self.id = id
             self.branch = branch
             self.config = config
+            self.parent = parent
+            self.exploited = exploited
         }
     }
 

@@ -387,6 +387,7 @@ public final class SweepState {
         result.sharpness = r.sharpness
         result.optimizerStateByTensor = r.optimizerStateByTensor ?? []
         result.optimizerWork = r.optimizerWork ?? [:]
+        result.lineage = trial.lineage
         if let earlier = pausedResults.removeValue(forKey: i) { result.wallSeconds += earlier.result.wallSeconds }
         let ending = stopReasons[i] == nil ? scheduler.ended(i, status: r.status, lastEpoch: r.history.last?.epoch ?? 0) : .finish
         if case .pause(let k) = ending {
@@ -417,9 +418,10 @@ public final class SweepState {
         if !book.mayRetry(i) {
             effects.log("trial \(lease.trial): attempt \(lease.attempt) ended without a result (\(reason)); \(attempts) attempts made, marking it failed")
             let trial = trials[i]
-            let result = TrialResult(
+            var result = TrialResult(
                 config: trial.config, status: .failed, message: "no result after \(attempts) attempts (last: \(reason))",
                 history: [], trajectory: [], parameterCount: 0, optimizerStateBytes: 0, wallSeconds: 0, engine: "")
+            result.lineage = trial.lineage
             pending.append(FinishedTrial(id: trial.id, index: trial.index, branch: trial.branch, result: result, attempts: attempts, host: worker.host, worker: worker.name))
             setState(i, .committing(.failed))
             if sweep.search != nil { outcomes[i] = .failed }
@@ -463,6 +465,7 @@ public final class SweepState {
     /// The search's next trial, journaled and queued, when its budget and `parallel` allow one.
     private func suggest() throws -> ScheduledRun? {
         guard let search = sweep.search, searchEnded == nil, trials.count < search.budget else { return nil }
+        if search.pbt != nil { return try pbtSuggest(search) }
         if let parallel = search.parallel, inFlight >= parallel { return nil }
         let history = trials.indices.map { i in Search.Record(trial: trials[i], outcome: outcomes[i] ?? .running) }
         let trial: Trial
@@ -477,6 +480,49 @@ public final class SweepState {
         add(trial)
         indexDirty = true
         return scheduler.next()
+    }
+
+    /// Population-based training: the whole first generation, then each next one once every
+    /// member has finished the last and its checkpoint is stored.
+    private func pbtSuggest(_ search: Search) throws -> ScheduledRun? {
+        let pbt = search.pbt!
+        var generation: [Trial]
+        if trials.isEmpty {
+            generation = try (0..<pbt.population).map { try search.pbtInitial(member: $0) }
+        } else {
+            let last = Array(trials.suffix(pbt.population))
+            // Committed (so the writer has also handled its checkpoint, sent before its result).
+            for t in last {
+                guard case .finished = states[t.index] else { return nil }
+            }
+            guard let next = try search.pbtNextGeneration(last, outcomes: last.map { outcomes[$0.index] ?? .failed }, checkpointed: last.map { hasCheckpoint($0.index) }) else {
+                searchEnded = "no member of the population has a usable result after generation \(last[0].lineage?.generation ?? 0)"
+                effects.log("population-based training: \(searchEnded!); stopping")
+                return nil
+            }
+            generation = next
+            let exploits = next.filter { $0.lineage?.exploited == true }.map { "member \($0.lineage!.member) ← \(trials[indexByID[$0.lineage!.parent!]!].lineage!.member)" }
+            effects.log("population-based training: generation \(next[0].lineage!.generation + 1) of \(pbt.generations)\(exploits.isEmpty ? "" : "; exploit " + exploits.joined(separator: ", "))")
+            // The generation before the last is nobody's starting point any more.
+            if sweep.checkpoints.keep == .none, let g = last.first?.lineage?.generation, g >= 1 {
+                for t in trials where t.lineage?.generation == g - 1 { effects.submit(.prune(id: t.id)) }
+            }
+        }
+        for trial in generation {
+            try effects.suggested(
+                .init(index: trial.index, id: trial.id, branch: trial.branch, config: trial.config.canonicalJSON, parent: trial.lineage?.parent, exploited: trial.lineage?.exploited))
+            add(trial)
+        }
+        indexDirty = true
+        return scheduler.next()
+    }
+
+    /// Whether trial i's last checkpoint is stored (reported by the writer, or there after a restart).
+    private func hasCheckpoint(_ i: Int) -> Bool {
+        if latestCheckpoint[i] == lengths[i] { return true }
+        guard effects.checkpoint(trials[i].id) != nil else { return false }
+        latestCheckpoint[i] = lengths[i]
+        return true
     }
 
     /// What a committed trial tells the search.
@@ -523,14 +569,28 @@ public final class SweepState {
         let lease = book.nextLease(i, id: trials[i].id)
         // An earlier attempt's checkpoint (a lost worker, a coordinator restart, a rung) lets this
         // one continue where that left off. Only checkpoints checked on arrival are stored.
-        let resume = usesCheckpoints ? effects.checkpoint(lease.trial)?.base64EncodedString() : nil
-        // ASHA pauses trials at rungs with a checkpoint, so it needs them even when the sweep asks for none.
-        let every = sweep.checkpoints.every ?? (scheduler is Asha ? lengths[i] : nil)
+        var resume = usesCheckpoints ? effects.checkpoint(lease.trial)?.base64EncodedString() : nil
+        var resumedFrom = resume == nil ? nil : latestCheckpoint[i] ?? 0
+        // Population-based training: a new generation continues its parent's checkpoint (its own
+        // member's, or the member it exploited) with its own values of the explored keys.
+        var explored: [String]?
+        if resume == nil, let lineage = trials[i].lineage, let parent = lineage.parent {
+            guard let file = effects.checkpoint(parent) else {
+                effects.log("trial \(lease.trial): its parent \(parent)'s checkpoint is gone; it cannot continue")
+                return false
+            }
+            resume = file.base64EncodedString()
+            resumedFrom = lineage.parentEpoch
+            explored = sweep.search?.space.keys
+        }
+        // ASHA pauses trials at rungs with a checkpoint, and population-based training continues
+        // from each generation's last one: both need them even when the sweep asks for none.
+        let every = sweep.checkpoints.every ?? (scheduler is Asha || sweep.search?.pbt != nil ? lengths[i] : nil)
         let token = LeaseJournal.newToken()
-        let assignment = Assignment(lease: lease, token: token, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: run.pauseAfter)
+        let assignment = Assignment(
+            lease: lease, token: token, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: run.pauseAfter, explored: explored)
         // Journaled before it leaves: a worker can only ever prove a lease this file records.
         try effects.journal(lease.trial, .init(attempt: lease.attempt, token: token, promoted: run.promotedFrom != nil, worker: "\(worker.name)@\(worker.host)"))
-        let resumedFrom = resume == nil ? nil : latestCheckpoint[i] ?? 0
         book.grant(i, lease, token: token, to: worker, promoted: run.promotedFrom != nil, checkpoints: every != nil, resumedFrom: resumedFrom, now: t)
         guard effects.send(.trial(assignment), worker.identity) else {
             book.ungrant(i, promoted: run.promotedFrom != nil)
@@ -538,7 +598,7 @@ public final class SweepState {
             return false
         }
         if resume != nil {
-            effects.log("trial \(lease.trial) attempt \(lease.attempt) resumes from its checkpoint\(latestCheckpoint[i].map { " (epoch \($0))" } ?? "")")
+            effects.log("trial \(lease.trial) attempt \(lease.attempt) resumes from \(explored == nil ? "its" : "its parent's") checkpoint\(resumedFrom.map { " (epoch \($0))" } ?? "")")
         }
         setState(i, .leased)
         indexDirty = true
@@ -554,12 +614,15 @@ public final class SweepState {
     }
 
     /// The writer made these trials durable.
-    public func committed(_ trials: [FinishedTrial], records: [CommittedTrial]) {
+    public func committed(_ finished: [FinishedTrial], records: [CommittedTrial]) {
         for r in records { committed[r.id] = r }
-        for t in trials {
+        for t in finished {
             guard let i = indexByID[t.id] else { continue }
             setState(i, .finished(t.result.status))
             finishedCount += 1
+            // A generation's checkpoints are the next one's starting points: population-based
+            // training prunes them when that generation is done (`pbtSuggest`).
+            if let pbt = sweep.search?.pbt, let g = trials[i].lineage?.generation, g < pbt.generations - 1 { continue }
             if latestCheckpoint.removeValue(forKey: i) != nil || sweep.checkpoints.every != nil {
                 if sweep.checkpoints.keep == .none { effects.submit(.prune(id: t.id)) }
             }

@@ -26,6 +26,9 @@ import SweepCore
 ///                            optimizer_state_bytes
 ///     optimizer_work_NAME    attributes (int64): the optimizer's work counters, e.g. Shampoo's
 ///                            optimizer_work_eigendecompositions and optimizer_work_eigenbases_kept
+///     pbt_*                  population-based training: pbt_member, pbt_generation (int64),
+///                            pbt_parent (text, the trial whose checkpoint it continued; empty in
+///                            generation 0), pbt_parent_epoch (int64), pbt_exploited (0 or 1)
 public enum TrialFile {
     public static let format = ResultsLayout.Trial.format
     public static let formatVersion = ResultsLayout.Trial.formatVersion
@@ -89,6 +92,13 @@ public enum TrialFile {
         }
         for (name, count) in result.optimizerWork.sorted(by: { $0.key < $1.key }) {
             try group.setAttribute(Trial.optimizerWork(name), Int64(count))
+        }
+        if let lineage = result.lineage {
+            try group.setAttribute(Trial.pbtMember, Int64(lineage.member))
+            try group.setAttribute(Trial.pbtGeneration, Int64(lineage.generation))
+            try group.setAttribute(Trial.pbtParent, lineage.parent ?? "")
+            try group.setAttribute(Trial.pbtParentEpoch, Int64(lineage.parentEpoch))
+            try group.setAttribute(Trial.pbtExploited, Int64(lineage.exploited ? 1 : 0))
         }
     }
 }

@@ -108,3 +108,25 @@ public enum Metric: String, CaseIterable, Sendable {
         self == .testLoss && r.testLoss.isNaN ? r.trainLoss : value(in: r)
     }
 }
+
+/// Where a trial of population-based training comes from: its member of the population, its
+/// generation, and the trial whose checkpoint it continued (its own member's previous generation,
+/// or the member it exploited) at that trial's last epoch.
+public struct TrialLineage: Sendable, Equatable, Codable {
+    public var member: Int
+    public var generation: Int
+    /// The parent trial's id (nil in generation 0).
+    public var parent: String?
+    /// The epoch (step for toy objectives) the parent's checkpoint was taken at.
+    public var parentEpoch: Int
+    /// Whether the member exploited another member (copied its checkpoint and explored).
+    public var exploited: Bool
+
+    public init(member: Int, generation: Int, parent: String?, parentEpoch: Int, exploited: Bool) {
+        self.member = member
+        self.generation = generation
+        self.parent = parent
+        self.parentEpoch = parentEpoch
+        self.exploited = exploited
+    }
+}

@@ -143,6 +143,13 @@ public enum ResultsLayout {
         public static let optimizerStateBytes = "optimizer_state_bytes"
         public static let suggestedLR = "suggested_lr"
         public static let sharpness = "sharpness"
+        /// Population-based training (`TrialLineage`): member, generation, parent trial id (empty in
+        /// generation 0), the parent's epoch copied, and 1 if the member exploited another.
+        public static let pbtMember = "pbt_member"
+        public static let pbtGeneration = "pbt_generation"
+        public static let pbtParent = "pbt_parent"
+        public static let pbtParentEpoch = "pbt_parent_epoch"
+        public static let pbtExploited = "pbt_exploited"
         /// `optimizer_work_NAME` (int64): an optimizer's work counter.
         public static func optimizerWork(_ name: String) -> String { "optimizer_work_\(name)" }
 

@@ -104,12 +104,15 @@ public struct Trial: Sendable {
     public let config: TrialConfig
     /// The keys whose values differ across the sweep, sorted.
     public let varied: [String]
+    /// Population-based training: the member, generation and parent (whose checkpoint it continues).
+    public let lineage: TrialLineage?
 
-    public init(id: String, index: Int, branch: String, config: TrialConfig, varied: [String]) {
+    public init(id: String, index: Int, branch: String, config: TrialConfig, varied: [String], lineage: TrialLineage? = nil) {
         self.id = id
         self.index = index
         self.branch = branch
         self.config = config
         self.varied = varied
+        self.lineage = lineage
     }
 }

@@ -619,11 +619,12 @@ extension SweepParser {
         section.searchLine = entry.line
         var algorithmGiven = false
         var startupTrials: (Int, Int?)?, candidates: (Int, Int?)?
+        var pbtKeys: [String: (value: Double, line: Int?)] = [:]
         for e in try entries(entry.value, what: "search", key: "search", line: entry.line) {
             switch e.key {
             case "algorithm":
                 guard case .scalar(let s) = e.value, let algorithm = Search.Algorithm(rawValue: s.string) else {
-                    let planned = ["pbt"]
+                    let planned: [String] = []
                     if case .scalar(let s) = e.value, planned.contains(s.string) {
                         throw error(e.line, "algorithm", "'\(s.string)' is not implemented yet; available: \(Search.Algorithm.allCases.map(\.rawValue).joined(separator: ", "))")
                     }
@@ -646,13 +647,36 @@ extension SweepParser {
                 candidates = (n, e.line)
             case "params":
                 section.searchParams += try parseDistributions(e, what: "search.params")
+            case "population":
+                pbtKeys[e.key] = (Double(try integer(e, atLeast: 2)), e.line)
+            case "interval":
+                pbtKeys[e.key] = (Double(try integer(e, atLeast: 1)), e.line)
+            case "quantile", "resample_probability":
+                guard let x = try value(e.value, key: e.key, line: e.line).asDouble, x.isFinite,
+                    e.key == "quantile" ? (x > 0 && x <= 0.5) : (x >= 0 && x <= 1)
+                else {
+                    throw error(e.line, e.key, e.key == "quantile" ? "must be a number in (0, 0.5]" : "must be a probability in [0, 1]")
+                }
+                pbtKeys[e.key] = (x, e.line)
             default:
-                let allowed = ["algorithm", "candidates", "parallel", "params", "startup_trials", "trials"]
+                let allowed = ["algorithm", "candidates", "interval", "parallel", "params", "population", "quantile", "resample_probability", "startup_trials", "trials"]
                 throw error(e.line, e.key, "unknown key of search\(hint(e.key, allowed)); allowed: \(allowed.joined(separator: ", "))")
             }
         }
         guard algorithmGiven else { throw error(entry.line, "algorithm", "search needs an algorithm: \(Search.Algorithm.allCases.map(\.rawValue).joined(separator: ", "))") }
-        guard settings.budget > 0 else { throw error(entry.line, "trials", "search needs 'trials', the number of trials to run (its budget)") }
+        if settings.algorithm == .pbt {
+            guard let population = pbtKeys["population"], let interval = pbtKeys["interval"] else {
+                throw error(
+                    entry.line, pbtKeys["population"] == nil ? "population" : "interval", "population-based training needs 'population' (members, at least 2) and 'interval' (epochs between exchanges)"
+                )
+            }
+            if settings.budget > 0 { throw error(entry.line, "trials", "population-based training runs population × generations trials; remove 'trials'") }
+            if settings.parallel != nil { throw error(entry.line, "parallel", "population-based training runs its whole population at once; remove 'parallel'") }
+            settings.pbt = (Int(population.value), Int(interval.value), pbtKeys["quantile"]?.value ?? 0.25, pbtKeys["resample_probability"]?.value ?? 0.25)
+        } else if let (key, (_, line)) = pbtKeys.first {
+            throw error(line, key, "is a setting of algorithm pbt")
+        }
+        guard settings.budget > 0 || settings.algorithm == .pbt else { throw error(entry.line, "trials", "search needs 'trials', the number of trials to run (its budget)") }
         switch settings.algorithm {
         case .random:
             if let (_, line) = startupTrials { throw error(line, "startup_trials", "is a setting of algorithms tpe and gp") }
@@ -660,6 +684,8 @@ extension SweepParser {
             if let (n, _) = startupTrials { settings.tpe.startupTrials = n }
         case .gp:
             if let (n, _) = startupTrials { settings.gp.startupTrials = n }
+        case .pbt:
+            if let (_, line) = startupTrials { throw error(line, "startup_trials", "is a setting of algorithms tpe and gp") }
         }
         if settings.algorithm != .tpe, let (_, line) = candidates { throw error(line, "candidates", "is a setting of algorithm tpe") }
         return settings

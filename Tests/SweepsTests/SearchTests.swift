@@ -54,8 +54,10 @@ import Testing
         let e1 = try #require(parseError(withGrid))
         #expect(e1.location.line == 10 && e1.message.contains("has a grid too"))
 
-        let pbt = Self.branched.replacingOccurrences(of: "algorithm: tpe", with: "algorithm: pbt")
-        #expect(try #require(parseError(pbt)).message.contains("'pbt' is not implemented yet"))
+        let pbt = Self.branched.replacingOccurrences(of: "algorithm: tpe", with: "algorithm: pbt").replacingOccurrences(of: "  trials: 30\n", with: "  population: 4\n  interval: 5\n")
+        #expect(try #require(parseError(pbt)).message.contains("runs one optimizer entry"))
+        let pbtBudget = Self.branched.replacingOccurrences(of: "algorithm: tpe", with: "algorithm: pbt")
+        #expect(try #require(parseError(pbtBudget)).key == "population")
 
         let noBudget = Self.branched.replacingOccurrences(of: "  trials: 30\n", with: "")
         #expect(try #require(parseError(noBudget)).key == "trials")

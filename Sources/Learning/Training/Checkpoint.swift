@@ -94,9 +94,10 @@ public struct CheckpointPolicy {
     public var mayDiffer: Set<String> = []
     public var save: (TrainingCheckpoint) throws -> Void
 
-    public init(every: Int? = nil, resume: TrainingCheckpoint? = nil, save: @escaping (TrainingCheckpoint) throws -> Void = { _ in }) {
+    public init(every: Int? = nil, resume: TrainingCheckpoint? = nil, mayDiffer: Set<String> = [], save: @escaping (TrainingCheckpoint) throws -> Void = { _ in }) {
         self.every = every
         self.resume = resume
+        self.mayDiffer = mayDiffer
         self.save = save
     }
 

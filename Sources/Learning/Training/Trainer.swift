@@ -25,6 +25,8 @@ public struct TrialResult: Sendable {
     public var optimizerStateByTensor: [TensorStateBytes] = []
     /// The optimizer's work counters (`WorkCounting`), e.g. Shampoo's eigendecompositions.
     public var optimizerWork: [String: Int] = [:]
+    /// Population-based training: where the trial comes from (set by the coordinator).
+    public var lineage: TrialLineage?
 
     /// The optimizer's state size, in total and per tensor, and its work counters, at the end.
     mutating func recordOptimizer<T: BLASScalar>(_ optimizer: any Optimizer<T>, names: [String]) {

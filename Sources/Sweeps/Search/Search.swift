@@ -9,6 +9,8 @@ struct SearchSettings: Sendable {
     var parallel: Int?
     var tpe = TPE.Settings()
     var gp = GP.Settings()
+    /// pbt: population, interval, quantile, resample probability (the length comes from the trials).
+    var pbt: (population: Int, interval: Int, quantile: Double, resample: Double)?
 }
 
 /// An adaptive search: instead of a list expanded up front, the coordinator asks for trials one
@@ -33,6 +35,8 @@ public struct Search: Sendable {
         case tpe
         /// Gaussian-process Bayesian optimisation: Matérn 5/2, expected improvement (`GP`).
         case gp
+        /// Population-based training (`PopulationBasedTraining`).
+        case pbt
     }
 
     /// The most trials one search may run.
@@ -45,7 +49,9 @@ public struct Search: Sendable {
     public let parallel: Int?
     let tpe: TPE.Settings
     let gp: GP.Settings
-    let space: SearchSpace
+    /// Population-based training's settings (`algorithm: pbt`).
+    public let pbt: PopulationBasedTraining?
+    public let space: SearchSpace
     let seed: UInt64
     let maximize: Bool
     let source: String
@@ -89,6 +95,11 @@ public struct Search: Sendable {
     /// What `sweep-coordinator plan` prints: the algorithm, the budget and the space.
     public var plan: String {
         var lines = ["search: \(algorithm.rawValue), \(budget) trials suggested as the sweep runs, \(parallel.map { "at most \($0)" } ?? "as many as the workers' free slots") at once"]
+        if let pbt {
+            lines = [
+                "search: pbt, a population of \(pbt.population) in \(pbt.generations) generations of \(pbt.interval) \(pbt.lengthKey) (\(budget) trials); the bottom \(pbt.quantileCount) exploit the top \(pbt.quantileCount) and explore (resample probability \(pbt.resampleProbability))"
+            ]
+        }
         if !space.shared.isEmpty { lines.append("  " + space.shared.map { "\($0.key): \($0.distribution)" }.joined(separator: ", ")) }
         for branch in space.branches where space.branches.count > 1 || !branch.params.isEmpty {
             lines.append("  \(branch.name)" + (branch.params.isEmpty ? "" : ": " + branch.params.map { "\($0.key): \($0.distribution)" }.joined(separator: ", ")))
@@ -110,6 +121,7 @@ public struct Search: Sendable {
             case .random: point = space.draw(&rng)
             case .tpe: point = tpeSuggestion(history: history, &rng)
             case .gp: point = k < 8 && !planner!.isStarting ? planner!.suggest(&rng) : space.draw(&rng)
+            case .pbt: throw SuggestionError.invalid("population-based training suggests whole generations (pbtInitial, pbtNextGeneration)")
             }
             let trial = try space.trial(point, index: n, varied: varied, source: source)
             if !isTaken(trial.id) { return trial }
@@ -188,7 +200,7 @@ public struct Search: Sendable {
 
 /// The space a search samples: its optimizer entries (branches) with their fixed values, the
 /// shared parameters and each entry's own.
-struct SearchSpace: Sendable {
+public struct SearchSpace: Sendable {
     struct Branch: Sendable {
         let name: String
         let line: Int?
@@ -219,6 +231,8 @@ struct SearchSpace: Sendable {
     let branches: [Branch]
     /// Shared parameters (top-level `search.params`), sorted by key.
     let shared: [RandomParam]
+    /// Every sampled key, sorted.
+    public var keys: [String] { Set(shared.map(\.key) + branches.flatMap { $0.params.map(\.key) }).sorted() }
     let source: String
 
     /// The groups TPE models jointly: the entry choice (with several entries) and the shared
@@ -397,12 +411,30 @@ extension SweepSpec {
                 }
             }
         }
+        var pbt: PopulationBasedTraining?
+        if let p = settings.pbt {
+            guard branchList.count == 1 else {
+                throw error(branches?.dropFirst().first?.line, "optimizers", "population-based training runs one optimizer entry (its members exchange checkpoints)")
+            }
+            if earlyStopping != nil { throw error(settings.line, "early_stopping", "population-based training does its own stopping and copying; remove early_stopping") }
+            var rng = Xoshiro256(seed: seed, stream: "check")
+            let sample = try space.trial(space.draw(&rng), index: 0, varied: varied, source: source).config
+            let length = try sample.length()
+            let lengthKey = sample.isToyObjective ? "steps" : "epochs"
+            guard p.interval < length else {
+                throw error(settings.line, "interval", "must be less than the trials' \(lengthKey) (\(length)) for members to exchange anything")
+            }
+            pbt = PopulationBasedTraining(population: p.population, interval: p.interval, quantile: p.quantile, resampleProbability: p.resample, length: length, lengthKey: lengthKey)
+            guard p.population * pbt!.generations <= Search.maxBudget else {
+                throw error(settings.line, "population", "population × generations = \(p.population * pbt!.generations) trials; at most \(Search.maxBudget)")
+            }
+        }
         var sweep = Sweep(name: name, description: description, seed: seed, objective: objective, text: text, source: source, trials: [])
         sweep.checkpoints = checkpoints
         sweep.earlyStopping = earlyStopping
         sweep.search = Search(
-            algorithm: settings.algorithm, budget: settings.budget, parallel: settings.parallel, tpe: settings.tpe, gp: settings.gp, space: space, seed: seed,
-            maximize: objective.maximize, source: source, varied: varied)
+            algorithm: settings.algorithm, budget: pbt.map { $0.population * $0.generations } ?? settings.budget, parallel: settings.parallel, tpe: settings.tpe,
+            gp: settings.gp, pbt: pbt, space: space, seed: seed, maximize: objective.maximize, source: source, varied: varied)
         return sweep
     }
 }
