@@ -508,6 +508,14 @@ let repositoryRoot: String = {
             let path = repositoryRoot + "/sweeps/\(name)"
             let plain = try SweepFile.load(path: path)
             for s in [plain] + (plain.text.contains("\nprofiles:") ? [try SweepFile.load(path: path, profile: "full")] : []) {
+                if let search = s.search {
+                    // A search's first suggestions are valid trials.
+                    for n in 0..<3 {
+                        let t = search.pbt != nil ? try search.pbtInitial(member: n) : try search.suggest(number: n, history: []) { _ in false }
+                        try t.config.validate()
+                    }
+                    continue
+                }
                 #expect(!s.trials.isEmpty)
                 #expect(Set(s.trials.map(\.id)).count == s.trials.count)
                 for t in s.trials { try t.config.validate() }
