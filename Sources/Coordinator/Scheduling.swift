@@ -197,6 +197,9 @@ public struct Asha: TrialScheduler {
     /// Trial → the last epoch it reached (for the next pause target after a promotion).
     private var reached: [Int: Int] = [:]
 
+    /// The last epoch a trial reached (0 before its first record).
+    public func reached(_ trial: Int) -> Int { reached[trial] ?? 0 }
+
     public init(trials: [Int], lengths: [Int], minEpochs: Int, reductionFactor: Int, maximize: Bool, metric: String) {
         order = InOrder(trials: trials)
         rungs = SuccessiveHalving(minEpochs: minEpochs, reductionFactor: reductionFactor, maximize: maximize)

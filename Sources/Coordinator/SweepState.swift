@@ -119,6 +119,8 @@ public final class SweepState {
     private(set) var nonNegativeLoss: [Bool] = []
     /// What became of each trial a search suggested (what the search learns from).
     private(set) var outcomes: [Int: Search.Outcome] = [:]
+    /// The ASHA rung the search's model was last fitted on (BOHB), for the log.
+    private var modelledRung: Int?
     /// Why the search stopped suggesting before its budget, if it did.
     public private(set) var searchEnded: String?
     /// Whether the sweep keeps checkpoints (asked for, or needed by ASHA to pause trials).
@@ -467,7 +469,7 @@ public final class SweepState {
         guard let search = sweep.search, searchEnded == nil, trials.count < search.budget else { return nil }
         if search.pbt != nil { return try pbtSuggest(search) }
         if let parallel = search.parallel, inFlight >= parallel { return nil }
-        let history = trials.indices.map { i in Search.Record(trial: trials[i], outcome: outcomes[i] ?? .running) }
+        let history = searchHistory(search)
         let trial: Trial
         do {
             trial = try search.suggest(number: trials.count, history: history) { indexByID[$0] != nil }
@@ -515,6 +517,33 @@ public final class SweepState {
         }
         indexDirty = true
         return scheduler.next()
+    }
+
+    /// What the search learns from. With ASHA (BOHB, Falkner et al. 2018): the values at the
+    /// largest budget at which enough trials have one — the trials' end, else the highest rung with
+    /// at least `startupTrials` values —; trials still running count as running, trials that stopped
+    /// below that budget as pruned at the epoch they reached. Without ASHA: each trial's outcome.
+    private func searchHistory(_ search: Search) -> [Search.Record] {
+        let plain = trials.indices.map { i in Search.Record(trial: trials[i], outcome: outcomes[i] ?? .running) }
+        guard let asha = scheduler as? Asha else { return plain }
+        let complete = plain.filter { if case .complete = $0.outcome { true } else { false } }.count
+        if complete >= search.startupTrials { return plain }
+        let rungs = asha.rungs.rungs
+        guard let k = rungs.indices.last(where: { rungs[$0].count >= search.startupTrials }) else { return plain }
+        if modelledRung != k {
+            modelledRung = k
+            effects.log("search: modelled on ASHA's rung \(k) (\(rungs[k].count) trials have a value there)")
+        }
+        return trials.indices.map { i in
+            if let v = rungs[k][i] { return Search.Record(trial: trials[i], outcome: .complete(v)) }
+            switch states[i] {
+            case .queued, .leased: return Search.Record(trial: trials[i], outcome: .running)
+            default:
+                let reached = asha.reached(i)
+                let value = (0..<k).reversed().lazy.compactMap { rungs[$0][i] }.first ?? .infinity
+                return Search.Record(trial: trials[i], outcome: .pruned(epoch: reached, value: value))
+            }
+        }
     }
 
     /// Whether trial i's last checkpoint is stored (reported by the writer, or there after a restart).

@@ -74,6 +74,26 @@ extension SweepEndToEndTests {
             }
         }
 
+        @Test func tpeThroughASHARungsIsBOHB() throws {
+            let dir = Harness.temporaryDirectory("bohb")
+            Harness.write(
+                Self.sweep(trials: 30, steps: 270).replacingOccurrences(of: "seed: 11", with: "seed: 11\nearly_stopping: {rule: asha, min_epochs: 10, reduction_factor: 3}"),
+                to: "\(dir)/s.yaml")
+            let p = try Harness.start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--local-workers", "2", "--out", "\(dir)/out", "--plain"], log: "\(dir)/log")
+            defer { Harness.stop(p) }
+            #expect(Harness.wait(p, timeout: 120))
+            let log = Harness.read("\(dir)/log")
+            #expect(p.terminationStatus == 0, Comment(rawValue: log))
+            // The model is fitted on a rung before enough trials have run to their end.
+            #expect(log.contains("search: modelled on ASHA's rung"), Comment(rawValue: log))
+            #expect(log.contains("ASHA: promoting"), Comment(rawValue: log))
+            let rows = try Harness.trials("\(dir)/out")
+            #expect(rows.count == 30)
+            let stopped = rows.filter { $0.status == "stopped" }.count
+            #expect(stopped >= 10 && rows.contains { $0.status == "done" }, "\(rows.map(\.status))")
+            #expect(Self.suggested(dir).map(\.index) == Array(0..<30))
+        }
+
         @Test func aSearchKilledWithSIGKILLContinuesTheSameSearchAfterARestart() throws {
             let dir = Harness.temporaryDirectory("tpe-kill")
             // Long enough trials (a few tenths of a second each) that the kill lands mid-search.

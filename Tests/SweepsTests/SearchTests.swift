@@ -73,8 +73,9 @@ import Testing
         let twice = Self.branched.replacingOccurrences(of: "beta1: {uniform: [0.5, 0.99]}", with: "lr: {uniform: [0.01, 0.1]}")
         #expect(try #require(parseError(twice)).message.contains("sampled in one place only"))
 
-        let asha = Self.branched.replacingOccurrences(of: "seed: 7", with: "seed: 7\nearly_stopping: {rule: asha}")
-        #expect(try #require(parseError(asha)).message.contains("BOHB"))
+        let pbtAsha =
+            "name: p\nearly_stopping: {rule: asha}\nsearch: {algorithm: pbt, population: 2, interval: 5, params: {lr: {loguniform: [0.001, 0.1]}}}\nbase: {model: quadratic, steps: 20, optimizer: sgd}\n"
+        #expect(try #require(parseError(pbtAsha)).message.contains("does its own stopping"))
     }
 
     // MARK: Suggestions

@@ -92,6 +92,15 @@ public struct Search: Sendable {
         }
     }
 
+    /// Finished trials the model needs before it is used (random draws until then).
+    public var startupTrials: Int {
+        switch algorithm {
+        case .tpe: tpe.startupTrials
+        case .gp: gp.startupTrials
+        case .random, .pbt: 1
+        }
+    }
+
     /// What `sweep-coordinator plan` prints: the algorithm, the budget and the space.
     public var plan: String {
         var lines = ["search: \(algorithm.rawValue), \(budget) trials suggested as the sweep runs, \(parallel.map { "at most \($0)" } ?? "as many as the workers' free slots") at once"]
@@ -362,9 +371,7 @@ extension SweepSpec {
             _ = line
         }
         if let seeds { throw error(seeds.line, "seeds", "seeds and repeats are not supported with a search yet (each suggestion is one trial); set 'seed' in base") }
-        if case .asha? = earlyStopping {
-            throw error(settings.line, "early_stopping", "ASHA with a search (BOHB) is not implemented yet; use the median rule or no early stopping")
-        }
+
         let shared = top.searchParams.sorted { $0.key < $1.key }
         var spaceBranches: [SearchSpace.Branch] = []
         var sampled = Set(shared.map(\.key))
