@@ -11,7 +11,7 @@ public struct ParameterImportance: Sendable {
     /// Where the top trials are: `0.001–0.003` for numbers, `adamw×5 sgd×1` for the rest.
     public var topValues: String
     /// Numbers with many values: density over the [0, 1]-scaled range (log10 when the values
-    /// are positive and span a decade or more); otherwise one cell per value.
+    /// look log-uniform); otherwise one cell per value.
     public var continuous: Bool
     public var logScale: Bool
 }
@@ -25,8 +25,8 @@ public struct ParameterImportance: Sendable {
 /// The choices made here, where the paper leaves room:
 /// - the trials are the ranked ones (finished, finite metric); the top set is every trial at
 ///   least as good as the ⌈γ·n⌉-th best (γ = 0.1: ties at the cut-off are all in);
-/// - numeric keys with more than `maxCategories` values are scaled to [0, 1] (log10 when all
-///   are positive and span ≥ 10×), binned on `gridSize` points, and smoothed by Gaussian
+/// - numeric keys with more than `maxCategories` values are scaled to [0, 1] (log10 when they
+///   look log-uniform, see `looksLogUniform`), binned on `gridSize` points, and smoothed by Gaussian
 ///   kernels whose width follows Scott's rule (at least one grid step), each truncated and
 ///   normalised on the grid; other keys (text, or few numbers as from a grid sweep) count per
 ///   value;
@@ -64,7 +64,7 @@ public enum PEDANOVA {
                 let all: [Double], best: [Double]
                 if continuous {
                     let (lo, hi) = (numbers.min()!, numbers.max()!)
-                    logScale = lo > 0 && hi / lo >= 10
+                    logScale = looksLogUniform(numbers)
                     let scale = { (x: Double) in logScale ? (log10(x) - log10(lo)) / (log10(hi) - log10(lo)) : (x - lo) / (hi - lo) }
                     all = gridDensity(observed.map { scale($0.number!) })
                     best = gridDensity(observedTop.map { scale($0.number!) })
@@ -85,8 +85,17 @@ public enum PEDANOVA {
         return (top.count, ranked.count, out.sorted { $0.divergence != $1.divergence ? $0.divergence > $1.divergence : $0.key < $1.key })
     }
 
+    /// Positive values spanning two decades or more whose median is nearer their geometric
+    /// midpoint than their arithmetic one, as log-uniform draws are (the search space itself is
+    /// not in the results).
+    static func looksLogUniform(_ values: [Double]) -> Bool {
+        guard let lo = values.min(), let hi = values.max(), lo > 0, hi / lo >= 100 else { return false }
+        let median = log10(values.sorted()[values.count / 2])
+        return abs(median - (log10(lo) + log10(hi)) / 2) < abs(median - log10((lo + hi) / 2))
+    }
+
     /// The positions of the top-quantile values: all at least as good as the ⌈q·n⌉-th best.
-    static func topIndices(_ values: [Double], quantile: Double, maximize: Bool) -> Set<Int> {
+    public static func topIndices(_ values: [Double], quantile: Double, maximize: Bool) -> Set<Int> {
         let sorted = values.sorted { maximize ? $0 > $1 : $0 < $1 }
         let cutoff = sorted[max(0, min(sorted.count - 1, Int((quantile * Double(values.count)).rounded(.up)) - 1))]
         return Set(values.indices.filter { maximize ? values[$0] >= cutoff : values[$0] <= cutoff })
@@ -94,7 +103,7 @@ public enum PEDANOVA {
 
     /// The density over `categories` cells of one kernel per observation (all its mass on its
     /// cell) and one uniform prior kernel: (count + 1/K) / (n + 1).
-    static func categoricalDensity(_ observations: [Int], categories k: Int) -> [Double] {
+    public static func categoricalDensity(_ observations: [Int], categories k: Int) -> [Double] {
         var p = [Double](repeating: 1 / Double(k), count: k)
         for c in observations { p[c] += 1 }
         return p.map { $0 / Double(observations.count + 1) }
@@ -102,7 +111,7 @@ public enum PEDANOVA {
 
     /// The density on `gridSize` points of [0, 1] of one Gaussian kernel per observation (at
     /// its nearest grid point, Scott's-rule width, truncated to the grid) and one uniform prior.
-    static func gridDensity(_ observations: [Double], gridSize n: Int = gridSize) -> [Double] {
+    public static func gridDensity(_ observations: [Double], gridSize n: Int = gridSize) -> [Double] {
         let bins = observations.map { min(n - 1, max(0, Int(($0 * Double(n - 1)).rounded()))) }
         let width = scottBandwidth(bins.map(Double.init))
         var p = [Double](repeating: 1 / Double(n), count: n)
@@ -133,7 +142,7 @@ public enum PEDANOVA {
     }
 
     /// Σ p · (q / p − 1)² = Σ (q − p)² / p: how far `q` (top trials) is from `p` (all trials).
-    static func pearsonDivergence(_ q: [Double], _ p: [Double]) -> Double {
+    public static func pearsonDivergence(_ q: [Double], _ p: [Double]) -> Double {
         zip(q, p).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) / $1.1 }
     }
 
