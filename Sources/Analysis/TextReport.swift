@@ -106,7 +106,7 @@ public enum TextReport {
         guard curves.contains(where: { $0.contains { $0.best.isFinite } }) else { return "" }
         let longest = curves.map { $0.last?.number ?? 0 }.max() ?? 0
         let checkpoints = SweepAnalysis.bestSoFarCheckpoints.filter { $0 < longest }
-        let out = "\nBest \(a.metric.rawValue) so far by trial number (the order the sweep suggested them)\n"
+        let out = "\nBest \(a.metric.rawValue) so far by trial number\n"
         var rows = [(sweeps.count > 1 ? ["sweep"] : []) + checkpoints.map { "after \($0)" } + ["all", "trials", "best at"]]
         for (label, curve) in zip(sweepLabels(sweeps), curves) {
             let all = curve.last?.best ?? .nan
