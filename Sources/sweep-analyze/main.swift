@@ -47,7 +47,10 @@ struct SweepAnalyze: ParsableCommand {
     @Option(help: "Write the HTML report (inline SVG charts, no scripts) to this file.")
     var html: String?
 
-    @Option(help: ArgumentHelp("The Pareto front of two metrics, M1,M2: listed, and drawn in the HTML report.", discussion: "Metrics: \(TrialMeasure.allCases.map(\.rawValue).joined(separator: ", ")) (accuracy is maximised, the rest minimised).", valueName: "M1,M2"))
+    @Option(
+        help: ArgumentHelp(
+            "The Pareto front of two metrics, M1,M2: listed, and drawn in the HTML report.",
+            discussion: "Metrics: \(TrialMeasure.allCases.map(\.rawValue).joined(separator: ", ")) (accuracy is maximised, the rest minimised).", valueName: "M1,M2"))
     var pareto: String?
 
     @Option(help: "The heatmap's two hyperparameters, KEY1,KEY2 (x, y; default: the two varied numeric ones with the most values).")
