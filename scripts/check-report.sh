@@ -83,7 +83,7 @@ PY
 }
 
 check mlp Tests/AnalysisTests/Fixtures/report-sweep.yaml \
-  "train-loss test-loss test-accuracy time-per-epoch final-metric heatmap parallel-coordinates"
+  "train-loss test-loss test-accuracy time-per-epoch final-metric heatmap parallel-coordinates best-so-far"
 check toy Tests/AnalysisTests/Fixtures/report-toy.yaml \
-  "train-loss time-per-epoch final-metric parallel-coordinates trajectory-1"
+  "train-loss time-per-epoch final-metric parallel-coordinates best-so-far pareto trajectory-1"
 echo "check-report: ok ($out)"

@@ -97,12 +97,14 @@ enum Charts {
     }
 
     /// Vertical bars from zero (from the bottom decade on a log axis), value written on each.
-    static func bars(title: String, subtitle: String? = nil, yLabel: String, bars: [Bar], width: Double = 650, height: Double = 380, format: (Double) -> String) -> String? {
+    static func bars(
+        title: String, subtitle: String? = nil, yLabel: String, bars: [Bar], width: Double = 650, height: Double = 380, logY: Bool? = nil, format: (Double) -> String
+    ) -> String? {
         let values = bars.map(\.value).filter(\.isFinite)
         guard !values.isEmpty else { return nil }
         let svg = SVG(width: width, height: height)
         Charts.title(svg, title, subtitle: subtitle)
-        let log = Axis.wantsLog(values)
+        let log = logY ?? Axis.wantsLog(values)
         // Headroom above the tallest bar for its label.
         let yAxis = Axis.fit(log ? values : values + [values.max()! * 1.1], log: log, includeZero: !log)
         let top = subtitle == nil ? 44.0 : 56

@@ -12,12 +12,20 @@ public struct HTMLReport: Sendable {
 
     /// Builds the report. `heatmap` names the two hyperparameters of the heatmap (x, y); nil
     /// picks the two varied numeric ones with the most distinct values.
-    public static func render(_ a: SweepAnalysis, groupBy: String = "optimizer", heatmap: (String, String)? = nil, top: Int = 10) throws -> HTMLReport {
+    /// `compare`: other sweeps drawn in the best-so-far chart. `pareto`: the two measures of the
+    /// Pareto scatter (nil: the metric and seconds per epoch, when three or more trials have both).
+    public static func render(
+        _ a: SweepAnalysis, groupBy: String = "optimizer", heatmap: (String, String)? = nil, top: Int = 10, compare: [SweepAnalysis] = [],
+        pareto: (TrialMeasure, TrialMeasure)? = nil
+    ) throws -> HTMLReport {
         var builder = Builder(a: a, groupBy: groupBy, groups: try a.bestPerGroup(by: groupBy), board: a.leaderboard())
         builder.lossCurves()
         builder.groupBars()
         try builder.heatmap(keys: heatmap)
         builder.parallelCoordinates()
+        builder.bestSoFar(compare: compare)
+        builder.importance()
+        builder.pareto(pareto)
         builder.trajectories()
         builder.lrRangeTests()
         builder.layerDiagnostics()
@@ -233,6 +241,70 @@ public struct HTMLReport: Sendable {
 
         func points(_ t: TrialRow) -> [(x: Double, y: Double)] { t.details!.trajectory.map { (x: $0[0], y: $0[1]) } }
 
+        /// The running best of the metric over trial number, one line per sweep.
+        mutating func bestSoFar(compare: [SweepAnalysis]) {
+            let sweeps = [a] + compare
+            let series = zip(TextReport.sweepLabels(sweeps), sweeps).enumerated().map { i, pair in
+                let (label, s) = pair
+                return ProgressSeries(
+                    name: label, color: Palette.color(i),
+                    points: s.bestSoFar().map { p in
+                        let value = p.value.isFinite ? "\(metricName) \(formatMetric(p.value))" : p.trial.status
+                        return (Double(p.number), p.value, p.best, "\(label) #\(p.number) \(p.trial.id) \(p.trial.optimizer): \(value)")
+                    })
+            }
+            add(
+                "best-so-far",
+                Charts.progress(
+                    title: "Best \(a.metric.label) so far",
+                    subtitle: "running best by trial number\(sweeps.count > 1 ? ", one line per sweep" : ""); points: each trial's own value",
+                    yLabel: a.metric.label, series: series),
+                else: "Best so far: no ranked trial yet.")
+        }
+
+        /// PED-ANOVA importance of each varied hyperparameter, as bars.
+        mutating func importance() {
+            let quantile = Int((PEDANOVA.defaultQuantile * 100).rounded())
+            guard let result = PEDANOVA.evaluate(a) else {
+                omitted.append("Parameter importance: fewer than \(PEDANOVA.minimumTrials) ranked trials.")
+                return
+            }
+            let bars = result.importances.enumerated().map { Bar(label: $0.element.key, value: $0.element.share * 100, color: Palette.color($0.offset)) }
+            add(
+                "importance",
+                bars.isEmpty
+                    ? nil
+                    : Charts.bars(
+                        title: "Parameter importance (PED-ANOVA, top \(quantile)%)",
+                        subtitle: "share of the divergence between the top \(result.top) and all \(result.ranked) ranked trials",
+                        yLabel: "importance (%)", bars: bars, logY: false, format: { String(format: "%.1f", $0) }),
+                else: "Parameter importance: no hyperparameter takes two or more values among ranked trials.")
+        }
+
+        /// Two measures of every finished trial, the Pareto front highlighted.
+        mutating func pareto(_ measures: (TrialMeasure, TrialMeasure)?) {
+            let pair = measures ?? (TrialMeasure(rawValue: a.metric.rawValue)!, .secondsPerEpoch)
+            let p = a.paretoFront(pair.0, pair.1)
+            guard measures != nil || p.candidates.count >= 3 else {
+                omitted.append("Pareto front: fewer than three finished trials with \(pair.0.rawValue) and \(pair.1.rawValue) (choose two with --pareto M1,M2).")
+                return
+            }
+            let onFront = Set(p.front.map(\.trial.id))
+            let points = p.candidates.map { c in
+                ScatterPoint(
+                    x: c.x, y: c.y, color: color(a.groupValue(c.trial, by: groupBy)),
+                    title: "\(c.trial.id) \(name(c.trial)): \(pair.0.rawValue) \(pair.0.format(c.x)), \(pair.1.rawValue) \(pair.1.format(c.y))\(onFront.contains(c.trial.id) ? " (Pareto front)" : "")",
+                    highlight: onFront.contains(c.trial.id))
+            }
+            add(
+                "pareto",
+                Charts.scatter(
+                    title: "Pareto front: \(pair.0.label) vs \(pair.1.label)",
+                    subtitle: "\(p.front.count) of \(p.candidates.count) finished trials not dominated (outlined); colour: \(groupBy)",
+                    xLabel: pair.0.label, yLabel: pair.1.label, points: points, front: p.front.map { ($0.x, $0.y) }, maximize: p.maximize),
+                else: "Pareto front over \(pair.0.rawValue) and \(pair.1.rawValue): no finished trial has both.")
+        }
+
         /// LR range tests (optional data, see `OptionalData`): loss against learning rate.
         mutating func lrRangeTests() {
             let trials = a.trials.filter { $0.details?.lrRange != nil }
@@ -303,6 +375,14 @@ public struct HTMLReport: Sendable {
                         s.means.map { "\(escapeXML($0.value.description)): \(formatMetric($0.mean)) (\($0.count))" }.joined(separator: " · "),
                     ]
                 }, numeric: [1])
+        }
+        if let importance = PEDANOVA.evaluate(a), !importance.importances.isEmpty {
+            h += htmlTable(
+                "Parameter importance (PED-ANOVA, top \(Int((PEDANOVA.defaultQuantile * 100).rounded()))% = \(importance.top) of \(importance.ranked))",
+                ["hparam", "importance", "divergence", "top values"],
+                importance.importances.map { i in
+                    [escapeXML(i.key), String(format: "%.1f%%", i.share * 100), formatMetric(i.divergence), escapeXML(i.topValues)]
+                }, numeric: [1, 2])
         }
         let costs = a.costs()
         if !costs.isEmpty {

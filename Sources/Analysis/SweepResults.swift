@@ -83,6 +83,8 @@ public struct TrialDetails: Sendable {
     public var config: TrialConfig?
     public var configJSON: String
     public var optimizerStateBytes: Int?
+    /// The model's trainable scalars (`parameter_count`), when the group records it.
+    public var parameterCount: Int?
     public var wallSeconds: Double
     public var history: TrialHistory
     /// Toy objectives: (steps + 1) points; empty otherwise.
@@ -295,6 +297,7 @@ struct TrialReader {
             configJSON: json,
             optimizerStateBytes: g.hasAttribute(Trial.optimizerStateBytes)
                 ? (try? g.attribute(Trial.optimizerStateBytes, as: Int64.self)).map { Int($0) } : nil,
+            parameterCount: g.hasAttribute(Trial.parameterCount) ? (try? g.attribute(Trial.parameterCount, as: Int64.self)).map { Int($0) } : nil,
             wallSeconds: (try? g.attribute(Trial.wallSeconds, as: Double.self)) ?? .nan,
             history: history, trajectory: trajectory,
             lrRange: OptionalData.lrRange(in: g), layers: OptionalData.layers(in: g))

@@ -4,7 +4,12 @@ import Foundation
 public enum TextReport {
     /// `reach`: also show when each trial's metric first reached this value (the epoch, or the
     /// step for toy objectives), e.g. the 001 notes' iterations to a Rosenbrock loss below 0.01.
-    public static func render(_ a: SweepAnalysis, top: Int = 10, groupBy: String = "optimizer", reach: Double? = nil) throws -> String {
+    /// `compare`: other sweeps (same metric and direction) whose best-so-far rows are shown
+    /// under this one's. `pareto`: also list the Pareto front over these two measures.
+    public static func render(
+        _ a: SweepAnalysis, top: Int = 10, groupBy: String = "optimizer", reach: Double? = nil, compare: [SweepAnalysis] = [],
+        pareto: (TrialMeasure, TrialMeasure)? = nil
+    ) throws -> String {
         var out = ""
         let r = a.results
         let total = a.trials.count
@@ -76,6 +81,9 @@ public enum TextReport {
             out += table(rows, rightAligned: [1])
         }
 
+        out += bestSoFarSection([a] + compare)
+        out += importanceSection(a)
+
         // Costs.
         let costs = a.costs()
         if !costs.isEmpty {
@@ -86,7 +94,70 @@ public enum TextReport {
             }
             out += table(rows, rightAligned: [1, 2, 3])
         }
+        if let pareto { out += paretoSection(a, pareto) }
         return out
+    }
+
+    /// The best value after the first 10, 25, 50, 100 and all trials (by trial number), one row
+    /// per sweep.
+    static func bestSoFarSection(_ sweeps: [SweepAnalysis]) -> String {
+        let a = sweeps[0]
+        let curves = sweeps.map { $0.bestSoFar() }
+        guard curves.contains(where: { $0.contains { $0.best.isFinite } }) else { return "" }
+        let longest = curves.map { $0.last?.number ?? 0 }.max() ?? 0
+        let checkpoints = SweepAnalysis.bestSoFarCheckpoints.filter { $0 < longest }
+        let out = "\nBest \(a.metric.rawValue) so far by trial number\n"
+        var rows = [(sweeps.count > 1 ? ["sweep"] : []) + checkpoints.map { "after \($0)" } + ["all", "trials", "best at"]]
+        for (label, curve) in zip(sweepLabels(sweeps), curves) {
+            let all = curve.last?.best ?? .nan
+            let bestAt = curve.first { $0.value == all && all.isFinite }
+            var row = sweeps.count > 1 ? [label] : []
+            row += checkpoints.map { n in curve.last { $0.number <= n }.map { formatMetric($0.best) } ?? "-" }
+            row += [formatMetric(all), String(curve.count), bestAt.map { "#\($0.number) \($0.trial.id)" } ?? "-"]
+            rows.append(row)
+        }
+        let first = sweeps.count > 1 ? 1 : 0
+        return out + table(rows, rightAligned: Array(first..<(first + checkpoints.count + 2)))
+    }
+
+    /// PED-ANOVA importance of each varied hyperparameter, or why it is not computed.
+    static func importanceSection(_ a: SweepAnalysis) -> String {
+        let quantile = Int((PEDANOVA.defaultQuantile * 100).rounded())
+        guard let result = PEDANOVA.evaluate(a) else {
+            let n = a.trials.filter(a.isRanked).count
+            return "\nParameter importance (PED-ANOVA): not computed, \(n) ranked trial\(n == 1 ? "" : "s") (needs at least \(PEDANOVA.minimumTrials))\n"
+        }
+        let out = "\nParameter importance (PED-ANOVA, top \(quantile)% = \(result.top) of \(result.ranked) ranked trials)\n"
+        if result.importances.isEmpty { return out + "  no hyperparameter takes two or more values among ranked trials\n" }
+        var rows = [["hparam", "importance", "divergence", "top \(quantile)% values"]]
+        for i in result.importances {
+            rows.append([i.key, String(format: "%.1f%%", i.share * 100), formatMetric(i.divergence), i.topValues])
+        }
+        return out + table(rows, rightAligned: [1, 2])
+    }
+
+    /// The non-dominated trials over two measures.
+    static func paretoSection(_ a: SweepAnalysis, _ measures: (TrialMeasure, TrialMeasure)) -> String {
+        let p = a.paretoFront(measures.0, measures.1)
+        func direction(_ max: Bool) -> String { max ? "higher is better" : "lower is better" }
+        var out = "\nPareto front of \(measures.0.rawValue) (\(direction(p.maximize.0))) and \(measures.1.rawValue) (\(direction(p.maximize.1)))"
+        out += ": \(p.front.count) of \(p.candidates.count) finished trials with both are not dominated\n"
+        guard !p.front.isEmpty else { return out + "  no finished trial has finite values of both\n" }
+        let shownKeys = a.variedKeys.filter { $0 != "optimizer" && $0 != "model" }
+        var rows = [["trial", "optimizer", measures.0.rawValue, measures.1.rawValue] + shownKeys]
+        for e in p.front {
+            rows.append([e.trial.id, e.trial.optimizer, measures.0.format(e.x), measures.1.format(e.y)] + shownKeys.map { e.trial.hparams[$0]?.description ?? "-" })
+        }
+        return out + table(rows, rightAligned: [2, 3])
+    }
+
+    /// One name per sweep: its name, with its directory when names repeat or are empty.
+    static func sweepLabels(_ sweeps: [SweepAnalysis]) -> [String] {
+        let names = sweeps.map(\.results.name)
+        return sweeps.map { s in
+            let name = s.results.name, directory = (s.results.directory as NSString).lastPathComponent
+            return name.isEmpty ? directory : names.filter { $0 == name }.count > 1 ? "\(name) (\(directory))" : name
+        }
     }
 
     /// Left-aligned columns (right-aligned where asked), two spaces apart, a rule under the header.

@@ -3,8 +3,9 @@ import ArgumentParser
 import Foundation
 import SweepCore
 
-/// `sweep-analyze PATH`: the terminal summary of a sweep's results, and optionally the trials
-/// as CSV and a self-contained HTML report. All of the work is in the `Analysis` library.
+/// `sweep-analyze PATH [PATH…]`: the terminal summary of a sweep's results, and optionally the
+/// trials as CSV and a self-contained HTML report. Further paths are other sweeps compared in the
+/// best-so-far table and chart. All of the work is in the `Analysis` library.
 struct SweepAnalyze: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep-analyze",
@@ -12,11 +13,12 @@ struct SweepAnalyze: ParsableCommand {
         discussion: """
             PATH is a results directory (sweep-coordinator start --out DIR) or its sweep.h5. Works while the sweep \
             runs: queued and running trials are counted, committed ones analysed. Diverged trials and NaN metrics are \
-            listed but never ranked.
+            listed but never ranked. Further PATHs are other sweeps (e.g. TPE and random search on the same problem): \
+            they are read with the same metric and filters and shown only in the best-so-far table and chart, one line each.
             """)
 
-    @Argument(help: "A results directory or its sweep.h5.")
-    var path: String
+    @Argument(help: "A results directory or its sweep.h5; further ones are compared in the best-so-far table and chart.")
+    var paths: [String]
 
     @Option(help: "The metric to rank on: train_loss, test_loss or test_accuracy (default: the sweep's objective).")
     var metric: String?
@@ -45,6 +47,12 @@ struct SweepAnalyze: ParsableCommand {
     @Option(help: "Write the HTML report (inline SVG charts, no scripts) to this file.")
     var html: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The Pareto front of two metrics, M1,M2: listed, and drawn in the HTML report.",
+            discussion: "Metrics: \(TrialMeasure.allCases.map(\.rawValue).joined(separator: ", ")) (accuracy is maximised, the rest minimised).", valueName: "M1,M2"))
+    var pareto: String?
+
     @Option(help: "The heatmap's two hyperparameters, KEY1,KEY2 (x, y; default: the two varied numeric ones with the most values).")
     var heatmap: String?
 
@@ -54,23 +62,32 @@ struct SweepAnalyze: ParsableCommand {
             throw ValidationError("--metric \(metric): use one of \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let heatmap, heatmap.split(separator: ",").count != 2 { throw ValidationError("--heatmap wants two keys: KEY1,KEY2 (e.g. lr,momentum)") }
+        if paths.isEmpty { throw ValidationError("give a results directory") }
+        if let pareto {
+            do { _ = try TrialMeasure.pair(parsing: pareto) } catch let e as AnalysisError { throw ValidationError(e.description) }
+        }
         if top < 1 { throw ValidationError("--top must be at least 1") }
     }
 
     func run() throws {
         do {
-            let results = try SweepResults.load(path)
+            let results = try SweepResults.load(paths[0])
             let analysis = try SweepAnalysis(
                 results: results, metric: metric.flatMap(Metric.init(rawValue:)), maximize: maximizeFlag ? true : minimizeFlag ? false : nil,
                 filters: try filters.map(TrialFilter.init(parsing:)))
-            print(try TextReport.render(analysis, top: top, groupBy: groupBy, reach: reach), terminator: "")
+            // Other sweeps: the first one's metric, direction and filters.
+            let compare = try paths.dropFirst().map { path in
+                try SweepAnalysis(results: try SweepResults.load(path), metric: analysis.metric, maximize: analysis.maximize, filters: analysis.filters)
+            }
+            let paretoPair = try pareto.map(TrialMeasure.pair(parsing:))
+            print(try TextReport.render(analysis, top: top, groupBy: groupBy, reach: reach, compare: compare, pareto: paretoPair), terminator: "")
             if let csv {
                 try CSVExport.render(analysis).write(toFile: csv, atomically: true, encoding: .utf8)
                 print("\ntrials table: \(csv) (\(analysis.trials.count) rows)")
             }
             if let html {
                 let keys = heatmap.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
-                let report = try HTMLReport.render(analysis, groupBy: groupBy, heatmap: keys.map { ($0[0], $0[1]) }, top: top)
+                let report = try HTMLReport.render(analysis, groupBy: groupBy, heatmap: keys.map { ($0[0], $0[1]) }, top: top, compare: compare, pareto: paretoPair)
                 try report.html.write(toFile: html, atomically: true, encoding: .utf8)
                 print("\(csv == nil ? "\n" : "")report: \(html) (\(report.charts.count) charts: \(report.charts.joined(separator: ", ")))")
             }

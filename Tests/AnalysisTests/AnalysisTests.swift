@@ -322,7 +322,7 @@ func parseCSV(_ text: String) -> [[String]] {
     @Test func theToyReportDrawsCurvesBarsParallelCoordinatesAndTrajectories() throws {
         let a = try SweepAnalysis(results: try SweepResults.load(Fixture.toy.directory))
         let report = try HTMLReport.render(a)
-        #expect(report.charts == ["train-loss", "time-per-epoch", "final-metric", "parallel-coordinates", "trajectory-1"])
+        #expect(report.charts == ["train-loss", "time-per-epoch", "final-metric", "parallel-coordinates", "best-so-far", "pareto", "trajectory-1"])
         let figs = figures(report.html)
         #expect(Set(figs.keys) == Set(report.charts))
         for (id, fig) in figs {
@@ -347,7 +347,7 @@ func parseCSV(_ text: String) -> [[String]] {
         #expect(a.metric == .testAccuracy && a.maximize)
         #expect(a.leaderboard().map(\.value) == f.trained.map { $0.result.history.last!.testAccuracy }.sorted(by: >))
         let report = try HTMLReport.render(a, heatmap: ("lr", "optimizer"))
-        #expect(report.charts == ["train-loss", "test-loss", "test-accuracy", "time-per-epoch", "final-metric", "heatmap", "parallel-coordinates"])
+        #expect(report.charts == ["train-loss", "test-loss", "test-accuracy", "time-per-epoch", "final-metric", "heatmap", "parallel-coordinates", "best-so-far"])
         let figs = figures(report.html)
         #expect(count("<path", in: figs["test-accuracy"]!) == 2)
         let heat = figs["heatmap"]!
