@@ -26,6 +26,7 @@ public struct HTMLReport: Sendable {
         builder.bestSoFar(compare: compare)
         builder.importance()
         builder.pareto(pareto)
+        builder.populationBasedTraining()
         builder.trajectories()
         builder.lrRangeTests()
         builder.layerDiagnostics()
@@ -260,6 +261,49 @@ public struct HTMLReport: Sendable {
                     subtitle: "running best by trial number\(sweeps.count > 1 ? ", one line per sweep" : ""); points: each trial's own value",
                     yLabel: a.metric.label, series: series),
                 else: "Best so far: no ranked trial yet.")
+        }
+
+        /// Population-based training: each member's objective along its ancestry (its last trial's
+        /// history, which holds the copied epochs of the members it exploited), and each explored
+        /// hyperparameter's schedule per member (a step at every generation; a jump where it
+        /// exploited). Drawn only for a PBT sweep.
+        mutating func populationBasedTraining() {
+            let trials = a.trials.filter { $0.details?.lineage != nil }
+            guard !trials.isEmpty else { return }
+            var byMember: [Int: [TrialRow]] = [:]
+            for t in trials { byMember[t.details!.lineage!.member, default: []].append(t) }
+            let members = byMember.keys.sorted()
+            for m in members { byMember[m]!.sort { $0.details!.lineage!.generation < $1.details!.lineage!.generation } }
+            let curves = members.map { m -> Series in
+                let h = byMember[m]!.last!.details!.history
+                return Series(name: "member \(m)", color: Palette.color(m), points: downsample(Array(zip(h.epoch, h.column(a.metric))), 800))
+            }
+            let exploits = trials.filter { $0.details!.lineage!.exploited }.count
+            add(
+                "pbt-lineage",
+                Charts.lines(
+                    title: "Population-based training: \(a.metric.label) along each member's ancestry",
+                    subtitle: "each member's latest trial; \(exploits) exploit\(exploits == 1 ? "" : "s") (a member continuing another's checkpoint jumps to its curve)",
+                    xLabel: stepWord, yLabel: a.metric.label, series: curves, logY: a.metric == .testAccuracy ? false : nil),
+                else: "Population-based training: no member has a history yet.")
+            let keys = a.variedNumericKeys.filter { key in key != "epochs" && key != "steps" && trials.contains { $0.details?.config?.values[key]?.asDouble != nil } }.prefix(3)
+            for key in keys {
+                let series = members.map { m -> Series in
+                    var points: [(x: Double, y: Double)] = []
+                    for t in byMember[m]! {
+                        guard let v = t.details?.config?.values[key]?.asDouble, let end = t.details?.history.epoch.last else { continue }
+                        points.append((Double(t.details!.lineage!.parentEpoch), v))
+                        points.append((end, v))
+                    }
+                    return Series(name: "member \(m)", color: Palette.color(m), points: points)
+                }
+                add(
+                    "pbt-\(key)",
+                    Charts.lines(
+                        title: "Population-based training: \(key) per member", subtitle: "its value in each generation (explored after every exploit)",
+                        xLabel: stepWord, yLabel: key, series: series),
+                    else: "Population-based training: no value of \(key) to draw.")
+            }
         }
 
         /// PED-ANOVA importance of each varied hyperparameter, as bars.

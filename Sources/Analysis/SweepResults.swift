@@ -92,6 +92,8 @@ public struct TrialDetails: Sendable {
     /// Optional data sets that no trainer writes yet (see `OptionalData`); `nil` when absent.
     public var lrRange: LRRangeCurve?
     public var layers: LayerDiagnostics?
+    /// Population-based training: the trial's member, generation and parent.
+    public var lineage: TrialLineage?
 
     /// Mean training seconds per epoch (per step for toy objectives), NaN without history.
     public var secondsPerEpoch: Double { mean(history.seconds.filter(\.isFinite)) }
@@ -300,7 +302,19 @@ struct TrialReader {
             parameterCount: g.hasAttribute(Trial.parameterCount) ? (try? g.attribute(Trial.parameterCount, as: Int64.self)).map { Int($0) } : nil,
             wallSeconds: (try? g.attribute(Trial.wallSeconds, as: Double.self)) ?? .nan,
             history: history, trajectory: trajectory,
-            lrRange: OptionalData.lrRange(in: g), layers: OptionalData.layers(in: g))
+            lrRange: OptionalData.lrRange(in: g), layers: OptionalData.layers(in: g), lineage: Self.lineage(in: g))
+    }
+
+    /// The `pbt_*` attributes of a trial of population-based training, if it has them.
+    static func lineage(in g: HDF5Group) -> TrialLineage? {
+        typealias Trial = ResultsLayout.Trial
+        guard g.hasAttribute(Trial.pbtMember), let member = try? g.attribute(Trial.pbtMember, as: Int64.self),
+            let generation = try? g.attribute(Trial.pbtGeneration, as: Int64.self)
+        else { return nil }
+        let parent = (try? g.stringAttribute(Trial.pbtParent)) ?? ""
+        return TrialLineage(
+            member: Int(member), generation: Int(generation), parent: parent.isEmpty ? nil : parent,
+            parentEpoch: Int((try? g.attribute(Trial.pbtParentEpoch, as: Int64.self)) ?? 0), exploited: ((try? g.attribute(Trial.pbtExploited, as: Int64.self)) ?? 0) == 1)
     }
 }
 

@@ -106,6 +106,13 @@ extension SweepEndToEndTests {
             }
             #expect(straightRuns >= 1, "some member never exploited (seed 2)")
 
+            // The report draws the population: each member's ancestry and each key's schedule.
+            let report = try Harness.start("sweep-analyze", ["\(dir)/out", "--html", "\(dir)/report.html"], log: "\(dir)/analyze.log")
+            #expect(Harness.wait(report, timeout: 60) && report.terminationStatus == 0, Comment(rawValue: Harness.read("\(dir)/analyze.log")))
+            let html = Harness.read("\(dir)/report.html")
+            for chart in ["pbt-lineage", "pbt-lr", "pbt-beta1"] { #expect(html.contains("id=\"chart-\(chart)\""), "\(chart)") }
+            #expect(html.contains("4 exploits"))
+
             // Started again, the finished sweep reads its generations back and has nothing to do.
             let again = try Harness.start("sweep-coordinator", arguments, log: "\(dir)/log2")
             defer { Harness.stop(again) }
