@@ -121,5 +121,47 @@ extension SweepEndToEndTests {
             #expect(again.terminationStatus == 0 && log2.contains("20 trials suggested before the restart"), Comment(rawValue: log2))
             #expect(try Self.rows(dir).count == 20)
         }
+
+        @Test func aPopulationKilledWithSIGKILLResumesItsGenerations() throws {
+            let dir = Harness.temporaryDirectory("pbt-kill")
+            Harness.write(
+                """
+                name: pbt-kill
+                seed: 5
+                objective: {metric: train_loss, mode: min}
+                search:
+                  algorithm: pbt
+                  population: 4
+                  interval: 15000
+                  params: {lr: {loguniform: [1.0e-4, 1.0e-2]}}
+                base: {model: rosenbrock, start: [-1.5, 2], steps: 60000, optimizer: adam}
+                """, to: "\(dir)/s.yaml")
+            let arguments = ["start", "\(dir)/s.yaml", "--local-workers", "1", "--out", "\(dir)/out", "--plain"]
+            let first = try Harness.start("sweep-coordinator", arguments, log: "\(dir)/log1")
+            defer { Harness.stop(first) }
+            let deadline = Date().addingTimeInterval(120)
+            var committed = 0
+            while Date() < deadline && first.isRunning {
+                usleep(100_000)
+                committed = (try? Harness.trials("\(dir)/out").count) ?? 0
+                if committed >= 6 { break }
+            }
+            #expect(first.isRunning && committed >= 6 && committed < 16, Comment(rawValue: Harness.read("\(dir)/log1")))
+            kill(first.processIdentifier, SIGKILL)
+            first.waitUntilExit()
+            let second = try Harness.start("sweep-coordinator", arguments, log: "\(dir)/log2")
+            defer { Harness.stop(second) }
+            #expect(Harness.wait(second, timeout: 180))
+            let log = Harness.read("\(dir)/log2")
+            #expect(second.terminationStatus == 0, Comment(rawValue: log))
+            #expect(log.contains("suggested before the restart"), Comment(rawValue: log))
+            let rows = try Self.rows(dir)
+            #expect(rows.count == 16 && rows.values.allSatisfy { $0.status == "done" }, Comment(rawValue: log))
+            // Every child still continues its parent exactly, across the restart.
+            for row in rows.values where row.generation > 0 {
+                let parent = try #require(rows[row.parent])
+                #expect(Self.same(Array(row.history.prefix(parent.history.count)), parent.history), "\(row.id)")
+            }
+        }
     }
 }
