@@ -103,9 +103,10 @@ extension EpochRecord {
     public func validate(_ field: String) throws(FieldError) {
         try Check.range(epoch, "\(field).epoch", 1...ProtocolLimits.maxEpoch)
         try Check.range(step, "\(field).step", 0...Int(Int32.max) * 1024)
-        // Losses: NaN or ±infinity mark a divergence; accuracy is a fraction.
-        try Check.number(trainLoss, "\(field).trainLoss", -1e300...1e300, nan: true, infinity: true)
-        try Check.number(testLoss, "\(field).testLoss", -1e300...1e300, nan: true, infinity: true)
+        // Losses: any value the trainer can report (a run diverging slowly passes 1e300 before it
+        // overflows); NaN or ±infinity mark a divergence; accuracy is a fraction.
+        try Check.number(trainLoss, "\(field).trainLoss", -.greatestFiniteMagnitude ... .greatestFiniteMagnitude, nan: true, infinity: true)
+        try Check.number(testLoss, "\(field).testLoss", -.greatestFiniteMagnitude ... .greatestFiniteMagnitude, nan: true, infinity: true)
         try Check.number(testAccuracy, "\(field).testAccuracy", 0...1, nan: true)
         try Check.number(gradientNorm, "\(field).gradientNorm", 0...Double.greatestFiniteMagnitude, nan: true, infinity: true)
         try Check.number(learningRate, "\(field).learningRate", 0...1e12, nan: true)
@@ -176,7 +177,7 @@ extension ResultMessage: ValidatedPayload {
             try Check.count(trajectory.count * width, "trajectory (values)", max: ProtocolLimits.maxTrajectoryValues)
             for (k, row) in trajectory.enumerated() {
                 guard row.count == width else { throw FieldError("trajectory[\(k)]", "has \(row.count) values where row 0 has \(width)") }
-                for v in row where !v.isNaN && abs(v) > 1e300 { throw FieldError("trajectory[\(k)]", "holds \(v)") }
+                for v in row where v.isInfinite { throw FieldError("trajectory[\(k)]", "holds \(v)") }
             }
         }
         try Check.range(parameterCount, "parameterCount", 0...ProtocolLimits.maxParameterCount)
@@ -189,7 +190,7 @@ extension ResultMessage: ValidatedPayload {
                 throw FieldError("lrRangeTest", "has \(t.learningRates.count) learning rates but \(t.smoothedLosses.count) losses")
             }
             for (k, lr) in t.learningRates.enumerated() { try Check.number(lr, "lrRangeTest.learningRates[\(k)]", 0...1e12) }
-            for (k, l) in t.smoothedLosses.enumerated() { try Check.number(l, "lrRangeTest.smoothedLosses[\(k)]", -1e300...1e300, nan: true, infinity: true) }
+            for (k, l) in t.smoothedLosses.enumerated() { try Check.number(l, "lrRangeTest.smoothedLosses[\(k)]", -.greatestFiniteMagnitude ... .greatestFiniteMagnitude, nan: true, infinity: true) }
             if let s = t.suggested { try Check.number(s, "lrRangeTest.suggested", 0...1e12) }
             try Check.name(t.stopReason, "lrRangeTest.stopReason", max: ProtocolLimits.maxMessageLength)
         }
@@ -203,7 +204,7 @@ extension ResultMessage: ValidatedPayload {
                 }
             }
         }
-        if let sharpness { try Check.number(sharpness, "sharpness", -1e300...1e300, nan: true, infinity: true) }
+        if let sharpness { try Check.number(sharpness, "sharpness", -.greatestFiniteMagnitude ... .greatestFiniteMagnitude, nan: true, infinity: true) }
         if let tensors = optimizerStateByTensor {
             try Check.count(tensors.count, "optimizerStateByTensor", max: ProtocolLimits.maxTensors)
             var total = 0

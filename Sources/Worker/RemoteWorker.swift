@@ -173,8 +173,8 @@ public final class RemoteWorker {
             }
             // Messages from the trials' threads go out as they are.
             while let frames = try pull.receive(wait: false) {
-                if case .result(let r)? = try? Message.decode(frames) {
-                    running[r.lease] = nil
+                if let lease = Message.lease(ofResult: frames) {
+                    running[lease] = nil
                     if !stopping && !waiting.isEmpty { start(waiting.removeFirst()) }
                 }
                 try? dealer.send(frames)
@@ -268,7 +268,18 @@ public final class RemoteWorker {
                     lastProgress = t
                     try? push.send(try Message.progress(EpochProgress(lease: lease, record: record)).frames())
                 }
-                try push.send(try Message.result(result).frames())
+                var frames = try Message.result(result).frames()
+                // Checked as the coordinator will check it: a result it would refuse is reported
+                // as a failure that says why, instead of costing the trial its attempts unexplained.
+                if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.decode(frames) }) {
+                    log("worker: trial \(lease)'s result does not pass the protocol's checks: \(problem)")
+                    frames = try Message.result(
+                        ResultMessage(
+                            lease: lease, status: .failed, message: "the result did not pass the protocol's checks: \(problem)", history: [], trajectory: [],
+                            parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: result.engine)
+                    ).frames()
+                }
+                try push.send(frames)
             } catch {
                 log("worker: trial \(lease) could not report: \(error)")
             }

@@ -135,3 +135,28 @@ extension SweepEndToEndTests {
         }
     }
 }
+
+extension SweepEndToEndTests {
+    /// A trial whose loss passes 1e300 before it overflows ends `diverged`, and the worker goes on
+    /// to its next trial (it used to wait for ever on a result it could not decode itself).
+    @Suite(.serialized) struct SlowDivergenceTests {
+        @Test func aLossPast1e300IsADivergenceNotAStall() throws {
+            let dir = Harness.temporaryDirectory("slow-divergence")
+            Harness.write(
+                """
+                name: big
+                objective: {metric: train_loss, mode: min}
+                base: {model: quadratic, curvatures: [1, 1000], steps: 2000, optimizer: sgd}
+                grid: {lr: [0.0025, 0.001]}
+                """, to: "\(dir)/s.yaml")
+            let p = try Harness.start("sweep-coordinator", ["start", "\(dir)/s.yaml", "--local-workers", "1", "--out", "\(dir)/out", "--plain"], log: "\(dir)/log")
+            defer { Harness.stop(p) }
+            #expect(Harness.wait(p, timeout: 60))
+            let log = Harness.read("\(dir)/log")
+            #expect(p.terminationStatus == 0, Comment(rawValue: log))
+            let statuses = try Harness.trials("\(dir)/out").map(\.status).sorted()
+            #expect(statuses == ["diverged", "done"], Comment(rawValue: log))
+            #expect(!log.contains("rejected"), Comment(rawValue: log))
+        }
+    }
+}
