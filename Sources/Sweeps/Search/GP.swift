@@ -26,8 +26,9 @@ import Linalg
 /// the shared values of the first step and draws its own at random. With one entry only the
 /// second step runs: plain GP-BO over all sampled parameters.
 ///
-/// **Values.** Minimisation (`maximize` flips the sign), standardised to mean 0 and standard
-/// deviation 1. A complete trial without a finite value (a divergence) is clipped to the worst
+/// **Values.** Minimisation (`maximize` flips the sign); within an entry, positive values spanning
+/// more than three decades are modelled by their logarithm; then standardised to mean 0 and
+/// standard deviation 1. A complete trial without a finite value (a divergence) is clipped to the worst
 /// finite value seen, so it marks its region as bad without wrecking the scale. Pruned trials are
 /// not modelled (as in Optuna): their value is from an earlier epoch than the others'. Failed
 /// trials are ignored. The first `startup_trials` (default 10) suggestions, until that many trials
@@ -571,9 +572,16 @@ final class GPPlanner {
             rows = rows.indices.filter(keep.contains).map { rows[$0] }
         }
         // Divergences at the worst finite value; standardised, signs flipped (the GP maximises).
+        // Within an entry, positive values spanning more than three decades (a loss near its floor
+        // next to runs that barely moved) are modelled by their logarithm, on which a stationary
+        // kernel fits; the entry choice compares entries on the values themselves.
         let finite = rows.compactMap(\.loss)
         let worst = finite.max() ?? 0
-        let losses = rows.map { $0.loss ?? worst }
+        let logScale = branch != nil && (finite.min() ?? 0) > 0 && worst / finite.min()! > 1e3
+        let losses: [Double] = rows.map { row in
+            let v: Double = row.loss ?? worst
+            return logScale ? Glibc.log(v) : v
+        }
         let mean = losses.reduce(0, +) / Double(losses.count)
         let std = (losses.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(losses.count)).squareRoot()
         let y = losses.map { -($0 - mean) / max(std, 1e-10) }
