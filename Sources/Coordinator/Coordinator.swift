@@ -144,12 +144,13 @@ public final class Coordinator {
     static func suggestedTrials(_ sweep: Sweep, _ journal: LeaseJournal, log: (String) -> Void) -> [Trial] {
         guard let search = sweep.search else { return [] }
         var trials: [Trial] = []
+        var byID: [String: Trial] = [:]
         for s in journal.suggested {
             do {
                 let trial: Trial
                 if search.pbt != nil {
                     let parent = try s.parent.map { id in
-                        guard let p = trials.first(where: { $0.id == id }) else { throw Search.SuggestionError.invalid("its parent \(id.prefix(32)) is not an earlier trial") }
+                        guard let p = byID[id] else { throw Search.SuggestionError.invalid("its parent \(id.prefix(32)) is not an earlier trial") }
                         return p
                     }
                     trial = try search.pbtTrial(configJSON: s.config, index: s.index, parent: parent, exploited: s.exploited ?? false)
@@ -158,6 +159,7 @@ public final class Coordinator {
                 }
                 guard trial.id == s.id else { throw Search.SuggestionError.invalid("its id is \(s.id.prefix(32)), its configuration's \(trial.id)") }
                 trials.append(trial)
+                byID[trial.id] = trial
             } catch {
                 log(
                     "lease journal \(journal.path): suggested trial \(s.index) is not a trial of this search (\(error)); it and the \(journal.suggested.count - s.index - 1) after it are suggested again"

@@ -123,7 +123,8 @@ public final class SweepState {
     private var modelledRung: Int?
     /// Why the search stopped suggesting before its budget, if it did.
     public private(set) var searchEnded: String?
-    /// Whether the sweep keeps checkpoints (asked for, or needed by ASHA to pause trials).
+    /// Whether the sweep keeps checkpoints (asked for, needed by ASHA to pause trials, or by
+    /// population-based training to continue each generation).
     let usesCheckpoints: Bool
     /// Trials an early-stopping rule has cancelled, and why.
     public private(set) var stopReasons: [Int: String] = [:]
@@ -163,7 +164,7 @@ public final class SweepState {
         case nil:
             scheduler = InOrder(trials: [])
         }
-        usesCheckpoints = sweep.checkpoints.every != nil || scheduler is Asha
+        usesCheckpoints = sweep.checkpoints.every != nil || scheduler is Asha || sweep.search?.pbt != nil
         book = LeaseBook(trials: 0, maxSlots: settings.maxSlotsPerWorker, maxWorkers: settings.maxWorkers, maxAttempts: settings.maxAttempts)
         for trial in sweep.search == nil ? sweep.trials : suggested {
             add(trial)
@@ -238,7 +239,7 @@ public final class SweepState {
     }
 
     /// The sweep objective's value in an epoch record (NaN counts as the worst).
-    public func objective(_ r: EpochRecord) -> Double {
+    public func objective(_ r: some MetricValues) -> Double {
         let v = sweep.objective.value(in: r)
         return v.isNaN ? (sweep.objective.maximize ? -.infinity : .infinity) : v
     }
@@ -556,20 +557,20 @@ public final class SweepState {
 
     /// What a committed trial tells the search.
     private func outcome(of c: CommittedTrial) -> Search.Outcome {
-        let record = EpochRecord(
-            epoch: c.epochs, step: 0, trainLoss: c.trainLoss, testLoss: c.testLoss, testAccuracy: c.testAccuracy, gradientNorm: 0, learningRate: 0, seconds: 0,
-            evalSeconds: 0)
-        return outcome(status: c.status, last: c.epochs > 0 ? record : nil)
+        outcome(status: c.status, epoch: c.epochs, value: c.epochs > 0 ? objective(c) : nil)
     }
 
     /// What a finished trial tells the search: its final value, the value where a rule stopped
     /// it, the worst value for a divergence; a failure tells it nothing.
     private func outcome(status: TrialStatus, last: EpochRecord?) -> Search.Outcome {
-        let worst = sweep.objective.maximize ? -Double.infinity : .infinity
+        outcome(status: status, epoch: last?.epoch ?? 0, value: last.map(objective))
+    }
+
+    private func outcome(status: TrialStatus, epoch: Int, value: Double?) -> Search.Outcome {
         switch status {
-        case .done: return last.map { .complete(objective($0)) } ?? .failed
-        case .diverged: return .complete(worst)
-        case .stopped: return last.map { .pruned(epoch: $0.epoch, value: objective($0)) } ?? .failed
+        case .done: return value.map { .complete($0) } ?? .failed
+        case .diverged: return .complete(sweep.objective.maximize ? -.infinity : .infinity)
+        case .stopped: return value.map { .pruned(epoch: epoch, value: $0) } ?? .failed
         case .failed: return .failed
         }
     }
@@ -614,7 +615,7 @@ public final class SweepState {
         }
         // ASHA pauses trials at rungs with a checkpoint, and population-based training continues
         // from each generation's last one: both need them even when the sweep asks for none.
-        let every = sweep.checkpoints.every ?? (scheduler is Asha || sweep.search?.pbt != nil ? lengths[i] : nil)
+        let every = sweep.checkpoints.every ?? (usesCheckpoints ? lengths[i] : nil)
         let token = LeaseJournal.newToken()
         let assignment = Assignment(
             lease: lease, token: token, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: run.pauseAfter, explored: explored)

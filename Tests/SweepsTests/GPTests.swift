@@ -153,7 +153,7 @@ import Testing
         return pow(log10(lr) + 2, 2) + 4 * pow(m - 0.6, 2)
     }
 
-    func run(_ search: Search, trials: Int, _ f: (Trial) -> Double) throws -> [Search.Record] {
+    static func run(_ search: Search, trials: Int, _ f: (Trial) -> Double) throws -> [Search.Record] {
         var history: [Search.Record] = []
         for n in 0..<trials {
             let t = try search.suggest(number: n, history: history) { id in history.contains { $0.trial.id == id } }
@@ -162,14 +162,14 @@ import Testing
         return history
     }
 
-    func best(_ history: [Search.Record]) -> Double {
+    static func best(_ history: [Search.Record]) -> Double {
         history.compactMap { if case .complete(let v) = $0.outcome { v } else { nil } }.min()!
     }
 
     @Test func gpBeatsRandomDrawsOnASmoothProblem() throws {
         let seeds = 0..<7
-        let gp = try seeds.map { s in best(try run(try #require(try parse(Self.smooth(seed: s, algorithm: "gp", trials: 30)).search), trials: 30, Self.value)) }.sorted()
-        let random = try seeds.map { s in best(try run(try #require(try parse(Self.smooth(seed: s, algorithm: "random", trials: 30)).search), trials: 30, Self.value)) }
+        let gp = try seeds.map { s in Self.best(try Self.run(try #require(try parse(Self.smooth(seed: s, algorithm: "gp", trials: 30)).search), trials: 30, Self.value)) }.sorted()
+        let random = try seeds.map { s in Self.best(try Self.run(try #require(try parse(Self.smooth(seed: s, algorithm: "random", trials: 30)).search), trials: 30, Self.value)) }
             .sorted()
         print("median best after 30 trials over \(seeds.count) seeds: GP \(gp[3]), random \(random[3])")
         #expect(gp[3] < random[3] / 10, "median best: GP \(gp[3]) vs random \(random[3])")
@@ -177,7 +177,7 @@ import Testing
 
     @Test func suggestionsAreDeterministicAndRunningTrialsAreBelieved() throws {
         let search = try #require(try parse(Self.smooth(seed: 3, algorithm: "gp", trials: 20)).search)
-        let history = try run(search, trials: 12, Self.value)
+        let history = try Self.run(search, trials: 12, Self.value)
         let a = try search.suggest(number: 12, history: history) { _ in false }
         let b = try search.suggest(number: 12, history: history) { _ in false }
         #expect(a.id == b.id)
@@ -214,7 +214,7 @@ import Testing
             """
         let search = try #require(try parse(text).search)
         // sgd is better everywhere, best at lr = 1e-2, momentum 0.9.
-        let history = try run(search, trials: 30) { t in
+        let history = try Self.run(search, trials: 30) { t in
             let lr = log10(t.config.values["lr"]!.asDouble!)
             if t.branch == "adam" { return 3 + pow(lr + 2, 2) }
             return pow(lr + 2, 2) + (0.9 - t.config.values["momentum"]!.asDouble!)
@@ -227,7 +227,7 @@ import Testing
         }
         let later = history.dropFirst(10)
         #expect(later.filter { $0.trial.branch == "sgd" }.count >= 15, "\(later.map(\.trial.branch))")
-        #expect(best(history) < 0.05, "best \(best(history))")
+        #expect(Self.best(history) < 0.05, "best \(Self.best(history))")
     }
 
     @Test func gpSettingsParse() throws {

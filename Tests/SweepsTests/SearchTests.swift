@@ -203,27 +203,10 @@ import Testing
 
     /// On a smooth problem TPE must find better points than random draws with the same budget.
     @Test func tpeBeatsRandomDrawsOnASmoothProblem() throws {
+        // The smooth problem and loop GPTests uses too.
         func run(_ algorithm: String, seed: Int) throws -> Double {
-            let sweep = try parse(
-                """
-                name: s
-                seed: \(seed)
-                search:
-                  algorithm: \(algorithm)
-                  trials: 40
-                  params: {lr: {loguniform: [1.0e-5, 1.0]}, momentum: {uniform: [0.0, 0.99]}}
-                base: {model: quadratic, steps: 20, optimizer: sgd}
-                """)
-            let search = try #require(sweep.search)
-            var history: [Search.Record] = []
-            for n in 0..<40 {
-                let t = try search.suggest(number: n, history: history) { id in history.contains { $0.trial.id == id } }
-                let lr = t.config.values["lr"]!.asDouble!, m = t.config.values["momentum"]!.asDouble!
-                // Best near lr = 1e-2, momentum = 0.6.
-                let value = pow(log10(lr) + 2, 2) + 4 * pow(m - 0.6, 2)
-                history.append(Search.Record(trial: t, outcome: .complete(value)))
-            }
-            return history.compactMap { if case .complete(let v) = $0.outcome { v } else { nil } }.min()!
+            let search = try #require(try parse(GPTests.smooth(seed: seed, algorithm: algorithm, trials: 40)).search)
+            return GPTests.best(try GPTests.run(search, trials: 40, GPTests.value))
         }
         let seeds = 0..<9
         let tpe = try seeds.map { try run("tpe", seed: $0) }.sorted()
