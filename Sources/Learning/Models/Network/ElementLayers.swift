@@ -294,29 +294,30 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
         let e = input.width!, rows = x.count / e
         if wantsInput && dx.shape != x.shape { dx.resize(x.shape) }
         let gamma = p.values[weight].storage
+        var gw = [T](repeating: 0, count: e), gb = [T](repeating: 0, count: e)
         dy.storage.withUnsafeBufferPointer { dy in
             normalized.storage.withUnsafeBufferPointer { xhat in
-                p.gradients[weight].storage.withUnsafeMutableBufferPointer { gw in
-                    p.gradients[bias].storage.withUnsafeMutableBufferPointer { gb in
-                        dx.storage.withUnsafeMutableBufferPointer { dx in
-                            for r in 0..<rows {
-                                let row = r * e
-                                var sumG = 0.0, sumGX = 0.0
-                                for c in 0..<e {
-                                    gw[c] += dy[row + c] * xhat[row + c]
-                                    gb[c] += dy[row + c]
-                                    let g = Double(dy[row + c] * gamma[c])
-                                    sumG += g
-                                    sumGX += g * Double(xhat[row + c])
-                                }
-                                guard wantsInput else { continue }
-                                let meanG = T(sumG / Double(e)), meanGX = T(sumGX / Double(e)), s = inverseStd[r]
-                                for c in 0..<e { dx[row + c] = s * (dy[row + c] * gamma[c] - meanG - xhat[row + c] * meanGX) }
-                            }
+                dx.storage.withUnsafeMutableBufferPointer { dx in
+                    for r in 0..<rows {
+                        let row = r * e
+                        var sumG = 0.0, sumGX = 0.0
+                        for c in 0..<e {
+                            gw[c] += dy[row + c] * xhat[row + c]
+                            gb[c] += dy[row + c]
+                            let g = Double(dy[row + c] * gamma[c])
+                            sumG += g
+                            sumGX += g * Double(xhat[row + c])
                         }
+                        guard wantsInput else { continue }
+                        let meanG = T(sumG / Double(e)), meanGX = T(sumGX / Double(e)), s = inverseStd[r]
+                        for c in 0..<e { dx[row + c] = s * (dy[row + c] * gamma[c] - meanG - xhat[row + c] * meanGX) }
                     }
                 }
             }
+        }
+        for c in 0..<e {
+            p.gradients[weight].storage[c] += gw[c]
+            p.gradients[bias].storage[c] += gb[c]
         }
     }
 }

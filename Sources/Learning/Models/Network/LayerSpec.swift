@@ -196,13 +196,13 @@ extension LayerSpec {
         /// A number in (lower, upper) (`open`) or [lower, upper) (`closed`/`below`).
         func double(_ key: String, _ fallback: Double?, open lower: Double, _ upper: Double) throws(LayerSpecError) -> Double {
             let x = try number(key, fallback)
-            guard x > lower, x < upper else { throw fail(key, "must be in (\(formatDouble(lower)), \(formatDouble(upper))), got \(formatDouble(x))") }
+            guard x > lower, x < upper else { throw fail(key, "must be in (\(TrialSchema.Key.Bounds.number(lower)), \(TrialSchema.Key.Bounds.number(upper))), got \(formatDouble(x))") }
             return x
         }
 
         func double(_ key: String, _ fallback: Double?, closed lower: Double, below upper: Double) throws(LayerSpecError) -> Double {
             let x = try number(key, fallback)
-            guard x >= lower, x < upper else { throw fail(key, "must be in [\(formatDouble(lower)), \(formatDouble(upper))), got \(formatDouble(x))") }
+            guard x >= lower, x < upper else { throw fail(key, "must be in [\(TrialSchema.Key.Bounds.number(lower)), \(TrialSchema.Key.Bounds.number(upper))), got \(formatDouble(x))") }
             return x
         }
 
