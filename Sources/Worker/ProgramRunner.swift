@@ -423,13 +423,20 @@ extension ProgramRunner {
             guard let resolved = resolvedPath(full) else {
                 return violate("report line \(lineNumber): checkpoint \(path.prefix(200).debugDescription) does not exist")
             }
-            guard let realRoot = resolvedPath(root), resolved == realRoot || resolved.hasPrefix(realRoot + "/") else {
-                return violate("report line \(lineNumber): checkpoint \(path.prefix(200).debugDescription) is outside \(ProgramContract.Environment.checkpointDirectory) (\(root))")
+            guard let realRoot = resolvedPath(root), resolved.hasPrefix(realRoot + "/") else {
+                return violate("report line \(lineNumber): checkpoint \(path.prefix(200).debugDescription) is not inside \(ProgramContract.Environment.checkpointDirectory) (\(root))")
             }
+            // The reported checkpoint is the worker's now: it leaves the program's directory at once
+            // (the program may write its next checkpoint under the same name once it is gone).
+            let taken = attempt.path + "/taken-\(lineNumber)"
+            guard rename(resolved, taken) == 0 else {
+                return violate("report line \(lineNumber): cannot take checkpoint \(path.prefix(200).debugDescription): \(String(cString: strerror(errno)))")
+            }
+            defer { try? FileManager.default.removeItem(atPath: taken) }
             guard let every = job.checkpointEvery, checkpointedEpoch < lastEpoch else { return }
             guard lastEpoch % every == 0 || lastEpoch == spec.epochs || lastEpoch == job.pauseAfter else { return }
             let files: [PackedFile]
-            do { files = try SafeTree.read(root, limit: settings.maxCheckpointBytes) } catch {
+            do { files = try SafeTree.read(taken, name: String(resolved.split(separator: "/").last!), limit: settings.maxCheckpointBytes) } catch {
                 return violate("checkpoint after epoch \(lastEpoch): \(error)")
             }
             var checkpoint = TrainingCheckpoint(
@@ -553,10 +560,26 @@ enum SafeTree {
         }
     }
 
-    /// Every regular file under `directory` (paths relative to it, sorted), at most `limit` bytes
-    /// and `ProgramLimits.maxCheckpointFiles` files together. Anything but regular files and
+    /// A reported checkpoint's files: the file at `path` (as `name`), or every regular file under
+    /// the directory at `path` (paths relative to it, sorted); at most `limit` bytes and
+    /// `ProgramLimits.maxCheckpointFiles` files together. Anything but regular files and
     /// directories (a symbolic link, a socket) is an error, as is a path `RelativePath` refuses.
-    static func read(_ directory: String, limit: Int) throws -> [PackedFile] {
+    static func read(_ path: String, name: String, limit: Int) throws -> [PackedFile] {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw ProgramRunner.Failure("cannot read the checkpoint \(name): \(String(cString: strerror(errno)))") }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR:
+            return try read(directory: path, limit: limit)
+        case S_IFREG:
+            let parent = String(path[..<path.lastIndex(of: "/")!])
+            let leaf = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+            return try read(directory: parent, limit: limit, only: leaf).map { PackedFile(path: name, bytes: $0.bytes) }
+        default:
+            throw ProgramRunner.Failure("the checkpoint \(name) is not a regular file or a directory (a symbolic link?)")
+        }
+    }
+
+    static func read(directory: String, limit: Int, only: String? = nil) throws -> [PackedFile] {
         var files: [PackedFile] = []
         var total = 0
         func walk(_ fd: Int32, _ prefix: String, depth: Int) throws {
@@ -567,23 +590,23 @@ enum SafeTree {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
                 if name != "." && name != ".." { names.append(name) }
             }
-            for name in names.sorted() {
+            for name in names.sorted() where only == nil || (prefix.isEmpty && name == only) {
                 let path = prefix + name
-                if let problem = RelativePath.problem(path) { throw ProgramRunner.Failure("the checkpoint directory holds \(path.prefix(200).debugDescription): \(problem)") }
+                if let problem = RelativePath.problem(path) { throw ProgramRunner.Failure("the checkpoint holds \(path.prefix(200).debugDescription): \(problem)") }
                 var st = stat()
                 guard fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { throw ProgramRunner.Failure("cannot read \(path): \(String(cString: strerror(errno)))") }
                 switch st.st_mode & S_IFMT {
                 case S_IFDIR:
-                    guard depth < RelativePath.maxComponents else { throw ProgramRunner.Failure("the checkpoint directory nests deeper than \(RelativePath.maxComponents) levels") }
+                    guard depth < RelativePath.maxComponents else { throw ProgramRunner.Failure("the checkpoint nests deeper than \(RelativePath.maxComponents) levels") }
                     let sub = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                     guard sub >= 0 else { throw ProgramRunner.Failure("cannot open \(path): \(String(cString: strerror(errno)))") }
                     try walk(sub, path + "/", depth: depth + 1)
                 case S_IFREG:
-                    guard files.count < ProgramLimits.maxCheckpointFiles else { throw ProgramRunner.Failure("the checkpoint directory holds more than \(ProgramLimits.maxCheckpointFiles) files") }
+                    guard files.count < ProgramLimits.maxCheckpointFiles else { throw ProgramRunner.Failure("the checkpoint holds more than \(ProgramLimits.maxCheckpointFiles) files") }
                     let size = Int(st.st_size)
                     guard total + size <= limit else {
                         throw ProgramRunner.Failure(
-                            "the checkpoint directory holds more than \(limit) bytes (\(path) alone is \(size)); the worker sends at most \(limit >> 20) MiB (--max-checkpoint-mb); keep only the latest checkpoint there"
+                            "the checkpoint holds more than \(limit) bytes (\(path) alone is \(size)); this worker sends at most \(limit >> 20) MiB (--max-checkpoint-mb)"
                         )
                     }
                     let file = openat(dirfd(dir), name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
@@ -597,16 +620,16 @@ enum SafeTree {
                         guard n > 0 else { break }
                         got += n
                     }
-                    guard got == size else { throw ProgramRunner.Failure("\(path) changed while it was read (the program writes its checkpoint after reporting it?)") }
+                    guard got == size else { throw ProgramRunner.Failure("\(path) changed while it was read (the program still wrote to it after reporting it)") }
                     total += size
                     files.append(PackedFile(path: path, bytes: bytes))
                 default:
-                    throw ProgramRunner.Failure("the checkpoint directory holds \(path), which is not a regular file or a directory (a symbolic link?); only those are packed")
+                    throw ProgramRunner.Failure("the checkpoint holds \(path), which is not a regular file or a directory (a symbolic link?); only those are packed")
                 }
             }
         }
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw ProgramRunner.Failure("cannot open the checkpoint directory \(directory): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ProgramRunner.Failure("cannot open the checkpoint \(directory): \(String(cString: strerror(errno)))") }
         try walk(fd, "", depth: 1)
         return files
     }

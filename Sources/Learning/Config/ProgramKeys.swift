@@ -102,8 +102,10 @@ extension TrialConfig {
     /// as JSON, strings as they are).
     public var flagArguments: [String] {
         let reserved = TrialSchema.programKeyNames.subtracting([ProgramContract.Key.epochs, ProgramContract.Key.seed])
-        return values.keys.filter { !reserved.contains($0) }.sorted().map { key in
-            let value = values[key]!
+        var given = values.filter { !reserved.contains($0.key) }
+        if given[ProgramContract.Key.seed] == nil { given[ProgramContract.Key.seed] = TrialSchema.program[ProgramContract.Key.seed].defaultValue }
+        return given.keys.sorted().map { key in
+            let value = given[key]!
             if case .string(let s) = value { return "--\(key)=\(s)" }
             return "--\(key)=\(value.json)"
         }
