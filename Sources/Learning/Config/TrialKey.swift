@@ -12,6 +12,7 @@ extension TrialSchema {
             /// A mapping `NAME: value` in YAML, held as a list of `NAME=value` strings
             /// (`ProgramContract.mappingKeys`).
             case environment = "mapping of NAME: value"
+            case layers = "list of layers"
         }
 
         /// Allowed numbers: `lower`/`upper` bounds, each open or closed (for lists, every element).
@@ -157,6 +158,9 @@ extension TrialSchema {
             case .numbers: numbers = try config.doubleList(name, default: [])
             case .integers: numbers = try config.intList(name, default: []).map(Double.init)
             case .strings, .environment: _ = try config.stringList(name); numbers = []
+            case .layers:
+                _ = try config.layers(name)
+                numbers = []
             }
             for x in numbers where !bounds.contains(x) {
                 throw config.error(name, "must be \(kinds == 1 ? "" : "all ")\(bounds.text), got \(formatDouble(x))")
@@ -172,6 +176,7 @@ extension ConfigValue {
         case (.numbers, .list(let items)): items.allSatisfy { $0.asDouble != nil }
         case (.integers, .list(let items)): items.allSatisfy { if case .int = $0 { true } else { false } }
         case (.strings, .list(let items)), (.environment, .list(let items)): items.allSatisfy { if case .string = $0 { true } else { false } }
+        case (.layers, .list): true
         default: false
         }
     }
@@ -263,5 +268,18 @@ extension TrialConfig {
     public func choice<E: RawRepresentable & CaseIterable>(_ key: TrialSchema.Key, _: E.Type) throws -> E where E.RawValue == String {
         guard case .string(let d)? = key.defaultValue, let value = E(rawValue: d) else { preconditionFailure("trial key '\(key.name)' has no default choice") }
         return try choice(key.name, default: value)
+    }
+}
+
+extension TrialConfig {
+    /// A `layers` list, parsed; an error names the key (its file and line) and the layer's place.
+    func layers(_ key: String) throws -> [LayerSpec] {
+        guard let value = values[key] else { throw error(key, "is required: the network's layers") }
+        var count = 0
+        do {
+            return try LayerSpec.parseList(value, path: key, count: &count)
+        } catch {
+            throw self.error(key, "\(error.path): \(error.message)")
+        }
     }
 }
