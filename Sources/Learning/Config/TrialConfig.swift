@@ -141,8 +141,11 @@ extension TrialConfig {
 
     /// Checks every key against the schema of the chosen model and optimizer, and every value's type.
     public func validate() throws {
+        if isProgram { return try validateProgram() }
         guard case .string(let model)? = values["model"] else {
-            throw error(values["model"] == nil ? nil : "model", "a trial needs 'model', one of: \(TrialSchema.modelNames.joined(separator: ", "))")
+            throw error(
+                values["model"] == nil ? nil : "model",
+                "a trial needs 'model', one of: \(TrialSchema.modelNames.joined(separator: ", ")) (or 'program' to run a training program of your own)")
         }
         guard let modelKeys = TrialSchema.models[model] else {
             throw error("model", "unknown model '\(model)'\(hint(model, TrialSchema.modelNames)); allowed: \(TrialSchema.modelNames.joined(separator: ", "))")
@@ -224,11 +227,16 @@ extension TrialConfig {
 
     // MARK: Common fields
 
-    public var optimizerName: String { (try? string(TrialSchema.common["optimizer"])) ?? "sgd" }
+    /// The optimizer's name; a program trial's `optimizer` hyperparameter if it has one, else "".
+    public var optimizerName: String {
+        if isProgram { return values["optimizer"]?.description ?? "" }
+        return (try? string(TrialSchema.common["optimizer"])) ?? "sgd"
+    }
     public var seed: UInt64 { UInt64(truncatingIfNeeded: (try? int(TrialSchema.common["seed"])) ?? 0) }
 
     /// How long the trial trains: epochs for models on data, steps for toy objectives.
     public func length() throws -> Int {
-        model == "polyfit" ? 1 : isToyObjective ? try int(TrialSchema.models[model]!["steps"]) : try int(TrialSchema.data["epochs"])
+        if isProgram { return try int(ProgramContract.Key.epochs, default: 1) }
+        return model == "polyfit" ? 1 : isToyObjective ? try int(TrialSchema.models[model]!["steps"]) : try int(TrialSchema.data["epochs"])
     }
 }

@@ -36,6 +36,11 @@ extension TrialSchema {
                     + "A wrapper (sam, asam, lookahead) takes its base optimizer's keys too, `lr` among them.",
                 groups: optimizerGroups),
             KeySection(title: "Schedules", intro: "Each schedule's keys, besides `schedule`, `schedule_interval` and the warm-up keys above.", groups: scheduleGroups),
+            KeySection(
+                title: "Training programs",
+                intro: "A trial with `program` runs a training program of your own instead of a built-in model (see programs.md). "
+                    + "These keys are reserved; every other key is the program's hyperparameter, passed on without checks.",
+                groups: [KeyGroup(name: "program", keys: program)]),
         ]
     }
 

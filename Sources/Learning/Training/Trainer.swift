@@ -27,6 +27,10 @@ public struct TrialResult: Sendable {
     public var optimizerWork: [String: Int] = [:]
     /// Population-based training: where the trial comes from (set by the coordinator).
     public var lineage: TrialLineage?
+    /// A program trial's own metrics (beyond `EpochRecord`'s), by name, aligned with `history`.
+    public var extraHistory: [String: [Double]] = [:]
+    /// A program trial: how the program ended and the tails of its output.
+    public var programOutput: ProgramOutput?
 
     /// The optimizer's state size, in total and per tensor, and its work counters, at the end.
     mutating func recordOptimizer<T: BLASScalar>(_ optimizer: any Optimizer<T>, names: [String]) {
