@@ -182,8 +182,13 @@ struct ShapeFixture {
         }
     }
 
+    /// The optimizer's defaults; 8-bit AdamW quantises tensors from 64 elements (its default 4096
+    /// would keep every tensor here in 32 bits): the kernel, the embedding and the head in blocks
+    /// of their flattened elements, the norm scale in 32 bits.
     static func config(_ name: String) -> TrialConfig {
-        TrialConfig(values: ["model": .string("quadratic"), "optimizer": .string(name)])
+        var values: [String: ConfigValue] = ["model": .string("quadratic"), "optimizer": .string(name)]
+        if name == "adamw8bit" { values["min_8bit_size"] = .int(64) }
+        return TrialConfig(values: values)
     }
 
     static let names = OptimizerCatalog.all.map { $0.name }
@@ -202,6 +207,11 @@ struct ShapeFixture {
         // Every tensor moved.
         let initial = Self.parameters(Double.self)
         for i in 0..<p.count { #expect(p.values[i] != initial.values[i], "\(name): \(p.names[i]) did not move") }
+        if name == "adamw8bit" {
+            let state = optimizer.exportState(names: p.names)
+            #expect(["conv1.weight/state1", "wte.weight/state1", "head.weight/state1"].allSatisfy { if case .uint8 = state[$0] { true } else { false } })
+            #expect({ if case .real = state["bn1.weight/state1"] { true } else { false } }())
+        }
     }
 
     @Test(arguments: names)

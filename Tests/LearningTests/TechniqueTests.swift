@@ -111,6 +111,17 @@ import Testing
         }
     }
 
+    /// Muon's AdamW has its own decay (`aux_weight_decay`): the group without weight decay zeroes
+    /// it too, so biases and norms stay undecayed while the embedding (also AdamW's) is decayed.
+    @Test func muonAuxiliaryDecaySkipsBiasesAndNorms() throws {
+        let config = TrialConfig(values: Self.mlp.merging(["optimizer": .string("muon"), "aux_lr": .double(0.1), "aux_weight_decay": .double(0.5)]) { $1 })
+        let roles: [(String, ParameterRole)] = [("wte.weight", .embedding), ("bn1.weight", .norm), ("fc1.bias", .bias)]
+        let params = Parameters<Double>(roles.map { (name: $0.0, value: Tensor(shape: [3], storage: [1, -2, 4]), role: $0.1) })
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(config, parameters: params)
+        optimizer.update(params)
+        #expect(params.values.map(\.storage) == [[1, -2, 4].map { $0 * (1 - 0.1 * 0.5) }, [1, -2, 4], [1, -2, 4]])
+    }
+
     /// Parameters registered without roles get the roles the engine always gave them: `.bias`
     /// names are biases, the last matrix is the head, the rest weights.
     @Test func rolesInferredFromNamesAndShapes() {

@@ -59,6 +59,8 @@ enum MuonDefinition: OptimizerDefinition {
         .number("aux_eps", 1e-10, "AdamW epsilon"),
         .number("aux_weight_decay", 0, "AdamW weight decay"),
     ]
+    /// Biases and norms are AdamW's: their group without weight decay zeroes its decay too.
+    static let weightDecayKeys = ["weight_decay", "aux_weight_decay"]
 
     static func validate(_ config: TrialConfig) throws { _ = try make(config, Double.self) }
 

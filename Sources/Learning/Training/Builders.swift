@@ -20,8 +20,8 @@ public enum Builders {
             let base: any Optimizer<T> = try optimizer(config.setting("optimizer", .string(baseName)), parameters: parameters)
             return try wrapper.wrap(base, config)
         }
-        let groups = try parameterGroups(
-            config, names: parameters.names, roles: parameters.roles, decays: definition.keys.contains { $0.name == "weight_decay" })
+        let decayKeys = definition.weightDecayKeys
+        let groups = try parameterGroups(config, names: parameters.names, roles: parameters.roles, decays: !decayKeys.isEmpty)
         guard groups.count > 1 || groups.first?.learningRateScale != 1 || groups.first?.weightDecay == false else {
             let optimizer = try definition.make(config, T.self)
             try (optimizer as? any ShapeChecking)?.check(ParameterLayout(parameters))
@@ -29,7 +29,7 @@ public enum Builders {
         }
         let lr = try OptimizerCatalog.learningRate(config)
         let built = try groups.map { g in
-            let inner = g.weightDecay ? config : config.setting("weight_decay", .double(0))
+            let inner = g.weightDecay ? config : decayKeys.reduce(config) { $0.setting($1, .double(0)) }
             let optimizer = try definition.make(inner, T.self)
             try (optimizer as? any ShapeChecking)?.check(ParameterLayout(parameters, indices: g.indices))
             return (indices: g.indices, learningRateScale: g.learningRateScale, weightDecay: g.weightDecay, optimizer: optimizer)
