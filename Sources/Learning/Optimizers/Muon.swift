@@ -94,9 +94,10 @@ public final class Muon<Scalar: BLASScalar>: Optimizer, ShapeChecking {
         }
     }
 
-    /// The factor the orthogonalised update is multiplied by (see the type's documentation).
+    /// The factor the orthogonalised update of a matrix or kernel of this shape is multiplied by
+    /// (see the type's documentation).
     public func updateScale(_ shape: [Int]) -> Double {
-        let (rows, cols) = Self.matrixShape(shape)!
+        guard let (rows, cols) = Self.matrixShape(shape) else { preconditionFailure("muon orthogonalises no tensor of shape \(shape)") }
         switch scaling {
         case .keller: return Double.maximum(1, Double(shape[shape.count - 2]) / Double(shape[shape.count - 1])).squareRoot()
         case .rms: return 0.2 * Double(max(rows, cols)).squareRoot()
