@@ -203,7 +203,7 @@ struct EngineBenchmark: ParsableCommand {
             var values: [String: ConfigValue] = ["model": .string(workload), "optimizer": .string("adamw"), "lr": .double(1e-3), "batch_size": .int(batchSize)]
             if workload == "mlp" { values["hidden"] = .list([.int(256), .int(128)]) }
             let config = TrialConfig(values: values)
-            let model: any Model<Float> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
+            let model: any Model<Float> = try Builders.model(config, data: data.train.shape)
             var best = Double.infinity
             for _ in 0..<repeats {
                 let result = try Trainer.run(config, data: data)

@@ -61,6 +61,10 @@ public enum CheckpointFile {
         typealias Layout = ResultsLayout.Checkpoint
         try group.setAttribute(Layout.parameterNames, jsonList(t.names))
         for (name, value) in zip(t.names, t.parameters) { try group.write(Layout.parameter(name), value.storage, shape: value.shape) }
+        if !t.bufferNames.isEmpty {
+            try group.setAttribute(Layout.bufferNames, jsonList(t.bufferNames))
+            for (name, value) in zip(t.bufferNames, t.buffers) { try group.write(Layout.parameter(name), value.storage, shape: value.shape) }
+        }
         try group.setAttribute(Layout.stateNames, jsonList(t.optimizer.names))
         for name in t.optimizer.names {
             switch t.optimizer[name]! {
@@ -111,6 +115,14 @@ public enum CheckpointFile {
             let (values, shape) = try file.read(Layout.parameter(name), as: T.self)
             return Tensor(shape: shape, storage: values)
         }
+        let bufferNames = file.hasAttribute(Layout.bufferNames) ? try parseList(try file.stringAttribute(Layout.bufferNames)) : []
+        guard Set(names + bufferNames).count == names.count + bufferNames.count else {
+            throw CheckpointError.parameters("a tensor name is listed twice among the parameters and buffers")
+        }
+        let buffers = try bufferNames.map { name -> Tensor<T> in
+            let (values, shape) = try file.read(Layout.parameter(name), as: T.self)
+            return Tensor(shape: shape, storage: values)
+        }
         var state = OptimizerState<T>()
         for name in try parseList(try file.stringAttribute(Layout.stateNames)) {
             let d = try file.dataset(Layout.optimizerState(name))
@@ -125,7 +137,7 @@ public enum CheckpointFile {
                 state.set(name, .real(Tensor(shape: shape, storage: values)))
             }
         }
-        return CheckpointTensors(names: names, parameters: parameters, optimizer: state)
+        return CheckpointTensors(names: names, parameters: parameters, optimizer: state, bufferNames: bufferNames, buffers: buffers)
     }
 
     static func jsonList(_ names: [String]) -> String {

@@ -1,12 +1,14 @@
 import Yams
 
-/// A value of a trial configuration: what a YAML scalar or list resolves to.
+/// A value of a trial configuration: what a YAML scalar, list or mapping resolves to. Most keys
+/// take scalars or lists; mappings describe structures such as a network's layers.
 public enum ConfigValue: Sendable, Hashable, CustomStringConvertible {
     case int(Int)
     case double(Double)
     case string(String)
     case bool(Bool)
     case list([ConfigValue])
+    case mapping([String: ConfigValue])
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum ConfigValue: Sendable, Hashable, CustomStringConvertible {
         case .string(let v): v
         case .bool(let v): String(v)
         case .list(let vs): "[" + vs.map(\.description).joined(separator: ", ") + "]"
+        case .mapping(let m): "{" + m.keys.sorted().map { "\($0): \(m[$0]!.description)" }.joined(separator: ", ") + "}"
         }
     }
 
@@ -26,6 +29,7 @@ public enum ConfigValue: Sendable, Hashable, CustomStringConvertible {
         case .string(let v): jsonQuote(v)
         case .bool(let v): v ? "true" : "false"
         case .list(let vs): "[" + vs.map(\.json).joined(separator: ",") + "]"
+        case .mapping(let m): "{" + m.keys.sorted().map { "\(jsonQuote($0)):\(m[$0]!.json)" }.joined(separator: ",") + "}"
         }
     }
 
@@ -36,6 +40,7 @@ public enum ConfigValue: Sendable, Hashable, CustomStringConvertible {
         case .string: "string"
         case .bool: "boolean"
         case .list: "list"
+        case .mapping: "mapping"
         }
     }
 
@@ -62,8 +67,14 @@ public enum ConfigValue: Sendable, Hashable, CustomStringConvertible {
             self = .string(scalar.string)
         case .sequence(let seq):
             self = .list(try seq.map { try ConfigValue(node: $0) })
-        case .mapping:
-            throw ConfigError(location: SourceLocation(node: node), key: nil, message: "a mapping is not allowed here; expected a number, string, boolean or list")
+        case .mapping(let mapping):
+            var entries: [String: ConfigValue] = [:]
+            for (k, v) in mapping {
+                guard let key = k.string else { throw ConfigError(location: SourceLocation(node: k), key: nil, message: "mapping keys must be strings") }
+                guard entries[key] == nil else { throw ConfigError(location: SourceLocation(node: k), key: key, message: "given twice") }
+                entries[key] = try ConfigValue(node: v)
+            }
+            self = .mapping(entries)
         }
     }
 }

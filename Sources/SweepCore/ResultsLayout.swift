@@ -198,6 +198,9 @@ public enum ResultsLayout {
         /// JSON lists of the parameter and optimizer state names.
         public static let parameterNames = "parameter_names"
         public static let stateNames = "state_names"
+        /// A JSON list of the model's buffers (batch norm's running statistics), stored beside
+        /// the parameters as `model/NAME` (as PyTorch's `state_dict` holds both); absent: none.
+        public static let bufferNames = "buffer_names"
 
         // Groups and data sets (`history`, `trajectory` and `layer_stats` as in `Trial`).
         /// `model/NAME`: a parameter tensor.

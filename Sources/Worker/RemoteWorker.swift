@@ -298,7 +298,7 @@ public final class RemoteWorker {
         let started = now()
         do {
             let config = try TrialConfig.parse(yaml: assignment.config, source: "trial \(lease.trial)")
-            let splits = config.isToyObjective ? nil : try data.splits(config.string(TrialSchema.data["data"]), seed: config.seed)
+            let splits = config.isToyObjective ? nil : try data.splits(config.string(TrialSchema.data["data"]), seed: config.seed, text: config.textOptions())
             let perEpoch = !config.isToyObjective
             var policy = CheckpointPolicy(every: assignment.checkpointEvery) { checkpoint in
                 onCheckpoint(checkpoint.epoch, try CheckpointTransfer.encode(checkpoint))
@@ -340,13 +340,14 @@ final class DataCache: @unchecked Sendable {
     private let lock = NSLock()
     private var loaded: [String: DataSplits] = [:]
 
-    /// Synthetic data sets depend on the trial's seed and are cached per seed.
-    func splits(_ name: String, seed: UInt64) throws -> DataSplits {
+    /// Synthetic data sets depend on the trial's seed and are cached per seed; texts per way of
+    /// cutting them into windows.
+    func splits(_ name: String, seed: UInt64, text: TextOptions) throws -> DataSplits {
         let source = try DataSource(parsing: name)
-        let key = source.isSynthetic ? "\(name)#\(seed)" : name
+        let key = source.isSynthetic ? "\(name)#\(seed)" : source.isText ? "\(name)#\(text)" : name
         return try lock.withLock {
             if let d = loaded[key] { return d }
-            let d = try source.load(seed: seed)
+            let d = try source.load(seed: seed, text: text)
             loaded[key] = d
             return d
         }

@@ -223,3 +223,48 @@ struct ShapeFixture {
         ) { optimizer, p, _ in Self.step(optimizer, p) }
     }
 }
+
+/// The networks register their tensors with roles, and every optimizer a trial can name trains
+/// them through the trial's parameter groups: a few steps on random data stay finite.
+@Suite struct NetworkRoleTests {
+    @Test func networksGiveEachParameterItsRole() throws {
+        var rng = Xoshiro256(seed: 0)
+        let lenet = try Network<Float>(NetworkPresets.lenet5(activation: .relu, pooling: "max", height: 28), layout: .image(channels: 1, height: 28, width: 28), features: 784, classes: 10, rng: &rng)
+        #expect(lenet.parameters.roles == [.weight, .bias, .weight, .bias, .weight, .bias, .weight, .bias, .head, .bias])
+        let resnet = try Network<Float>(NetworkPresets.resnet(depth: 8, width: 4), layout: .image(channels: 3, height: 8, width: 8), features: 192, classes: 10, rng: &rng)
+        let role = { (name: String) in resnet.parameters.roles[resnet.parameters.index(of: name)!] }
+        #expect([role("conv1.weight"), role("layer2.0.shortcut.0.weight"), role("bn1.weight"), role("layer2.0.shortcut.1.bias"), role("linear.weight")] == [.weight, .weight, .norm, .norm, .head])
+        for tied in [true, false] {
+            let gpt = try Network<Float>(
+                NetworkPresets.gpt(layers: 1, heads: 2, width: 8, dropout: 0, tied: tied), layout: .tokens(length: 4), features: 4, classes: 11, initialization: .gpt2(layers: 1),
+                rng: &rng)
+            let role = { (name: String) in gpt.parameters.roles[gpt.parameters.index(of: name)!] }
+            #expect([role("wte.weight"), role("wpe.weight"), role("blocks.0.ln1.weight"), role("blocks.0.attn.qkv.weight")] == [.embedding, .embedding, .norm, .weight])
+            #expect(gpt.parameters.roles.contains(.head) == !tied, "tied: the head is the token embedding")
+        }
+    }
+
+    @Test(arguments: OptimizerCatalog.all.map { $0.name })
+    func everyOptimizerTrainsAConvNet(name: String) throws {
+        var rng = Xoshiro256(seed: 1)
+        let net = try Network<Double>(NetworkPresets.cnn(channels: [3], hidden: 5), layout: .image(channels: 2, height: 4, width: 4), features: 32, classes: 3, rng: &rng)
+        let p = net.parameters
+        let config = TrialConfig(values: ["model": .string("quadratic"), "optimizer": .string(name)])
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(config, parameters: p)
+        var x = Tensor<Double>(zeros: [6, 32])
+        x.storage.withUnsafeMutableBufferPointer { rng.fillNormal($0) }
+        let labels: [Int32] = [0, 1, 2, 0, 1, 2]
+        for _ in 0..<3 {
+            p.zeroGradients()
+            let loss = net.lossAndGradients(x: x, labels: labels, rng: &rng)
+            #expect(loss.isFinite, "\(name)")
+            if let sam = optimizer as? any SharpnessAware<Double> {
+                sam.perturb(p)
+                p.zeroGradients()
+                _ = net.lossAndGradients(x: x, labels: labels, rng: &rng)
+            }
+            optimizer.update(p)
+        }
+        #expect(p.valuesFinite, "\(name)")
+    }
+}

@@ -5,7 +5,7 @@ import Yams
 public enum TrialSchema {
     /// Keys every trial may use (`lr` is each optimizer's: its default differs).
     public static let common: [Key] = [
-        .choice("model", nil, ["mlp", "vae", "logreg", "quadratic", "polyfit", "rosenbrock"], note: "required", "the model or toy objective"),
+        .choice("model", nil, modelNames, note: "required", "the model or toy objective"),
         .string("optimizer", "sgd", "optimizer name (see optimizers)"),
         .integer("seed", 0, "seed for initialisation, data order and sampling noise"),
         .choice("precision", "float32", ["float32", "float64"], "floating-point type of models trained on data"),
@@ -16,7 +16,7 @@ public enum TrialSchema {
 
     /// Keys of models trained on a data set.
     public static let data: [Key] = [
-        .string("data", "fashion-mnist", "fashion-mnist | idx:DIR | hdf5:FILE"),
+        .string("data", "fashion-mnist", "fashion-mnist | idx:DIR | hdf5:FILE | cifar10:DIR | text:FILE"),
         .integer("epochs", 1, .atLeast(1), "passes over the training set (at most \(TrialLimits.maxEpochs), and at most \(TrialLimits.maxExamplesSeen) examples in all)"),
         .integer("batch_size", 128, .atLeast(1), "examples per step (at most \(TrialLimits.maxBatchSize))"),
         .integer("limit", nil, .atLeast(1), note: "all", "use only the first N training examples"),
@@ -33,9 +33,38 @@ public enum TrialSchema {
         .number("range_end_lr", 10, .positive, "LR range test: last learning rate"),
         .integer("range_steps", 100, .atLeast(1), "LR range test: steps (at most \(TrialLimits.maxSteps))"),
         .number("range_smoothing", 0.05, .fraction, "LR range test: loss smoothing factor"),
+        .integer("augment_crop", 0, .atLeast(0), "images: shift each training image by up to this many pixels, zero-filled (random crop after padding; 0: none)"),
+        .flag("augment_flip", false, "images: flip each training image horizontally with probability ½"),
+        .integer("block_size", 64, .between(1, 65_536), "text: tokens per window (the model's context length)"),
+        .choice("tokens", "bytes", ["bytes", "characters"], "text: a token per byte (vocabulary 256), or per character (the text's own characters)"),
+        .number("validation_fraction", 0.1, .openUnit, "text: the last fraction of the text, held out for evaluation"),
     ]
 
-    public static let models: [String: [Key]] = [
+    /// The keys of the networks built from layers (a `layers` list or a preset).
+    static let networks: [String: [Key]] = [
+        "sequential": [Key("layers", .layers, default: nil, note: "required", help: "the network, layer by layer (see docs/models.md)")],
+        "lenet5": [
+            .choice("activation", Activation.relu, "activation after each convolution and hidden layer"),
+            .choice("pool", "max", ["max", "avg"], "2×2 pooling after each convolution"),
+        ],
+        "resnet": [
+            .integer("depth", 20, .between(8, 1202), "layers: 6n + 2 (8, 14, 20, 32, 44, 56, 110, …)"),
+            .integer("width", 16, .between(1, 1024), "channels of the first stage (then 2× and 4×)"),
+        ],
+        "cnn": [
+            .integers("channels", [32, 64], .between(1, 4096), "channels of each 3×3 convolution stage (each halves the image)"),
+            .integer("hidden", 128, .between(1, 1_048_576), "width of the hidden fully connected layer"),
+        ],
+        "gpt": [
+            .integer("n_layer", 4, .between(1, 256), "transformer blocks"),
+            .integer("n_head", 4, .between(1, 256), "attention heads (dividing n_embd)"),
+            .integer("n_embd", 128, .between(1, 16_384), "embedding width"),
+            .number("dropout", 0, .unit, "dropout after the embeddings, on attention weights and on each residual branch"),
+            .flag("tied", true, "the head's weight is the token embedding's"),
+        ],
+    ]
+
+    public static let models: [String: [Key]] = networks.mapValues { data + $0 }.merging([
         "mlp": data + [
             .integers("hidden", [256, 128], .atLeast(1), "hidden layer sizes (at most \(TrialLimits.maxParameters) parameters in all)"),
             .choice("activation", Activation.relu, "hidden-layer activation"),
@@ -61,7 +90,7 @@ public enum TrialSchema {
             .number("a", Rosenbrock.defaultA, "(a − x)² + b(y − x²)²: a"),
             .number("b", Rosenbrock.defaultB, "b"),
         ],
-    ]
+    ]) { a, _ in a }
 
     /// Each optimizer's keys, from `OptimizerCatalog`.
     public static var optimizers: [String: [Key]] {
@@ -161,6 +190,12 @@ extension TrialConfig {
             let h = try doubleList(modelKeys["curvatures"])
             let s = try doubleList(modelKeys["start"], otherwise: Array(repeating: 1, count: h.count))
             guard !h.isEmpty, h.count == s.count else { throw error(values["start"] != nil ? "start" : "curvatures", "curvatures and start need the same, non-zero length (\(h.count) vs \(s.count))") }
+        }
+        if model == "resnet", (try int(modelKeys["depth"]) - 2) % 6 != 0 {
+            throw error("depth", "a CIFAR ResNet has 6n + 2 layers (8, 14, 20, 32, …), not \(try int(modelKeys["depth"]))")
+        }
+        if model == "gpt", try int(modelKeys["n_embd"]) % int(modelKeys["n_head"]) != 0 {
+            throw error("n_head", "\(try int(modelKeys["n_head"])) heads do not divide n_embd \(try int(modelKeys["n_embd"]))")
         }
         if model == "rosenbrock" {
             guard try doubleList(modelKeys["start"]).count == 2 else { throw error("start", "the Rosenbrock function is 2-D: start needs two numbers") }

@@ -8,6 +8,7 @@ extension TrialSchema {
             case number, integer, boolean, string
             case numbers = "list of numbers"
             case integers = "list of integers"
+            case layers = "list of layers"
         }
 
         /// Allowed numbers: `lower`/`upper` bounds, each open or closed (for lists, every element).
@@ -150,6 +151,9 @@ extension TrialSchema {
                 numbers = []
             case .numbers: numbers = try config.doubleList(name, default: [])
             case .integers: numbers = try config.intList(name, default: []).map(Double.init)
+            case .layers:
+                _ = try config.layers(name)
+                numbers = []
             }
             for x in numbers where !bounds.contains(x) {
                 throw config.error(name, "must be \(kinds == 1 ? "" : "all ")\(bounds.text), got \(formatDouble(x))")
@@ -164,6 +168,7 @@ extension ConfigValue {
         case (.number, .double), (.number, .int), (.integer, .int), (.boolean, .bool), (.string, .string): true
         case (.numbers, .list(let items)): items.allSatisfy { $0.asDouble != nil }
         case (.integers, .list(let items)): items.allSatisfy { if case .int = $0 { true } else { false } }
+        case (.layers, .list): true
         default: false
         }
     }
@@ -255,5 +260,18 @@ extension TrialConfig {
     public func choice<E: RawRepresentable & CaseIterable>(_ key: TrialSchema.Key, _: E.Type) throws -> E where E.RawValue == String {
         guard case .string(let d)? = key.defaultValue, let value = E(rawValue: d) else { preconditionFailure("trial key '\(key.name)' has no default choice") }
         return try choice(key.name, default: value)
+    }
+}
+
+extension TrialConfig {
+    /// A `layers` list, parsed; an error names the key (its file and line) and the layer's place.
+    func layers(_ key: String) throws -> [LayerSpec] {
+        guard let value = values[key] else { throw error(key, "is required: the network's layers") }
+        var count = 0
+        do {
+            return try LayerSpec.parseList(value, path: key, count: &count)
+        } catch {
+            throw self.error(key, "\(error.path): \(error.message)")
+        }
     }
 }

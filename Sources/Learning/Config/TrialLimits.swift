@@ -30,9 +30,10 @@ public struct DataShape: Sendable, Equatable {
     public var classes: Int
     /// Training examples, before `limit`.
     public var trainingExamples: Int
+    public var layout: ExampleLayout
 
-    public init(features: Int, classes: Int, trainingExamples: Int) {
-        (self.features, self.classes, self.trainingExamples) = (features, classes, trainingExamples)
+    public init(features: Int, classes: Int, trainingExamples: Int, layout: ExampleLayout = .vector) {
+        (self.features, self.classes, self.trainingExamples, self.layout) = (features, classes, trainingExamples, layout)
     }
 }
 
@@ -40,9 +41,9 @@ extension DataSource {
     /// The shape of the data set without loading it, where it is known from its name.
     public var knownShape: DataShape? {
         switch self {
-        case .fashionMNIST: DataShape(features: 784, classes: 10, trainingExamples: 60_000)
+        case .fashionMNIST: DataShape(features: 784, classes: 10, trainingExamples: 60_000, layout: .image(channels: 1, height: 28, width: 28))
         case .modular(let p, let fraction): DataShape(features: 2 * p, classes: p, trainingExamples: Self.modularTrainingCount(p, trainFraction: fraction))
-        case .idxDirectory, .hdf5: nil
+        case .idxDirectory, .hdf5, .cifar10, .text: nil
         }
     }
 }
@@ -67,7 +68,8 @@ extension TrialConfig {
 
         // The model's parameters and the values of one batch, in Double: no overflow for any Int.
         // The key an error names: the size key the trial gives, else the data set, else the model.
-        let sizeKey = ["hidden", "latent", "degree", "points", "curvatures", "data"].first { values[$0] != nil } ?? "model"
+        let sizeKey =
+            ["hidden", "latent", "degree", "points", "curvatures", "layers", "width", "depth", "channels", "n_embd", "n_layer", "block_size", "data"].first { values[$0] != nil } ?? "model"
         var parameters = 0.0, valuesPerExample = 0.0
         var batch = 0.0
         var described = ""
@@ -90,6 +92,19 @@ extension TrialConfig {
                 described = "\(data.features) inputs, hidden \(hidden.map { Int($0) }), \(data.classes) classes"
             }
             batch = Double(max(try int("batch_size", default: 128), try int("eval_batch_size", default: 1000)))
+        case _ where TrialSchema.networks[model] != nil:
+            batch = Double(max(try int("batch_size", default: 128), try int("eval_batch_size", default: 1000)))
+            // The layers are known once the data's shape is (the trainer checks again then).
+            guard let data else { break }
+            let plan: NetworkPlan<Float>
+            do {
+                plan = try Builders.networkPlan(self, data: data)
+            } catch let e as LayerSpecError {
+                throw error(values["layers"] != nil ? "layers" : "model", "\(e.path): \(e.message)")
+            }
+            parameters = Double(plan.parameterCount)
+            valuesPerExample = Double(data.features + plan.valuesPerExample)
+            described = "\(model) on \(data.layout == .vector ? "\(data.features) inputs" : "\(data.layout)s")"
         case "polyfit":
             let k = Double(try int("degree", default: 10)) + 1, points = Double(try int("points", default: 20))
             parameters = k
@@ -114,7 +129,7 @@ extension TrialConfig {
         }
 
         // Epochs × training examples, for models trained on data.
-        guard ["mlp", "logreg", "vae"].contains(model), try string("mode", default: "train") == "train" else { return }
+        guard TrialSchema.models[model]?.contains(where: { $0.name == "data" }) == true, try string("mode", default: "train") == "train" else { return }
         let limit = try optionalInt("limit")
         let examples = [limit, data?.trainingExamples].compactMap { $0 }.min()
         guard let examples else { return }

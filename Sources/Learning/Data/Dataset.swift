@@ -2,24 +2,56 @@ import Glibc
 import HDF5
 import Linalg
 
+/// What one example of a data set is, beyond its `features` values.
+public enum ExampleLayout: Sendable, Equatable, CustomStringConvertible {
+    /// A vector of features.
+    case vector
+    /// An image, channel-major (`channels × height × width` values, as PyTorch's NCHW).
+    case image(channels: Int, height: Int, width: Int)
+    /// `length` token ids (stored as floats, exact below 2²⁴), each labelled with the token that
+    /// follows it: a language model's window.
+    case tokens(length: Int)
+
+    /// Labels per example: one class, or the next token at each position.
+    public var labelsPerExample: Int { if case .tokens(let t) = self { t } else { 1 } }
+
+    public var description: String {
+        switch self {
+        case .vector: "vector"
+        case .image(let c, let h, let w): "\(c)×\(h)×\(w) image"
+        case .tokens(let t): "\(t)-token window"
+        }
+    }
+}
+
 /// A supervised data set in memory: `count` examples of `features` values each (scaled to
-/// [0, 1] for images), with integer class labels.
+/// [0, 1] for images, token ids for text), with integer labels: a class per example, or a next
+/// token per position for text (`layout`).
 public struct Dataset: Sendable {
     public let name: String
     public let features: Int
     public let count: Int
     /// Row-major `count × features`.
     public let x: [Float]
+    /// `count × layout.labelsPerExample`.
     public let labels: [Int32]
     public let classes: Int
+    public let layout: ExampleLayout
 
-    public init(name: String, features: Int, x: [Float], labels: [Int32], classes: Int? = nil) throws {
+    public init(name: String, features: Int, x: [Float], labels: [Int32], classes: Int? = nil, layout: ExampleLayout = .vector) throws {
         guard features > 0, x.count % features == 0 else {
             throw DataError.invalid("\(name): \(x.count) values do not split into rows of \(features) features")
         }
+        switch layout {
+        case .vector: break
+        case .image(let c, let h, let w):
+            guard c > 0, h > 0, w > 0, c * h * w == features else { throw DataError.invalid("\(name): a \(layout) does not hold \(features) values") }
+        case .tokens(let t):
+            guard t == features else { throw DataError.invalid("\(name): a \(layout) does not hold \(features) values") }
+        }
         let count = x.count / features
-        guard labels.count == count else {
-            throw DataError.mismatch("\(name): \(count) examples but \(labels.count) labels")
+        guard labels.count == count * layout.labelsPerExample else {
+            throw DataError.mismatch("\(name): \(count) examples need \(count * layout.labelsPerExample) labels, found \(labels.count)")
         }
         if let bad = labels.first(where: { $0 < 0 }) { throw DataError.invalid("\(name): negative label \(bad)") }
         self.name = name
@@ -28,21 +60,36 @@ public struct Dataset: Sendable {
         self.x = x
         self.labels = labels
         self.classes = classes ?? Int((labels.max() ?? 0) + 1)
+        self.layout = layout
+        if let classes, let bad = labels.first(where: { $0 >= classes }) {
+            throw DataError.invalid("\(name): label \(bad) is not below the \(classes) classes")
+        }
     }
 
     /// The first `n` examples (the `limit` trial key), or all of them.
     public func prefix(_ n: Int?) -> Dataset {
         guard let n, n < count else { return self }
+        let l = layout.labelsPerExample
         // Cannot fail: a prefix of a valid data set is valid.
-        return try! Dataset(name: name, features: features, x: Array(x[0..<(n * features)]), labels: Array(labels[0..<n]), classes: classes)
+        return try! Dataset(
+            name: name, features: features, x: Array(x[0..<(n * features)]), labels: Array(labels[0..<(n * l)]), classes: classes, layout: layout)
     }
 
-    /// Copies the examples at `indices` into a batch (features converted to `T`).
+    /// What the model and the resource limits need to know of it.
+    public var shape: DataShape { DataShape(features: features, classes: classes, trainingExamples: count, layout: layout) }
+
+    /// The same examples, laid out as `layout` (which must hold `features` values).
+    public func laidOut(_ layout: ExampleLayout) throws -> Dataset {
+        try Dataset(name: name, features: features, x: x, labels: labels, classes: classes, layout: layout)
+    }
+
+    /// Copies the examples at `indices` into a batch (features converted to `T`), with their labels.
     @inlinable
     public func gather<T: BLASScalar>(_ indices: ArraySlice<Int>, into batch: inout Tensor<T>, labels out: inout [Int32]) {
         let b = indices.count
+        let l = layout.labelsPerExample
         if batch.shape != [b, features] { batch.resize([b, features]) }
-        if out.count != b { out = [Int32](repeating: 0, count: b) }
+        if out.count != b * l { out = [Int32](repeating: 0, count: b * l) }
         let f = features
         x.withUnsafeBufferPointer { src in
             batch.storage.withUnsafeMutableBufferPointer { dst in
@@ -54,7 +101,7 @@ public struct Dataset: Sendable {
                     } else {
                         for k in 0..<f { d[k] = T(s[k]) }
                     }
-                    out[row] = labels[i]
+                    for k in 0..<l { out[row * l + k] = labels[i * l + k] }
                 }
             }
         }
@@ -80,6 +127,10 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
     /// (a, b) as the one-hot codes of a and b side by side (2p features), labelled (a + b) mod p;
     /// the pairs are shuffled with the trial's seed and the first `trainFraction` of them train.
     case modular(modulus: Int, trainFraction: Double)
+    /// The CIFAR-10 binary files in a directory (`data_batch_N.bin`, `test_batch.bin`).
+    case cifar10(String)
+    /// A text file, as next-token windows (`TextOptions`).
+    case text(String)
 
     public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
 
@@ -89,6 +140,8 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
         case .idxDirectory(let d): "idx:\(d)"
         case .hdf5(let p): "hdf5:\(p)"
         case .modular(let p, let f): "modular:\(p):\(f)"
+        case .cifar10(let d): "cifar10:\(d)"
+        case .text(let p): "text:\(p)"
         }
     }
 
@@ -108,6 +161,10 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
                 throw DataError.invalid("'\(text)': use modular:P or modular:P:TRAIN_FRACTION with 2 ≤ P ≤ 1000 and 0 < TRAIN_FRACTION < 1 (e.g. modular:97:0.4)")
             }
             self = .modular(modulus: p, trainFraction: f)
+        } else if text.hasPrefix("cifar10:") {
+            self = .cifar10(String(text.dropFirst(8)))
+        } else if text.hasPrefix("text:") {
+            self = .text(String(text.dropFirst(5)))
         } else if text.hasPrefix("idx:") {
             self = .idxDirectory(String(text.dropFirst(4)))
         } else if text.hasPrefix("hdf5:") {
@@ -117,11 +174,16 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
         } else if text.contains("/") {
             self = .idxDirectory(text)
         } else {
-            throw DataError.invalid("unknown data set '\(text)': use fashion-mnist, idx:DIRECTORY (four IDX files, e.g. MNIST) or hdf5:FILE (datasets X_train, y_train, X_test, y_test)")
+            throw DataError.invalid(
+                "unknown data set '\(text)': use fashion-mnist, idx:DIRECTORY (four IDX files, e.g. MNIST), hdf5:FILE (datasets X_train, y_train, X_test, y_test), cifar10:DIRECTORY (the binary batches) or text:FILE"
+            )
         }
     }
 
-    public func load(trainLimit: Int? = nil, testLimit: Int? = nil, seed: UInt64 = 0) throws -> DataSplits {
+    /// Whether the data are text (read with `TextOptions`).
+    public var isText: Bool { if case .text = self { true } else { false } }
+
+    public func load(trainLimit: Int? = nil, testLimit: Int? = nil, seed: UInt64 = 0, text options: TextOptions = TextOptions()) throws -> DataSplits {
         let splits: DataSplits
         switch self {
         case .modular(let p, let fraction):
@@ -136,6 +198,10 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
             splits = try Self.loadIDX(directory: dir, name: dir)
         case .hdf5(let path):
             splits = try Self.loadHDF5(path: path)
+        case .cifar10(let dir):
+            splits = try Self.loadCIFAR10(directory: dir)
+        case .text(let path):
+            splits = try Self.loadText(path: path, options: options)
         }
         return DataSplits(train: splits.train.prefix(trainLimit), test: splits.test.prefix(testLimit))
     }
@@ -183,7 +249,9 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
             }
             let features = x.shape.dropFirst().reduce(1, *)
             // Pixels / 255, as torchvision's ToTensor.
-            return try Dataset(name: "\(name) \(label)", features: features, x: x.bytes.map { Float($0) / 255 }, labels: y.bytes.map { Int32($0) })
+            return try Dataset(
+                name: "\(name) \(label)", features: features, x: x.bytes.map { Float($0) / 255 }, labels: y.bytes.map { Int32($0) },
+                layout: Self.imageLayout(Array(x.shape.dropFirst())))
         }
         let train = try split("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "train")
         let test = try split("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "test")
@@ -192,8 +260,17 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
         }
         let classes = max(train.classes, test.classes)
         return DataSplits(
-            train: try Dataset(name: train.name, features: train.features, x: train.x, labels: train.labels, classes: classes),
-            test: try Dataset(name: test.name, features: test.features, x: test.x, labels: test.labels, classes: classes))
+            train: try Dataset(name: train.name, features: train.features, x: train.x, labels: train.labels, classes: classes, layout: train.layout),
+            test: try Dataset(name: test.name, features: test.features, x: test.x, labels: test.labels, classes: classes, layout: test.layout))
+    }
+
+    /// Examples of shape H×W are one-channel images, C×H×W images; anything else is a vector.
+    static func imageLayout(_ shape: [Int]) -> ExampleLayout {
+        switch shape.count {
+        case 2: .image(channels: 1, height: shape[0], width: shape[1])
+        case 3: .image(channels: shape[0], height: shape[1], width: shape[2])
+        default: .vector
+        }
     }
 
     static func loadHDF5(path: String) throws -> DataSplits {
@@ -208,7 +285,9 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
             guard xShape.count >= 2, yShape.count == 1, xShape[0] == yShape[0] else {
                 throw DataError.mismatch("\(path): \(xName) has shape \(xShape) and \(yName) has shape \(yShape); expected (N, features) and (N,)")
             }
-            return try Dataset(name: "\(path):\(xName)", features: xShape.dropFirst().reduce(1, *), x: x, labels: y.map { Int32($0) })
+            return try Dataset(
+                name: "\(path):\(xName)", features: xShape.dropFirst().reduce(1, *), x: x, labels: y.map { Int32($0) },
+                layout: Self.imageLayout(Array(xShape.dropFirst())))
         }
         if !file.contains("X_train") && file.contains("X") {
             let all = try split("X", "y")
@@ -217,16 +296,20 @@ public enum DataSource: Sendable, Equatable, CustomStringConvertible {
             guard trainCount > 0 else { throw DataError.invalid("\(path): \(all.count) examples are too few to split into train and test") }
             let f = all.features
             return DataSplits(
-                train: try Dataset(name: "\(path) train", features: f, x: Array(all.x[0..<(trainCount * f)]), labels: Array(all.labels[0..<trainCount]), classes: all.classes),
-                test: try Dataset(name: "\(path) test", features: f, x: Array(all.x[(trainCount * f)...]), labels: Array(all.labels[trainCount...]), classes: all.classes))
+                train: try Dataset(
+                    name: "\(path) train", features: f, x: Array(all.x[0..<(trainCount * f)]), labels: Array(all.labels[0..<trainCount]), classes: all.classes,
+                    layout: all.layout),
+                test: try Dataset(
+                    name: "\(path) test", features: f, x: Array(all.x[(trainCount * f)...]), labels: Array(all.labels[trainCount...]), classes: all.classes,
+                    layout: all.layout))
         }
         let train = try split("X_train", "y_train")
         let test = try split("X_test", "y_test")
         guard train.features == test.features else { throw DataError.mismatch("\(path): X_train has \(train.features) features, X_test \(test.features)") }
         let classes = max(train.classes, test.classes)
         return DataSplits(
-            train: try Dataset(name: train.name, features: train.features, x: train.x, labels: train.labels, classes: classes),
-            test: try Dataset(name: test.name, features: test.features, x: test.x, labels: test.labels, classes: classes))
+            train: try Dataset(name: train.name, features: train.features, x: train.x, labels: train.labels, classes: classes, layout: train.layout),
+            test: try Dataset(name: test.name, features: test.features, x: test.x, labels: test.labels, classes: classes, layout: test.layout))
     }
 }
 

@@ -26,6 +26,19 @@ public protocol Model<Scalar>: AnyObject {
     /// Each layer's output on a batch (classifiers: post-activation; the VAE: h1, mu, logvar, h3,
     /// logits), named after the layer's parameters (`fc1`, …), for the per-layer diagnostics.
     func layerOutputs(x: Tensor<Scalar>, rng: inout Xoshiro256) -> [(layer: String, values: [Scalar])]
+    /// Labels per example: 1, or a language model's positions (its accuracy is per token).
+    var labelsPerExample: Int { get }
+    /// While frozen, training passes leave running statistics (batch norm's) alone: SAM's second
+    /// gradient and Sophia's estimator pass the same batch again.
+    func freezeRunningStatistics(_ frozen: Bool)
+    /// Non-trainable state saved in checkpoints (batch norm's running statistics), if any.
+    var buffers: ModelBuffers<Scalar>? { get }
+}
+
+extension Model {
+    public var labelsPerExample: Int { 1 }
+    public func freezeRunningStatistics(_ frozen: Bool) {}
+    public var buffers: ModelBuffers<Scalar>? { nil }
 }
 
 public enum LossReduction: Sendable { case mean, sum }
@@ -70,35 +83,8 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
         }
     }
 
-    /// Softmax cross-entropy of the logits; writes (softmax − onehot)/B into `delta` when given.
-    /// Returns the summed loss and the number of correct argmax predictions.
-    @_specialize(where Scalar == Float)
-    @_specialize(where Scalar == Double)
     func crossEntropy(labels: [Int32], delta: UnsafeMutableBufferPointer<Scalar>?) -> (Double, Int) {
-        let logits = outputs[layers.count - 1]
-        let (rows, cols) = (logits.rows, logits.cols)
-        let invB = Scalar(1) / Scalar(rows)
-        var total = 0.0
-        var correct = 0
-        logits.storage.withUnsafeBufferPointer { z in
-            for r in 0..<rows {
-                let row = z.baseAddress! + r * cols
-                var maxV = row[0], arg = 0
-                for c in 1..<cols where row[c] > maxV { maxV = row[c]; arg = c }
-                var sum: Scalar = 0
-                for c in 0..<cols { sum += Scalar.exp(row[c] - maxV) }
-                let y = Int(labels[r])
-                let lse = maxV + Scalar.log(sum)
-                total += Double(lse - row[y])
-                if arg == y { correct += 1 }
-                if let delta {
-                    let d = delta.baseAddress! + r * cols
-                    for c in 0..<cols { d[c] = Scalar.exp(row[c] - lse) * invB }
-                    d[y] -= invB
-                }
-            }
-        }
-        return (total, correct)
+        softmaxCrossEntropy(outputs[layers.count - 1], labels: labels, delta: delta)
     }
 
     @_specialize(where Scalar == Float)
@@ -121,25 +107,7 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
 
     public func sampledTargetGradients(x: Tensor<Scalar>, rng: inout Xoshiro256) {
         forward(x)
-        let logits = outputs[layers.count - 1]
-        var sampled = [Int32](repeating: 0, count: logits.rows)
-        logits.storage.withUnsafeBufferPointer { z in
-            for r in 0..<logits.rows {
-                let row = z.baseAddress! + r * logits.cols
-                var maxV = row[0]
-                for c in 1..<logits.cols { maxV = Swift.max(maxV, row[c]) }
-                var sum = 0.0
-                for c in 0..<logits.cols { sum += Double(Scalar.exp(row[c] - maxV)) }
-                // Inverse-CDF sampling from the softmax.
-                var u = rng.nextUnit() * sum, c = 0
-                while c < logits.cols - 1 {
-                    u -= Double(Scalar.exp(row[c] - maxV))
-                    if u < 0 { break }
-                    c += 1
-                }
-                sampled[r] = Int32(c)
-            }
-        }
+        let sampled = sampleFromSoftmax(outputs[layers.count - 1], rng: &rng)
         _ = lossAndGradients(x: x, labels: sampled, rng: &rng)
     }
 
@@ -155,4 +123,58 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
         let (total, correct) = crossEntropy(labels: labels, delta: nil)
         return (total, correct)
     }
+}
+
+/// Softmax cross-entropy of each row of `logits` against its label; writes (softmax − onehot)/rows
+/// into `delta` when given (the gradient of the mean). Returns the summed loss and the number of
+/// rows whose largest logit is the label's.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+func softmaxCrossEntropy<T: BLASScalar>(_ logits: Tensor<T>, labels: [Int32], delta: UnsafeMutableBufferPointer<T>?) -> (Double, Int) {
+    let (rows, cols) = (logits.rows, logits.cols)
+    precondition(labels.count == rows, "\(labels.count) labels for \(rows) rows of logits")
+    let invB = T(1) / T(rows)
+    var total = 0.0
+    var correct = 0
+    logits.storage.withUnsafeBufferPointer { z in
+        for r in 0..<rows {
+            let row = z.baseAddress! + r * cols
+            var maxV = row[0], arg = 0
+            for c in 1..<cols where row[c] > maxV { maxV = row[c]; arg = c }
+            var sum: T = 0
+            for c in 0..<cols { sum += T.exp(row[c] - maxV) }
+            let y = Int(labels[r])
+            let lse = maxV + T.log(sum)
+            total += Double(lse - row[y])
+            if arg == y { correct += 1 }
+            if let delta {
+                let d = delta.baseAddress! + r * cols
+                for c in 0..<cols { d[c] = T.exp(row[c] - lse) * invB }
+                d[y] -= invB
+            }
+        }
+    }
+    return (total, correct)
+}
+
+/// A label per row of `logits`, drawn from its softmax (inverse-CDF sampling from `rng`).
+func sampleFromSoftmax<T: BLASScalar>(_ logits: Tensor<T>, rng: inout Xoshiro256) -> [Int32] {
+    var sampled = [Int32](repeating: 0, count: logits.rows)
+    logits.storage.withUnsafeBufferPointer { z in
+        for r in 0..<logits.rows {
+            let row = z.baseAddress! + r * logits.cols
+            var maxV = row[0]
+            for c in 1..<logits.cols { maxV = Swift.max(maxV, row[c]) }
+            var sum = 0.0
+            for c in 0..<logits.cols { sum += Double(T.exp(row[c] - maxV)) }
+            var u = rng.nextUnit() * sum, c = 0
+            while c < logits.cols - 1 {
+                u -= Double(T.exp(row[c] - maxV))
+                if u < 0 { break }
+                c += 1
+            }
+            sampled[r] = Int32(c)
+        }
+    }
+    return sampled
 }

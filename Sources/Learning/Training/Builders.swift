@@ -77,9 +77,56 @@ public enum Builders {
         return groups
     }
 
+    /// The layers of a network model (`sequential` or a preset) on data of `data`'s shape, and
+    /// how its parameters start.
+    static func layerSpecs(_ config: TrialConfig, data: DataShape) throws -> (layers: [LayerSpec], initialization: Initialization) {
+        let keys = TrialSchema.models[config.model]!
+        let image: (channels: Int, height: Int, width: Int)? = if case .image(let c, let h, let w) = data.layout { (c, h, w) } else { nil }
+        func needImages() throws {
+            guard image != nil else { throw config.error("model", "\(config.model) needs image data (fashion-mnist, idx:, cifar10:, or hdf5: with (N, C, H, W) images), got \(data.layout)s") }
+        }
+        switch config.model {
+        case "sequential":
+            return (try config.layers("layers"), .pytorch)
+        case "lenet5":
+            try needImages()
+            return (NetworkPresets.lenet5(activation: try config.choice(keys["activation"], Activation.self), pooling: try config.string(keys["pool"]), height: image!.height), .pytorch)
+        case "resnet":
+            try needImages()
+            return (NetworkPresets.resnet(depth: try config.int(keys["depth"]), width: try config.int(keys["width"])), .pytorch)
+        case "cnn":
+            try needImages()
+            return (NetworkPresets.cnn(channels: try config.intList(keys["channels"]), hidden: try config.int(keys["hidden"])), .pytorch)
+        case "gpt":
+            guard case .tokens = data.layout else { throw config.error("data", "gpt trains on text: data: text:FILE") }
+            let layers = try config.int(keys["n_layer"])
+            return (
+                NetworkPresets.gpt(
+                    layers: layers, heads: try config.int(keys["n_head"]), width: try config.int(keys["n_embd"]), dropout: try config.double(keys["dropout"]), tied: try config.bool(keys["tied"])),
+                .gpt2(layers: layers)
+            )
+        default:
+            preconditionFailure("\(config.model) is not a network")
+        }
+    }
+
+    /// A network model's plan on data of `data`'s shape (no tensor allocated).
+    static func networkPlan<T: BLASScalar>(_ config: TrialConfig, data: DataShape, scalar: T.Type = T.self) throws -> NetworkPlan<T> {
+        let (specs, initialization) = try layerSpecs(config, data: data)
+        return try NetworkPlan<T>(specs, input: FeatureShape(data.layout, features: data.features, classes: data.classes), classes: data.classes, initialization: initialization)
+    }
+
     /// The model a trial names, initialised from the trial's seed (stream "init").
-    public static func model<T: BLASScalar>(_ config: TrialConfig, features: Int, classes: Int, scalar: T.Type = T.self) throws -> any Model<T> {
+    public static func model<T: BLASScalar>(_ config: TrialConfig, data: DataShape, scalar: T.Type = T.self) throws -> any Model<T> {
         var rng = Xoshiro256(seed: config.seed, stream: "init")
+        let (features, classes) = (data.features, data.classes)
+        if TrialSchema.networks[config.model] != nil {
+            do {
+                return Network<T>(try networkPlan(config, data: data), rng: &rng)
+            } catch let e as LayerSpecError {
+                throw config.error(config.values["layers"] != nil ? "layers" : "model", "\(e.path): \(e.message)")
+            }
+        }
         switch config.model {
         case "mlp":
             let activation = try config.choice(TrialSchema.models["mlp"]!["activation"], Activation.self)

@@ -5,11 +5,17 @@ public struct CheckpointTensors<Scalar: BLASScalar>: Sendable {
     public var names: [String]
     public var parameters: [Tensor<Scalar>]
     public var optimizer: OptimizerState<Scalar>
+    /// The model's buffers (batch norm's running statistics), by name.
+    public var bufferNames: [String]
+    public var buffers: [Tensor<Scalar>]
 
-    public init(names: [String], parameters: [Tensor<Scalar>], optimizer: OptimizerState<Scalar>) {
+    public init(names: [String], parameters: [Tensor<Scalar>], optimizer: OptimizerState<Scalar>, bufferNames: [String] = [], buffers: [Tensor<Scalar>] = []) {
+        precondition(bufferNames.count == buffers.count)
         self.names = names
         self.parameters = parameters
         self.optimizer = optimizer
+        self.bufferNames = bufferNames
+        self.buffers = buffers
     }
 }
 
@@ -136,9 +142,26 @@ extension Parameters {
     }
 }
 
+extension ModelBuffers {
+    /// Overwrites the buffers from a checkpoint, checking names and shapes.
+    func restore(_ saved: CheckpointTensors<Scalar>) throws {
+        guard saved.bufferNames == names else {
+            throw CheckpointError.parameters("buffers \(saved.bufferNames) vs the model's \(names)")
+        }
+        for i in values.indices {
+            guard saved.buffers[i].shape == values[i].shape else {
+                throw CheckpointError.parameters("\(names[i]) has shape \(saved.buffers[i].shape), the model's is \(values[i].shape)")
+            }
+            values[i] = saved.buffers[i]
+        }
+    }
+}
+
 extension CheckpointPayload {
-    static func make<T: BLASScalar>(_ params: Parameters<T>, _ optimizer: any Optimizer<T>) -> CheckpointPayload {
-        let tensors = CheckpointTensors(names: params.names, parameters: params.values, optimizer: optimizer.exportState(names: params.names))
+    static func make<T: BLASScalar>(_ params: Parameters<T>, _ optimizer: any Optimizer<T>, buffers: ModelBuffers<T>? = nil) -> CheckpointPayload {
+        let tensors = CheckpointTensors(
+            names: params.names, parameters: params.values, optimizer: optimizer.exportState(names: params.names), bufferNames: buffers?.names ?? [],
+            buffers: buffers?.values ?? [])
         if let t = tensors as? CheckpointTensors<Float> { return .float32(t) }
         return .float64(tensors as! CheckpointTensors<Double>)
     }

@@ -80,9 +80,11 @@ public enum Trainer {
         let trainLimit = try config.optionalInt(TrialSchema.data["limit"]), testLimit = try config.optionalInt(TrialSchema.data["test_limit"])
         let splits =
             try data.map { DataSplits(train: $0.train.prefix(trainLimit), test: $0.test.prefix(testLimit)) }
-            ?? DataSource(parsing: config.string(TrialSchema.data["data"])).load(trainLimit: trainLimit, testLimit: testLimit, seed: config.seed)
+            ?? DataSource(parsing: config.string(TrialSchema.data["data"])).load(
+                trainLimit: trainLimit, testLimit: testLimit, seed: config.seed, text: try config.textOptions())
+        try config.checkData(splits)
         // The data set's shape is known now: the limits on the model and the epochs, before the model exists.
-        try config.checkResources(data: DataShape(features: splits.train.features, classes: splits.train.classes, trainingExamples: splits.train.count))
+        try config.checkResources(data: splits.train.shape)
         return precision == "float64"
             ? try train(config, splits, Double.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
             : try train(config, splits, Float.self, checkpoints: checkpoints, shouldStop: shouldStop, onEpoch: onEpoch)
@@ -93,7 +95,7 @@ public enum Trainer {
         onEpoch: (EpochRecord) -> Void
     ) throws -> TrialResult {
         let started = now()
-        let model: any Model<T> = try Builders.model(config, features: data.train.features, classes: data.train.classes)
+        let model: any Model<T> = try Builders.model(config, data: data.train.shape)
         let optimizer: any Optimizer<T> = try Builders.optimizer(config, parameters: model.parameters)
         if try config.string(TrialSchema.data["mode"]) == "lr_range_test" {
             return try rangeTest(config, data, model: model, optimizer: optimizer, started: started)
@@ -115,6 +117,7 @@ public enum Trainer {
         var step = 0
         var firstEpoch = 1
         var gradients = try GradientProcessing<T>(config)
+        let augmentation = try Augmentation(config, layout: data.train.layout)
         let sharpnessAware = optimizer as? any SharpnessAware<T>
         let hessian = optimizer as? any HessianEstimating<T>
         let evaluationPoint = optimizer as? any EvaluationPointSwapping<T>
@@ -126,6 +129,11 @@ public enum Trainer {
         }
         if let resume = checkpoints.resume {
             try params.restore(try resume.tensors(T.self))
+            if let buffers = model.buffers {
+                try buffers.restore(try resume.tensors(T.self))
+            } else if !(try resume.tensors(T.self).bufferNames.isEmpty) {
+                throw CheckpointError.parameters("the checkpoint holds buffers the model does not have")
+            }
             try optimizer.importState(try resume.tensors(T.self).optimizer, parameters: params)
             (shuffle, noise, scheduler.plateau) = (resume.shuffle, resume.noise, resume.plateau)
             result.history = resume.history
@@ -148,6 +156,7 @@ public enum Trainer {
                 while micro < gradients.accumulation && start < order.count {
                     let end = min(start + batchSize, order.count)
                     data.train.gather(order[start..<end], into: &x, labels: &labels)
+                    augmentation?.apply(to: &x, rng: &shuffle)
                     if micro == 0 { noiseBefore = noise }
                     let loss = model.lossAndGradients(x: x, labels: labels, rng: &noise)
                     let perExample = model.lossReduction == .sum ? loss / Double(end - start) : loss
@@ -177,7 +186,9 @@ public enum Trainer {
                     // SAM: the gradient again, on the same batch and noise, at the perturbed point.
                     sharpnessAware.perturb(params)
                     var again = noiseBefore
+                    model.freezeRunningStatistics(true)
                     _ = model.lossAndGradients(x: x, labels: labels, rng: &again)
+                    model.freezeRunningStatistics(false)
                     if gradients.clips { gradients.clip(params, norm: params.gradientNorm) }
                 }
                 if start >= order.count { diagnostics?.beforeLastStep(params) }
@@ -214,7 +225,7 @@ public enum Trainer {
                 try checkpoints.save(
                     TrainingCheckpoint(
                         config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
-                        history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
+                        history: result.history, trajectory: [], payload: .make(params, optimizer, buffers: model.buffers), layerStatistics: result.layerStatistics))
             }
             if epoch < epochs && shouldStop() {
                 result.status = .stopped
@@ -224,7 +235,7 @@ public enum Trainer {
                     try checkpoints.save(
                         TrainingCheckpoint(
                             config: config, epoch: epoch, step: step, shuffle: shuffle, noise: noise, plateau: scheduler.plateau,
-                            history: result.history, trajectory: [], payload: .make(params, optimizer), layerStatistics: result.layerStatistics))
+                            history: result.history, trajectory: [], payload: .make(params, optimizer, buffers: model.buffers), layerStatistics: result.layerStatistics))
                 }
                 break
             }
@@ -248,6 +259,8 @@ public enum Trainer {
         var noise = Xoshiro256(seed: 0, stream: "sharpness")
         let rows = Double(x.rows), summed = model.lossReduction == .sum
         let perExample = { (loss: Double) in summed ? loss / rows : loss }
+        model.freezeRunningStatistics(true)
+        defer { model.freezeRunningStatistics(false) }
         let before = perExample(model.lossAndGradients(x: x, labels: labels, rng: &noise))
         let norm = params.gradientNorm
         guard norm > 0 else { return 0 }
@@ -306,7 +319,9 @@ public enum Trainer {
                 // SAM: the gradient again, on the same batch and noise, at the perturbed point.
                 sharpnessAware.perturb(params)
                 var again = noiseBefore
+                model.freezeRunningStatistics(true)
                 _ = model.lossAndGradients(x: x, labels: labels, rng: &again)
+                model.freezeRunningStatistics(false)
             }
             optimizer.update(params)
             let record = EpochRecord(
@@ -345,6 +360,7 @@ public enum Trainer {
     ) -> (loss: Double, accuracy: Double) {
         var lossSum = 0.0, correct = 0
         let indices = Array(0..<data.count)
+        let labelsPerExample = model.labelsPerExample
         var start = 0
         while start < data.count {
             let end = min(start + batchSize, data.count)
@@ -354,7 +370,7 @@ public enum Trainer {
             correct += c
             start = end
         }
-        return (lossSum / Double(max(data.count, 1)), Double(correct) / Double(max(data.count, 1)))
+        return (lossSum / Double(max(data.count, 1)), Double(correct) / Double(max(data.count * labelsPerExample, 1)))
     }
 
     /// Toy objectives: `steps` optimizer steps from the start point, in float64, recording the
