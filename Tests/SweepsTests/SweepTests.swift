@@ -357,7 +357,7 @@ let repositoryRoot: String = {
         expectError(head + ["grid:", "  lr: {normal: [0, 1]}"], line: 4, key: "lr", "unknown generator 'normal'", "range")
         expectError(head + ["grid:", "  lr: {uniform: [0, 1]}"], line: 4, key: "lr", "random distribution")
         expectError(head + ["grid:", "  lr: 0.1"], line: 4, key: "lr", "belongs under base")
-        expectError(head + ["grid:", "  lr: [{a: 1}]"], line: 4, key: "lr", "mapping is not allowed")
+        expectError(head + ["grid:", "  lr: [{a: 1}]"], line: 4, key: "lr", "expected a number, got mapping {a: 1}")
     }
 
     @Test func badZipGroups() {
@@ -410,7 +410,7 @@ let repositoryRoot: String = {
             ["name: v", "base: {model: mlp}", "random:", "  samples: 50", "  params:", "    batch_size: {randint: [0, 3]}"],
             line: 6, key: "batch_size", "at least 1")
         expectError(["name: v", "base: {model: mlp}", "grid: {lr: [0.1, -0.1]}"], line: 3, key: "lr", "positive")
-        expectError(["name: v", "base: {model: mlp}", "grid: {model: [mlp, resnet]}"], line: 3, key: "model", "unknown model 'resnet'")
+        expectError(["name: v", "base: {model: mlp}", "grid: {model: [mlp, resnet5]}"], line: 3, key: "model", "unknown model 'resnet5'")
         // No model at all: reported at the base line.
         expectError(["name: v", "description: no model", "base:", "  lr: 0.1"], line: 3, key: nil, "needs 'model'")
         expectError(["name: v", "base: {model: 3}"], line: 2, key: "model", "needs 'model'")

@@ -21,7 +21,9 @@ public enum TrialSchema {
         .integer("batch_size", 128, .atLeast(1), "examples per step (at most \(TrialLimits.maxBatchSize))"),
         .integer("limit", nil, .atLeast(1), note: "all", "use only the first N training examples"),
         .integer("test_limit", nil, .atLeast(1), note: "all", "use only the first N test examples"),
-        .integer("eval_batch_size", 1000, .atLeast(1), "examples per evaluation batch (at most \(TrialLimits.maxBatchSize))"),
+        .integer(
+            "eval_batch_size", 1000, .atLeast(1),
+            "examples per evaluation batch (at most \(TrialLimits.maxBatchSize); networks evaluate in smaller chunks when a batch's layer outputs would exceed \(TrialLimits.maxBatchValues) values)"),
         .integer("accumulation_steps", 1, .atLeast(1), "micro-batches of batch_size averaged per optimizer step"),
         .flag("bias_weight_decay", false, "apply weight decay to biases and norm parameters too (false: neither is decayed; weights, embeddings and the head always are)"),
         .numbers("layer_lr_multipliers", nil, .positive, note: "all 1", "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),

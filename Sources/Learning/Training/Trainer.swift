@@ -102,7 +102,8 @@ public enum Trainer {
         }
         let epochs = try config.length()
         let batchSize = try config.int(TrialSchema.data["batch_size"])
-        let evalBatch = try config.int(TrialSchema.data["eval_batch_size"])
+        let requestedEvalBatch = try config.int(TrialSchema.data["eval_batch_size"])
+        let evalBatch = (model as? Network<T>)?.evaluationBatch(requestedEvalBatch) ?? requestedEvalBatch
         var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
         var noise = Xoshiro256(seed: config.seed, stream: "noise")
         let params = model.parameters

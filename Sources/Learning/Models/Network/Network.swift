@@ -227,6 +227,8 @@ public final class Network<Scalar: BLASScalar>: Model {
     public let lossReduction = LossReduction.mean
     let chain: Chain<Scalar>
     let input: FeatureShape
+    /// Values one example occupies in the layers' outputs (its input included).
+    let valuesPerExample: Int
     /// The batch in the layers' layout (channel-major for images).
     var batch = Tensor<Scalar>(zeros: [0])
     var logitGradients = Tensor<Scalar>(zeros: [0])
@@ -253,6 +255,7 @@ public final class Network<Scalar: BLASScalar>: Model {
         }
         chain = Chain(plan.layers)
         input = plan.input
+        valuesPerExample = plan.input.count + plan.valuesPerExample
     }
 
     /// Builds `specs` for examples of `layout`, initialised from `rng`.
@@ -266,6 +269,10 @@ public final class Network<Scalar: BLASScalar>: Model {
     public var forwardMACsPerExample: Int { chain.macs }
     public var buffers: ModelBuffers<Scalar>? { runningStatistics.names.isEmpty ? nil : runningStatistics }
     public var labelsPerExample: Int { if case .tokens(let t, _) = input { t } else { 1 } }
+
+    /// The largest evaluation batch, up to `requested`, whose layer outputs fit `TrialLimits.maxBatchValues`
+    /// (evaluation results do not depend on it: batch norm evaluates with its running statistics).
+    public func evaluationBatch(_ requested: Int) -> Int { max(1, min(requested, TrialLimits.maxBatchValues / max(valuesPerExample, 1))) }
 
     public func freezeRunningStatistics(_ frozen: Bool) { freezesStatistics = frozen }
 
