@@ -111,6 +111,19 @@ import Testing
         #expect(result.final!.testAccuracy > 0.15 && result.final!.testAccuracy < 1)
     }
 
+    /// Per-layer diagnostics cover convolutions, norms, embeddings and attention's two projections.
+    @Test func diagnosticsCoverTheNewLayers() throws {
+        let resnet = try Trainer.run(try Self.config("model: resnet\ndepth: 8\nwidth: 2\nlimit: 200\ntest_limit: 50\nepochs: 1\ndiagnostics: true\noptimizer: sgd\nlr: 0.1"))
+        let layers = Set(resnet.layerStatistics.map(\.layer))
+        #expect(["conv1", "bn1", "layer1.0.conv2", "layer1.0.bn2", "layer2.0.shortcut.0", "layer2.0.shortcut.1", "linear"].allSatisfy(layers.contains), "\(layers.sorted())")
+        let gpt = try Trainer.run(
+            try Self.config(
+                "model: gpt\ndata: text:\(Self.fortunes)\nn_layer: 1\nn_head: 2\nn_embd: 8\nblock_size: 8\nlimit: 50\ntest_limit: 20\nepochs: 1\ndiagnostics: true\noptimizer: adamw"))
+        let names = Set(gpt.layerStatistics.map(\.layer))
+        #expect(["wte", "wpe", "blocks.0.ln1", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc", "ln_f"].allSatisfy(names.contains), "\(names.sorted())")
+        #expect(gpt.layerStatistics.allSatisfy { $0.updateNorm.isFinite && $0.activationDelta.isFinite })
+    }
+
     @Test func textWindowsAndCharacterTokens() throws {
         let path = NSTemporaryDirectory() + "text-\(UUID().uuidString).txt"
         defer { unlink(path) }
