@@ -11,9 +11,11 @@ import Linalg
 /// matrix, or a block of it):
 /// - Muon, per orthogonalised m×n matrix and Newton–Schulz iteration: A = XXᵀ 2m²n, A·A 2m³,
 ///   (bA + cA²)·X 2m²n; five iterations by default: 5·(4m²n + 2m³).
-/// - SOAP, per m×n matrix and step: statistics GGᵀ and GᵀG 2m²n + 2mn², the gradient rotated
-///   into the eigenbases QₗᵀGQᵣ and the update back 2·(2m²n + 2mn²); every `precondition_frequency`
-///   steps a refresh per side k ∈ {m, n}: a power step 2k³ and a QR (geqrf + orgqr) 8k³/3.
+/// - SOAP, per m×n matrix and step: statistics GGᵀ and GᵀG by rank-k updates m²n + mn², the
+///   gradient rotated into the eigenbases QₗᵀGQᵣ and the update back 2·(2m²n + 2mn²); every
+///   `precondition_frequency` steps the first moment's round trip out of the old basis and into
+///   the new one 2·(2m²n + 2mn²), and per side k ∈ {m, n} a power step 2k³, the sorted basis
+///   multiplied again 2k³ and a QR (geqrf + orgqr) 8k³/3.
 /// - Shampoo, per block m×n and step: statistics 2m²n + 2mn², the preconditioned gradient
 ///   L^(−1/4)·G·R^(−1/4) 2m²n + 2mn²; every `precondition_frequency` steps an inverse root per
 ///   side from a symmetric eigendecomposition, counted as 9k³ (LAPACK syevd with vectors) + 2k³.
@@ -65,7 +67,8 @@ extension EngineBenchmark {
             let f = Double(try config.int("precondition_frequency", default: 10))
             for shape in params.values.map(\.shape) {
                 guard let (m, n) = sides(shape) else { continue }
-                total += 3 * (2 * m * m * n + 2 * m * n * n) + (2 + 8.0 / 3) * (m * m * m + n * n * n) / f
+                let rotation = 2 * m * m * n + 2 * m * n * n
+                total += rotation / 2 + 2 * rotation + (2 * rotation + (4 + 8.0 / 3) * (m * m * m + n * n * n)) / f
             }
         case "shampoo":
             let f = Double(try config.int("precondition_frequency", default: 1)), block = Double(try config.int("max_preconditioner_dim", default: 1024))
@@ -101,7 +104,8 @@ extension EngineBenchmark {
         for model in ["mlp", "vae"] {
             var base: [String: ConfigValue] = ["model": .string(model)]
             if model == "mlp" { base["hidden"] = .list([.int(256), .int(128)]) }
-            for definition in OptimizerCatalog.all where !(definition is any WrapperDefinition.Type) {
+            let chosen = Set(only.split(separator: ",").map(String.init) + ["adamw"])
+            for definition in OptimizerCatalog.all where !(definition is any WrapperDefinition.Type) && (only.isEmpty || chosen.contains(definition.name)) {
                 var values = base
                 values["optimizer"] = .string(definition.name)
                 if definition.keys.contains(where: { $0.name == "lr" && $0.defaultValue == nil }) { values["lr"] = .double(1e-3) }

@@ -30,6 +30,8 @@ struct EngineBenchmark: ParsableCommand {
     @Flag(help: "Instead of the engine workloads: one optimizer step on the MLP's and the VAE's parameters for every optimizer, against the sgemm rate and next to PyTorch's optimizers.")
     var optimizers = false
     @Option(help: "With --optimizers: steps timed per optimizer (at least).") var steps = 50
+    @Option(help: "With --optimizers: comma-separated optimizers to time (default: all; adamw is always timed, the ratios' base).")
+    var only = ""
     @Option(help: "Python with torch for the side-by-side run (skipped if torch is missing).")
     var python = ProcessInfo.processInfo.environment["SWEEP_TORCH_PYTHON"] ?? "python3"
 

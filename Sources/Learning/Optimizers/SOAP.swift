@@ -161,9 +161,12 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
     func updatePreconditioner(_ g: Tensor<Scalar>, _ s: inout State) throws {
         let dims = g.shape
         let initialised = s.bases.contains { $0 != nil }
-        // The first moment lives in the rotated basis: take it back before the basis moves (the
-        // reference does this every step, so its rounding is part of the algorithm).
-        if initialised { s.expAvg = Self.rotated(s.expAvg, s.bases, back: true) }
+        // The first moment lives in the rotated basis: it is taken back before the basis moves and
+        // rotated into the new one after. The reference does this round trip every step; between
+        // refreshes the basis does not move and the round trip is the identity (up to rounding),
+        // so it is made only when the basis changes: two of the five products a step would cost.
+        let refreshing = initialised && s.step > 0 && s.step % preconditionFrequency == 0
+        if refreshing { s.expAvg = Self.rotated(s.expAvg, s.bases, back: true) }
         let w = Scalar(1 - shampooBeta)
         for j in dims.indices where s.statistics[j] != nil {
             lerpInPlace(&s.statistics[j]!, modeGram(g, mode: j), w)
@@ -171,15 +174,15 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
         if !initialised {
             for j in dims.indices { if let m = s.statistics[j] { s.bases[j] = try Self.eigenbasis(m) } }
         }
-        if s.step > 0 && s.step % preconditionFrequency == 0 {
+        if refreshing {
             for j in dims.indices {
                 guard let m = s.statistics[j], let q = s.bases[j] else { continue }
                 let (basis, order) = try Self.refresh(m, q)
                 s.bases[j] = basis
                 permuteMode(&s.expAvgSq, mode: j, order)
             }
+            s.expAvg = Self.rotated(s.expAvg, s.bases)
         }
-        if s.step > 0 { s.expAvg = Self.rotated(s.expAvg, s.bases) }
     }
 
     @_specialize(where Scalar == Float)
@@ -276,14 +279,20 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
 /// The mode-j Gram matrix of x (shape `x.shape`): Σ over all other indices of
 /// x[…, i, …]·x[…, k, …] — G·Gᵀ for j = 0 of a matrix, Gᵀ·G for j = 1; the reference's
 /// `tensordot(x, x, dims=[all but j] * 2)`.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 func modeGram<T: BLASScalar>(_ x: Tensor<T>, mode j: Int) -> Tensor<T> {
     let dims = x.shape
     let a = dims[..<j].reduce(1, *), n = dims[j], b = dims[(j + 1)...].reduce(1, *)
-    if b == 1 { return matmul(x.reshaped([a, n]), transposeA: true, x.reshaped([a, n])) }
-    if a == 1 { return matmul(x.reshaped([n, b]), x.reshaped([n, b]), transposeB: true) }
     var f = Tensor<T>(zeros: [n, n])
     x.storage.withUnsafeBufferPointer { px in
         f.storage.withUnsafeMutableBufferPointer { pf in
+            if b == 1 || a == 1 {
+                // Gᵀ·G or G·Gᵀ: a rank-k update of the upper triangle (half a GEMM), mirrored.
+                T.syrkUpper(trans: b == 1, n: n, k: b == 1 ? a : b, alpha: 1, a: px.baseAddress!, lda: b == 1 ? n : b, beta: 0, c: pf.baseAddress!, ldc: n)
+                for r in 0..<n { for c in 0..<r { pf[r * n + c] = pf[c * n + r] } }
+                return
+            }
             for s in 0..<a {
                 let xs = px.baseAddress! + s * n * b
                 T.gemm(
@@ -309,6 +318,10 @@ func permuteMode<T: BLASScalar>(_ x: inout Tensor<T>, mode j: Int, _ order: [Int
 }
 
 /// `a ← a + w·(b − a)` element-wise, torch's `lerp_`.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 func lerpInPlace<T: BLASScalar>(_ a: inout Tensor<T>, _ b: Tensor<T>, _ w: T) {
-    for j in 0..<a.count { a.storage[j] = lerp(a.storage[j], b.storage[j], w) }
+    a.storage.withUnsafeMutableBufferPointer { a in
+        b.storage.withUnsafeBufferPointer { b in for j in 0..<a.count { a[j] = lerp(a[j], b[j], w) } }
+    }
 }
