@@ -155,6 +155,11 @@ let batchNorm = LayerSpec(.batchNorm(momentum: 0.1, epsilon: 1e-5))
         #expect(failure("  - {dropout: 1.5}\n").contains("layers[0].dropout.p: must be in [0, 1)"))
         #expect(failure("  - flatten\n  - linear\n") == "accepted")
         #expect(failure("  - flatten\n  - {linear: {out: 10000000}}\n  - linear\n").contains("parameters"))
+        // Hostile sizes: refused before any integer product can overflow, scratch memory counted.
+        #expect(failure("  - {conv2d: {out: 16777216, kernel: 1, padding: 16777216}}\n  - flatten\n  - linear\n").contains("values per example"))
+        #expect(failure("  - {conv2d: {out: 512, kernel: 1}}\n  - {conv2d: {out: 1, kernel: 28, padding: 13}}\n  - flatten\n  - linear\n").contains("at most 268435456 are allowed"))
+        var rng = Xoshiro256(seed: 0)
+        #expect(throws: (any Error).self) { try Network<Float>([act(.relu)], layout: .vector, features: 3, classes: 3, rng: &rng) }
     }
 
     /// Float and Double agree, and evaluation uses the running statistics.
