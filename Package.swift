@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C bindings: a module map and one shim header each, flags from pkg-config.
@@ -73,7 +74,10 @@ let package = Package(
         // /metrics, read-only. Only sweep-coordinator and sweep-analyze link it (its build is long).
         .target(
             name: "Dashboard",
-            dependencies: ["Analysis", "SweepCore", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Analysis", "SweepCore", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings),
 
         // Thin commands.
@@ -84,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "sweep-coordinator",
             dependencies: [
-                "Coordinator", "Sweeps", "Transport", "Linalg", "Dashboard", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Coordinator", "Sweeps", "Transport", "Linalg", "Analysis", "Dashboard", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),

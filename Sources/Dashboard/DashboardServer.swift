@@ -1,9 +1,11 @@
 import Analysis
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// The dashboard's HTTP server (Hummingbird, on its own event-loop thread and Swift's
 /// concurrency pool, never the coordinator's event loop): the page, its script and style,
@@ -48,15 +50,23 @@ public final class DashboardServer: @unchecked Sendable {
     public let url: String
     public let configuration: Configuration
     private let group: MultiThreadedEventLoopGroup
+    private let services: ServiceGroup
     private let task: Task<Void, any Error>
     private let streams: StreamGate
 
     /// Starts serving and returns once the socket is bound (or throws why it could not be).
+    /// `logger`: the server's own lines (by default warnings and errors only).
     public static func start(
-        model: DashboardModel, metrics: (@Sendable () -> String)?, configuration: Configuration, logger: Logger = Logger(label: "dashboard")
+        model: DashboardModel, metrics: (@Sendable () -> String)?, configuration: Configuration, logger: Logger = DashboardServer.quietLogger
     ) throws -> DashboardServer {
         try check(configuration)
         return try DashboardServer(model: model, metrics: metrics, configuration: configuration, logger: logger)
+    }
+
+    public static var quietLogger: Logger {
+        var logger = Logger(label: "dashboard")
+        logger.logLevel = .warning
+        return logger
     }
 
     /// `--dashboard-token`'s value: the token itself, or @FILE (the file's first line, without
@@ -156,8 +166,10 @@ public final class DashboardServer: @unchecked Sendable {
             onServerRunning: { channel in bound.set(.success(channel.localAddress?.port ?? configuration.address.port)) },
             eventLoopGroupProvider: .shared(group), logger: logger)
         // No signal handling of its own: the coordinator's SignalWatcher owns SIGINT and SIGTERM.
+        let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        self.services = services
         task = Task.detached {
-            do { try await app.runService(gracefulShutdownSignals: []) } catch {
+            do { try await services.run() } catch {
                 bound.set(.failure(error))
                 throw error
             }
@@ -179,14 +191,14 @@ public final class DashboardServer: @unchecked Sendable {
     public func stop(linger: Double = 0) {
         if linger > 0 && streams.count > 0 { usleep(UInt32(linger * 1_000_000)) }
         streams.close()
-        task.cancel()
         let done = DispatchSemaphore(value: 0)
-        let task = self.task
+        let task = self.task, services = self.services
         Task.detached {
+            await services.triggerGracefulShutdown()
             _ = await task.result
             done.signal()
         }
-        _ = done.wait(timeout: .now() + 5)
+        if done.wait(timeout: .now() + 5) == .timedOut { task.cancel() }
         try? group.syncShutdownGracefully()
     }
 

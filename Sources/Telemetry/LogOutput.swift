@@ -20,8 +20,7 @@ public enum LogOutput {
     }
 }
 
-/// One line per message on standard output (C's stream locks each line: the lines of several
-/// threads do not interleave).
+/// One line per message, on standard output by default.
 public struct LineLogHandler: LogHandler {
     public let label: String
     public let format: LogFormat
@@ -72,10 +71,17 @@ public struct LineLogHandler: LogHandler {
             Int(parts.tm_sec), min(999, millis))
     }
 
-    /// Standard output through C's stream (line-buffered by the programs), as `print` writes, so
-    /// log lines and progress lines keep their order.
+    /// Standard output, one `write` per line (the programs' `print`s are line-buffered, so their
+    /// lines and these keep their order, and lines from two threads do not interleave).
     public static let standardOutput: @Sendable (String) -> Void = { text in
-        fputs(text, stdout)
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            offset += n
+        }
     }
 }
 

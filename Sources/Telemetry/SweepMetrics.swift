@@ -57,16 +57,16 @@ public final class SweepMetrics: @unchecked Sendable {
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        trialsPlanned = registry.makeGauge(name: Name.trialsPlanned, help: "Trials the sweep will have run in all (a search's budget).")
-        leasesOutstanding = registry.makeGauge(name: Name.leasesOutstanding, help: "Trials leased to a worker or waiting for their group commit.")
-        workersConnected = registry.makeGauge(name: Name.workersConnected, help: "Workers registered now.")
-        workersLost = registry.makeCounter(name: Name.workersLost, help: "Workers declared lost after a silence of --dead-after seconds.")
-        workersReplaced = registry.makeCounter(name: Name.workersReplaced, help: "Local workers that died and were started again.")
-        messagesReceived = registry.makeCounter(name: Name.messagesReceived, help: "Messages read off the coordinator's socket.")
-        messagesSent = registry.makeCounter(name: Name.messagesSent, help: "Messages the coordinator sent.")
-        connectionsRefused = registry.makeCounter(name: Name.connectionsRefused, help: "Connections refused at the door (keys not allowed, plaintext, failed handshakes).")
-        commitSeconds = registry.makeValueHistogram(name: Name.commitSeconds, buckets: Self.secondsBuckets, help: "Seconds per group commit (write, fsync, rename).")
-        indexRebuildSeconds = registry.makeValueHistogram(name: Name.indexRebuildSeconds, buckets: Self.secondsBuckets, help: "Seconds per rebuild of the sweep index.")
+        trialsPlanned = registry.makeGauge(descriptor: Self.describe(Name.trialsPlanned, "Trials the sweep will have run in all (a search's budget)."))
+        leasesOutstanding = registry.makeGauge(descriptor: Self.describe(Name.leasesOutstanding, "Trials leased to a worker or waiting for their group commit."))
+        workersConnected = registry.makeGauge(descriptor: Self.describe(Name.workersConnected, "Workers registered now."))
+        workersLost = registry.makeCounter(descriptor: Self.describe(Name.workersLost, "Workers declared lost after a silence of --dead-after seconds."))
+        workersReplaced = registry.makeCounter(descriptor: Self.describe(Name.workersReplaced, "Local workers that died and were started again."))
+        messagesReceived = registry.makeCounter(descriptor: Self.describe(Name.messagesReceived, "Messages read off the coordinator's socket."))
+        messagesSent = registry.makeCounter(descriptor: Self.describe(Name.messagesSent, "Messages the coordinator sent."))
+        connectionsRefused = registry.makeCounter(descriptor: Self.describe(Name.connectionsRefused, "Connections refused at the door (keys not allowed, plaintext, failed handshakes)."))
+        commitSeconds = registry.makeValueHistogram(descriptor: Self.describe(Name.commitSeconds, "Seconds per group commit (write, fsync, rename)."), buckets: Self.secondsBuckets)
+        indexRebuildSeconds = registry.makeValueHistogram(descriptor: Self.describe(Name.indexRebuildSeconds, "Seconds per rebuild of the sweep index."), buckets: Self.secondsBuckets)
     }
 
     /// Brings the metrics to `sample`: levels are set, counters grow by what was added since the
@@ -75,7 +75,7 @@ public final class SweepMetrics: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         for status in Set(sample.trials.keys).union(trialGauges.keys) {
-            let gauge = trialGauges[status] ?? registry.makeGauge(name: Name.trials, labels: [("status", status)], help: "Trials by status.")
+            let gauge = trialGauges[status] ?? registry.makeGauge(descriptor: Self.describe(Name.trials, "Trials by status."), labels: [("status", status)])
             trialGauges[status] = gauge
             gauge.set(to: Double(sample.trials[status] ?? 0))
         }
@@ -90,11 +90,16 @@ public final class SweepMetrics: @unchecked Sendable {
         grow(connectionsRefused, sample.connectionsRefused, last.connectionsRefused)
         for (reason, count) in sample.messagesRejected {
             let counter =
-                rejectedCounters[reason] ?? registry.makeCounter(name: Name.messagesRejected, labels: [("reason", reason)], help: "Messages not used, by reason.")
+                rejectedCounters[reason] ?? registry.makeCounter(descriptor: Self.describe(Name.messagesRejected, "Messages not used, by reason."), labels: [("reason", reason)])
             rejectedCounters[reason] = counter
             grow(counter, count, last.messagesRejected[reason] ?? 0)
         }
         last = sample
+    }
+
+    /// A metric's full name (its unit is in the name) and help text.
+    static func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     public func observeCommit(seconds: Double) { commitSeconds.record(seconds) }

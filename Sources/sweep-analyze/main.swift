@@ -128,7 +128,7 @@ struct SweepAnalyze: ParsableCommand {
             model: DashboardModel(settings: settings, feed: nil), metrics: nil,
             configuration: DashboardServer.Configuration(address: try DashboardAddress(parsing: address), token: token))
         print("\ndashboard: \(server.url)\(token == nil ? "" : " (append ?token=… to the address)") — Ctrl-C stops it")
-        fflush(stdout)
+        fflush(nil)
         let stop = DispatchSemaphore(value: 0)
         var sources: [any DispatchSourceSignal] = []
         for sig in [SIGINT, SIGTERM] {
