@@ -138,11 +138,11 @@ STATE = """(() => {
   const ranked = leaderboard ? Array.from(leaderboard.querySelectorAll('tbody tr')).map(r => r.cells[1].textContent) : [];
   const nav = performance.getEntriesByType('navigation');
   return {loadedAt: window.dashboard ? window.dashboard.loadedAt : null, updates: window.dashboard ? window.dashboard.updates : 0,
-          navigations: nav.length, connection: document.getElementById('dash-connection').textContent,
+          navigations: nav.length, connection: (document.getElementById('dash-connection') || {textContent: ''}).textContent,
           running: rows.map(r => [r.dataset.trial, parseInt(r.dataset.points, 10)]), ranked: ranked,
           charts: Array.from(document.querySelectorAll('#dash-charts figure.chart')).map(f => f.id),
           liveChart: !!document.querySelector('#chart-live-curves svg path'),
-          state: (document.querySelector('#dash-summary .state') || {}).textContent};
+          state: (document.querySelector('#dash-summary .state') || {textContent: ''}).textContent};
 })()"""
 
 
@@ -174,9 +174,10 @@ def live(url, out):
         if not grown["liveChart"]:
             raise SystemExit("the live curves chart has no line")
         print(f"  trial {trial}: {points} → {after} points, {grown['updates']} updates pushed, same page")
+        done = wait(browser, "a finished trial in the leaderboard while another runs",
+                    lambda s: len(s["ranked"]) >= 1 and any(p >= 3 for _, p in s["running"]), 120)
+        print(f"  leaderboard: {', '.join(done['ranked'])}; running: {', '.join(f'{t} ({p} points)' for t, p in done['running'])}")
         browser.screenshot(os.path.join(out, "dashboard-running.png"))
-        done = wait(browser, "a finished trial in the leaderboard", lambda s: len(s["ranked"]) >= 1, 120)
-        print(f"  leaderboard: {', '.join(done['ranked'])}")
         end = wait(browser, "the sweep's end", lambda s: s["state"] == "finished", 180)
         for s in (grown, done, end):
             if s["loadedAt"] != first["loadedAt"] or s["navigations"] != 1:

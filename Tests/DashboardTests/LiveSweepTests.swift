@@ -96,6 +96,6 @@ import Testing
         }
         #expect(messages.contains { $0.hasPrefix("sweep live: 3 trials, 3 to run; listening on tcp://127.0.0.1:") })
         #expect(messages.contains { $0.hasPrefix("sweep live: 3 done in ") })
-        #expect(messages.contains { $0.hasPrefix("trial ") && $0.contains(" [grid] done after 8 epochs: train_loss ") })
+        #expect(messages.contains { $0.hasPrefix("trial ") && $0.contains(" [main] done after 8 epochs: train_loss ") })
     }
 }
