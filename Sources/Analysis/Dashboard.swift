@@ -220,7 +220,10 @@ public final class DashboardModel: @unchecked Sendable {
         var h = "<section class=\"panel\"><h2>Running trials</h2>"
         guard let s else {
             let running = analysis?.trials.filter { $0.status == ResultsLayout.Index.running } ?? []
-            h += running.isEmpty ? "<p class=\"note\">None: these are finished results.</p>" : "<p class=\"note\">\(running.count) running when the index was last written; their curves show on the coordinator's dashboard.</p>"
+            h +=
+                running.isEmpty
+                ? "<p class=\"note\">None: these are finished results.</p>"
+                : "<p class=\"note\">\(running.count) running when the index was last written; their curves show on the coordinator's dashboard.</p>"
             return h + "</section>"
         }
         guard !s.running.isEmpty else { return h + "<p class=\"note\">\(s.finished ? "None: the sweep is over." : "None right now.")</p></section>" }
@@ -262,7 +265,8 @@ public final class DashboardModel: @unchecked Sendable {
             return "<tr data-trial=\"\(escapeXML(t.id))\" data-points=\"\(t.points.count)\"><td><code>\(escapeXML(t.id))</code></td><td>\(escapeXML(t.branch))</td><td>\(escapeXML(t.worker))</td>"
                 + "<td class=\"num\">\(last.map { String(Int($0.epoch)) } ?? "–") / \(t.length)</td><td class=\"num\">\(last.map { formatMetric(value($0)) } ?? "–")</td></tr>"
         }
-        h += "<div class=\"table\"><table><thead><tr><th>trial</th><th>branch</th><th>worker</th><th class=\"num\">\(unit)</th><th class=\"num\">\(escapeXML(s.objectiveMetric))</th></tr></thead><tbody>"
+        h +=
+            "<div class=\"table\"><table><thead><tr><th>trial</th><th>branch</th><th>worker</th><th class=\"num\">\(unit)</th><th class=\"num\">\(escapeXML(s.objectiveMetric))</th></tr></thead><tbody>"
         h += rows.joined() + "</tbody></table>"
         if s.running.count > 50 { h += "<p class=\"note\">and \(s.running.count - 50) more</p>" }
         return h + "</div></section>"
@@ -275,7 +279,8 @@ public final class DashboardModel: @unchecked Sendable {
                 + "<td>\(w.trials.prefix(8).map { "<code>\(escapeXML($0))</code>" }.joined(separator: " "))\(w.trials.count > 8 ? " …" : "")</td>"
                 + "<td class=\"num\">\(String(format: "%.1f", w.silentSeconds)) s ago</td></tr>"
         }
-        h += "<div class=\"table\"><table><thead><tr><th>worker</th><th>host</th><th class=\"num\">slots</th><th class=\"num\">threads</th><th>BLAS kernel</th><th>trials</th><th class=\"num\">last heard</th></tr></thead><tbody>"
+        h +=
+            "<div class=\"table\"><table><thead><tr><th>worker</th><th>host</th><th class=\"num\">slots</th><th class=\"num\">threads</th><th>BLAS kernel</th><th>trials</th><th class=\"num\">last heard</th></tr></thead><tbody>"
         h += rows.joined() + "</tbody></table>"
         if s.workers.count > 200 { h += "<p class=\"note\">and \(s.workers.count - 200) more</p>" }
         h += "</div>"
@@ -304,17 +309,18 @@ public final class DashboardModel: @unchecked Sendable {
     // MARK: Assets
 
     /// The page's style: the report's, and the dashboard's own parts.
-    public static let css = HTMLReport.css + """
+    public static let css =
+        HTMLReport.css + """
 
-        header h1 .conn{font-size:12px;font-weight:500;vertical-align:middle;padding:1px 8px;border-radius:9px;background:#e4e7eb;color:#555}
-        header h1 .conn.on{background:#dcefdc;color:#245a24}header h1 .conn.off{background:#f6ecd0;color:#7a5a00}
-        .state{display:inline-block;padding:0 8px;border-radius:9px;font-size:12px;font-weight:600;margin-right:4px}
-        .state.running{background:#4e79a7;color:#fff}.state.finished{background:#59a14f;color:#fff}.state.results{background:#76b7b2;color:#fff}
-        .progress{height:10px;background:#e4e7eb;border-radius:5px;overflow:hidden;max-width:900px;margin:2px 0 6px}.progress .bar{height:100%;background:#4e79a7;transition:width .4s}
-        .panel{background:#fff;border:1px solid #dde0e4;border-radius:6px;padding:8px 12px;margin-bottom:14px;display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-        .panel h2{flex-basis:100%;font-size:14px;margin:2px 0 0}.panel h3{flex-basis:100%;font-size:13px;margin:4px 0 0}.panel .table{border:none;padding:0}
-        .panel figure.chart{border:none}.note{color:#666;font-size:12.5px;margin:2px 0}ul.departed{margin:0;padding-left:18px;font-size:12.5px;flex-basis:100%}
-        """
+            header h1 .conn{font-size:12px;font-weight:500;vertical-align:middle;padding:1px 8px;border-radius:9px;background:#e4e7eb;color:#555}
+            header h1 .conn.on{background:#dcefdc;color:#245a24}header h1 .conn.off{background:#f6ecd0;color:#7a5a00}
+            .state{display:inline-block;padding:0 8px;border-radius:9px;font-size:12px;font-weight:600;margin-right:4px}
+            .state.running{background:#4e79a7;color:#fff}.state.finished{background:#59a14f;color:#fff}.state.results{background:#76b7b2;color:#fff}
+            .progress{height:10px;background:#e4e7eb;border-radius:5px;overflow:hidden;max-width:900px;margin:2px 0 6px}.progress .bar{height:100%;background:#4e79a7;transition:width .4s}
+            .panel{background:#fff;border:1px solid #dde0e4;border-radius:6px;padding:8px 12px;margin-bottom:14px;display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+            .panel h2{flex-basis:100%;font-size:14px;margin:2px 0 0}.panel h3{flex-basis:100%;font-size:13px;margin:4px 0 0}.panel .table{border:none;padding:0}
+            .panel figure.chart{border:none}.note{color:#666;font-size:12.5px;margin:2px 0}ul.departed{margin:0;padding-left:18px;font-size:12.5px;flex-basis:100%}
+            """
 
     /// The page's script: server-sent events (reconnecting by themselves), each a JSON object of
     /// element id → HTML. `window.dashboard` counts what arrived (the browser test reads it).

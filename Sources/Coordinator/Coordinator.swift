@@ -86,7 +86,6 @@ public final class Coordinator {
     let store: SweepStore
     let writer: ResultsWriter
     let log: (String) -> Void
-    let logger: Logger
     /// The trials, leases and scheduler: every rule the loop applies lives there.
     var state: SweepState!
     var lastCommit = now()
@@ -126,7 +125,6 @@ public final class Coordinator {
     public init(sweep: Sweep, options: Options, logger: Logger) throws {
         self.sweep = sweep
         self.options = options
-        self.logger = logger
         let log: (String) -> Void = { logger.info("\($0)") }
         self.log = log
         try Self.checkSecurityOptions(options)

@@ -59,7 +59,8 @@ extension Coordinator {
         }
         let running = state.states.indices.filter { state.states[$0] == .leased }.map { i in
             let trial = state.trials[i]
-            return LiveStatus.RunningTrial(id: trial.id, branch: trial.branch, worker: holder[trial.id] ?? "", length: state.lengths[i],
+            return LiveStatus.RunningTrial(
+                id: trial.id, branch: trial.branch, worker: holder[trial.id] ?? "", length: state.lengths[i],
                 unit: trial.config.isToyObjective ? "step" : "epoch", points: liveCurves[i] ?? [])
         }
         let departed = state.departures.map { LiveStatus.Departure(name: $0.worker.name, host: $0.worker.host, reason: $0.reason, at: $0.at - started) }
@@ -68,6 +69,7 @@ extension Coordinator {
             sweep: sweep.name, objectiveMetric: sweep.objective.metric, maximize: sweep.objective.maximize, search: sweep.search?.algorithm.rawValue,
             total: state.total, counts: counts, elapsedSeconds: t - started,
             etaSeconds: ProgressDisplay.eta(finished: finishedTrials, total: state.total, elapsed: t - started), best: state.best(), workers: workers,
-            departed: departed, workersLost: state.workersLost, workersReplaced: localWorkers?.restarts ?? 0, running: running, committed: state.committed.count, finished: finished, sequence: publishedSequence)
+            departed: departed, workersLost: state.workersLost, workersReplaced: localWorkers?.restarts ?? 0, running: running, committed: state.committed.count, finished: finished,
+            sequence: publishedSequence)
     }
 }
