@@ -27,6 +27,11 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "With --shampoo: epochs per setting.") var epochs = 3
     @Flag(help: "Instead of the engine workloads: the small float products of blocked preconditioners, the engine's AVX2 kernel next to OpenBLAS.")
     var smallProducts = false
+    @Flag(help: "Instead of the engine workloads: one optimizer step on the MLP's and the VAE's parameters for every optimizer, against the sgemm rate and next to PyTorch's optimizers.")
+    var optimizers = false
+    @Option(help: "With --optimizers: steps timed per optimizer (at least).") var steps = 50
+    @Option(help: "With --optimizers: comma-separated optimizers to time (default: all; adamw is always timed, the ratios' base).")
+    var only = ""
     @Option(help: "Python with torch for the side-by-side run (skipped if torch is missing).")
     var python = ProcessInfo.processInfo.environment["SWEEP_TORCH_PYTHON"] ?? "python3"
 
@@ -196,6 +201,7 @@ struct EngineBenchmark: ParsableCommand {
         if stateBytes { return try measureStateBytes() }
         if shampoo { return try measureShampoo() }
         if smallProducts { return measureSmallProducts() }
+        if optimizers { return try measureOptimizerSteps() }
         print("engine: \(BLASRuntime.summary), batch \(batchSize)")
         let data = try DataSource.fashionMNIST.load(testLimit: 1000)
         var rows: [Row] = []

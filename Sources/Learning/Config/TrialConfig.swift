@@ -25,7 +25,7 @@ public enum TrialSchema {
             "eval_batch_size", 1000, .atLeast(1),
             "examples per evaluation batch (at most \(TrialLimits.maxBatchSize); networks evaluate in smaller chunks when a batch's layer outputs would exceed \(TrialLimits.maxBatchValues) values)"),
         .integer("accumulation_steps", 1, .atLeast(1), "micro-batches of batch_size averaged per optimizer step"),
-        .flag("bias_weight_decay", false, "apply weight decay to biases too (false: biases are not decayed)"),
+        .flag("bias_weight_decay", false, "apply weight decay to biases and norm parameters too (false: neither is decayed; weights, embeddings and the head always are)"),
         .numbers("layer_lr_multipliers", nil, .positive, note: "all 1", "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
         .number("layer_lr_decay", nil, .positive, note: "none", "layer-wise lr decay γ: the last layer gets lr, each one below γ times the next"),
         .number("sharpness_rho", nil, .positive, note: "not measured", "at the end, measure L(w + ρ·g/‖g‖) − L(w) on 2,048 training examples (SAM's sharpness)"),

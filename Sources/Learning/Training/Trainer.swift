@@ -100,7 +100,7 @@ public enum Trainer {
     ) throws -> TrialResult {
         let started = now()
         let model: any Model<T> = try Builders.model(config, data: data.train.shape)
-        let optimizer: any Optimizer<T> = try Builders.optimizer(config, parameterNames: model.parameters.names)
+        let optimizer: any Optimizer<T> = try Builders.optimizer(config, parameters: model.parameters)
         if try config.string(TrialSchema.data["mode"]) == "lr_range_test" {
             return try rangeTest(config, data, model: model, optimizer: optimizer, started: started)
         }
