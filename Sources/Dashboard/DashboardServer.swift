@@ -7,8 +7,8 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
-/// The dashboard's HTTP server (Hummingbird, on its own event-loop thread and Swift's
-/// concurrency pool, never the coordinator's event loop): the page, its script and style,
+/// The dashboard's HTTP server (Hummingbird, on threads of its own: an event-loop thread and a
+/// `ThreadExecutor` for its tasks, never the coordinator's event loop): the page, its script and style,
 /// `/events` (server-sent events: the `DashboardModel`'s fragments as they change), `/metrics`
 /// (Prometheus' text format) and `/healthz`.
 ///
@@ -50,6 +50,7 @@ public final class DashboardServer: @unchecked Sendable {
     public let url: String
     public let configuration: Configuration
     private let group: MultiThreadedEventLoopGroup
+    private let executor: ThreadExecutor
     private let services: ServiceGroup
     private let task: Task<Void, any Error>
     private let streams: StreamGate
@@ -153,6 +154,8 @@ public final class DashboardServer: @unchecked Sendable {
         }
 
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let executor = ThreadExecutor(threads: 2, name: "dashboard")
+        self.executor = executor
         let bound = BoundAddress()
         let app = Application(
             router: router,
@@ -168,7 +171,7 @@ public final class DashboardServer: @unchecked Sendable {
         // No signal handling of its own: the coordinator's SignalWatcher owns SIGINT and SIGTERM.
         let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         self.services = services
-        task = Task.detached {
+        task = Task(executorPreference: executor) {
             do { try await services.run() } catch {
                 bound.set(.failure(error))
                 throw error
@@ -179,9 +182,11 @@ public final class DashboardServer: @unchecked Sendable {
             url = "http://\(configuration.address.hostForURL):\(port)/"
         case .failure(let error)?:
             try? group.syncShutdownGracefully()
+            executor.shutdown()
             throw DashboardError("the dashboard cannot listen on \(configuration.address): \(error)")
         case nil:
             task.cancel()
+            executor.shutdown()
             throw DashboardError("the dashboard did not start listening on \(configuration.address) within 30 s")
         }
     }
@@ -193,13 +198,14 @@ public final class DashboardServer: @unchecked Sendable {
         streams.close()
         let done = DispatchSemaphore(value: 0)
         let task = self.task, services = self.services
-        Task.detached {
+        Task(executorPreference: executor) {
             await services.triggerGracefulShutdown()
             _ = await task.result
             done.signal()
         }
         if done.wait(timeout: .now() + 5) == .timedOut { task.cancel() }
         try? group.syncShutdownGracefully()
+        executor.shutdown()
     }
 
     /// Headers of every response: its type, never cached, and a content security policy that
