@@ -325,24 +325,28 @@ public final class HDF5Dataset {
 
 // MARK: - Attribute helpers shared by groups and datasets
 
-/// The variable-length UTF-8 string type, created once (HDF5 ids are process-wide; this layer
-/// is only ever used from one thread at a time).
-nonisolated(unsafe) private var sharedStringType: hid_t = -1
-nonisolated(unsafe) private var sharedScalarSpace: hid_t = -1
-
-private func utf8StringType() throws -> hid_t {
-    if sharedStringType >= 0 { return sharedStringType }
-    let t = try check("H5Tcopy", "string type", H5Tcopy(chdf5_T_C_S1()))
-    try check("H5Tset_size", "string type", H5Tset_size(t, chdf5_T_VARIABLE()))
-    try check("H5Tset_cset", "string type", H5Tset_cset(t, H5T_CSET_UTF8))
-    sharedStringType = t
+/// The variable-length UTF-8 string type and the scalar space, created once, on first use, by
+/// whichever thread gets there first (Swift initialises globals exactly once; HDF5 ids are
+/// process-wide). -1 if HDF5 refused.
+private let sharedStringType: hid_t = {
+    let t = H5Tcopy(chdf5_T_C_S1())
+    guard t >= 0, H5Tset_size(t, chdf5_T_VARIABLE()) >= 0, H5Tset_cset(t, H5T_CSET_UTF8) >= 0 else { return -1 }
     return t
-}
+}()
+private let sharedScalarSpace: hid_t = H5Screate(H5S_SCALAR)
 
-private func scalarSpace() throws -> hid_t {
-    if sharedScalarSpace >= 0 { return sharedScalarSpace }
-    sharedScalarSpace = try check("H5Screate", "scalar space", H5Screate(H5S_SCALAR))
-    return sharedScalarSpace
+private func utf8StringType() throws -> hid_t { try check("H5Tcopy", "string type", sharedStringType) }
+
+private func scalarSpace() throws -> hid_t { try check("H5Screate", "scalar space", sharedScalarSpace) }
+
+/// The HDF5 library this process runs with.
+public enum HDF5Library {
+    /// Whether it was built thread-safe (one lock around every call): then two threads may read
+    /// and write files at once, e.g. the coordinator's results writer and its dashboard.
+    public static var isThreadSafe: Bool {
+        var threadSafe: hbool_t = false
+        return H5is_library_threadsafe(&threadSafe) >= 0 && threadSafe
+    }
 }
 
 private func replaceAttribute(objectID: hid_t, name: String) {
