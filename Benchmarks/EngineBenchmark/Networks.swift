@@ -41,7 +41,8 @@ extension EngineBenchmark {
 
     /// A workload's trial settings, its data (the timed subset) and a description for the table.
     func networkTrial(_ workload: String) throws -> (config: TrialConfig, data: DataSplits, batch: Int, description: String)? {
-        var values: [String: ConfigValue] = ["model": .string(workload), "optimizer": .string("adamw"), "lr": .double(1e-3), "batch_size": .int(batchSize), "eval_batch_size": .int(10),
+        var values: [String: ConfigValue] = [
+            "model": .string(workload), "optimizer": .string("adamw"), "lr": .double(1e-3), "batch_size": .int(batchSize), "eval_batch_size": .int(10),
         ]
         switch workload {
         case "lenet5":
@@ -132,7 +133,8 @@ extension EngineBenchmark {
         print("")
         print("sgemm 1024³, one thread: OpenBLAS \(fmt(peak, 1)) GFLOP/s" + (torchPeak.map { ", PyTorch (torch.mm) \(fmt($0, 1)) GFLOP/s" } ?? ""))
         print("")
-        print("| workload | examples (steps) | MFLOP per example | ms per step (CPU) | PyTorch ms per step (CPU) | speed vs PyTorch | GFLOP/s | % of sgemm | PyTorch GFLOP/s | wall s (ours / PyTorch) |")
+        print(
+            "| workload | examples (steps) | MFLOP per example | ms per step (CPU) | PyTorch ms per step (CPU) | speed vs PyTorch | GFLOP/s | % of sgemm | PyTorch GFLOP/s | wall s (ours / PyTorch) |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in rows {
             let gflops = r.flops / r.cpu / 1e9

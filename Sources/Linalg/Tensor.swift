@@ -14,10 +14,14 @@ public struct Tensor<Scalar: BLASScalar>: Sendable, Equatable {
         self.storage = storage
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public init(zeros shape: [Int]) {
         self.init(shape: shape, storage: [Scalar](repeating: 0, count: shape.reduce(1, *)))
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public init(repeating value: Scalar, shape: [Int]) {
         self.init(shape: shape, storage: [Scalar](repeating: value, count: shape.reduce(1, *)))
     }
@@ -62,6 +66,10 @@ public struct Tensor<Scalar: BLASScalar>: Sendable, Equatable {
     }
 
     /// Resizes to a new shape, reusing storage when the count is unchanged (workspace buffers).
+    /// Specialised: the generic fill of a new array goes element by element through value
+    /// witnesses, which made it the largest cost of a convolution whose workspace changes size.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public mutating func resize(_ newShape: [Int]) {
         let n = newShape.reduce(1, *)
         if n != storage.count { storage = [Scalar](repeating: 0, count: n) }

@@ -2,14 +2,19 @@ import Linalg
 
 /// A 2-D convolution (dilation 1) on channel-major batches `[C, N, H, W]`: the input's patches
 /// are unrolled into a `C·k·k × N·H'·W'` matrix (im2col) and multiplied by the weight
-/// `[out, C, k, k]` in one GEMM whose result is already the channel-major output. A 1×1
-/// convolution with stride 1 multiplies the input itself. The patches are unrolled again in the
-/// backward pass rather than kept: one workspace serves every layer.
+/// `[out, C, k, k]`, the result already the channel-major output. The unrolling goes a chunk of
+/// examples at a time, sized so that the chunk's patches stay in the core's cache between being
+/// written and being multiplied (`chunkBytes`); the output chunk is a block of columns of the
+/// output matrix (its rows strided by the whole batch). A 1×1 convolution with stride 1
+/// multiplies the input itself. The patches are unrolled again in the backward pass rather than
+/// kept: one small workspace serves every layer.
 final class Conv2dLayer<T: BLASScalar>: Layer<T> {
     let weight: Int
     let bias: Int?
     let kernel: Int, stride: Int, padding: Int
     let workspace: Workspace<T>
+    /// The unrolled patches of one chunk of examples take at most this many bytes (or one example's).
+    static var chunkBytes: Int { 256 << 10 }
 
     init(input: FeatureShape, output: FeatureShape, name: String, weight: Int, bias: Int?, kernel: Int, stride: Int, padding: Int, workspace: Workspace<T>) {
         (self.weight, self.bias, self.kernel, self.stride, self.padding, self.workspace) = (weight, bias, kernel, stride, padding, workspace)
@@ -30,38 +35,66 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
         return (c, h, w, o, ho, wo)
     }
 
+    /// Rows of the unrolled matrix (one per input channel and kernel position).
+    var patchRows: Int { geometry.c * kernel * kernel }
+
+    /// Examples per chunk.
+    var chunk: Int {
+        let g = geometry
+        return max(1, Self.chunkBytes / (patchRows * g.ho * g.wo * MemoryLayout<T>.stride))
+    }
+
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) {
-        let g = geometry, n = pass.batch
+        let g = geometry, n = pass.batch, rows = patchRows, plane = g.ho * g.wo, all = n * plane
         if y.shape != [g.o, n, g.ho, g.wo] { y.resize([g.o, n, g.ho, g.wo]) }
-        if pointwise {
-            gemm(p.values[weight], x, into: &y)
-        } else {
-            unroll(x, batch: n, into: &workspace.columns)
-            gemm(p.values[weight], workspace.columns, into: &y)
-        }
-        y.reshape([g.o, n, g.ho, g.wo])
+        // The bias first, then the products added to it.
         if let bias {
-            let plane = n * g.ho * g.wo
             p.values[bias].storage.withUnsafeBufferPointer { b in
                 y.storage.withUnsafeMutableBufferPointer { y in
-                    for c in 0..<g.o {
-                        let row = y.baseAddress! + c * plane
-                        for i in 0..<plane { row[i] += b[c] }
+                    for c in 0..<g.o { (y.baseAddress! + c * all).update(repeating: b[c], count: all) }
+                }
+            }
+        }
+        let beta: T = bias == nil ? 0 : 1
+        let chunk = pointwise ? n : self.chunk
+        if !pointwise { workspace.reserve(rows * chunk * plane) }
+        p.values[weight].storage.withUnsafeBufferPointer { w in
+            x.storage.withUnsafeBufferPointer { x in
+                y.storage.withUnsafeMutableBufferPointer { y in
+                    workspace.columns.withUnsafeMutableBufferPointer { cols in
+                        for first in Swift.stride(from: 0, to: n, by: chunk) {
+                            let count = min(chunk, n - first), width = count * plane
+                            let out = y.baseAddress! + first * plane
+                            if pointwise {
+                                T.gemm(
+                                    transA: false, transB: false, m: g.o, n: width, k: rows, alpha: 1, a: w.baseAddress!, lda: rows, b: x.baseAddress!, ldb: all,
+                                    beta: beta, c: out, ldc: all)
+                            } else {
+                                unroll(x.baseAddress!, batch: n, first: first, count: count, into: cols.baseAddress!)
+                                T.gemm(
+                                    transA: false, transB: false, m: g.o, n: width, k: rows, alpha: 1, a: w.baseAddress!, lda: rows, b: cols.baseAddress!,
+                                    ldb: width, beta: beta, c: out, ldc: all)
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
-        let g = geometry, n = x.count / input.count
+        let g = geometry, n = x.count / input.count, rows = patchRows, plane = g.ho * g.wo, all = n * plane
         if let bias {
-            let plane = n * g.ho * g.wo
             dy.storage.withUnsafeBufferPointer { d in
                 p.gradients[bias].storage.withUnsafeMutableBufferPointer { gb in
                     for c in 0..<g.o {
+                        let row = d.baseAddress! + c * all
                         var s = T(0)
-                        for i in 0..<plane { s += d[c * plane + i] }
+                        for i in 0..<all { s += row[i] }
                         gb[c] += s
                     }
                 }
@@ -75,44 +108,31 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
             }
             return
         }
-        unroll(x, batch: n, into: &workspace.columns)
-        gemm(dy, workspace.columns, transposeB: true, into: &p.gradients[weight], beta: 1)
-        guard wantsInput else { return }
-        gemm(p.values[weight], transposeA: true, dy, into: &workspace.columnGradients)
-        fold(workspace.columnGradients, batch: n, into: &dx)
-    }
-
-    /// im2col: row (c, ky, kx), column (n, oy, ox) holds x[c, n, oy·s − p + ky, ox·s − p + kx] (0 outside).
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    func unroll(_ x: Tensor<T>, batch n: Int, into cols: inout Tensor<T>) {
-        let g = geometry, k = kernel
-        let columns = n * g.ho * g.wo
-        if cols.shape != [g.c * k * k, columns] { cols.resize([g.c * k * k, columns]) }
-        x.storage.withUnsafeBufferPointer { src in
-            cols.storage.withUnsafeMutableBufferPointer { dst in
-                for c in 0..<g.c {
-                    for ky in 0..<k {
-                        for kx in 0..<k {
-                            let row = dst.baseAddress! + ((c * k + ky) * k + kx) * columns
-                            let (lo, hi) = validRange(offset: kx - padding, size: g.w, outputs: g.wo)
-                            for e in 0..<n {
-                                let plane = src.baseAddress! + (c * n + e) * g.h * g.w
-                                for oy in 0..<g.ho {
-                                    let out = row + (e * g.ho + oy) * g.wo
-                                    let iy = oy * stride - padding + ky
-                                    guard iy >= 0 && iy < g.h && lo < hi else {
-                                        out.update(repeating: 0, count: g.wo)
-                                        continue
+        if wantsInput && dx.shape != x.shape { dx.resize(x.shape) }
+        let chunk = self.chunk
+        workspace.reserve(rows * chunk * plane)
+        p.values[weight].storage.withUnsafeBufferPointer { w in
+            p.gradients[weight].storage.withUnsafeMutableBufferPointer { gw in
+                x.storage.withUnsafeBufferPointer { x in
+                    dy.storage.withUnsafeBufferPointer { dy in
+                        dx.storage.withUnsafeMutableBufferPointer { dx in
+                            workspace.columns.withUnsafeMutableBufferPointer { cols in
+                                workspace.columnGradients.withUnsafeMutableBufferPointer { dcols in
+                                    for first in Swift.stride(from: 0, to: n, by: chunk) {
+                                        let count = min(chunk, n - first), width = count * plane
+                                        let d = dy.baseAddress! + first * plane
+                                        // ∂W += dY·colsᵀ over this chunk's columns.
+                                        unroll(x.baseAddress!, batch: n, first: first, count: count, into: cols.baseAddress!)
+                                        T.gemm(
+                                            transA: false, transB: true, m: g.o, n: rows, k: width, alpha: 1, a: d, lda: all, b: cols.baseAddress!, ldb: width,
+                                            beta: 1, c: gw.baseAddress!, ldc: rows)
+                                        guard wantsInput else { continue }
+                                        // ∂cols = Wᵀ·dY, folded back onto the pixels.
+                                        T.gemm(
+                                            transA: true, transB: false, m: rows, n: width, k: g.o, alpha: 1, a: w.baseAddress!, lda: rows, b: d, ldb: all,
+                                            beta: 0, c: dcols.baseAddress!, ldc: width)
+                                        fold(dcols.baseAddress!, batch: n, first: first, count: count, into: dx.baseAddress!)
                                     }
-                                    let line = plane + iy * g.w + kx - padding
-                                    if lo > 0 { out.update(repeating: 0, count: lo) }
-                                    if stride == 1 {
-                                        (out + lo).update(from: line + lo, count: hi - lo)
-                                    } else {
-                                        for ox in lo..<hi { out[ox] = line[ox * stride] }
-                                    }
-                                    if hi < g.wo { (out + hi).update(repeating: 0, count: g.wo - hi) }
                                 }
                             }
                         }
@@ -122,32 +142,64 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
         }
     }
 
-    /// col2im: the transpose of `unroll`, adding each column entry back to the pixel it came from.
+    /// im2col of examples `first..<first + count` of a batch of `n`: row (c, ky, kx), column
+    /// (e, oy, ox) holds x[c, first + e, oy·s − p + ky, ox·s − p + kx] (0 outside the image).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func fold(_ cols: Tensor<T>, batch n: Int, into dx: inout Tensor<T>) {
+    func unroll(_ src: UnsafePointer<T>, batch n: Int, first: Int, count: Int, into dst: UnsafeMutablePointer<T>) {
         let g = geometry, k = kernel
-        let columns = n * g.ho * g.wo
-        if dx.shape != [g.c, n, g.h, g.w] { dx.resize([g.c, n, g.h, g.w]) }
-        dx.storage.withUnsafeMutableBufferPointer { dst in
-            dst.update(repeating: 0)
-            cols.storage.withUnsafeBufferPointer { src in
-                for c in 0..<g.c {
-                    for ky in 0..<k {
-                        for kx in 0..<k {
-                            let row = src.baseAddress! + ((c * k + ky) * k + kx) * columns
-                            let (lo, hi) = validRange(offset: kx - padding, size: g.w, outputs: g.wo)
-                            guard lo < hi else { continue }
-                            for e in 0..<n {
-                                let plane = dst.baseAddress! + (c * n + e) * g.h * g.w
-                                for oy in 0..<g.ho {
-                                    let iy = oy * stride - padding + ky
-                                    guard iy >= 0 && iy < g.h else { continue }
-                                    let from = row + (e * g.ho + oy) * g.wo
-                                    let line = plane + iy * g.w + kx - padding
-                                    for ox in lo..<hi { line[ox * stride] += from[ox] }
-                                }
+        let columns = count * g.ho * g.wo
+        for c in 0..<g.c {
+            for ky in 0..<k {
+                for kx in 0..<k {
+                    let row = dst + ((c * k + ky) * k + kx) * columns
+                    let (lo, hi) = validRange(offset: kx - padding, size: g.w, outputs: g.wo)
+                    for e in 0..<count {
+                        let plane = src + (c * n + first + e) * g.h * g.w
+                        for oy in 0..<g.ho {
+                            let out = row + (e * g.ho + oy) * g.wo
+                            let iy = oy * stride - padding + ky
+                            guard iy >= 0 && iy < g.h && lo < hi else {
+                                out.update(repeating: 0, count: g.wo)
+                                continue
                             }
+                            let line = plane + iy * g.w + kx - padding
+                            if lo > 0 { out.update(repeating: 0, count: lo) }
+                            if stride == 1 {
+                                (out + lo).update(from: line + lo, count: hi - lo)
+                            } else {
+                                for ox in lo..<hi { out[ox] = line[ox * stride] }
+                            }
+                            if hi < g.wo { (out + hi).update(repeating: 0, count: g.wo - hi) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im of a chunk: the transpose of `unroll`, each column entry added back to the pixel it
+    /// came from; the chunk's planes of `dx` are overwritten.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func fold(_ src: UnsafePointer<T>, batch n: Int, first: Int, count: Int, into dx: UnsafeMutablePointer<T>) {
+        let g = geometry, k = kernel
+        let columns = count * g.ho * g.wo
+        for c in 0..<g.c { (dx + (c * n + first) * g.h * g.w).update(repeating: 0, count: count * g.h * g.w) }
+        for c in 0..<g.c {
+            for ky in 0..<k {
+                for kx in 0..<k {
+                    let row = src + ((c * k + ky) * k + kx) * columns
+                    let (lo, hi) = validRange(offset: kx - padding, size: g.w, outputs: g.wo)
+                    guard lo < hi else { continue }
+                    for e in 0..<count {
+                        let plane = dx + (c * n + first + e) * g.h * g.w
+                        for oy in 0..<g.ho {
+                            let iy = oy * stride - padding + ky
+                            guard iy >= 0 && iy < g.h else { continue }
+                            let from = row + (e * g.ho + oy) * g.wo
+                            let line = plane + iy * g.w + kx - padding
+                            for ox in lo..<hi { line[ox * stride] += from[ox] }
                         }
                     }
                 }
