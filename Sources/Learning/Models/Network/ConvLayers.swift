@@ -166,7 +166,8 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
                             let line = plane + iy * g.w + kx - padding
                             if lo > 0 { out.update(repeating: 0, count: lo) }
                             if stride == 1 {
-                                (out + lo).update(from: line + lo, count: hi - lo)
+                                // A loop, not a memcpy: the runs are short (a row of the image).
+                                for ox in lo..<hi { out[ox] = line[ox] }
                             } else {
                                 for ox in lo..<hi { out[ox] = line[ox * stride] }
                             }
@@ -199,7 +200,11 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
                             guard iy >= 0 && iy < g.h else { continue }
                             let from = row + (e * g.ho + oy) * g.wo
                             let line = plane + iy * g.w + kx - padding
-                            for ox in lo..<hi { line[ox * stride] += from[ox] }
+                            if stride == 1 {
+                                for ox in lo..<hi { line[ox] += from[ox] }
+                            } else {
+                                for ox in lo..<hi { line[ox * stride] += from[ox] }
+                            }
                         }
                     }
                 }
@@ -235,40 +240,41 @@ final class PoolLayer<T: BLASScalar>: Layer<T> {
         return (c, h, w, ho, wo)
     }
 
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
     override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) {
-        let g = geometry, n = pass.batch, planes = g.c * n, k = kernel
+        let g = geometry, n = pass.batch
         if y.shape != [g.c, n, g.ho, g.wo] { y.resize([g.c, n, g.ho, g.wo]) }
         if isMax && winners.count != y.count { winners = [Int32](repeating: 0, count: y.count) }
-        let scale = T(1) / T(k * k)
         x.storage.withUnsafeBufferPointer { x in
             y.storage.withUnsafeMutableBufferPointer { y in
-                winners.withUnsafeMutableBufferPointer { win in
-                    for plane in 0..<planes {
-                        let src = x.baseAddress! + plane * g.h * g.w
-                        for oy in 0..<g.ho {
-                            for ox in 0..<g.wo {
-                                let o = (plane * g.ho + oy) * g.wo + ox
-                                let top = oy * stride * g.w + ox * stride
-                                if isMax {
-                                    var best = src[top], at = top
-                                    for ky in 0..<k {
-                                        for kx in 0..<k {
-                                            let i = top + ky * g.w + kx
-                                            if src[i] > best || src[i].isNaN { (best, at) = (src[i], i) }
-                                        }
-                                    }
-                                    y[o] = best
-                                    win[o] = Int32(at)
-                                } else {
-                                    var s = T(0)
-                                    for ky in 0..<k { for kx in 0..<k { s += src[top + ky * g.w + kx] } }
-                                    y[o] = s * scale
-                                }
-                            }
+                if isMax {
+                    winners.withUnsafeMutableBufferPointer { win in maxPool(x.baseAddress!, planes: g.c * n, into: y.baseAddress!, winners: win.baseAddress!) }
+                } else {
+                    averagePool(x.baseAddress!, planes: g.c * n, into: y.baseAddress!)
+                }
+            }
+        }
+    }
+
+    /// Each output the largest of its window (NaN wins, as in PyTorch), and where it was.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func maxPool(_ src: UnsafePointer<T>, planes: Int, into y: UnsafeMutablePointer<T>, winners: UnsafeMutablePointer<Int32>) {
+        let g = geometry, k = kernel, s = stride
+        for plane in 0..<planes {
+            let x = src + plane * g.h * g.w
+            let base = plane * g.ho * g.wo
+            for oy in 0..<g.ho {
+                for ox in 0..<g.wo {
+                    let top = oy * s * g.w + ox * s
+                    var best = x[top], at = top
+                    for ky in 0..<k {
+                        for kx in 0..<k {
+                            let i = top + ky * g.w + kx
+                            if x[i] > best || x[i].isNaN { (best, at) = (x[i], i) }
                         }
                     }
+                    y[base + oy * g.wo + ox] = best
+                    winners[base + oy * g.wo + ox] = Int32(at)
                 }
             }
         }
@@ -276,27 +282,50 @@ final class PoolLayer<T: BLASScalar>: Layer<T> {
 
     @_specialize(where T == Float)
     @_specialize(where T == Double)
+    func averagePool(_ src: UnsafePointer<T>, planes: Int, into y: UnsafeMutablePointer<T>) {
+        let g = geometry, k = kernel, s = stride, scale = T(1) / T(k * k)
+        for plane in 0..<planes {
+            let x = src + plane * g.h * g.w
+            let base = plane * g.ho * g.wo
+            for oy in 0..<g.ho {
+                for ox in 0..<g.wo {
+                    let top = oy * s * g.w + ox * s
+                    var sum = T(0)
+                    for ky in 0..<k { for kx in 0..<k { sum += x[top + ky * g.w + kx] } }
+                    y[base + oy * g.wo + ox] = sum * scale
+                }
+            }
+        }
+    }
+
     override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
         guard wantsInput else { return }
-        let g = geometry, n = x.count / input.count, planes = g.c * n, k = kernel
+        let g = geometry, n = x.count / input.count
         if dx.shape != x.shape { dx.resize(x.shape) }
-        let scale = T(1) / T(k * k)
         dy.storage.withUnsafeBufferPointer { dy in
             dx.storage.withUnsafeMutableBufferPointer { dx in
-                dx.update(repeating: 0)
-                for plane in 0..<planes {
-                    let dst = dx.baseAddress! + plane * g.h * g.w
-                    for oy in 0..<g.ho {
-                        for ox in 0..<g.wo {
-                            let o = (plane * g.ho + oy) * g.wo + ox
-                            if isMax {
-                                dst[Int(winners[o])] += dy[o]
-                            } else {
-                                let top = oy * stride * g.w + ox * stride, v = dy[o] * scale
-                                for ky in 0..<k { for kx in 0..<k { dst[top + ky * g.w + kx] += v } }
-                            }
-                        }
-                    }
+                winners.withUnsafeBufferPointer { win in poolBackward(dy.baseAddress!, planes: g.c * n, winners: win.baseAddress, into: dx) }
+            }
+        }
+    }
+
+    /// ∂x: max pooling routes each output's gradient to its winner, average pooling spreads it.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func poolBackward(_ dy: UnsafePointer<T>, planes: Int, winners: UnsafePointer<Int32>?, into dx: UnsafeMutableBufferPointer<T>) {
+        let g = geometry, k = kernel, s = stride, scale = T(1) / T(k * k)
+        dx.update(repeating: 0)
+        for plane in 0..<planes {
+            let dst = dx.baseAddress! + plane * g.h * g.w
+            let base = plane * g.ho * g.wo
+            if isMax, let winners {
+                for o in base..<(base + g.ho * g.wo) { dst[Int(winners[o])] += dy[o] }
+                continue
+            }
+            for oy in 0..<g.ho {
+                for ox in 0..<g.wo {
+                    let top = oy * s * g.w + ox * s, v = dy[base + oy * g.wo + ox] * scale
+                    for ky in 0..<k { for kx in 0..<k { dst[top + ky * g.w + kx] += v } }
                 }
             }
         }

@@ -82,10 +82,25 @@ final class ActivationLayer<T: BLASScalar>: Layer<T> {
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
         guard wantsInput else { return }
-        copy(dy, into: &dx)
-        Linear.activationBackward(activation, output: y, pre: x, delta: &dx)
+        guard activation == .relu else {
+            copy(dy, into: &dx)
+            Linear.activationBackward(activation, output: y, pre: x, delta: &dx)
+            return
+        }
+        // ReLU in one branch-free pass (it is most of a convolutional net's element-wise work).
+        if dx.shape != dy.shape { dx.resize(dy.shape) }
+        let n = dy.count
+        y.storage.withUnsafeBufferPointer { y in
+            dy.storage.withUnsafeBufferPointer { dy in
+                dx.storage.withUnsafeMutableBufferPointer { dx in
+                    for i in 0..<n { dx[i] = y[i] > 0 ? dy[i] : 0 }
+                }
+            }
+        }
     }
 }
 
