@@ -149,6 +149,17 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
     func unroll(_ src: UnsafePointer<T>, batch n: Int, first: Int, count: Int, into dst: UnsafeMutablePointer<T>) {
         let g = geometry, k = kernel
         let columns = count * g.ho * g.wo
+        if preservesSize {
+            for c in 0..<g.c {
+                for ky in 0..<k {
+                    for kx in 0..<k {
+                        let row = dst + ((c * k + ky) * k + kx) * columns
+                        for e in 0..<count { shiftedCopy(src + (c * n + first + e) * g.h * g.w, into: row + e * g.h * g.w, dy: ky - padding, dx: kx - padding) }
+                    }
+                }
+            }
+            return
+        }
         for c in 0..<g.c {
             for ky in 0..<k {
                 for kx in 0..<k {
@@ -183,10 +194,21 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
     /// came from; the chunk's planes of `dx` are overwritten.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func fold(_ src: UnsafePointer<T>, batch n: Int, first: Int, count: Int, into dx: UnsafeMutablePointer<T>) {
+    func fold(_ src: UnsafeMutablePointer<T>, batch n: Int, first: Int, count: Int, into dx: UnsafeMutablePointer<T>) {
         let g = geometry, k = kernel
         let columns = count * g.ho * g.wo
         for c in 0..<g.c { (dx + (c * n + first) * g.h * g.w).update(repeating: 0, count: count * g.h * g.w) }
+        if preservesSize {
+            for c in 0..<g.c {
+                for ky in 0..<k {
+                    for kx in 0..<k {
+                        let row = src + ((c * k + ky) * k + kx) * columns
+                        for e in 0..<count { shiftedAdd(row + e * g.h * g.w, into: dx + (c * n + first + e) * g.h * g.w, dy: ky - padding, dx: kx - padding) }
+                    }
+                }
+            }
+            return
+        }
         for c in 0..<g.c {
             for ky in 0..<k {
                 for kx in 0..<k {
@@ -210,6 +232,56 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
                 }
             }
         }
+    }
+
+    /// Stride 1 with the output the input's size ("same" padding, as ResNet's 3×3 convolutions
+    /// and LeNet-5's first on 28×28): an im2col row of one example is the image shifted by
+    /// (dy, dx), so in row-major order the source index is the destination's plus dy·w + dx —
+    /// one contiguous copy, then zeros where the shift leaves the image (|dx| columns per row
+    /// wrapped onto the neighbouring row, |dy| rows).
+    var preservesSize: Bool {
+        let g = geometry
+        return stride == 1 && g.ho == g.h && g.wo == g.w
+    }
+
+    /// `out[oy, ox] = plane[oy + dy, ox + dx]`, 0 outside the plane.
+    @inline(__always)
+    func shiftedCopy(_ plane: UnsafePointer<T>, into out: UnsafeMutablePointer<T>, dy: Int, dx: Int) {
+        let (h, w) = (geometry.h, geometry.w)
+        let (top, bottom) = (max(0, -dy), min(h, h - dy))
+        guard top < bottom, abs(dx) < w else {
+            out.update(repeating: 0, count: h * w)
+            return
+        }
+        let offset = dy * w + dx
+        let start = top * w + max(0, -dx), end = bottom * w - max(0, dx)
+        if start > 0 { out.update(repeating: 0, count: start) }
+        (out + start).update(from: plane + (start + offset), count: end - start)
+        if end < h * w { (out + end).update(repeating: 0, count: h * w - end) }
+        // The columns the shift wrapped onto the next or previous row.
+        if dx > 0 {
+            for oy in top..<(bottom - 1) { (out + oy * w + w - dx).update(repeating: 0, count: dx) }
+        } else if dx < 0 {
+            for oy in (top + 1)..<bottom { (out + oy * w).update(repeating: 0, count: -dx) }
+        }
+    }
+
+    /// The transpose of `shiftedCopy`: `plane[oy + dy, ox + dx] += cols[oy, ox]` where inside;
+    /// the wrapped columns of `cols` are zeroed first so that one contiguous sum adds nothing there.
+    @inline(__always)
+    func shiftedAdd(_ cols: UnsafeMutablePointer<T>, into plane: UnsafeMutablePointer<T>, dy: Int, dx: Int) {
+        let (h, w) = (geometry.h, geometry.w)
+        let (top, bottom) = (max(0, -dy), min(h, h - dy))
+        guard top < bottom, abs(dx) < w else { return }
+        if dx > 0 {
+            for oy in top..<(bottom - 1) { (cols + oy * w + w - dx).update(repeating: 0, count: dx) }
+        } else if dx < 0 {
+            for oy in (top + 1)..<bottom { (cols + oy * w).update(repeating: 0, count: -dx) }
+        }
+        let offset = dy * w + dx
+        let start = top * w + max(0, -dx), end = bottom * w - max(0, dx)
+        let shifted = plane + offset
+        for i in start..<end { shifted[i] += cols[i] }
     }
 
     /// The output columns `lo..<hi` whose input column `ox·stride + offset` lies in `0..<size`.
@@ -260,6 +332,31 @@ final class PoolLayer<T: BLASScalar>: Layer<T> {
     @_specialize(where T == Double)
     func maxPool(_ src: UnsafePointer<T>, planes: Int, into y: UnsafeMutablePointer<T>, winners: UnsafeMutablePointer<Int32>) {
         let g = geometry, k = kernel, s = stride
+        if k == 2 && s == 2 {
+            // The usual 2×2 window, unrolled.
+            for plane in 0..<planes {
+                let x = src + plane * g.h * g.w
+                let base = plane * g.ho * g.wo
+                for oy in 0..<g.ho {
+                    for ox in 0..<g.wo {
+                        let top = 2 * oy * g.w + 2 * ox
+                        // Selections rather than branches: on real data the winner is unpredictable.
+                        var best = x[top], at = top
+                        @inline(__always) func visit(_ i: Int) {
+                            let v = x[i], wins = v > best || v.isNaN
+                            best = wins ? v : best
+                            at = wins ? i : at
+                        }
+                        visit(top + 1)
+                        visit(top + g.w)
+                        visit(top + g.w + 1)
+                        y[base + oy * g.wo + ox] = best
+                        winners[base + oy * g.wo + ox] = Int32(at)
+                    }
+                }
+            }
+            return
+        }
         for plane in 0..<planes {
             let x = src + plane * g.h * g.w
             let base = plane * g.ho * g.wo

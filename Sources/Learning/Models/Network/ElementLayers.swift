@@ -93,15 +93,21 @@ final class ActivationLayer<T: BLASScalar>: Layer<T> {
         }
         // ReLU in one branch-free pass (it is most of a convolutional net's element-wise work).
         if dx.shape != dy.shape { dx.resize(dy.shape) }
-        let n = dy.count
         y.storage.withUnsafeBufferPointer { y in
             dy.storage.withUnsafeBufferPointer { dy in
-                dx.storage.withUnsafeMutableBufferPointer { dx in
-                    for i in 0..<n { dx[i] = y[i] > 0 ? dy[i] : 0 }
-                }
+                dx.storage.withUnsafeMutableBufferPointer { dx in reluBackward(y.baseAddress!, dy.baseAddress!, into: dx.baseAddress!, count: dx.count) }
             }
         }
     }
+}
+
+/// `dx = dy` where the ReLU's output is positive, else 0. Not inlined: called from a generic
+/// context, its specialisations are reached through its own entry point.
+@inline(never)
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+func reluBackward<T: BLASScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePointer<T>, into dx: UnsafeMutablePointer<T>, count: Int) {
+    for i in 0..<count { dx[i] = y[i] > 0 ? dy[i] : 0 }
 }
 
 /// Zeroes each value with probability `p` in training and scales the rest by 1/(1 − p), drawing
