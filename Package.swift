@@ -30,6 +30,8 @@ let package = Package(
 
         // Products of small matrices without OpenBLAS's packing (AVX2), for blocked preconditioners.
         .target(name: "CKernels"),
+        // fork/exec of a program trial with PR_SET_PDEATHSIG (posix_spawn cannot set it).
+        .target(name: "CSpawn"),
         // Numerics: matrices over BLAS, LAPACK factorizations, the BLAS kernel choice.
         .target(name: "Linalg", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: swiftSettings),
         // A small, typed HDF5 layer (files, groups, datasets, attributes).
@@ -53,7 +55,7 @@ let package = Package(
         // The results layout: trial files, histories, (later) checkpoints and the sweep index.
         .target(name: "Results", dependencies: ["HDF5", "SweepCore", "Learning"], swiftSettings: swiftSettings),
         // The three programs' logic.
-        .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg", "Transport"], swiftSettings: swiftSettings),
+        .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg", "Transport", "CSpawn"], swiftSettings: swiftSettings),
 
         .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "SweepCore", "Learning"], swiftSettings: swiftSettings),
         // Results analysis: leaderboards, sensitivity, CSV and the self-contained HTML report.

@@ -24,7 +24,7 @@ extension EngineBenchmark {
 
     /// GFLOP/s of `cblas_sgemm` on 1024×1024 by 1024×1024 (best of five, CPU time): the
     /// hardware limit the networks' rates are read against.
-    static func sgemmRate() -> Double {
+    static func squareSgemmRate() -> Double {
         let n = 1024
         var rng = Xoshiro256(seed: 9)
         var a = [Float](repeating: 0, count: n * n), b = a, c = a
@@ -88,7 +88,7 @@ extension EngineBenchmark {
 
     func measureNetworks(_ workloads: [String]) throws {
         print("engine: \(BLASRuntime.summary), \(threads) thread(s)")
-        let peak = Self.sgemmRate()
+        let peak = Self.squareSgemmRate()
         print("sgemm 1024³ (OpenBLAS, this run): \(fmt(peak, 1)) GFLOP/s")
         var rows: [NetworkRow] = []
         for workload in workloads {

@@ -27,6 +27,11 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "With --shampoo: epochs per setting.") var epochs = 3
     @Flag(help: "Instead of the engine workloads: the small float products of blocked preconditioners, the engine's AVX2 kernel next to OpenBLAS.")
     var smallProducts = false
+    @Flag(help: "Instead of the engine workloads: one optimizer step on the MLP's and the VAE's parameters for every optimizer, against the sgemm rate and next to PyTorch's optimizers.")
+    var optimizers = false
+    @Option(help: "With --optimizers: steps timed per optimizer (at least).") var steps = 50
+    @Option(help: "With --optimizers: comma-separated optimizers to time (default: all; adamw is always timed, the ratios' base).")
+    var only = ""
     @Option(help: "Networks: Fashion-MNIST images per LeNet-5 epoch (0: all 60,000).") var lenetLimit = 12_800
     @Option(help: "Networks: Fashion-MNIST images per ResNet epoch.") var resnetLimit = 1_280
     @Option(help: "Networks: ResNet depth (6n + 2), at width 16.") var resnetDepth = 20
@@ -203,6 +208,7 @@ struct EngineBenchmark: ParsableCommand {
         if stateBytes { return try measureStateBytes() }
         if shampoo { return try measureShampoo() }
         if smallProducts { return measureSmallProducts() }
+        if optimizers { return try measureOptimizerSteps() }
         let all = workloads.split(separator: ",").map(String.init)
         let networks = all.filter { Self.networkWorkloads.contains($0) }
         if !networks.isEmpty { try measureNetworks(networks) }

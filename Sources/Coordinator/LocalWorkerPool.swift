@@ -42,7 +42,8 @@ final class LocalWorkerPool {
     private func spawn(_ name: String) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["--connect", endpoint, "--name", name, "--threads", String(threads), "--give-up-after", "10"] + extraArguments
+        // Local workers run this coordinator's sweep only: its program trials too.
+        process.arguments = ["--connect", endpoint, "--name", name, "--threads", String(threads), "--give-up-after", "10", "--allow-programs"] + extraArguments
         let path = logPath(name)
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))

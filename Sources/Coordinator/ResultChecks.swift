@@ -47,6 +47,7 @@ extension SweepState {
     /// Whether the trial's losses are non-negative by construction (cross-entropy, the VAE's
     /// negative ELBO, squared errors, Rosenbrock, a quadratic with non-negative curvatures).
     static func lossIsNonNegative(_ config: TrialConfig) -> Bool {
+        if config.isProgram { return false }  // the program's loss is its own
         guard config.model == "quadratic", let curvatures = TrialSchema.models["quadratic"]?["curvatures"] else { return true }
         return ((try? config.doubleList(curvatures)) ?? [-1]).allSatisfy { $0 >= 0 }
     }
@@ -74,6 +75,12 @@ extension SweepState {
             let last = r.history.last
             guard let last, !isRangeTest[i] ? last.epoch == lengths[i] : true else {
                 return "status done after \(last?.epoch ?? 0) of \(lengths[i]) \(trials[i].config.isToyObjective ? "steps" : "epochs")"
+            }
+            if trials[i].config.isProgram {
+                // A program reports the metrics it has: the objective must be among them, finite.
+                let value = sweep.objective.value(in: last)
+                guard value.isFinite else { return "status done with the objective \(sweep.objective.metric) \(value) at the last epoch" }
+                return nil
             }
             guard last.trainLoss.isFinite, !last.testLoss.isInfinite else {
                 return "status done with a non-finite final loss (train \(last.trainLoss), test \(last.testLoss)): that is a divergence"

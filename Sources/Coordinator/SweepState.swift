@@ -390,6 +390,8 @@ public final class SweepState {
         result.sharpness = r.sharpness
         result.optimizerStateByTensor = r.optimizerStateByTensor ?? []
         result.optimizerWork = r.optimizerWork ?? [:]
+        result.extraHistory = r.extraHistory ?? [:]
+        result.programOutput = r.programOutput
         result.lineage = trial.lineage
         if let earlier = pausedResults.removeValue(forKey: i) { result.wallSeconds += earlier.result.wallSeconds }
         let ending = stopReasons[i] == nil ? scheduler.ended(i, status: r.status, lastEpoch: r.history.last?.epoch ?? 0) : .finish
@@ -617,8 +619,9 @@ public final class SweepState {
         // from each generation's last one: both need them even when the sweep asks for none.
         let every = sweep.checkpoints.every ?? (usesCheckpoints ? lengths[i] : nil)
         let token = LeaseJournal.newToken()
-        let assignment = Assignment(
+        var assignment = Assignment(
             lease: lease, token: token, config: configTexts[i], checkpointEvery: every, checkpoint: resume, pauseAfter: run.pauseAfter, explored: explored)
+        if trials[i].config.isProgram { addProgramInputs(to: &assignment, trials[i].config) }
         // Journaled before it leaves: a worker can only ever prove a lease this file records.
         try effects.journal(lease.trial, .init(attempt: lease.attempt, token: token, promoted: run.promotedFrom != nil, worker: "\(worker.name)@\(worker.host)"))
         book.grant(i, lease, token: token, to: worker, promoted: run.promotedFrom != nil, checkpoints: every != nil, resumedFrom: resumedFrom, now: t)
@@ -633,6 +636,17 @@ public final class SweepState {
         setState(i, .leased)
         indexDirty = true
         return true
+    }
+
+    /// A program trial's lease also brings the sweep's folder (its working directory unless
+    /// `workdir` or `files` say otherwise), its `files` and the objective it must report.
+    private func addProgramInputs(to assignment: inout Assignment, _ config: TrialConfig) {
+        assignment.directory = sweep.folder
+        assignment.objective = sweep.objective.metric
+        let names = (try? config.stringList(ProgramContract.Key.files)) ?? []
+        if !names.isEmpty {
+            assignment.files = names.compactMap { sweep.programFiles[$0] }.map { ShippedFile(path: $0.path, content: Data($0.bytes).base64EncodedString()) }
+        }
     }
 
     // MARK: Results

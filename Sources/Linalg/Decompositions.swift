@@ -133,22 +133,36 @@ public func symmetricMatrixPower<T: BLASScalar>(_ a: Tensor<T>, _ p: T, epsilon:
 /// The quintic Newton–Schulz iteration of Muon (Jordan et al.), which maps G = U·S·Vᵀ to
 /// approximately U·S'·Vᵀ with S' near 1: X ← X/(‖X‖_F + 1e-7), then `steps` times
 /// A = X·Xᵀ, B = b·A + c·A·A, X = a·X + B·X, on the wide orientation (transposed when tall).
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 public func newtonSchulzOrthogonalize<T: BLASScalar>(
     _ g: Tensor<T>, steps: Int, coefficients: (a: Double, b: Double, c: Double) = (3.4445, -4.7750, 2.0315)
 ) -> Tensor<T> {
     let tall = g.rows > g.cols
     var x = tall ? g.transposed : g.reshaped([g.rows, g.cols])
+    let (m, n) = (x.rows, x.cols)
     let scale = 1 / (T(Double(x.norm)) + T(1e-7))
-    for i in 0..<x.count { x.storage[i] *= scale }
+    x.storage.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] *= scale } }
     let (a, b, c) = (T(coefficients.a), T(coefficients.b), T(coefficients.c))
+    // A = X·Xᵀ by a rank-k update of its upper triangle (half a GEMM), mirrored; B = b·A + c·A·A;
+    // X ← a·X + B·X as one GEMM accumulating into a copy of X scaled by a.
+    var gram = Tensor<T>(zeros: [m, m]), square = Tensor<T>(zeros: [m, m]), next = Tensor<T>(zeros: [m, n])
     for _ in 0..<steps {
-        let aa = matmul(x, x, transposeB: true)
-        var bb = matmul(aa, aa)
-        for i in 0..<bb.count { bb.storage[i] = b * aa.storage[i] + c * bb.storage[i] }
-        var next = x
-        for i in 0..<next.count { next.storage[i] *= a }
-        gemm(bb, x, into: &next, alpha: 1, beta: 1)
-        x = next
+        x.storage.withUnsafeBufferPointer { px in
+            gram.storage.withUnsafeMutableBufferPointer { pa in
+                T.syrkUpper(trans: false, n: m, k: n, alpha: 1, a: px.baseAddress!, lda: n, beta: 0, c: pa.baseAddress!, ldc: m)
+                for i in 0..<m { for j in 0..<i { pa[i * m + j] = pa[j * m + i] } }
+            }
+        }
+        gemm(gram, gram, into: &square)
+        square.storage.withUnsafeMutableBufferPointer { s in
+            gram.storage.withUnsafeBufferPointer { g in for i in 0..<s.count { s[i] = b * g[i] + c * s[i] } }
+        }
+        next.storage.withUnsafeMutableBufferPointer { d in
+            x.storage.withUnsafeBufferPointer { s in d.baseAddress!.update(from: s.baseAddress!, count: s.count) }
+        }
+        gemm(square, x, into: &next, alpha: 1, beta: a)
+        swap(&x, &next)
     }
     return tall ? x.transposed : x
 }

@@ -3,26 +3,28 @@
 /// Parameters, gradients, optimizer state and activations are all tensors. BLAS and LAPACK see a
 /// tensor as a matrix: rank 2 as itself, rank 1 as a single row, higher ranks as
 /// `shape[0] × (product of the rest)`, the way PyTorch's Shampoo flattens convolution kernels.
+///
+/// The basic operations are `@inlinable`, so that other modules' hot loops get them specialised
+/// to Float or Double rather than through generic value witnesses.
 public struct Tensor<Scalar: BLASScalar>: Sendable, Equatable {
-    public private(set) var shape: [Int]
+    /// Set only through `reshape` and `resize`, which keep it consistent with `storage`.
+    @usableFromInline var dimensions: [Int]
     public var storage: [Scalar]
 
-    public init(shape: [Int], storage: [Scalar]) {
+    @inlinable public var shape: [Int] { dimensions }
+
+    @inlinable public init(shape: [Int], storage: [Scalar]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         precondition(shape.reduce(1, *) == storage.count, "shape \(shape) does not hold \(storage.count) elements")
-        self.shape = shape
+        self.dimensions = shape
         self.storage = storage
     }
 
-    @_specialize(where Scalar == Float)
-    @_specialize(where Scalar == Double)
-    public init(zeros shape: [Int]) {
+    @inlinable public init(zeros shape: [Int]) {
         self.init(shape: shape, storage: [Scalar](repeating: 0, count: shape.reduce(1, *)))
     }
 
-    @_specialize(where Scalar == Float)
-    @_specialize(where Scalar == Double)
-    public init(repeating value: Scalar, shape: [Int]) {
+    @inlinable public init(repeating value: Scalar, shape: [Int]) {
         self.init(shape: shape, storage: [Scalar](repeating: value, count: shape.reduce(1, *)))
     }
 
@@ -55,28 +57,24 @@ public struct Tensor<Scalar: BLASScalar>: Sendable, Equatable {
     }
 
     /// Changes the shape, keeping the elements in order.
-    public func reshaped(_ newShape: [Int]) -> Tensor {
+    @inlinable public func reshaped(_ newShape: [Int]) -> Tensor {
         Tensor(shape: newShape, storage: storage)
     }
 
     /// Reinterprets the shape in place; the element count must not change.
-    public mutating func reshape(_ newShape: [Int]) {
+    @inlinable public mutating func reshape(_ newShape: [Int]) {
         precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
-        shape = newShape
+        dimensions = newShape
     }
 
     /// Resizes to a new shape, reusing storage when the count is unchanged (workspace buffers).
-    /// Specialised: the generic fill of a new array goes element by element through value
-    /// witnesses, which made it the largest cost of a convolution whose workspace changes size.
-    @_specialize(where Scalar == Float)
-    @_specialize(where Scalar == Double)
-    public mutating func resize(_ newShape: [Int]) {
+    @inlinable public mutating func resize(_ newShape: [Int]) {
         let n = newShape.reduce(1, *)
         if n != storage.count { storage = [Scalar](repeating: 0, count: n) }
-        shape = newShape
+        dimensions = newShape
     }
 
-    public var transposed: Tensor {
+    @inlinable public var transposed: Tensor {
         let (r, c) = (rows, cols)
         var out = [Scalar](repeating: 0, count: count)
         storage.withUnsafeBufferPointer { src in
@@ -88,11 +86,11 @@ public struct Tensor<Scalar: BLASScalar>: Sendable, Equatable {
     }
 
     /// Converts precision (Double fixtures to Float engines and back).
-    public func converted<Other: BLASScalar>(to: Other.Type = Other.self) -> Tensor<Other> {
+    @inlinable public func converted<Other: BLASScalar>(to: Other.Type = Other.self) -> Tensor<Other> {
         Tensor<Other>(shape: shape, storage: storage.map { Other($0) })
     }
 
-    public static func identity(_ n: Int) -> Tensor {
+    @inlinable public static func identity(_ n: Int) -> Tensor {
         var t = Tensor(zeros: [n, n])
         for i in 0..<n { t.storage[i * n + i] = 1 }
         return t

@@ -205,7 +205,7 @@ public final class SweepStore {
                     .string(Column.id, rows.map(\.id), width: 16),
                     .int64(Column.index, rows.map { Int64($0.index) }),
                     .string(Column.branch, rows.map(\.branch), width: 32),
-                    .string(Column.model, rows.map(\.config.model), width: 16),
+                    .string(Column.model, rows.map(\.config.modelLabel), width: 16),
                     .string(Column.optimizer, rows.map(\.config.optimizerName), width: 32),
                     .string(Column.status, rows.map(\.status), width: 12),
                     .int64(Column.epochs, c.map { Int64($0?.epochs ?? 0) }),

@@ -13,6 +13,10 @@ import SweepCore
 ///                            objectives), float64 fields: epoch, step, train_loss, test_loss,
 ///                            test_accuracy, grad_norm, lr, seconds, eval_seconds;
 ///                            `pd.DataFrame(f["history"][:])` reads it
+///                            then a program trial's own metrics, one float64 field each
+///     program_ending, program_stdout, program_stderr
+///                            program trials: how the program ended (`exit 0`, `signal 9`, …)
+///                            and the tails of its standard output and error (text attributes)
 ///     /trajectory            toy objectives: (steps + 1) × dimension points, float64
 ///     /lr_range_test         `mode: lr_range_test`: a table (lr, loss = the smoothed loss), one
 ///                            row per step; attribute `suggested_lr` on the trial (NaN if none)
@@ -50,7 +54,7 @@ public enum TrialFile {
     public static func write(_ result: TrialResult, id: String, into group: HDF5Group, configAttributes: Bool = false) throws {
         typealias Trial = ResultsLayout.Trial
         let config = result.config
-        try group.setAttribute(Trial.model, config.model)
+        try group.setAttribute(Trial.model, config.modelLabel)
         try group.setAttribute(Trial.optimizer, config.optimizerName)
         try group.setAttribute(Trial.status, result.status.rawValue)
         try group.setAttribute(Trial.message, result.message ?? "")
@@ -66,7 +70,14 @@ public enum TrialFile {
             }
         }
         let rows = result.history.map(\.row)
-        try group.writeTable(Trial.history, EpochRecord.columns.enumerated().map { c, name in .float64(name, rows.map { $0[c] }) }, compact: rows.count <= 4096)
+        var columns: [TableColumn] = EpochRecord.columns.enumerated().map { c, name in .float64(name, rows.map { $0[c] }) }
+        columns += result.extraHistory.sorted { $0.key < $1.key }.map { .float64($0.key, $0.value) }
+        try group.writeTable(Trial.history, columns, compact: rows.count <= 4096)
+        if let output = result.programOutput {
+            try group.setAttribute(Trial.programEnding, output.ending)
+            try group.setAttribute(Trial.programStdout, output.stdoutTail)
+            try group.setAttribute(Trial.programStderr, output.stderrTail)
+        }
         if !result.trajectory.isEmpty {
             let d = result.trajectory[0].count
             let layout: DatasetLayout = result.trajectory.count > 1024 ? .compressed(chunk: [4096, d]) : .contiguous

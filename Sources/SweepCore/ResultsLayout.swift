@@ -150,13 +150,19 @@ public enum ResultsLayout {
         public static let pbtParent = "pbt_parent"
         public static let pbtParentEpoch = "pbt_parent_epoch"
         public static let pbtExploited = "pbt_exploited"
+        /// Program trials (`ProgramOutput`): how the program ended (`exit 0`, `signal 9`, …) and
+        /// the tails of its standard output and standard error.
+        public static let programEnding = "program_ending"
+        public static let programStdout = "program_stdout"
+        public static let programStderr = "program_stderr"
         /// `optimizer_work_NAME` (int64): an optimizer's work counter.
         public static func optimizerWork(_ name: String) -> String { "optimizer_work_\(name)" }
 
         // Groups and data sets.
         /// Single-trial files: one attribute per trial key.
         public static let configGroup = "config"
-        /// A table with the fields `historyColumns`, one row per epoch (per step for toy objectives).
+        /// A table with the fields `historyColumns`, one row per epoch (per step for toy objectives),
+        /// then a program trial's own metrics, one float64 field each (sorted by name).
         public static let history = "history"
         public static let historyColumns = EpochRecord.columns
         /// Toy objectives: (steps + 1) × dimension points.
@@ -215,5 +221,14 @@ public enum ResultsLayout {
         public static let plateauBadEpochs = "plateau_bad_epochs"
         public static let plateauCooldown = "plateau_cooldown"
         public static let plateauLR = "plateau_lr"
+        /// Program trials: `files/data` (uint8, every file's bytes one after another),
+        /// `files/sizes` (int64, one per file) and the attribute `file_names` (a JSON list of
+        /// paths relative to the checkpoint directory, in the same order).
+        public static let files = "files"
+        public static let fileData = "files/data"
+        public static let fileSizes = "files/sizes"
+        public static let fileNames = "file_names"
+        /// The `precision` attribute of a program's checkpoint.
+        public static let programPrecision = "program"
     }
 }

@@ -30,7 +30,7 @@ public struct TrialConfig: Sendable, Equatable {
             let location = SourceLocation(node: k, file: source)
             if values[key] != nil { throw ConfigError(location: location, key: key, message: "given twice") }
             do {
-                values[key] = try ConfigValue(node: v)
+                values[key] = try ProgramContract.mappingKeys.contains(key) && v.mapping != nil ? ConfigValue(mappingNode: v) : ConfigValue(node: v)
             } catch var error as ConfigError {
                 error.location.file = source
                 error.key = key
@@ -122,6 +122,17 @@ public struct TrialConfig: Sendable, Equatable {
         return try items.map { item in
             guard case .int(let i) = item else { throw error(key, "expected a list of integers, found \(item.typeName) \(item)") }
             return i
+        }
+    }
+
+    /// A list of strings (a single string counts as a list of one).
+    public func stringList(_ key: String) throws -> [String] {
+        guard let v = values[key] else { return [] }
+        if case .string(let s) = v { return [s] }
+        guard case .list(let items) = v else { throw error(key, "expected a list of strings, got \(v.typeName) \(v)") }
+        return try items.map { item in
+            guard case .string(let s) = item else { throw error(key, "expected a list of strings, found \(item.typeName) \(item)") }
+            return s
         }
     }
 

@@ -58,6 +58,11 @@ public struct Sweep: Sendable {
     public let text: String
     /// The sweep file's path (or the name given to `SweepFile.parse`).
     public let source: String
+    /// The sweep file's folder (absolute): program trials run there unless their `workdir` says
+    /// otherwise (relative to it), and their `files` are read from it.
+    public var folder = "/"
+    /// Program trials' `files` by path, read from `folder` when the sweep was loaded.
+    public var programFiles: [String: PackedFile] = [:]
     public let trials: [Trial]
 
     /// The keys whose values differ across the sweep (sorted); the same as every trial's `varied`.

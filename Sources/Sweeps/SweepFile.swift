@@ -100,14 +100,20 @@ import Yams
 public enum SweepFile {
     /// Reads, validates and expands the sweep file at `path`.
     public static func load(path: String, profile: String? = nil) throws -> Sweep {
-        try parse(yaml: try readYAMLFile(path, what: "sweep file"), source: path, profile: profile)
+        let text = try readYAMLFile(path, what: "sweep file")
+        let parent = path.contains("/") ? String(path[...path.lastIndex(of: "/")!]) : "."
+        return try parse(yaml: text, source: path, profile: profile, folder: absolutePath(parent))
     }
 
     /// Parses, validates and expands a sweep from its YAML text; `source` names it in errors.
     /// `profile` applies one of the file's `profiles` (its name is appended to the sweep's).
-    public static func parse(yaml: String, source: String, profile: String? = nil) throws -> Sweep {
+    /// `folder` is where program trials run and their `files` are read (default: the current directory).
+    public static func parse(yaml: String, source: String, profile: String? = nil, folder: String? = nil) throws -> Sweep {
         let spec = try SweepParser(source: source, profile: profile).parse(yaml)
-        return try spec.expand(text: yaml)
+        var sweep = try spec.expand(text: yaml)
+        sweep.folder = folder ?? absolutePath(".")
+        sweep.programFiles = try spec.programFiles(folder: sweep.folder)
+        return sweep
     }
 }
 
@@ -252,6 +258,7 @@ struct SweepParser {
 
     func value(_ node: Node, key: String, line: Int?) throws -> ConfigValue {
         do {
+            if ProgramContract.mappingKeys.contains(key), node.mapping != nil { return try ConfigValue(mappingNode: node) }
             return try ConfigValue(node: node)
         } catch var e as ConfigError {
             e.location = location(e.location.line ?? line)
@@ -495,6 +502,9 @@ struct SweepParser {
 
     // MARK: Sections
 
+    /// The program trial settings that are fixed for a sweep: given under `base`, never varied.
+    static let programSettings: Set<String> = Set(TrialSchema.program.map(\.name)).subtracting([ProgramContract.Key.epochs, ProgramContract.Key.seed])
+
     func parseSection(_ entry: Entry, into section: inout Section) throws {
         switch entry.key {
         case "base":
@@ -504,6 +514,7 @@ struct SweepParser {
             }
         case "grid":
             for e in try entries(entry.value, what: "grid", key: "grid", line: entry.line) {
+                try fixedProgramSetting(e, in: "grid")
                 section.grid.append(Axis(key: e.key, line: e.line, values: try axisValues(e, in: "grid")))
             }
         case "zip":
@@ -557,6 +568,7 @@ struct SweepParser {
             guard !list.isEmpty else { throw error(line, "zip", "a zip group needs at least one key with a list of values") }
             var axes: [Axis] = []
             for e in list {
+                try fixedProgramSetting(e, in: "zip")
                 let values = try axisValues(e, in: "zip list")
                 if let first = axes.first, first.values.count != values.count {
                     throw error(e.line, e.key, "the lists of a zip group must have the same length: '\(first.key)' has \(first.values.count) values, '\(e.key)' has \(values.count)")
@@ -589,6 +601,7 @@ extension SweepParser {
         let usages = Distribution.names.map(Distribution.usage).joined(separator: ", ")
         var out: [RandomParam] = []
         for p in try entries(e.value, what: what, key: "params", line: e.line) {
+            try fixedProgramSetting(p, in: what)
             guard case .mapping(let mapping) = p.value, mapping.count == 1,
                 let (k, v) = mapping.first.map({ ($0.key, $0.value) }), case .scalar(let s) = k
             else {
@@ -701,6 +714,46 @@ extension SweepParser {
             section.searchParams += try parseDistributions(e, what: "search.params")
         }
     }
+}
+
+extension SweepParser {
+    /// A program trial's command, directory, timeout, environment and files are the sweep's: they
+    /// go under `base` (a branch's base may give its own).
+    func fixedProgramSetting(_ e: Entry, in what: String) throws {
+        guard Self.programSettings.contains(e.key) else { return }
+        throw error(e.line, e.key, "is a program trial's setting, fixed for the sweep: give it under base, not in \(what)")
+    }
+}
+
+extension SweepSpec {
+    /// Every `files` entry the sweep's bases list, read from `folder` (errors at the `files` line).
+    func programFiles(folder: String) throws -> [String: PackedFile] {
+        var out: [String: PackedFile] = [:]
+        for a in top.base + (branches ?? []).flatMap(\.section.base) where a.key == ProgramContract.Key.files {
+            let paths: [String]
+            switch a.value {
+            case .string(let s): paths = [s]
+            case .list(let items): paths = items.compactMap { if case .string(let s) = $0 { s } else { nil } }
+            default: paths = []
+            }
+            do {
+                for file in try ProgramFiles.read(paths.filter { out[$0] == nil }, folder: folder) { out[file.path] = file }
+            } catch {
+                throw self.error(a.line, a.key, "\(error) (files are read from \(folder))")
+            }
+        }
+        guard out.values.reduce(0, { $0 + $1.bytes.count }) <= ProgramLimits.maxFilesBytes else {
+            throw self.error(top.baseLine, ProgramContract.Key.files, "the sweep's files hold more than \(ProgramLimits.maxFilesBytes >> 20) MiB together")
+        }
+        return out
+    }
+}
+
+/// A directory's absolute path, links resolved (as given when it cannot be resolved).
+func absolutePath(_ path: String) -> String {
+    guard let resolved = realpath(path, nil) else { return path }
+    defer { free(resolved) }
+    return String(cString: resolved)
 }
 
 func isNameCharacter(_ u: Unicode.Scalar) -> Bool {

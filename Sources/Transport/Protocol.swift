@@ -128,6 +128,26 @@ public struct Assignment: Codable, Sendable {
     /// Keys whose values in `checkpoint` may differ from `config`: population-based training
     /// continues another trial's checkpoint with these hyperparameters changed.
     public var explored: [String]?
+    /// A program trial's `files`, read from the sweep file's folder by the coordinator.
+    public var files: [ShippedFile]?
+    /// A program trial: the sweep file's folder on the coordinator's host, which a relative (or
+    /// missing) `workdir` is taken from.
+    public var directory: String?
+    /// The sweep's objective metric: a program trial must report it every epoch, and a NaN or
+    /// infinite value ends it as diverged.
+    public var objective: String?
+}
+
+/// A file shipped with a program trial: its path relative to the trial's working directory and
+/// its bytes (base64).
+public struct ShippedFile: Codable, Sendable, Equatable {
+    public var path: String
+    public var content: String
+
+    public init(path: String, content: String) {
+        self.path = path
+        self.content = content
+    }
 }
 
 /// A trial's checkpoint file (HDF5, base64), streamed to the coordinator, which keeps the latest
@@ -172,6 +192,10 @@ public struct ResultMessage: Codable, Sendable {
     /// Optimizer state bytes per parameter tensor, and the optimizer's work counters.
     public var optimizerStateByTensor: [TensorStateBytes]?
     public var optimizerWork: [String: Int]?
+    /// A program trial's own metrics, by name, each aligned with `history`.
+    public var extraHistory: [String: [Double]]?
+    /// A program trial: how its process ended and the tails of its output.
+    public var programOutput: ProgramOutput?
 }
 
 public struct Welcome: Codable, Sendable {

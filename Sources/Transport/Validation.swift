@@ -37,6 +37,9 @@ public enum ProtocolLimits {
     public static let maxExploredKeys = 64
     /// Seconds a trial or an epoch may claim to have taken (about 30 years).
     public static let maxSeconds = 1e9
+    /// A program's ending (`exit 3`, `signal 9`) and the tails of its output.
+    public static let maxProgramEnding = 64
+    public static let maxOutputTail = ProgramLimits.outputTailBytes
 }
 
 /// A message field that breaks the protocol's bounds: which field, and what is wrong with it.
@@ -56,6 +59,12 @@ enum Check {
         guard s.utf8.count <= max else { throw FieldError(field, "is \(s.utf8.count) bytes long (at most \(max))") }
         guard allowEmpty || !s.isEmpty else { throw FieldError(field, "is empty") }
         guard !s.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" }) else { throw FieldError(field, "contains control characters") }
+    }
+
+    /// Multi-line text: like a name, with newlines allowed.
+    static func text(_ s: String, _ field: String, max: Int) throws(FieldError) {
+        guard s.utf8.count <= max else { throw FieldError(field, "is \(s.utf8.count) bytes long (at most \(max))") }
+        guard !s.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" && $0 != "\n" }) else { throw FieldError(field, "contains control characters") }
     }
 
     static func range(_ v: Int, _ field: String, _ r: ClosedRange<Int>) throws(FieldError) {
@@ -215,6 +224,20 @@ extension ResultMessage: ValidatedPayload {
             }
             try Check.range(total, "optimizerStateByTensor (sum)", 0...ProtocolLimits.maxStateBytes)
         }
+        if let extra = extraHistory {
+            try Check.count(extra.count, "extraHistory", max: ProgramLimits.maxMetricNames)
+            for (name, column) in extra {
+                guard ProgramContract.isMetricName(name), !EpochRecord.columns.contains(name) else {
+                    throw FieldError("extraHistory key", "\(name.debugDescription.prefix(80)) is not a metric name of a program's own (letters, digits, '_', '.'; not a history column)")
+                }
+                guard column.count == history.count else { throw FieldError("extraHistory[\(name)]", "has \(column.count) values for \(history.count) history rows") }
+            }
+        }
+        if let output = programOutput {
+            try Check.name(output.ending, "programOutput.ending", max: ProtocolLimits.maxProgramEnding, allowEmpty: false)
+            try Check.text(output.stdoutTail, "programOutput.stdoutTail", max: ProtocolLimits.maxOutputTail)
+            try Check.text(output.stderrTail, "programOutput.stderrTail", max: ProtocolLimits.maxOutputTail)
+        }
         if let work = optimizerWork {
             try Check.count(work.count, "optimizerWork", max: ProtocolLimits.maxCounters)
             for (name, n) in work {
@@ -242,6 +265,23 @@ extension Assignment: ValidatedPayload {
         if let explored {
             try Check.count(explored.count, "explored", max: ProtocolLimits.maxExploredKeys)
             for (i, key) in explored.enumerated() { try Check.name(key, "explored[\(i)]", max: 64, allowEmpty: false) }
+        }
+        if let files {
+            try Check.count(files.count, "files", max: ProgramLimits.maxFiles)
+            var total = 0
+            for (i, file) in files.enumerated() {
+                if let problem = RelativePath.problem(file.path) { throw FieldError("files[\(i)].path", problem) }
+                guard file.content.utf8.count % 4 == 0 else { throw FieldError("files[\(i)].content", "is not base64") }
+                total += file.content.utf8.count / 4 * 3
+            }
+            guard total <= ProgramLimits.maxFilesBytes + 2 * files.count else { throw FieldError("files", "hold about \(total) bytes (at most \(ProgramLimits.maxFilesBytes))") }
+        }
+        if let directory {
+            try Check.name(directory, "directory", max: 4096, allowEmpty: false)
+            guard directory.hasPrefix("/") else { throw FieldError("directory", "is not an absolute path") }
+        }
+        if let objective, Metric(rawValue: objective) == nil {
+            throw FieldError("objective", "is \(objective.debugDescription.prefix(40)), not one of \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 }

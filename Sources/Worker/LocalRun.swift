@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Learning
 import Linalg
@@ -15,11 +16,16 @@ public enum LocalRun {
         public var checkpointEvery: Int?
         /// Continue from this checkpoint.
         public var resumePath: String?
+        /// Program trials: the metric every epoch must report.
+        public var objective: Metric?
+        public var programs: ProgramRunner.Settings
 
         public init(
             trialPath: String, overrides: [String] = [], outputPath: String? = nil, threads: Int = 1, checkpointPath: String? = nil,
-            checkpointEvery: Int? = nil, resumePath: String? = nil
+            checkpointEvery: Int? = nil, resumePath: String? = nil, objective: Metric? = nil, programs: ProgramRunner.Settings = .init()
         ) {
+            self.objective = objective
+            self.programs = programs
             self.trialPath = trialPath
             self.overrides = overrides
             self.outputPath = outputPath
@@ -40,6 +46,7 @@ public enum LocalRun {
     @discardableResult
     public static func run(_ options: Options, print: @escaping (String) -> Void) throws -> TrialResult {
         let config = try loadConfig(path: options.trialPath, overrides: options.overrides)
+        if config.isProgram { return try runProgram(config, options, print: print) }
         BLASRuntime.setThreads(options.threads)
         print("engine: \(BLASRuntime.summary)")
         print("trial: \(config.canonicalJSON)")
@@ -75,6 +82,51 @@ public enum LocalRun {
             print("wrote \(out)")
         }
         return result
+    }
+
+    /// A program trial: run in the trial file's folder (`files` read from there), checkpoints to
+    /// and from HDF5 files as for built-in trials.
+    static func runProgram(_ config: TrialConfig, _ options: Options, print: @escaping (String) -> Void) throws -> TrialResult {
+        let folder = options.trialPath == "-" ? FileManager.default.currentDirectoryPath : URL(fileURLWithPath: options.trialPath).deletingLastPathComponent().path
+        var job = ProgramRunner.Job(config: config, trialID: TrialID.of(config))
+        job.folder = folder
+        do { job.files = try ProgramFiles.read(try config.stringList(ProgramContract.Key.files), folder: folder) } catch {
+            throw ConfigError(location: config.locations[ProgramContract.Key.files] ?? SourceLocation(file: options.trialPath, line: nil), key: ProgramContract.Key.files, message: "\(error)")
+        }
+        job.objective = options.objective
+        if let resume = options.resumePath {
+            let checkpoint = try CheckpointFile.read(resume)
+            try CheckpointPolicy.check(checkpoint, against: config)
+            job.resume = checkpoint
+            print("resuming from \(resume) after epoch \(checkpoint.epoch)")
+        }
+        if options.checkpointPath != nil { job.checkpointEvery = try options.checkpointEvery ?? config.length() }
+        print("trial: \(config.canonicalJSON)")
+        let result = ProgramRunner.run(
+            job, settings: options.programs, onEpoch: { print(format(program: $0)) },
+            onCheckpoint: { checkpoint in
+                guard let path = options.checkpointPath else { return }
+                try CheckpointFile.write(checkpoint, to: path)
+                print("checkpoint: epoch \(checkpoint.epoch) → \(path)")
+            }, log: print)
+        var summary = "status: \(result.status.rawValue)"
+        if let message = result.message { summary += " (\(message))" }
+        print(summary + String(format2: result.wallSeconds, prefix: ", wall time ", suffix: " s"))
+        if let output = result.programOutput, result.status == .failed, !output.stderrTail.isEmpty {
+            print("stderr (tail):\n" + output.stderrTail)
+        }
+        if let out = options.outputPath {
+            try TrialFile.write(result, id: TrialID.of(config), to: out)
+            print("wrote \(out)")
+        }
+        return result
+    }
+
+    /// A program's epoch: the metrics it reported.
+    static func format(program r: EpochRecord) -> String {
+        var line = "epoch \(r.epoch):"
+        for (name, v) in [("train_loss", r.trainLoss), ("test_loss", r.testLoss), ("test_acc", r.testAccuracy)] where !v.isNaN { line += " \(name) \(fmt(v, 4))" }
+        return line + " time \(fmt(r.seconds, 2))s"
     }
 
     static func format(_ r: EpochRecord, toy: Bool) -> String {

@@ -25,6 +25,8 @@ public final class RemoteWorker {
         /// for a non-loopback endpoint unless `insecure`.
         public var curve: CurveClient?
         public var insecure = false
+        /// Program trials (`program:`): run with these settings; nil refuses them (`--allow-programs`).
+        public var programs: ProgramRunner.Settings?
 
         public init(endpoint: String, name: String? = nil, threads: Int = 1, slots: Int = 1, prefetch: Int = 2, giveUpAfter: Double? = nil) {
             self.endpoint = endpoint
@@ -248,7 +250,7 @@ public final class RemoteWorker {
         if running[lease] != nil { return }
         let trial = RunningTrial(lease: lease, token: assignment.token)
         running[lease] = trial
-        let (context, inbox, data, log) = (context, inbox, data, log)
+        let (context, inbox, data, log, programs) = (context, inbox, data, log, options.programs)
         let thread = Thread {
             do {
                 let push = try Socket(context, .push)
@@ -257,7 +259,7 @@ public final class RemoteWorker {
                 // their progress is sent at most every half second.
                 var lastProgress = 0.0
                 let result = Self.train(
-                    assignment, trial: trial, data: data, log: log,
+                    assignment, trial: trial, data: data, programs: programs, log: log,
                     onCheckpoint: { epoch, file in
                         try? push.send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
                     }
@@ -291,13 +293,19 @@ public final class RemoteWorker {
     /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model
     /// (true) or a step of a toy objective (false).
     static func train(
-        _ assignment: Assignment, trial: RunningTrial, data: DataCache, log: @escaping @Sendable (String) -> Void,
+        _ assignment: Assignment, trial: RunningTrial, data: DataCache, programs: ProgramRunner.Settings?, log: @escaping @Sendable (String) -> Void,
         onCheckpoint: @escaping (Int, String) -> Void, onEpoch: (EpochRecord, Bool) -> Void
     ) -> ResultMessage {
         let lease = assignment.lease
         let started = now()
         do {
             let config = try TrialConfig.parse(yaml: assignment.config, source: "trial \(lease.trial)")
+            if config.isProgram {
+                guard let programs else {
+                    throw ProgramRunner.Failure("this worker does not run training programs (trials with 'program'); start it with --allow-programs to let this coordinator's sweeps run them")
+                }
+                return try runProgram(assignment, config: config, trial: trial, settings: programs, log: log, onCheckpoint: onCheckpoint, onEpoch: onEpoch)
+            }
             let splits = config.isToyObjective ? nil : try data.splits(config.string(TrialSchema.data["data"]), seed: config.seed, text: config.textOptions())
             let perEpoch = !config.isToyObjective
             var policy = CheckpointPolicy(every: assignment.checkpointEvery) { checkpoint in
@@ -332,6 +340,41 @@ public final class RemoteWorker {
                 lease: lease, status: .failed, message: "\(error)", history: [], trajectory: [], parameterCount: 0,
                 optimizerStateBytes: 0, wallSeconds: now() - started, engine: BLASRuntime.summary)
         }
+    }
+}
+
+extension RemoteWorker {
+    /// Runs a program trial's attempt (`ProgramRunner`) with what the assignment brings: its files,
+    /// the checkpoint it resumes from, its pause epoch and the sweep's objective.
+    static func runProgram(
+        _ assignment: Assignment, config: TrialConfig, trial: RunningTrial, settings: ProgramRunner.Settings, log: @escaping @Sendable (String) -> Void,
+        onCheckpoint: @escaping (Int, String) -> Void, onEpoch: (EpochRecord, Bool) -> Void
+    ) throws -> ResultMessage {
+        let lease = assignment.lease
+        var job = ProgramRunner.Job(config: config, trialID: lease.trial)
+        if let directory = assignment.directory { job.folder = directory }
+        job.files = try (assignment.files ?? []).map { file in
+            guard let bytes = Data(base64Encoded: file.content) else { throw ProgramRunner.Failure("shipped file \(file.path) is not base64") }
+            return PackedFile(path: file.path, bytes: [UInt8](bytes))
+        }
+        if let file = assignment.checkpoint {
+            let resume = try CheckpointTransfer.decode(file)
+            try CheckpointPolicy.check(resume, against: config, mayDiffer: Set(assignment.explored ?? []))
+            log("worker: trial \(lease) resumes after epoch \(resume.epoch) of its previous attempt")
+            job.resume = resume
+        }
+        job.objective = assignment.objective.flatMap(Metric.init(rawValue:))
+        job.pauseAfter = assignment.pauseAfter
+        job.checkpointEvery = assignment.checkpointEvery
+        let result = ProgramRunner.run(
+            job, settings: settings, shouldStop: { trial.cancelled }, onEpoch: { record in onEpoch(record, true) },
+            onCheckpoint: { checkpoint in onCheckpoint(checkpoint.epoch, try CheckpointTransfer.encode(checkpoint)) }, log: log)
+        var message = ResultMessage(
+            lease: lease, status: result.status, message: result.message.map { String($0.prefix(ProtocolLimits.maxMessageLength / 2)) }, history: result.history,
+            trajectory: [], parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: String(result.engine.prefix(ProtocolLimits.maxNameLength)))
+        message.extraHistory = result.extraHistory.isEmpty ? nil : result.extraHistory
+        message.programOutput = result.programOutput
+        return message
     }
 }
 

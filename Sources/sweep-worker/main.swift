@@ -33,6 +33,9 @@ extension SweepWorker {
         @Option(help: "CURVE: this worker's secret key file (NAME.key_secret, mode 0600), allowed by the coordinator.") var key: String?
         @Option(help: "CURVE: the coordinator's public key: its .key file or the 40-character key.") var serverKey: String?
         @Flag(help: "Allow plaintext to a non-loopback coordinator (one started with --insecure).") var insecure = false
+        @Flag(help: "Run trials with 'program' (an external training program the sweep names); without it they fail. Give it only for coordinators you trust to run commands here.")
+        var allowPrograms = false
+        @OptionGroup var programOptions: ProgramOptions
 
         func validate() throws {
             guard (1...ProtocolLimits.maxThreads).contains(threads), (1...ProtocolLimits.maxSlots).contains(slots) else {
@@ -48,6 +51,7 @@ extension SweepWorker {
             do {
                 var options = RemoteWorker.Options(endpoint: connect, name: name, threads: threads, slots: slots, prefetch: prefetch, giveUpAfter: giveUpAfter)
                 options.insecure = insecure
+                if allowPrograms { options.programs = programOptions.settings }
                 if let key, let serverKey {
                     options.curve = CurveClient(keys: try KeyFiles.readSecret(key), serverKey: try KeyFiles.readPublic(serverKey))
                 }
@@ -57,6 +61,28 @@ extension SweepWorker {
                 printError("error: \(error)")
                 throw ExitCode(1)
             }
+        }
+    }
+
+    /// The settings of program trials, for `--allow-programs` and `run`.
+    struct ProgramOptions: ParsableArguments {
+        @Option(help: "Program trials: seconds between SIGTERM and SIGKILL when a program is stopped.")
+        var programGrace = ProgramLimits.defaultStopGraceSeconds
+        @Option(help: "Program trials: the largest checkpoint directory sent to the coordinator, in MiB (at most \(ProgramLimits.maxCheckpointBytesAllowed >> 20)).")
+        var maxCheckpointMb = ProgramLimits.defaultCheckpointBytes >> 20
+
+        func validate() throws {
+            guard programGrace >= 0, programGrace <= 3600 else { throw ValidationError("--program-grace must be between 0 and 3600 seconds") }
+            guard (1...(ProgramLimits.maxCheckpointBytesAllowed >> 20)).contains(maxCheckpointMb) else {
+                throw ValidationError("--max-checkpoint-mb must be between 1 and \(ProgramLimits.maxCheckpointBytesAllowed >> 20)")
+            }
+        }
+
+        var settings: ProgramRunner.Settings {
+            var s = ProgramRunner.Settings()
+            s.stopGrace = programGrace
+            s.maxCheckpointBytes = maxCheckpointMb << 20
+            return s
         }
     }
 
@@ -84,10 +110,18 @@ extension SweepWorker {
         @Option(help: "Continue from a checkpoint; the result equals an uninterrupted run.")
         var resumeFrom: String?
 
+        @Option(help: "Program trials: the metric every epoch must report; NaN or infinity ends the trial diverged (default: train_loss and test_loss are watched where given).")
+        var objective: String?
+
+        @OptionGroup var programOptions: ProgramOptions
+
         func validate() throws {
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
             if let n = checkpointEvery, n < 1 { throw ValidationError("--checkpoint-every must be at least 1") }
             if checkpointEvery != nil && checkpoint == nil { throw ValidationError("--checkpoint-every needs --checkpoint FILE") }
+            if let objective, Metric(rawValue: objective) == nil {
+                throw ValidationError("--objective must be one of \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
         }
 
         func run() throws {
@@ -95,7 +129,8 @@ extension SweepWorker {
                 let result = try LocalRun.run(
                     .init(
                         trialPath: trial, overrides: overrides, outputPath: out, threads: threads, checkpointPath: checkpoint,
-                        checkpointEvery: checkpointEvery, resumePath: resumeFrom)
+                        checkpointEvery: checkpointEvery, resumePath: resumeFrom, objective: objective.flatMap(Metric.init(rawValue:)),
+                        programs: programOptions.settings)
                 ) { print($0) }
                 if result.status == .failed { throw ExitCode(2) }
             } catch let error as ExitCode {

@@ -29,7 +29,18 @@ import Transport
         Harness.write(Self.sweepText, to: "\(dir)/e2e.yaml")
         let toy = "name: toys\nbase: {model: rosenbrock, steps: 200}\noptimizers:\n  adam: {grid: {lr: [0.01, 0.05]}}\n  sgd: {grid: {lr: [1.0e-4, 5.0e-4], momentum: [0.9]}}\n"
         Harness.write(toy, to: "\(dir)/toys.yaml")
-        for (sweep, expected) in [("e2e", 6), ("toys", 4)] {
+        // Layer lists travel as nested mappings in the configuration, through the wire and HDF5.
+        let nets = """
+            name: nets
+            base: {model: sequential, limit: 200, test_limit: 100, epochs: 1, optimizer: adamw, batch_size: 50}
+            grid:
+              lr: [0.001, 0.003]
+              layers:
+                - [{conv2d: {out: 4, kernel: 3}}, batchnorm, relu, {maxpool: 2}, flatten, {dropout: 0.1}, linear]
+                - [flatten, {linear: 32}, relu, linear]
+            """
+        Harness.write(nets, to: "\(dir)/nets.yaml")
+        for (sweep, expected) in [("e2e", 6), ("toys", 4), ("nets", 4)] {
             let out = "\(dir)/\(sweep)-results"
             let p = try Harness.start("sweep-coordinator", ["start", "\(dir)/\(sweep).yaml", "--local-workers", "2", "--out", out, "--plain"], log: "\(dir)/\(sweep).log")
             #expect(Harness.wait(p, timeout: 300), "coordinator did not finish: \(Harness.read("\(dir)/\(sweep).log"))")

@@ -135,7 +135,7 @@ let batchNorm = LayerSpec(.batchNorm(momentum: 0.1, epsilon: 1e-5))
         #expect(gpt.parameters.names.first == "wte.weight")
         #expect(gpt.parameters.names.contains("blocks.1.attn.qkv.weight"))
         #expect(!gpt.parameters.names.contains("head.weight"), "tied: the head is the token embedding")
-        #expect(gpt.roles[gpt.parameters.index(of: "blocks.0.ln1.weight")!] == "norm")
+        #expect(gpt.parameters.roles[gpt.parameters.index(of: "blocks.0.ln1.weight")!] == .norm)
     }
 
     @Test func layerListsAreValidatedWithTheirPlace() throws {

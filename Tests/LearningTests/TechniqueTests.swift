@@ -91,19 +91,61 @@ import Testing
         "test_limit": .int(200), "precision": .string("float64"),
     ]
 
-    /// With zero gradients AdamW only decays: weights shrink by (1 − lr·λ), biases do not, unless
-    /// `bias_weight_decay: true`.
-    @Test func biasesAreNotDecayedByDefault() throws {
+    /// With zero gradients AdamW only decays: weights, embeddings and the head shrink by
+    /// (1 − lr·λ), biases and norm parameters do not, unless `bias_weight_decay: true`. Roles, not
+    /// names, decide (`bn1.weight` is a norm scale).
+    @Test func biasesAndNormsAreNotDecayedByDefault() throws {
+        let roles: [(String, ParameterRole)] = [
+            ("wte.weight", .embedding), ("fc1.weight", .weight), ("fc1.bias", .bias), ("bn1.weight", .norm), ("bn1.bias", .norm),
+            ("head.weight", .head),
+        ]
         for decayBiases in [false, true] {
             let config = TrialConfig(values: Self.mlp.merging(["optimizer": .string("adamw"), "lr": .double(0.1), "weight_decay": .double(0.5), "bias_weight_decay": .bool(decayBiases)]) { $1 })
-            let names = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
-            let params = Parameters<Double>(names.map { (name: $0, value: Tensor(shape: [3], storage: [1, -2, 4])) })
-            let optimizer: any Optimizer<Double> = try Builders.optimizer(config, parameterNames: names)
+            let params = Parameters<Double>(roles.map { (name: $0.0, value: Tensor(shape: [3], storage: [1, -2, 4]), role: $0.1) })
+            let optimizer: any Optimizer<Double> = try Builders.optimizer(config, parameters: params)
             optimizer.update(params)
-            for (i, name) in names.enumerated() {
-                let factor = name.hasSuffix(".bias") && !decayBiases ? 1.0 : 1 - 0.1 * 0.5
+            for (i, (name, role)) in roles.enumerated() {
+                let factor = [.bias, .norm].contains(role) && !decayBiases ? 1.0 : 1 - 0.1 * 0.5
                 #expect(params.values[i].storage == [1, -2, 4].map { $0 * factor }, "\(name), bias_weight_decay \(decayBiases)")
             }
+        }
+    }
+
+    /// Muon's AdamW has its own decay (`aux_weight_decay`): the group without weight decay zeroes
+    /// it too, so biases and norms stay undecayed while the embedding (also AdamW's) is decayed.
+    @Test func muonAuxiliaryDecaySkipsBiasesAndNorms() throws {
+        let config = TrialConfig(values: Self.mlp.merging(["optimizer": .string("muon"), "aux_lr": .double(0.1), "aux_weight_decay": .double(0.5)]) { $1 })
+        let roles: [(String, ParameterRole)] = [("wte.weight", .embedding), ("bn1.weight", .norm), ("fc1.bias", .bias)]
+        let params = Parameters<Double>(roles.map { (name: $0.0, value: Tensor(shape: [3], storage: [1, -2, 4]), role: $0.1) })
+        let optimizer: any Optimizer<Double> = try Builders.optimizer(config, parameters: params)
+        optimizer.update(params)
+        #expect(params.values.map(\.storage) == [[1, -2, 4].map { $0 * (1 - 0.1 * 0.5) }, [1, -2, 4], [1, -2, 4]])
+    }
+
+    /// Parameters registered without roles get the roles the engine always gave them: `.bias`
+    /// names are biases, the last matrix is the head, the rest weights.
+    @Test func rolesInferredFromNamesAndShapes() {
+        let p = Parameters<Double>([
+            (name: "fc1.weight", value: Tensor(zeros: [3, 2])), (name: "fc1.bias", value: Tensor(zeros: [3])), (name: "scale", value: Tensor(zeros: [3])),
+            (name: "fc2.weight", value: Tensor(zeros: [2, 3])), (name: "fc2.bias", value: Tensor(zeros: [2])),
+        ])
+        #expect(p.roles == [.weight, .bias, .weight, .head, .bias])
+        #expect(p.copy().roles == p.roles)
+    }
+
+    /// The MLP and the VAE say their roles; they are the ones inference gives, so trials that ran
+    /// before roles existed run the same.
+    @Test func modelsRolesMatchTheInferredOnes() {
+        var rng = Xoshiro256(seed: 1, stream: "init")
+        let models: [any Model<Double>] = [
+            MLPClassifier<Double>(inputs: 4, hidden: [5, 3], classes: 2, activation: .relu, rng: &rng),
+            MLPClassifier<Double>(inputs: 4, hidden: [], classes: 2, activation: .relu, rng: &rng),
+            VAE<Double>(inputs: 6, hidden: 4, latent: 2, rng: &rng),
+        ]
+        for model in models {
+            let p = model.parameters
+            #expect(p.roles == ParameterRole.inferred(names: p.names, shapes: p.values.map(\.shape)), "\(p.names)")
+            #expect(p.roles.filter { $0 == .head }.count == 1)
         }
     }
 
@@ -119,7 +161,7 @@ import Testing
             try config.validate()
             let params = Parameters<Double>(names.map { (name: $0, value: Tensor(shape: [2], storage: [0, 0])) })
             for i in 0..<params.count { params.gradients[i].storage = [1, 1] }
-            let optimizer: any Optimizer<Double> = try Builders.optimizer(config, parameterNames: names)
+            let optimizer: any Optimizer<Double> = try Builders.optimizer(config, parameters: params)
             optimizer.update(params)
             for (i, name) in names.enumerated() {
                 let expected = -0.1 * scales[i / 2]
@@ -131,7 +173,8 @@ import Testing
             #expect(abs(params.values[0].storage[0] - (-0.3 * scales[0])) < 1e-15)
         }
         let wrong = TrialConfig(values: Self.mlp.merging(["optimizer": .string("sgd"), "layer_lr_multipliers": .list([.double(1)])]) { $1 })
-        #expect(throws: (any Error).self) { let _: any Optimizer<Double> = try Builders.optimizer(wrong, parameterNames: names) }
+        let params = Parameters<Double>(names.map { (name: $0, value: Tensor(shape: [2], storage: [0, 0])) })
+        #expect(throws: (any Error).self) { let _: any Optimizer<Double> = try Builders.optimizer(wrong, parameters: params) }
     }
 
     // MARK: Training loop

@@ -357,7 +357,7 @@ let repositoryRoot: String = {
         expectError(head + ["grid:", "  lr: {normal: [0, 1]}"], line: 4, key: "lr", "unknown generator 'normal'", "range")
         expectError(head + ["grid:", "  lr: {uniform: [0, 1]}"], line: 4, key: "lr", "random distribution")
         expectError(head + ["grid:", "  lr: 0.1"], line: 4, key: "lr", "belongs under base")
-        expectError(head + ["grid:", "  lr: [{a: 1}]"], line: 4, key: "lr", "mapping is not allowed")
+        expectError(head + ["grid:", "  lr: [{a: 1}]"], line: 4, key: "lr", "expected a number, got mapping {a: 1}")
     }
 
     @Test func badZipGroups() {
@@ -410,10 +410,34 @@ let repositoryRoot: String = {
             ["name: v", "base: {model: mlp}", "random:", "  samples: 50", "  params:", "    batch_size: {randint: [0, 3]}"],
             line: 6, key: "batch_size", "at least 1")
         expectError(["name: v", "base: {model: mlp}", "grid: {lr: [0.1, -0.1]}"], line: 3, key: "lr", "positive")
-        expectError(["name: v", "base: {model: mlp}", "grid: {model: [mlp, resnet]}"], line: 3, key: "model", "unknown model 'resnet'")
+        expectError(["name: v", "base: {model: mlp}", "grid: {model: [mlp, resnet5]}"], line: 3, key: "model", "unknown model 'resnet5'")
         // No model at all: reported at the base line.
         expectError(["name: v", "description: no model", "base:", "  lr: 0.1"], line: 3, key: nil, "needs 'model'")
         expectError(["name: v", "base: {model: 3}"], line: 2, key: "model", "needs 'model'")
+    }
+
+    /// A program trial's reserved keys are checked like built-in ones, at their lines; its own
+    /// hyperparameters are passed on.
+    @Test func programTrialsReservedKeysAreValidated() throws {
+        let p = ["name: p", "base:", "  program: [python3, train.py]"]
+        expectError(p + ["  epochs: 0"], line: 4, key: "epochs", "in [1, 100000]")
+        expectError(p + ["  epochs: 2", "  timeout: -5"], line: 5, key: "timeout", "in (0, 32000000]")
+        expectError(p + ["  epochs: 2", "  env: {SWEEP_SEED: '1'}"], line: 5, key: "env", "SWEEP_SEED is set by the worker")
+        expectError(p + ["  epochs: 2", "  env: {1X: a}"], line: 5, key: "env", "not an environment variable's name")
+        expectError(p + ["  epochs: 2", "  files: [../secret.py]"], line: 5, key: "files", "paths may not leave the directory")
+        expectError(p + ["  epochs: 2", "  files: [/etc/passwd]"], line: 5, key: "files", "an absolute path")
+        expectError(p + ["  epochs: 2", "  workdir: /srv", "  files: [a.py]"], line: 6, key: "files", "not both")
+        expectError(p + ["  epochs: 2", "  args: flag"], line: 5, key: "args", "none, flags")
+        expectError(p + ["  epochs: 2", "  'bad key': 1"], line: 5, key: "bad key", "hyperparameter names")
+        expectError(["name: p", "base:", "  program: []", "  epochs: 1"], line: 3, key: "program", "needs at least the executable")
+        expectError(p + ["  lr: 0.1"], line: 2, key: nil, "needs 'epochs'")
+        expectError(p + ["  epochs: 2", "grid: {timeout: [1, 2]}"], line: 5, key: "timeout", "fixed for the sweep: give it under base")
+        expectError(p + ["  epochs: 2", "  files: [missing.py]"], line: 5, key: "files", "not a readable regular file")
+        let sweep = try SweepFile.parse(
+            yaml: (p + ["  epochs: 2", "  env: {OMP_NUM_THREADS: '1'}", "  model: resnet", "grid: {lr: [0.1, 0.2], depth: [1, 2]}"]).joined(separator: "\n"), source: "s.yaml")
+        #expect(sweep.trials.count == 4 && sweep.trials.allSatisfy { $0.config.isProgram && $0.config.modelLabel == "resnet" })
+        #expect(sweep.trials[0].config.values["env"] == .list([.string("OMP_NUM_THREADS=1")]))
+        #expect(sweep.varied == ["depth", "lr"])
     }
 
     @Test func hugeSweepsAreRefused() {

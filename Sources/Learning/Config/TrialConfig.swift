@@ -21,9 +21,11 @@ public enum TrialSchema {
         .integer("batch_size", 128, .atLeast(1), "examples per step (at most \(TrialLimits.maxBatchSize))"),
         .integer("limit", nil, .atLeast(1), note: "all", "use only the first N training examples"),
         .integer("test_limit", nil, .atLeast(1), note: "all", "use only the first N test examples"),
-        .integer("eval_batch_size", 1000, .atLeast(1), "examples per evaluation batch (at most \(TrialLimits.maxBatchSize))"),
+        .integer(
+            "eval_batch_size", 1000, .atLeast(1),
+            "examples per evaluation batch (at most \(TrialLimits.maxBatchSize); networks evaluate in smaller chunks when a batch's layer outputs would exceed \(TrialLimits.maxBatchValues) values)"),
         .integer("accumulation_steps", 1, .atLeast(1), "micro-batches of batch_size averaged per optimizer step"),
-        .flag("bias_weight_decay", false, "apply weight decay to biases too (false: biases are not decayed)"),
+        .flag("bias_weight_decay", false, "apply weight decay to biases and norm parameters too (false: neither is decayed; weights, embeddings and the head always are)"),
         .numbers("layer_lr_multipliers", nil, .positive, note: "all 1", "one learning-rate multiplier per layer, in order (fc1, fc2, …)"),
         .number("layer_lr_decay", nil, .positive, note: "none", "layer-wise lr decay γ: the last layer gets lr, each one below γ times the next"),
         .number("sharpness_rho", nil, .positive, note: "not measured", "at the end, measure L(w + ρ·g/‖g‖) − L(w) on 2,048 training examples (SAM's sharpness)"),
@@ -139,8 +141,11 @@ extension TrialConfig {
 
     /// Checks every key against the schema of the chosen model and optimizer, and every value's type.
     public func validate() throws {
+        if isProgram { return try validateProgram() }
         guard case .string(let model)? = values["model"] else {
-            throw error(values["model"] == nil ? nil : "model", "a trial needs 'model', one of: \(TrialSchema.modelNames.joined(separator: ", "))")
+            throw error(
+                values["model"] == nil ? nil : "model",
+                "a trial needs 'model', one of: \(TrialSchema.modelNames.joined(separator: ", ")) (or 'program' to run a training program of your own)")
         }
         guard let modelKeys = TrialSchema.models[model] else {
             throw error("model", "unknown model '\(model)'\(hint(model, TrialSchema.modelNames)); allowed: \(TrialSchema.modelNames.joined(separator: ", "))")
@@ -222,11 +227,16 @@ extension TrialConfig {
 
     // MARK: Common fields
 
-    public var optimizerName: String { (try? string(TrialSchema.common["optimizer"])) ?? "sgd" }
+    /// The optimizer's name; a program trial's `optimizer` hyperparameter if it has one, else "".
+    public var optimizerName: String {
+        if isProgram { return values["optimizer"]?.description ?? "" }
+        return (try? string(TrialSchema.common["optimizer"])) ?? "sgd"
+    }
     public var seed: UInt64 { UInt64(truncatingIfNeeded: (try? int(TrialSchema.common["seed"])) ?? 0) }
 
     /// How long the trial trains: epochs for models on data, steps for toy objectives.
     public func length() throws -> Int {
-        model == "polyfit" ? 1 : isToyObjective ? try int(TrialSchema.models[model]!["steps"]) : try int(TrialSchema.data["epochs"])
+        if isProgram { return try int(ProgramContract.Key.epochs, default: 1) }
+        return model == "polyfit" ? 1 : isToyObjective ? try int(TrialSchema.models[model]!["steps"]) : try int(TrialSchema.data["epochs"])
     }
 }

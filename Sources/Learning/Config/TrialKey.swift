@@ -8,6 +8,10 @@ extension TrialSchema {
             case number, integer, boolean, string
             case numbers = "list of numbers"
             case integers = "list of integers"
+            case strings = "list of strings"
+            /// A mapping `NAME: value` in YAML, held as a list of `NAME=value` strings
+            /// (`ProgramContract.mappingKeys`).
+            case environment = "mapping of NAME: value"
             case layers = "list of layers"
         }
 
@@ -95,6 +99,8 @@ extension TrialSchema {
 
         public static func flag(_ name: String, _ d: Bool, _ help: String) -> Key { Key(name, .boolean, default: .bool(d), help: help) }
 
+        public static func strings(_ name: String, note: String? = nil, _ help: String) -> Key { Key(name, .strings, default: nil, note: note, help: help) }
+
         public static func string(_ name: String, _ d: String?, note: String? = nil, _ help: String) -> Key {
             Key(name, .string, default: d.map(ConfigValue.string), note: note, help: help)
         }
@@ -151,6 +157,7 @@ extension TrialSchema {
                 numbers = []
             case .numbers: numbers = try config.doubleList(name, default: [])
             case .integers: numbers = try config.intList(name, default: []).map(Double.init)
+            case .strings, .environment: _ = try config.stringList(name); numbers = []
             case .layers:
                 _ = try config.layers(name)
                 numbers = []
@@ -168,6 +175,7 @@ extension ConfigValue {
         case (.number, .double), (.number, .int), (.integer, .int), (.boolean, .bool), (.string, .string): true
         case (.numbers, .list(let items)): items.allSatisfy { $0.asDouble != nil }
         case (.integers, .list(let items)): items.allSatisfy { if case .int = $0 { true } else { false } }
+        case (.strings, .list(let items)), (.environment, .list(let items)): items.allSatisfy { if case .string = $0 { true } else { false } }
         case (.layers, .list): true
         default: false
         }

@@ -25,7 +25,10 @@ extension TrialSchema {
         let scheduleGroups = scheduleNames.map { KeyGroup(name: $0, keys: schedules[$0]!) }
         return [
             KeySection(title: "Every trial", intro: "Keys any trial may give, whatever its model, optimizer and schedule.", groups: [KeyGroup(name: "common", keys: common + scheduleCommon)]),
-            KeySection(title: "Models trained on data", intro: "mlp, logreg and vae take these besides their own.", groups: [KeyGroup(name: "data", keys: data)]),
+            KeySection(
+                title: "Models trained on data",
+                intro: "\(modelNames.filter { models[$0]!.contains { $0.name == "data" } }.joined(separator: ", ")) take these besides their own.",
+                groups: [KeyGroup(name: "data", keys: data)]),
             KeySection(title: "Models", intro: "Each model's own keys.", groups: modelGroups),
             KeySection(
                 title: "Optimizers",
@@ -33,6 +36,11 @@ extension TrialSchema {
                     + "A wrapper (sam, asam, lookahead) takes its base optimizer's keys too, `lr` among them.",
                 groups: optimizerGroups),
             KeySection(title: "Schedules", intro: "Each schedule's keys, besides `schedule`, `schedule_interval` and the warm-up keys above.", groups: scheduleGroups),
+            KeySection(
+                title: "Training programs",
+                intro: "A trial with `program` runs a training program of your own instead of a built-in model (see programs.md). "
+                    + "These keys are reserved; every other key is the program's hyperparameter, passed on without checks.",
+                groups: [KeyGroup(name: "program", keys: program)]),
         ]
     }
 
@@ -74,6 +82,16 @@ extension TrialSchema {
                     lines.append("| `\(key.name)` | \(cell(key.typeText)) | \(cell(key.defaultText)) | \(cell(key.help)) |")
                 }
             }
+        }
+        lines += [
+            "", "## Layers", "",
+            "The entries of a `sequential` model's `layers` list: a keyword (`relu`), or a one-key mapping from the keyword to its settings "
+                + "(`{conv2d: {out: 6, kernel: 5}}`) or to its first setting (`{linear: 120}`). `name` sets the layer's parameter names' prefix "
+                + "(default: its position). See docs/models.md.",
+            "", "| layer | settings | meaning |", "|---|---|---|",
+        ]
+        for entry in LayerSpec.vocabulary {
+            lines.append("| `\(entry.kind)` | \(entry.keys.map { "`\($0)`" }.joined(separator: ", ")) | \(cell(entry.help)) |")
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -93,7 +93,8 @@ extension TrialConfig {
             }
             batch = Double(max(try int("batch_size", default: 128), try int("eval_batch_size", default: 1000)))
         case _ where TrialSchema.networks[model] != nil:
-            batch = Double(max(try int("batch_size", default: 128), try int("eval_batch_size", default: 1000)))
+            // Networks evaluate in chunks of at most `eval_batch_size` that fit the limit (`Network.evaluationBatch`).
+            batch = Double(try int("batch_size", default: 128))
             // The layers are known once the data's shape is (the trainer checks again then).
             guard let data else { break }
             let plan: NetworkPlan<Float>

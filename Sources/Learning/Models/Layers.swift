@@ -18,16 +18,19 @@ struct Linear {
     let outputs: Int
 
     /// Appends `NAME.weight` and `NAME.bias`, uniform in ±1/√fan_in (PyTorch's default).
+    /// A layer registered as `<name>.weight` (role `role`: a hidden layer's `weight`, or the
+    /// model's output layer, `head`) and `<name>.bias`.
     static func make<T: BLASScalar>(
-        _ name: String, inputs: Int, outputs: Int, into entries: inout [(name: String, value: Tensor<T>)], rng: inout Xoshiro256
+        _ name: String, inputs: Int, outputs: Int, role: ParameterRole = .weight,
+        into entries: inout [(name: String, value: Tensor<T>, role: ParameterRole)], rng: inout Xoshiro256
     ) -> Linear {
         let bound = 1 / Double(inputs).squareRoot()
         var w = Tensor<T>(zeros: [outputs, inputs])
         var b = Tensor<T>(zeros: [outputs])
         w.storage.withUnsafeMutableBufferPointer { rng.fillUniform($0, low: -bound, high: bound) }
         b.storage.withUnsafeMutableBufferPointer { rng.fillUniform($0, low: -bound, high: bound) }
-        entries.append((name: "\(name).weight", value: w))
-        entries.append((name: "\(name).bias", value: b))
+        entries.append((name: "\(name).weight", value: w, role: role))
+        entries.append((name: "\(name).bias", value: b, role: .bias))
         return Linear(weight: entries.count - 2, bias: entries.count - 1, inputs: inputs, outputs: outputs)
     }
 

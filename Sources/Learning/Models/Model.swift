@@ -57,11 +57,12 @@ public final class MLPClassifier<Scalar: BLASScalar>: Model {
     var deltas: [Tensor<Scalar>]
 
     public init(inputs: Int, hidden: [Int], classes: Int, activation: Activation, rng: inout Xoshiro256) {
-        var entries: [(name: String, value: Tensor<Scalar>)] = []
+        var entries: [(name: String, value: Tensor<Scalar>, role: ParameterRole)] = []
         let sizes = [inputs] + hidden + [classes]
         var layers: [Linear] = []
         for i in 0..<(sizes.count - 1) {
-            layers.append(.make("fc\(i + 1)", inputs: sizes[i], outputs: sizes[i + 1], into: &entries, rng: &rng))
+            let role: ParameterRole = i == sizes.count - 2 ? .head : .weight
+            layers.append(.make("fc\(i + 1)", inputs: sizes[i], outputs: sizes[i + 1], role: role, into: &entries, rng: &rng))
         }
         self.layers = layers
         self.activation = activation

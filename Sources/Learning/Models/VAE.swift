@@ -22,12 +22,13 @@ public final class VAE<Scalar: BLASScalar>: Model {
     var dMu = Tensor<Scalar>(zeros: [0]), dLogvar = Tensor<Scalar>(zeros: [0]), dH1 = Tensor<Scalar>(zeros: [0])
 
     public init(inputs: Int = 784, hidden: Int = 400, latent: Int = 20, rng: inout Xoshiro256) {
-        var entries: [(name: String, value: Tensor<Scalar>)] = []
+        var entries: [(name: String, value: Tensor<Scalar>, role: ParameterRole)] = []
         fc1 = .make("fc1", inputs: inputs, outputs: hidden, into: &entries, rng: &rng)
         fcMu = .make("fc_mu", inputs: hidden, outputs: latent, into: &entries, rng: &rng)
         fcLogvar = .make("fc_logvar", inputs: hidden, outputs: latent, into: &entries, rng: &rng)
         fc3 = .make("fc3", inputs: latent, outputs: hidden, into: &entries, rng: &rng)
-        fc4 = .make("fc4", inputs: hidden, outputs: inputs, into: &entries, rng: &rng)
+        // The decoder's output layer is the model's output (Muon leaves it to AdamW).
+        fc4 = .make("fc4", inputs: hidden, outputs: inputs, role: .head, into: &entries, rng: &rng)
         self.latent = latent
         parameters = Parameters(entries)
     }

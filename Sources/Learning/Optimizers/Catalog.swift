@@ -9,12 +9,16 @@ public protocol OptimizerDefinition: Sendable {
     static var keys: [TrialSchema.Key] { get }
     /// Old key names and the names that replaced them: given, they are refused naming the new one.
     static var renamedKeys: [String: String] { get }
+    /// The keys that decay weights: parameter groups without weight decay (biases, norms) set
+    /// them all to 0. By default `weight_decay`, if the optimizer has it.
+    static var weightDecayKeys: [String] { get }
     /// Checks values beyond their types (ranges, combinations); throws `config.error(key, …)`.
     static func validate(_ config: TrialConfig) throws
     static func make<T: BLASScalar>(_ config: TrialConfig, _: T.Type) throws -> any Optimizer<T>
 }
 
 extension OptimizerDefinition {
+    public static var weightDecayKeys: [String] { keys.contains { $0.name == "weight_decay" } ? ["weight_decay"] : [] }
     public static func validate(_ config: TrialConfig) throws {}
     public static var renamedKeys: [String: String] { [:] }
 }

@@ -11,6 +11,7 @@ enum SOAPDefinition: OptimizerDefinition {
             .number("weight_decay", 0.01, .nonNegative, "decoupled weight decay"),
             .integer("precondition_frequency", 10, "steps between eigenbasis refreshes"),
             .integer("max_precond_dim", 10_000, .atLeast(1), "dimensions above this stay unrotated"),
+            .flag("merge_dims", false, "precondition a tensor of rank ≥ 2 along adjacent dimensions merged while their product stays within max_precond_dim (false: along each dimension)"),
             .flag("precondition_1d", false, "rotate 1-D parameters too"),
             .flag("normalize_grads", false, "normalise each update to unit RMS"),
             .flag("correct_bias", true, "Adam's bias correction"),
@@ -27,7 +28,8 @@ enum SOAPDefinition: OptimizerDefinition {
         return SOAP<T>(
             learningRate: try config.double(keys["lr"]), beta1: b1, beta2: b2, shampooBeta: try config.double(keys["shampoo_beta"]),
             epsilon: try config.double(keys["eps"]), weightDecay: try config.double(keys["weight_decay"]),
-            preconditionFrequency: frequency, maxPreconditionDim: maxDim, precondition1D: try config.bool(keys["precondition_1d"]),
+            preconditionFrequency: frequency, maxPreconditionDim: maxDim, mergeDims: try config.bool(keys["merge_dims"]),
+            precondition1D: try config.bool(keys["precondition_1d"]),
             normalizeGrads: try config.bool(keys["normalize_grads"]), correctBias: try config.bool(keys["correct_bias"]))
     }
 }
@@ -48,14 +50,17 @@ enum MuonDefinition: OptimizerDefinition {
         .flag("nesterov", true, "Nesterov-style update"),
         .integer("ns_steps", 5, "Newton–Schulz iterations"),
         .number("weight_decay", 0, .nonNegative, "decoupled weight decay of the Muon matrices"),
-        .string("muon_scaling", "keller", "keller: √max(1, rows/cols) (default) | rms: 0.2·√max(rows, cols)"),
-        .flag("muon_output", false, "use Muon for the output layer too"),
-        .number("aux_lr", 3e-4, "AdamW learning rate for biases and the output layer"),
+        .string(
+            "muon_scaling", "keller", "keller: √max(1, a/b) of the last two dimensions (default; kh/kw for a conv kernel, as the reference) | rms: 0.2·√max(rows, cols) of the orthogonalised matrix"),
+        .flag("muon_output", false, "use Muon for the output layer (role head) too"),
+        .number("aux_lr", 3e-4, "AdamW learning rate for everything but hidden weights: embeddings, the output layer, norms, biases"),
         .number("aux_beta1", 0.9, "AdamW beta1"),
         .number("aux_beta2", 0.95, "AdamW beta2"),
         .number("aux_eps", 1e-10, "AdamW epsilon"),
         .number("aux_weight_decay", 0, "AdamW weight decay"),
     ]
+    /// Biases and norms are AdamW's: their group without weight decay zeroes its decay too.
+    static let weightDecayKeys = ["weight_decay", "aux_weight_decay"]
 
     static func validate(_ config: TrialConfig) throws { _ = try make(config, Double.self) }
 

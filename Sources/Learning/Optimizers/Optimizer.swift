@@ -95,6 +95,56 @@ public protocol WorkCounting {
     var workCounters: [String: Int] { get }
 }
 
+/// The names, shapes and roles of the tensors an optimizer is to step: what `ShapeChecking`
+/// optimizers are checked against before a trial trains.
+public struct ParameterLayout: Sendable, Equatable {
+    public var names: [String]
+    public var shapes: [[Int]]
+    public var roles: [ParameterRole]
+
+    /// The tensors of `parameters` at `indices` (all of them by default).
+    public init<T>(_ parameters: Parameters<T>, indices: [Int]? = nil) {
+        let indices = indices ?? Array(parameters.names.indices)
+        names = indices.map { parameters.names[$0] }
+        shapes = indices.map { parameters.values[$0].shape }
+        roles = indices.map { parameters.roles[$0] }
+    }
+
+    public var entries: [(name: String, shape: [Int], role: ParameterRole)] {
+        names.indices.map { (names[$0], shapes[$0], roles[$0]) }
+    }
+}
+
+/// An optimizer that cannot step every tensor (a shape its method does not define, for a role it
+/// would apply the method to). `Builders.optimizer` checks the model's tensors before training,
+/// so that such a trial fails at once, naming the tensor, instead of the optimizer quietly
+/// stepping it some other way.
+public protocol ShapeChecking {
+    /// Throws `UnsupportedParameterError` for the first tensor it cannot step.
+    func check(_ layout: ParameterLayout) throws
+}
+
+/// A tensor an optimizer refuses, and why.
+public struct UnsupportedParameterError: Error, CustomStringConvertible, Equatable {
+    public var optimizer: String
+    public var parameter: String
+    public var shape: [Int]
+    public var role: ParameterRole
+    public var reason: String
+
+    public init(optimizer: String, parameter: String, shape: [Int], role: ParameterRole, reason: String) {
+        self.optimizer = optimizer
+        self.parameter = parameter
+        self.shape = shape
+        self.role = role
+        self.reason = reason
+    }
+
+    public var description: String {
+        "optimizer '\(optimizer)' cannot step parameter '\(parameter)' (role \(role.rawValue), shape \(shape)): \(reason)"
+    }
+}
+
 public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     case missing(String)
     case wrongKind(String, expected: String)

@@ -76,8 +76,11 @@ public struct ShampooConfiguration: Sendable, Equatable {
 ///
 /// Parameters are first reshaped as the reference does: dimensions of size 1 are dropped and
 /// adjacent dimensions are merged (from the last) while their product stays within
-/// `max_preconditioner_dim` — so a 5×3 matrix is a vector of 15 unless the limit is below 15, and
-/// a 1-D tensor is preconditioned by one full factor (full-matrix AdaGrad). Each dimension larger
+/// `max_preconditioner_dim` — so a 5×3 matrix is a vector of 15 unless the limit is below 15, a
+/// convolution kernel [8, 3, 3, 3] is a vector of 216 at the default 1024, [8, 27] at 32 and keeps
+/// its four dimensions (order-4 factors) at 8, a 1×1 kernel [c, c', 1, 1] loses its unit
+/// dimensions, and a 1-D tensor (bias, norm scale) is preconditioned by one full factor
+/// (full-matrix AdaGrad); a 0-D tensor is a vector of 1. Each dimension larger
 /// than the limit is then split into blocks of at most `max_preconditioner_dim` (the last block
 /// smaller), and every block is an independent Shampoo problem. Per step t and block with gradient
 /// G of order k:

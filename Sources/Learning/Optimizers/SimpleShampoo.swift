@@ -5,7 +5,8 @@ import Linalg
 ///
 ///     g ← g + λ·p                                   (coupled weight decay)
 ///     1-D: b ← μ·b + g;  p ← p − η·b                 (SGD with momentum, buffer even for μ = 0)
-///     otherwise, G = g as rows × rest:
+///     otherwise, G = g as rows × rest (a convolution kernel [out, in, kh, kw] as out × in·kh·kw,
+///     the document's `grad.view(grad.size(0), -1)`):
 ///         L ← β·L + (1 − β)·G·Gᵀ,  R ← β·R + (1 − β)·Gᵀ·G       (L, R start at ε·I)
 ///         when the global step % update_freq == 0:
 ///             L⁻ = L^(−1/4), R⁻ = R^(−1/4)          (eigh, eigenvalues clamped at ε; I before)

@@ -162,7 +162,7 @@ public final class Lookahead<Scalar: BLASScalar>: Optimizer, MomentumCycling {
 
 /// Parameter groups, as `torch.optim` param groups: the parameters are split into groups that
 /// each have their own instance of the optimizer, built from the trial with the group's
-/// learning-rate multiplier and, for biases, no weight decay. The groups' tensors are moved (not
+/// learning-rate multiplier and, for biases and norm parameters, no weight decay. The groups' tensors are moved (not
 /// copied) into each group's `Parameters` for its update and moved back.
 ///
 public final class ParameterGroups<Scalar: BLASScalar>: Optimizer, MomentumCycling, HessianEstimating, EvaluationPointSwapping {
@@ -186,7 +186,7 @@ public final class ParameterGroups<Scalar: BLASScalar>: Optimizer, MomentumCycli
         self.name = name
         self.learningRate = learningRate
         self.groups = groups.map { g in
-            let view = Parameters(g.indices.map { (name: parameters.names[$0], value: Tensor<Scalar>(zeros: [0])) })
+            let view = Parameters<Scalar>(emptyNamed: g.indices.map { parameters.names[$0] }, roles: g.indices.map { parameters.roles[$0] })
             g.optimizer.learningRate = learningRate * g.learningRateScale
             return Group(indices: g.indices, learningRateScale: g.learningRateScale, weightDecay: g.weightDecay, optimizer: g.optimizer, view: view)
         }

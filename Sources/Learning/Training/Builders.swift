@@ -4,36 +4,48 @@ import Linalg
 public enum Builders {
     /// The optimizer a trial names, with its hyperparameters (its reference's defaults where unset).
     ///
-    /// Given the model's parameter names it also builds the trial's parameter groups: biases
-    /// without weight decay (unless `bias_weight_decay: true`) and per-layer learning-rate
-    /// multipliers (`layer_lr_multipliers`, `layer_lr_decay`), each group with its own instance of
-    /// the optimizer (see `ParameterGroups`). Wrappers (SAM, Lookahead) wrap the grouped optimizer.
-    public static func optimizer<T: BLASScalar>(_ config: TrialConfig, parameterNames: [String]? = nil, scalar: T.Type = T.self) throws -> any Optimizer<T> {
+    /// Given the model's parameters it also builds the trial's parameter groups: biases and norm
+    /// parameters without weight decay (unless `bias_weight_decay: true`) and per-layer
+    /// learning-rate multipliers (`layer_lr_multipliers`, `layer_lr_decay`), each group with its own
+    /// instance of the optimizer (see `ParameterGroups`), which sees its tensors' names and roles.
+    /// Wrappers (SAM, Lookahead) wrap the grouped optimizer. An optimizer that cannot step one of
+    /// the tensors (`ShapeChecking`) is refused here, naming it.
+    public static func optimizer<T: BLASScalar>(_ config: TrialConfig, parameters: Parameters<T>? = nil) throws -> any Optimizer<T> {
         guard let definition = OptimizerCatalog.definition(config.optimizerName) else {
             throw config.error("optimizer", "unknown optimizer '\(config.optimizerName)'")
         }
-        guard let names = parameterNames else { return try definition.make(config, T.self) }
+        guard let parameters else { return try definition.make(config, T.self) }
         if let wrapper = definition as? any WrapperDefinition.Type {
             let baseName = try config.string(wrapper.keys["base_optimizer"])
-            let base: any Optimizer<T> = try optimizer(config.setting("optimizer", .string(baseName)), parameterNames: names)
+            let base: any Optimizer<T> = try optimizer(config.setting("optimizer", .string(baseName)), parameters: parameters)
             return try wrapper.wrap(base, config)
         }
-        let groups = try parameterGroups(config, names: names, decays: definition.keys.contains { $0.name == "weight_decay" })
+        let decayKeys = definition.weightDecayKeys
+        let groups = try parameterGroups(config, names: parameters.names, roles: parameters.roles, decays: !decayKeys.isEmpty)
         guard groups.count > 1 || groups.first?.learningRateScale != 1 || groups.first?.weightDecay == false else {
-            return try definition.make(config, T.self)
+            let optimizer = try definition.make(config, T.self)
+            try (optimizer as? any ShapeChecking)?.check(ParameterLayout(parameters))
+            return optimizer
         }
         let lr = try OptimizerCatalog.learningRate(config)
         let built = try groups.map { g in
-            let inner = g.weightDecay ? config : config.setting("weight_decay", .double(0))
-            return (indices: g.indices, learningRateScale: g.learningRateScale, weightDecay: g.weightDecay, optimizer: try definition.make(inner, T.self))
+            let inner = g.weightDecay ? config : decayKeys.reduce(config) { $0.setting($1, .double(0)) }
+            let optimizer = try definition.make(inner, T.self)
+            try (optimizer as? any ShapeChecking)?.check(ParameterLayout(parameters, indices: g.indices))
+            return (indices: g.indices, learningRateScale: g.learningRateScale, weightDecay: g.weightDecay, optimizer: optimizer)
         }
-        let view = Parameters<T>(names.map { (name: $0, value: Tensor<T>(zeros: [0])) })
-        return ParameterGroups(name: built[0].optimizer.name, learningRate: lr, groups: built, parameters: view)
+        return ParameterGroups(name: built[0].optimizer.name, learningRate: lr, groups: built, parameters: parameters)
     }
+
+    /// The roles whose parameters take no weight decay unless `bias_weight_decay: true` (as
+    /// nanoGPT's and timm's parameter groups: gains and shifts are not decayed; embeddings are).
+    static let undecayedRoles: Set<ParameterRole> = [.bias, .norm]
 
     /// The groups of parameters that share a learning-rate multiplier and weight-decay setting,
     /// in order of first appearance. A parameter's layer is its name up to the last dot.
-    static func parameterGroups(_ config: TrialConfig, names: [String], decays: Bool) throws -> [(indices: [Int], learningRateScale: Double, weightDecay: Bool)] {
+    static func parameterGroups(
+        _ config: TrialConfig, names: [String], roles: [ParameterRole], decays: Bool
+    ) throws -> [(indices: [Int], learningRateScale: Double, weightDecay: Bool)] {
         var layers: [String] = []
         for name in names {
             let layer = name.split(separator: ".").dropLast().joined(separator: ".")
@@ -50,12 +62,12 @@ public enum Builders {
             let gamma = try config.double(TrialSchema.data["layer_lr_decay"], otherwise: 1)
             scales = layers.indices.map { Double.pow(gamma, Double(layers.count - 1 - $0)) }
         }
-        let decayBiases = try config.bool(TrialSchema.data["bias_weight_decay"]) || !decays
+        let decayAll = try config.bool(TrialSchema.data["bias_weight_decay"]) || !decays
         var groups: [(indices: [Int], learningRateScale: Double, weightDecay: Bool)] = []
         for (i, name) in names.enumerated() {
             let layer = name.split(separator: ".").dropLast().joined(separator: ".")
             let scale = scales[layers.firstIndex(of: layer)!]
-            let decay = decayBiases || !name.hasSuffix(".bias")
+            let decay = decayAll || !undecayedRoles.contains(roles[i])
             if let k = groups.firstIndex(where: { $0.learningRateScale == scale && $0.weightDecay == decay }) {
                 groups[k].indices.append(i)
             } else {

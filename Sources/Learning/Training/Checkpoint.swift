@@ -22,6 +22,20 @@ public struct CheckpointTensors<Scalar: BLASScalar>: Sendable {
 public enum CheckpointPayload: Sendable {
     case float32(CheckpointTensors<Float>)
     case float64(CheckpointTensors<Double>)
+    /// A program trial's checkpoint: the files of its checkpoint directory (`ProgramContract`).
+    case files([PackedFile])
+}
+
+/// A file with its path relative to a directory (checked with `RelativePath`) and its bytes: one
+/// file of a program's checkpoint directory, or of a program trial's `files`.
+public struct PackedFile: Sendable, Equatable {
+    public var path: String
+    public var bytes: [UInt8]
+
+    public init(path: String, bytes: [UInt8]) {
+        self.path = path
+        self.bytes = bytes
+    }
 }
 
 /// Everything a trial needs to continue exactly as if it had never stopped: parameters, the
@@ -42,6 +56,9 @@ public struct TrainingCheckpoint: Sendable {
     public var payload: CheckpointPayload
     /// The per-layer diagnostics so far (`diagnostics: true`).
     public var layerStatistics: [LayerStatistics]
+    /// A program trial's own metrics so far, by name, aligned with `history` (NaN where an epoch
+    /// did not report one).
+    public var extraHistory: [String: [Double]] = [:]
 
     public init(
         config: TrialConfig, epoch: Int, step: Int, shuffle: Xoshiro256, noise: Xoshiro256, plateau: PlateauState?, history: [EpochRecord],
@@ -63,6 +80,7 @@ public struct TrainingCheckpoint: Sendable {
         switch payload {
         case .float32: "float32"
         case .float64: "float64"
+        case .files: "program"
         }
     }
 

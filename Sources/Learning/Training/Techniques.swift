@@ -167,9 +167,10 @@ struct LayerDiagnostics<T: BLASScalar> {
 
     func frobenius(_ v: [T]) -> Double { v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
 
-    /// The largest singular value (LAPACK gesdd).
+    /// The largest singular value (LAPACK gesdd) of a matrix, or of a convolution kernel as the
+    /// `out × (in·kh·kw)` matrix its GEMM multiplies by; a vector's is its length.
     func spectralNorm(_ m: Tensor<T>) -> Double {
-        guard m.shape.count == 2, let s = try? svd(m).s else { return frobenius(m.storage) }
+        guard m.shape.count >= 2, let s = try? svd(m.reshaped([m.rows, m.cols])).s else { return frobenius(m.storage) }
         return Double(s.first ?? 0)
     }
 }

@@ -27,6 +27,10 @@ public struct TrialResult: Sendable {
     public var optimizerWork: [String: Int] = [:]
     /// Population-based training: where the trial comes from (set by the coordinator).
     public var lineage: TrialLineage?
+    /// A program trial's own metrics (beyond `EpochRecord`'s), by name, aligned with `history`.
+    public var extraHistory: [String: [Double]] = [:]
+    /// A program trial: how the program ended and the tails of its output.
+    public var programOutput: ProgramOutput?
 
     /// The optimizer's state size, in total and per tensor, and its work counters, at the end.
     mutating func recordOptimizer<T: BLASScalar>(_ optimizer: any Optimizer<T>, names: [String]) {
@@ -96,13 +100,14 @@ public enum Trainer {
     ) throws -> TrialResult {
         let started = now()
         let model: any Model<T> = try Builders.model(config, data: data.train.shape)
-        let optimizer: any Optimizer<T> = try Builders.optimizer(config, parameterNames: model.parameters.names)
+        let optimizer: any Optimizer<T> = try Builders.optimizer(config, parameters: model.parameters)
         if try config.string(TrialSchema.data["mode"]) == "lr_range_test" {
             return try rangeTest(config, data, model: model, optimizer: optimizer, started: started)
         }
         let epochs = try config.length()
         let batchSize = try config.int(TrialSchema.data["batch_size"])
-        let evalBatch = try config.int(TrialSchema.data["eval_batch_size"])
+        let requestedEvalBatch = try config.int(TrialSchema.data["eval_batch_size"])
+        let evalBatch = (model as? Network<T>)?.evaluationBatch(requestedEvalBatch) ?? requestedEvalBatch
         var shuffle = Xoshiro256(seed: config.seed, stream: "shuffle")
         var noise = Xoshiro256(seed: config.seed, stream: "noise")
         let params = model.parameters

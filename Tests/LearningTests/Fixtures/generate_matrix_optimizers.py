@@ -48,7 +48,8 @@ class SOAP64(SOAP):
         return final
 
     def get_orthogonal_matrix_QR(self, state, max_precond_dim=10000, merge_dims=False):
-        exp_avg_sq = state["exp_avg_sq"]
+        shape = state["exp_avg_sq"].shape
+        exp_avg_sq = self.merge_dims(state["exp_avg_sq"], max_precond_dim) if merge_dims else state["exp_avg_sq"]
         final = []
         for ind, (m, o) in enumerate(zip(state["GG"], state["Q"])):
             if len(m) == 0:
@@ -60,7 +61,7 @@ class SOAP64(SOAP):
             o = o[:, sort_idx]
             q, _ = torch.linalg.qr(m @ o)
             final.append(q)
-        state["exp_avg_sq"] = exp_avg_sq
+        state["exp_avg_sq"] = exp_avg_sq.reshape(shape)
         return final
 
 

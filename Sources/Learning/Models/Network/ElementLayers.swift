@@ -183,6 +183,8 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
         super.init(input: shape, output: shape, name: name)
     }
 
+    override var hasWeights: Bool { true }
+
     /// (channels, values per channel, stride between a channel's values, stride between channels)
     /// for a batch of `n`.
     func geometry(_ n: Int) -> (channels: Int, count: Int, step: Int, channelStride: Int) {
@@ -308,6 +310,8 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
         (self.weight, self.bias, self.epsilon) = (weight, bias, epsilon)
         super.init(input: shape, output: shape, name: name)
     }
+
+    override var hasWeights: Bool { true }
 
     override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) { normalize(x, into: &y, p) }
 
@@ -489,6 +493,8 @@ final class PositionalLayer<T: BLASScalar>: Layer<T> {
         self.weight = weight
         super.init(input: shape, output: shape, name: name)
     }
+
+    override var hasWeights: Bool { true }
 
     override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) {
         copy(x, into: &y)

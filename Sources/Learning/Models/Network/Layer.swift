@@ -161,6 +161,9 @@ final class Chain<T: BLASScalar> {
         for (layer, output) in zip(layers, outputs) {
             if let residual = layer as? ResidualLayer<T> {
                 all += residual.body.weightedOutputs() + residual.shortcut.weightedOutputs()
+            } else if let attention = layer as? AttentionLayer<T> {
+                // Its two linear layers: the queries, keys and values, and the projection.
+                all += [("\(layer.name).qkv", attention.qkv.storage), ("\(layer.name).proj", output.storage)]
             } else if layer.hasWeights {
                 all.append((layer.name, output.storage))
             }

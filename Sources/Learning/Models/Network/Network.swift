@@ -15,7 +15,8 @@ struct PlannedTensor: Sendable {
     enum Start: Sendable { case uniform(Double), normal(Double), constant(Double) }
     var name: String
     var shape: [Int]
-    var role: String
+    /// A parameter's role; nil for a buffer (not trained).
+    var role: ParameterRole?
     var start: Start
     var count: Int { shape.reduce(1, *) }
 }
@@ -51,7 +52,7 @@ struct NetworkPlan<T: BLASScalar> {
             throw LayerSpecError(path: "layers", message: "the network ends with a \(shape); it must end with a \(wanted): one score per class\(input.isTokens ? " per position" : "")")
         }
         // The head: the last linear layer's weight, when it is the network's last layer.
-        if let head = layers.last as? LinearLayer<T>, parameters[head.weight].role == "weight" { parameters[head.weight].role = "head" }
+        if let head = layers.last as? LinearLayer<T>, parameters[head.weight].role == .weight { parameters[head.weight].role = .head }
         var seen = Set<String>()
         for p in parameters + buffers where !seen.insert(p.name).inserted {
             throw LayerSpecError(path: "layers", message: "two tensors are named '\(p.name)': give the layers distinct names")
@@ -60,7 +61,7 @@ struct NetworkPlan<T: BLASScalar> {
 
     var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
-    private mutating func add(_ name: String, _ shape: [Int], role: String, _ start: PlannedTensor.Start) -> Int {
+    private mutating func add(_ name: String, _ shape: [Int], role: ParameterRole, _ start: PlannedTensor.Start) -> Int {
         parameters.append(PlannedTensor(name: name, shape: shape, role: role, start: start))
         return parameters.count - 1
     }
@@ -120,9 +121,9 @@ struct NetworkPlan<T: BLASScalar> {
                 guard e.shape == [out, inputs] else { throw fail("is tied to '\(tied)' of shape \(e.shape), but maps \(inputs) to \(out)") }
                 weight = e.index
             } else {
-                weight = add("\(name).weight", [out, inputs], role: "weight", weightStart("\(name).weight", fanIn: inputs))
+                weight = add("\(name).weight", [out, inputs], role: .weight, weightStart("\(name).weight", fanIn: inputs))
             }
-            let bias = hasBias ? add("\(name).bias", [out], role: "bias", biasStart(fanIn: inputs)) : nil
+            let bias = hasBias ? add("\(name).bias", [out], role: .bias, biasStart(fanIn: inputs)) : nil
             let output: FeatureShape = x.isSequence ? .sequence(length: x.positions, width: out) : .vector(out)
             return LinearLayer(input: x, output: output, name: name, weight: weight, bias: bias, inputs: inputs, outputs: out)
         case .conv2d(let out, let k, let stride, let padding, let hasBias):
@@ -130,8 +131,8 @@ struct NetworkPlan<T: BLASScalar> {
             let ho = (h + 2 * padding - k) / stride + 1, wo = (w + 2 * padding - k) / stride + 1
             guard h + 2 * padding >= k, w + 2 * padding >= k else { throw fail("a \(k)×\(k) kernel does not fit a \(x) padded by \(padding)") }
             let fanIn = c * k * k
-            let weight = add("\(name).weight", [out, c, k, k], role: "weight", weightStart("\(name).weight", fanIn: fanIn))
-            let bias = hasBias ? add("\(name).bias", [out], role: "bias", biasStart(fanIn: fanIn)) : nil
+            let weight = add("\(name).weight", [out, c, k, k], role: .weight, weightStart("\(name).weight", fanIn: fanIn))
+            let bias = hasBias ? add("\(name).bias", [out], role: .bias, biasStart(fanIn: fanIn)) : nil
             return Conv2dLayer(
                 input: x, output: .image(channels: out, height: ho, width: wo), name: name, weight: weight, bias: bias, kernel: k, stride: stride,
                 padding: padding, workspace: workspace)
@@ -155,17 +156,17 @@ struct NetworkPlan<T: BLASScalar> {
             case .vector(let f): channels = f
             default: throw fail("needs an image or vector input, got a \(x)")
             }
-            let weight = add("\(name).weight", [channels], role: "norm", .constant(1))
-            let bias = add("\(name).bias", [channels], role: "norm", .constant(0))
-            buffers.append(PlannedTensor(name: "\(name).running_mean", shape: [channels], role: "buffer", start: .constant(0)))
-            buffers.append(PlannedTensor(name: "\(name).running_var", shape: [channels], role: "buffer", start: .constant(1)))
+            let weight = add("\(name).weight", [channels], role: .norm, .constant(1))
+            let bias = add("\(name).bias", [channels], role: .norm, .constant(0))
+            buffers.append(PlannedTensor(name: "\(name).running_mean", shape: [channels], role: nil, start: .constant(0)))
+            buffers.append(PlannedTensor(name: "\(name).running_var", shape: [channels], role: nil, start: .constant(1)))
             return BatchNormLayer(
                 shape: x, name: name, weight: weight, bias: bias, runningMean: buffers.count - 2, runningVariance: buffers.count - 1, momentum: momentum,
                 epsilon: epsilon, buffers: bufferStore)
         case .layerNorm(let epsilon):
             let width = try needRows()
-            let weight = add("\(name).weight", [width], role: "norm", .constant(1))
-            let bias = add("\(name).bias", [width], role: "norm", .constant(0))
+            let weight = add("\(name).weight", [width], role: .norm, .constant(1))
+            let bias = add("\(name).bias", [width], role: .norm, .constant(0))
             return LayerNormLayer(shape: x, name: name, weight: weight, bias: bias, epsilon: epsilon)
         case .dropout(let p):
             return DropoutLayer(p, shape: x, name: name)
@@ -173,19 +174,19 @@ struct NetworkPlan<T: BLASScalar> {
             return ActivationLayer(a, shape: x, name: name)
         case .embedding(let dimension):
             guard case .tokens(let t, let vocabulary) = x else { throw fail("needs token ids (text data) as input, got a \(x)") }
-            let weight = add("\(name).weight", [vocabulary, dimension], role: "embedding", embeddingStart)
+            let weight = add("\(name).weight", [vocabulary, dimension], role: .embedding, embeddingStart)
             embeddings[name] = (weight, [vocabulary, dimension])
             return EmbeddingLayer(input: x, output: .sequence(length: t, width: dimension), name: name, weight: weight, dimension: dimension)
         case .positional:
             guard case .sequence(let t, let e) = x else { throw fail("needs a sequence input (after an embedding), got a \(x)") }
-            return PositionalLayer(shape: x, name: name, weight: add("\(name).weight", [t, e], role: "embedding", embeddingStart))
+            return PositionalLayer(shape: x, name: name, weight: add("\(name).weight", [t, e], role: .embedding, embeddingStart))
         case .attention(let heads, let dropout):
             guard case .sequence(_, let e) = x else { throw fail("needs a sequence input (after an embedding), got a \(x)") }
             guard e % heads == 0 else { throw fail("\(heads) heads do not divide the width \(e)") }
-            let qkv = add("\(name).qkv.weight", [3 * e, e], role: "weight", weightStart("\(name).qkv.weight", fanIn: e))
-            let qkvBias = add("\(name).qkv.bias", [3 * e], role: "bias", biasStart(fanIn: e))
-            let proj = add("\(name).proj.weight", [e, e], role: "weight", weightStart("\(name).proj.weight", fanIn: e))
-            let projBias = add("\(name).proj.bias", [e], role: "bias", biasStart(fanIn: e))
+            let qkv = add("\(name).qkv.weight", [3 * e, e], role: .weight, weightStart("\(name).qkv.weight", fanIn: e))
+            let qkvBias = add("\(name).qkv.bias", [3 * e], role: .bias, biasStart(fanIn: e))
+            let proj = add("\(name).proj.weight", [e, e], role: .weight, weightStart("\(name).proj.weight", fanIn: e))
+            let projBias = add("\(name).proj.bias", [e], role: .bias, biasStart(fanIn: e))
             return AttentionLayer(shape: x, name: name, qkvWeight: qkv, qkvBias: qkvBias, projWeight: proj, projBias: projBias, heads: heads, dropout: dropout)
         case .residual(let body, let shortcut):
             guard !body.isEmpty else { throw fail("needs at least one layer in its body") }
@@ -222,19 +223,19 @@ public final class Network<Scalar: BLASScalar>: Model {
     public let parameters: Parameters<Scalar>
     /// Batch norm's running statistics.
     public let runningStatistics: ModelBuffers<Scalar>
-    /// Each parameter's role: weight, bias, norm, embedding or head.
-    public let roles: [String]
     public let isClassifier = true
     public let lossReduction = LossReduction.mean
     let chain: Chain<Scalar>
     let input: FeatureShape
+    /// Values one example occupies in the layers' outputs (its input included).
+    let valuesPerExample: Int
     /// The batch in the layers' layout (channel-major for images).
     var batch = Tensor<Scalar>(zeros: [0])
     var logitGradients = Tensor<Scalar>(zeros: [0])
     var freezesStatistics = false
 
     init(_ plan: NetworkPlan<Scalar>, rng: inout Xoshiro256) {
-        var entries: [(name: String, value: Tensor<Scalar>)] = []
+        var entries: [(name: String, value: Tensor<Scalar>, role: ParameterRole)] = []
         for p in plan.parameters {
             var t = Tensor<Scalar>(zeros: p.shape)
             switch p.start {
@@ -244,10 +245,9 @@ public final class Network<Scalar: BLASScalar>: Model {
                 t.storage = t.storage.map { $0 * Scalar(std) }
             case .constant(let c): t.storage = [Scalar](repeating: Scalar(c), count: p.count)
             }
-            entries.append((p.name, t))
+            entries.append((p.name, t, p.role!))
         }
         parameters = Parameters(entries)
-        roles = plan.parameters.map(\.role)
         runningStatistics = plan.bufferStore
         for b in plan.buffers {
             guard case .constant(let c) = b.start else { preconditionFailure("buffers start constant") }
@@ -255,6 +255,7 @@ public final class Network<Scalar: BLASScalar>: Model {
         }
         chain = Chain(plan.layers)
         input = plan.input
+        valuesPerExample = plan.input.count + plan.valuesPerExample
     }
 
     /// Builds `specs` for examples of `layout`, initialised from `rng`.
@@ -268,6 +269,10 @@ public final class Network<Scalar: BLASScalar>: Model {
     public var forwardMACsPerExample: Int { chain.macs }
     public var buffers: ModelBuffers<Scalar>? { runningStatistics.names.isEmpty ? nil : runningStatistics }
     public var labelsPerExample: Int { if case .tokens(let t, _) = input { t } else { 1 } }
+
+    /// The largest evaluation batch, up to `requested`, whose layer outputs fit `TrialLimits.maxBatchValues`
+    /// (evaluation results do not depend on it: batch norm evaluates with its running statistics).
+    public func evaluationBatch(_ requested: Int) -> Int { max(1, min(requested, TrialLimits.maxBatchValues / max(valuesPerExample, 1))) }
 
     public func freezeRunningStatistics(_ frozen: Bool) { freezesStatistics = frozen }
 
