@@ -26,7 +26,7 @@ and number of correct argmax predictions. Gradients and running statistics are s
 base64 of little-endian float64 (exact and compact: LeNet-5 alone has 61,706 parameters).
 
 Run (PyTorch and numpy in a virtual environment outside the repository):
-    /work/venv-torch/bin/python Tests/LearningTests/Fixtures/generate_networks.py
+    python3 Tests/LearningTests/Fixtures/generate_networks.py
 """
 import base64
 import json
