@@ -20,6 +20,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C bindings: a module map and one shim header each, flags from pkg-config.
@@ -57,10 +61,24 @@ let package = Package(
         // The three programs' logic.
         .target(name: "Worker", dependencies: ["Learning", "Results", "Linalg", "Transport", "CSpawn"], swiftSettings: swiftSettings),
 
-        .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "SweepCore", "Learning"], swiftSettings: swiftSettings),
+        // Prometheus metrics (their names and registry) and swift-log's output (plain lines or JSON).
+        .target(
+            name: "Telemetry",
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: swiftSettings),
+        .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "SweepCore", "Learning", "Telemetry"], swiftSettings: swiftSettings),
         // Results analysis: leaderboards, sensitivity, CSV and the self-contained HTML report.
         // Reads results through SweepCore and HDF5 only: sweep-analyze does not link OpenBLAS.
         .target(name: "Analysis", dependencies: ["HDF5", "SweepCore"], swiftSettings: swiftSettings),
+        // The live dashboard's HTTP server (Hummingbird): the page, its server-sent events and
+        // /metrics, read-only. Only sweep-coordinator and sweep-analyze link it (its build is long).
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "Analysis", "SweepCore", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
 
         // Thin commands.
         .executableTarget(
@@ -69,11 +87,14 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-coordinator",
-            dependencies: ["Coordinator", "Sweeps", "Transport", "Linalg", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Coordinator", "Sweeps", "Transport", "Linalg", "Analysis", "Dashboard", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sweep-analyze",
-            dependencies: ["Analysis", "SweepCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Analysis", "SweepCore", "Dashboard", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "engine-benchmark",
@@ -88,6 +109,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["HDF5", "Transport"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Transport", "Learning", "Linalg", "HDF5", "Results", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Learning", "Linalg"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "DashboardTests", dependencies: ["Dashboard", "Analysis", "SweepCore", "Telemetry", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "HDF5", "Learning", "Results"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]

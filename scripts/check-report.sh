@@ -8,18 +8,7 @@
 # Usage: scripts/check-report.sh [OUTPUT_DIR]   (default: a new temporary directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-missing=()
-for p in chromium python3-h5py python3-pandas; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/install-deps.sh chromium python3-h5py python3-pandas
 # Debian's python3 has Debian's h5py and pandas (a python3 earlier on the PATH may not).
 python=python3
 python3 -c 'import h5py, pandas' 2>/dev/null || python=/usr/bin/python3

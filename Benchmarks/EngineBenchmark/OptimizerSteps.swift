@@ -14,8 +14,8 @@ import Linalg
 /// - SOAP, per m×n matrix and step: statistics GGᵀ and GᵀG by rank-k updates m²n + mn², the
 ///   gradient rotated into the eigenbases QₗᵀGQᵣ and the update back 2·(2m²n + 2mn²); every
 ///   `precondition_frequency` steps the first moment's round trip out of the old basis and into
-///   the new one 2·(2m²n + 2mn²), and per side k ∈ {m, n} a power step 2k³, the sorted basis
-///   multiplied again 2k³ and a QR (geqrf + orgqr) 8k³/3.
+///   the new one 2·(2m²n + 2mn²), and per side k ∈ {m, n} a power step 2k³ and a QR (geqrf +
+///   orgqr) 8k³/3.
 /// - Shampoo, per block m×n and step: statistics 2m²n + 2mn², the preconditioned gradient
 ///   L^(−1/4)·G·R^(−1/4) 2m²n + 2mn²; every `precondition_frequency` steps an inverse root per
 ///   side from a symmetric eigendecomposition, counted as 9k³ (LAPACK syevd with vectors) + 2k³.
@@ -68,7 +68,7 @@ extension EngineBenchmark {
             for shape in params.values.map(\.shape) {
                 guard let (m, n) = sides(shape) else { continue }
                 let rotation = 2 * m * m * n + 2 * m * n * n
-                total += rotation / 2 + 2 * rotation + (2 * rotation + (4 + 8.0 / 3) * (m * m * m + n * n * n)) / f
+                total += rotation / 2 + 2 * rotation + (2 * rotation + (2 + 8.0 / 3) * (m * m * m + n * n * n)) / f
             }
         case "shampoo":
             let f = Double(try config.int("precondition_frequency", default: 1)), block = Double(try config.int("max_preconditioner_dim", default: 1024))

@@ -354,8 +354,12 @@ enum Charts {
 func truncate(_ s: String, _ n: Int) -> String { s.count <= n ? s : String(s.prefix(n - 1)) + "…" }
 
 nonisolated(unsafe) private var idCounter = 0
-/// Ids for clip paths, unique within one report (the report is built on one thread).
+private let idLock = NSLock()
+/// Ids for clip paths, unique within the process (the dashboard draws on several threads), so
+/// within any page.
 func uniqueID() -> Int {
+    idLock.lock()
+    defer { idLock.unlock() }
     idCounter += 1
     return idCounter
 }

@@ -18,6 +18,16 @@ public struct HTMLReport: Sendable {
         _ a: SweepAnalysis, groupBy: String = "optimizer", heatmap: (String, String)? = nil, top: Int = 10, compare: [SweepAnalysis] = [],
         pareto: (TrialMeasure, TrialMeasure)? = nil
     ) throws -> HTMLReport {
+        let builder = try draw(a, groupBy: groupBy, heatmap: heatmap, compare: compare, pareto: pareto)
+        let html = page(a, builder: builder, top: top)
+        return HTMLReport(html: html, charts: builder.figures.map(\.id), omitted: builder.omitted)
+    }
+
+    /// Every chart the results allow (and why the others are left out), as `render` and the
+    /// dashboard show them.
+    static func draw(
+        _ a: SweepAnalysis, groupBy: String, heatmap: (String, String)?, compare: [SweepAnalysis], pareto: (TrialMeasure, TrialMeasure)?
+    ) throws -> Builder {
         var builder = Builder(a: a, groupBy: groupBy, groups: try a.bestPerGroup(by: groupBy), board: a.leaderboard())
         builder.lossCurves()
         builder.groupBars()
@@ -30,8 +40,7 @@ public struct HTMLReport: Sendable {
         builder.trajectories()
         builder.lrRangeTests()
         builder.layerDiagnostics()
-        let html = page(a, builder: builder, top: top)
-        return HTMLReport(html: html, charts: builder.figures.map(\.id), omitted: builder.omitted)
+        return builder
     }
 
     struct Figure {
@@ -394,7 +403,15 @@ public struct HTMLReport: Sendable {
         if !a.filters.isEmpty { h += " · filters: \(escapeXML(a.filters.map(\.description).joined(separator: " ")))" }
         h += " · <code>\(escapeXML(r.indexPath))</code></p></header>\n"
 
-        h += "<section class=\"tables\">"
+        h += tablesSection(a, builder: builder, top: top)
+        h += chartsSection(builder)
+        h += "</body></html>\n"
+        return h
+    }
+
+    /// The tables: leaderboard, best per group, sensitivity, importance and costs.
+    static func tablesSection(_ a: SweepAnalysis, builder: Builder, top: Int) -> String {
+        var h = "<section class=\"tables\">"
         let shownKeys = a.variedKeys.filter { $0 != "optimizer" && $0 != "model" }
         var rows = builder.board.prefix(top).map { e in
             [String(e.rank), "<code>\(e.trial.id)</code>", escapeXML(e.trial.optimizer), formatMetric(e.value)] + shownKeys.map { escapeXML(e.trial.hparams[$0]?.description ?? "–") }
@@ -436,7 +453,12 @@ public struct HTMLReport: Sendable {
                     [escapeXML(c.optimizer), String(c.trials), formatSeconds(c.secondsPerEpoch), c.stateBytesRange]
                 }, numeric: [1, 2, 3])
         }
-        h += "</section>\n<section class=\"charts\">\n"
+        return h + "</section>\n"
+    }
+
+    /// The charts, one `<figure id="chart-ID">` each, and the list of those not drawn.
+    static func chartsSection(_ builder: Builder) -> String {
+        var h = "<section class=\"charts\">\n"
         for f in builder.figures {
             h += "<figure class=\"chart\(f.wide ? " wide" : "")\" id=\"chart-\(f.id)\">\(f.svg)</figure>\n"
         }
@@ -444,7 +466,6 @@ public struct HTMLReport: Sendable {
         if !builder.omitted.isEmpty {
             h += "<footer><h2>Not drawn</h2><ul>" + builder.omitted.map { "<li>\(escapeXML($0))</li>" }.joined() + "</ul></footer>\n"
         }
-        h += "</body></html>\n"
         return h
     }
 

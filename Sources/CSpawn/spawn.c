@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -28,26 +29,35 @@ pid_t sweep_spawn(const char *path, char *const argv[], char *const envp[], cons
     int status[2];
     if (pipe2(status, O_CLOEXEC) != 0) return -errno;
     pid_t parent = getpid();
-    pid_t pid = fork();
+    // vfork, not fork: the child borrows the worker's memory until it execs, so no page tables
+    // are copied and no fork handlers run (OpenBLAS's would stop its threads under a running
+    // GEMM of another slot). Every signal stays blocked until the child has reset the handlers,
+    // so that none of the worker's runs on the borrowed stack.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = vfork();
     if (pid < 0) {
         int e = errno;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
         close(status[0]);
         close(status[1]);
         return -e;
     }
     if (pid == 0) {
+        // Only system calls from here to execve: the memory is the parent's.
         int status_fd = fcntl(status[1], F_DUPFD_CLOEXEC, 10);
         if (status_fd < 0) _exit(127);
         setpgid(0, 0);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(status_fd, errno);
         if (getppid() != parent) _exit(127);  // the parent died before prctl
-        // The worker's signal mask and ignored signals are not the program's.
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        // The worker's signal handlers, ignored signals and mask are not the program's.
         struct sigaction standard = {0};
         standard.sa_handler = SIG_DFL;
         for (int s = 1; s < NSIG; s++) sigaction(s, &standard, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         // Move the three descriptors out of the way, then onto their numbers (dup2 clears
         // close-on-exec on the copy).
         int out = fcntl(stdout_fd, F_DUPFD_CLOEXEC, 10), err = fcntl(stderr_fd, F_DUPFD_CLOEXEC, 10);
@@ -62,6 +72,7 @@ pid_t sweep_spawn(const char *path, char *const argv[], char *const envp[], cons
         execve(path, argv, envp);
         fail(status_fd, errno);
     }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     close(status[1]);
     int error = 0;
     ssize_t n;

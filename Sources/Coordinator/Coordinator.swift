@@ -1,8 +1,11 @@
 import Foundation
 import Glibc
 import Learning
+import Logging
 import Results
+import SweepCore
 import Sweeps
+import Telemetry
 import Transport
 
 /// `sweep-coordinator start`: owns a sweep. This file is its event loop: it binds a ROUTER
@@ -44,6 +47,12 @@ public final class Coordinator {
         public var peerMessageBurst = 2 * Coordinator.defaultPeerMessageRate
         /// Write into `output` even though it holds another version of this sweep, or other files.
         public var forceOutput = false
+        /// Where the loop publishes its `LiveStatus` for the dashboard (nil: it builds none).
+        public var live: LiveFeed?
+        /// The Prometheus metrics it keeps (nil: none).
+        public var metrics: SweepMetrics?
+        /// Seconds between two published statuses (and metric samples).
+        public var publishInterval = Coordinator.defaultPublishInterval
 
         public init(bind: String? = nil, output: String, localWorkers: Int = 0, workerExecutable: String? = nil) {
             self.bind = bind
@@ -57,6 +66,8 @@ public final class Coordinator {
     public static let defaultMaxWorkers = 4096
     /// Messages per second one peer may send, sustained (a busy worker sends a few per trial).
     public static let defaultPeerMessageRate = 10_000.0
+    /// Seconds between two `LiveStatus`es (and metric samples): the dashboard's pace.
+    public static let defaultPublishInterval = 0.5
 
     public struct Summary: Sendable {
         public var total: Int
@@ -98,12 +109,23 @@ public final class Coordinator {
     let progress: ProgressDisplay
     /// The ROUTER socket while the sweep runs.
     private var router: Socket?
+    /// Messages read off the socket and sent, for the metrics.
+    var messagesReceived = 0
+    var messagesSent = 0
+    /// What the dashboard is shown: running trials' progress so far (by trial index, only with
+    /// `options.live`), and when the last status went out.
+    var liveCurves: [Int: [LiveStatus.Point]] = [:]
+    var lastPublish = -Double.infinity
+    var publishedSequence = 0
 
     var workers: [[UInt8]: LeaseBook.Worker] { state.workers }
 
-    public init(sweep: Sweep, options: Options, log: @escaping (String) -> Void) throws {
+    /// A coordinator that logs through `logger`: progress at `info`, rejected input and lost
+    /// workers at `warning`.
+    public init(sweep: Sweep, options: Options, logger: Logger) throws {
         self.sweep = sweep
         self.options = options
+        let log: (String) -> Void = { logger.info("\($0)") }
         self.log = log
         try Self.checkSecurityOptions(options)
         guard options.heartbeatSeconds > 0, options.heartbeatSeconds.isFinite else { throw CoordinatorError.setting("heartbeat must be positive, not \(options.heartbeatSeconds)") }
@@ -119,7 +141,8 @@ public final class Coordinator {
         journal = try LeaseJournal(directory: options.output)
         limiter = PeerLimiter(rate: options.peerMessageRate, burst: options.peerMessageBurst)
         writer = ResultsWriter(store: store)
-        progress = ProgressDisplay(interactive: options.interactive ?? (isatty(1) != 0), total: sweep.search?.budget ?? sweep.trials.count, objective: sweep.objective)
+        progress = ProgressDisplay(
+            interactive: options.interactive ?? (isatty(1) != 0), total: sweep.search?.budget ?? sweep.trials.count, objective: sweep.objective, log: log)
         let settings = SweepState.Settings(
             heartbeatSeconds: options.heartbeatSeconds, deadAfterSeconds: options.deadAfterSeconds, maxAttempts: options.maxAttempts,
             maxSlotsPerWorker: options.maxSlotsPerWorker, maxWorkers: options.maxWorkers)
@@ -129,7 +152,8 @@ public final class Coordinator {
             journal: { [journal] trial, grant in try journal.record(trial: trial, grant) },
             checkpoint: { [store] in store.checkpoint(id: $0) },
             suggested: { [journal] in try journal.record(suggested: $0) },
-            log: log)
+            log: log, warn: { logger.warning("\($0)") },
+            progressed: { [unowned self] trial, record in if options.live != nil { observe(trial, record) } })
         state = SweepState(
             sweep: sweep, settings: settings, committed: store.committed, journaled: journal.latest, suggested: Self.suggestedTrials(sweep, journal, log: log), effects: effects)
         if state.finishedCount > 0 { log("resuming: \(state.finishedCount) of \(state.total) trials already committed in \(options.output)") }
@@ -226,6 +250,7 @@ public final class Coordinator {
             var received = 0
             while received < 10_000, let frames = try router.receive(wait: false) {
                 received += 1
+                messagesReceived += 1
                 handle(frames)
                 if received % 64 == 0 && now() > passEnds { break }
             }
@@ -248,10 +273,12 @@ public final class Coordinator {
                 writeIndex()
             }
             progress.update(state, started: started, now: t)
+            if t - lastPublish >= options.publishInterval { publish(now: t) }
         }
         try finishWriting()
         try report(gatekeeper)
         progress.finish(state, started: started)
+        publish(now: now(), finished: true)
         if state.total > 200 {
             log("coordinator time: " + timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }.joined(separator: ", "))
         }
@@ -328,6 +355,7 @@ public final class Coordinator {
         guard let router else { return false }
         do {
             try router.send([identity] + (try message.frames()), dontWait: true)
+            messagesSent += 1
             return true
         } catch let error as ZMQError {
             if !error.isUnroutable { log("send \(message.command.rawValue) failed: \(error)") }
@@ -354,10 +382,12 @@ public final class Coordinator {
             switch completion {
             case .committed(let trials, let records, let seconds):
                 timings["commit", default: 0] += seconds
+                options.metrics?.observeCommit(seconds: seconds)
                 state.committed(trials, records: records)
                 for t in trials { progress.finished(t) }
             case .indexed(let seconds):
                 timings["index", default: 0] += seconds
+                options.metrics?.observeIndexRebuild(seconds: seconds)
                 indexCost = seconds
                 lastIndex = now()
             case .checkpointed(let id, let epoch):

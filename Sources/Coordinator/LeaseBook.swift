@@ -14,6 +14,9 @@ public struct LeaseBook {
         public internal(set) var name: String
         public internal(set) var host: String
         public internal(set) var slots: Int
+        /// BLAS threads per trial and the OpenBLAS kernel it chose (as its READY said).
+        public internal(set) var threads = 1
+        public internal(set) var kernel = ""
         /// Leases it accepts at once: its slots plus prefetch, capped by `maxSlots`.
         public internal(set) var capacity = 0
         /// Leases held, as granted by the book.
@@ -101,6 +104,8 @@ public struct LeaseBook {
         worker.name = ready.name
         worker.host = ready.host
         worker.slots = ready.slots
+        worker.threads = ready.threads
+        worker.kernel = ready.kernel
         worker.lastSeen = now
         workers[identity] = worker
         var proven: [(Int, Lease)] = [], unproven: [Lease] = []

@@ -85,6 +85,9 @@ final class LocalWorkerPool {
         return (lines, slots.contains { !$0.givenUp })
     }
 
+    /// Local workers started again after one died, so far.
+    var restarts: Int { slots.reduce(0) { $0 + $1.restarts } }
+
     func pid(named name: String) -> Int32? {
         slots.first { $0.name == name && $0.process.isRunning }?.process.processIdentifier
     }

@@ -5,19 +5,27 @@ import Results
 import Sweeps
 
 /// Progress on a terminal (one line redrawn in place) or, when output is not a terminal, plain
-/// log lines: one per finished trial for small sweeps, a summary every few seconds for large ones.
+/// log lines (through `log`): one per finished trial for small sweeps, a summary every few
+/// seconds for large ones.
 final class ProgressDisplay {
     let interactive: Bool
     let total: Int
     let objective: Sweep.Objective
+    let log: (String) -> Void
     var lastDraw = 0.0
     var lastLog = 0.0
     var finishedCount = 0
 
-    init(interactive: Bool, total: Int, objective: Sweep.Objective) {
+    init(interactive: Bool, total: Int, objective: Sweep.Objective, log: @escaping (String) -> Void) {
         self.interactive = interactive
         self.total = total
         self.objective = objective
+        self.log = log
+    }
+
+    /// The time left at the pace so far, once a trial has finished and until the last one does.
+    static func eta(finished: Int, total: Int, elapsed: Double) -> Double? {
+        finished > 0 && finished < total ? elapsed / Double(finished) * Double(total - finished) : nil
     }
 
     func counts(_ c: SweepState) -> (done: Int, running: Int, failed: Int, queued: Int) {
@@ -36,12 +44,7 @@ final class ProgressDisplay {
         let k = counts(c)
         var s = "done \(k.done)/\(total) · running \(k.running) · failed \(k.failed) · queued \(k.queued) · workers \(c.workers.count)"
         if let best = c.best() { s += " · best \(objective.metric) \(String(format: "%.4g", best.value)) (\(best.id))" }
-        let elapsed = t - started
-        let finished = k.done + k.failed
-        if finished > 0 && finished < total {
-            let eta = elapsed / Double(finished) * Double(total - finished)
-            s += " · ETA \(duration(eta))"
-        }
+        if let eta = Self.eta(finished: k.done + k.failed, total: total, elapsed: t - started) { s += " · ETA \(duration(eta))" }
         return s
     }
 
@@ -54,7 +57,7 @@ final class ProgressDisplay {
             fflush(nil)
         } else if total > 200 && t - lastLog >= 5 {
             lastLog = t
-            print(line(c, started: started, now: t))
+            log(line(c, started: started, now: t))
         }
     }
 
@@ -70,7 +73,7 @@ final class ProgressDisplay {
         }
         if let m = t.result.message, t.result.status != .done { s += " (\(m))" }
         s += " on \(t.worker), attempt \(t.attempts)"
-        if interactive { print("\r\u{1B}[2K" + s) } else { print(s) }
+        if interactive { print("\r\u{1B}[2K" + s) } else { log(s) }
     }
 
     func finish(_ c: SweepState, started: Double) {

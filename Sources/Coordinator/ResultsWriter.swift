@@ -39,7 +39,8 @@ public enum ResultsJob {
 
 /// The coordinator's disk side on its own thread: group commits (write, fsync, rename) and index
 /// rebuilds run here so the event loop keeps dispatching while a commit waits for the disk.
-/// It is the only thread that touches HDF5 once the sweep runs (Debian's HDF5 is not thread-safe).
+/// It is the only thread that writes HDF5 once the sweep runs; a watched dashboard reads the
+/// committed files meanwhile only when the library is thread-safe (`HDF5Library.isThreadSafe`).
 final class ResultsWriter: @unchecked Sendable {
     typealias Job = ResultsJob
 

@@ -27,11 +27,16 @@ public final class SweepState {
         /// Records a trial the search suggested durably, before it is leased (`LeaseJournal`).
         public var suggested: (LeaseJournal.SuggestedTrial) throws -> Void
         public var log: (String) -> Void
+        /// A line about something gone wrong: rejected input, a lost worker (`log` by default).
+        public var warn: (String) -> Void
+        /// A running trial's accepted progress record (the dashboard's live curves).
+        public var progressed: (_ trial: Int, EpochRecord) -> Void
 
         public init(
             send: @escaping (Message, _ to: [UInt8]) -> Bool, submit: @escaping (ResultsJob) -> Void,
             journal: @escaping (_ trial: String, LeaseJournal.Grant) throws -> Void, checkpoint: @escaping (_ trial: String) -> Data?,
-            suggested: @escaping (LeaseJournal.SuggestedTrial) throws -> Void = { _ in }, log: @escaping (String) -> Void
+            suggested: @escaping (LeaseJournal.SuggestedTrial) throws -> Void = { _ in }, log: @escaping (String) -> Void,
+            warn: ((String) -> Void)? = nil, progressed: @escaping (_ trial: Int, EpochRecord) -> Void = { _, _ in }
         ) {
             self.suggested = suggested
             self.send = send
@@ -39,6 +44,8 @@ public final class SweepState {
             self.journal = journal
             self.checkpoint = checkpoint
             self.log = log
+            self.warn = warn ?? log
+            self.progressed = progressed
         }
     }
 
@@ -101,9 +108,15 @@ public final class SweepState {
     public private(set) var pending: [FinishedTrial] = []
     /// Whether the sweep index is out of date.
     public var indexDirty = true
-    /// Messages not used, and their rate-limited log.
+    /// Messages not used (in all, and by kind: `decode`, `rate`, `result`, …), and their
+    /// rate-limited log.
     public private(set) var rejected = 0
+    public private(set) var rejectedByKind: [String: Int] = [:]
     private var rejections = RateLimitedLog()
+    /// Workers that left, newest last (at most `maxDepartures`), and how many were declared lost.
+    public private(set) var departures: [(worker: LeaseBook.Worker, reason: String, at: Double)] = []
+    public private(set) var workersLost = 0
+    public static let maxDepartures = 50
 
     /// The sweep's trials: its expansion, or those a search suggested so far.
     public private(set) var trials: [Trial] = []
@@ -235,7 +248,8 @@ public final class SweepState {
     /// Counts and logs (rate-limited, by kind) a message that was not used.
     public func reject(_ kind: String, _ text: @autoclosure () -> String, count: Int = 1, now t: Double = now()) {
         rejected += count
-        if let line = rejections.line(kind, text(), now: t) { effects.log(line) }
+        rejectedByKind[kind, default: 0] += count
+        if let line = rejections.line(kind, text(), now: t) { effects.warn(line) }
     }
 
     /// The sweep objective's value in an epoch record (NaN counts as the worst).
@@ -308,6 +322,7 @@ public final class SweepState {
                 reject("progress", "rejected progress of \(p.lease) from \(worker.name): \(problem)", now: t)
                 return
             }
+            effects.progressed(i, p.record)
             if let reason = scheduler.observe(i, epoch: p.record.epoch, value: objective(p.record)), stopReasons[i] == nil {
                 stopReasons[i] = reason
                 effects.log("stopping trial \(p.lease.trial): \(reason)")
@@ -319,7 +334,7 @@ public final class SweepState {
             finish(r, worker: worker, now: t)
         case .bye:
             effects.log("worker \(worker.name) left")
-            remove(worker, reason: "left")
+            remove(worker, reason: "left", now: t)
         default:
             reject("unexpected", "unexpected \(message.command.rawValue) from worker \(worker.name)", now: t)
         }
@@ -407,7 +422,9 @@ public final class SweepState {
         indexDirty = true
     }
 
-    private func remove(_ worker: LeaseBook.Worker, reason: String) {
+    private func remove(_ worker: LeaseBook.Worker, reason: String, now t: Double) {
+        departures.append((worker, reason, t))
+        if departures.count > Self.maxDepartures { departures.removeFirst(departures.count - Self.maxDepartures) }
         for i in book.remove(worker.identity) {
             retryOrFail(i, book.live(i)!.lease, reason: "\(worker.name) \(reason)", worker: worker)
         }
@@ -421,7 +438,7 @@ public final class SweepState {
         indexDirty = true
         let attempts = book.attempts[i]
         if !book.mayRetry(i) {
-            effects.log("trial \(lease.trial): attempt \(lease.attempt) ended without a result (\(reason)); \(attempts) attempts made, marking it failed")
+            effects.warn("trial \(lease.trial): attempt \(lease.attempt) ended without a result (\(reason)); \(attempts) attempts made, marking it failed")
             let trial = trials[i]
             var result = TrialResult(
                 config: trial.config, status: .failed, message: "no result after \(attempts) attempts (last: \(reason))",
@@ -442,8 +459,9 @@ public final class SweepState {
     public func heartbeat(now t: Double) {
         for w in Array(workers.values) { _ = effects.send(.heartbeat(Heartbeat(running: [])), w.identity) }
         for w in book.silent(at: t, for: settings.deadAfterSeconds) {
-            effects.log("worker \(w.name) on \(w.host) silent for \(Int(t - w.lastSeen)) s: declared lost")
-            remove(w, reason: "lost")
+            effects.warn("worker \(w.name) on \(w.host) silent for \(Int(t - w.lastSeen)) s: declared lost")
+            workersLost += 1
+            remove(w, reason: "lost", now: t)
         }
     }
 
@@ -627,7 +645,7 @@ public final class SweepState {
         book.grant(i, lease, token: token, to: worker, promoted: run.promotedFrom != nil, checkpoints: every != nil, resumedFrom: resumedFrom, now: t)
         guard effects.send(.trial(assignment), worker.identity) else {
             book.ungrant(i, promoted: run.promotedFrom != nil)
-            remove(worker, reason: "unreachable")
+            remove(worker, reason: "unreachable", now: t)
             return false
         }
         if resume != nil {

@@ -178,8 +178,8 @@ public class HDF5Group {
     }
 
     /// Reads a whole dataset, converting to `T` (HDF5 converts between numeric types).
-    public func read<T: HDF5Scalar & Numeric>(_ name: String, as: T.Type = T.self) throws -> (values: [T], shape: [Int]) {
-        try dataset(name).read(as: T.self)
+    public func read<T: HDF5Scalar & Numeric>(_ name: String, as: T.Type = T.self, atMost limit: Int = HDF5Dataset.readLimit) throws -> (values: [T], shape: [Int]) {
+        try dataset(name).read(as: T.self, atMost: limit)
     }
 
     // MARK: Attributes
@@ -256,9 +256,28 @@ public final class HDF5Dataset {
         }
     }
 
-    public func read<T: HDF5Scalar & Numeric>(as: T.Type = T.self) throws -> (values: [T], shape: [Int]) {
+    /// The most elements a read allocates: a file is hostile input, and a few kilobytes can declare
+    /// a dataset of 2⁴⁰ elements never written (HDF5 fills them in). More than any results or
+    /// checkpoint dataset holds (a model has at most 10⁸ parameters).
+    public static let readLimit = 1 << 28
+
+    /// The element count `shape` declares, refused beyond `limit` (and before it can overflow).
+    public func elementCount(_ shape: [Int], limit: Int = HDF5Dataset.readLimit) throws -> Int {
+        var count = 1
+        for d in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard d >= 0, !overflow, product <= limit else {
+                throw HDF5Error(call: "read", object: path, detail: "the dataset declares shape \(shape), more than the \(limit) elements a read allows")
+            }
+            count = product
+        }
+        return count
+    }
+
+    /// Reads the whole dataset, at most `limit` elements (see `readLimit`).
+    public func read<T: HDF5Scalar & Numeric>(as: T.Type = T.self, atMost limit: Int = HDF5Dataset.readLimit) throws -> (values: [T], shape: [Int]) {
         let shape = try self.shape
-        var values = [T](repeating: 0, count: shape.reduce(1, *))
+        var values = [T](repeating: 0, count: try elementCount(shape, limit: limit))
         if !values.isEmpty {
             _ = try values.withUnsafeMutableBytes { (p) in
                 try check("H5Dread", path, H5Dread(id, T.hdf5Type, chdf5_S_ALL(), chdf5_S_ALL(), chdf5_P_DEFAULT(), p.baseAddress))
@@ -306,24 +325,28 @@ public final class HDF5Dataset {
 
 // MARK: - Attribute helpers shared by groups and datasets
 
-/// The variable-length UTF-8 string type, created once (HDF5 ids are process-wide; this layer
-/// is only ever used from one thread at a time).
-nonisolated(unsafe) private var sharedStringType: hid_t = -1
-nonisolated(unsafe) private var sharedScalarSpace: hid_t = -1
-
-private func utf8StringType() throws -> hid_t {
-    if sharedStringType >= 0 { return sharedStringType }
-    let t = try check("H5Tcopy", "string type", H5Tcopy(chdf5_T_C_S1()))
-    try check("H5Tset_size", "string type", H5Tset_size(t, chdf5_T_VARIABLE()))
-    try check("H5Tset_cset", "string type", H5Tset_cset(t, H5T_CSET_UTF8))
-    sharedStringType = t
+/// The variable-length UTF-8 string type and the scalar space, created once, on first use, by
+/// whichever thread gets there first (Swift initialises globals exactly once; HDF5 ids are
+/// process-wide). -1 if HDF5 refused.
+private let sharedStringType: hid_t = {
+    let t = H5Tcopy(chdf5_T_C_S1())
+    guard t >= 0, H5Tset_size(t, chdf5_T_VARIABLE()) >= 0, H5Tset_cset(t, H5T_CSET_UTF8) >= 0 else { return -1 }
     return t
-}
+}()
+private let sharedScalarSpace: hid_t = H5Screate(H5S_SCALAR)
 
-private func scalarSpace() throws -> hid_t {
-    if sharedScalarSpace >= 0 { return sharedScalarSpace }
-    sharedScalarSpace = try check("H5Screate", "scalar space", H5Screate(H5S_SCALAR))
-    return sharedScalarSpace
+private func utf8StringType() throws -> hid_t { try check("H5Tcopy", "string type", sharedStringType) }
+
+private func scalarSpace() throws -> hid_t { try check("H5Screate", "scalar space", sharedScalarSpace) }
+
+/// The HDF5 library this process runs with.
+public enum HDF5Library {
+    /// Whether it was built thread-safe (one lock around every call): then two threads may read
+    /// and write files at once, e.g. the coordinator's results writer and its dashboard.
+    public static var isThreadSafe: Bool {
+        var threadSafe: hbool_t = false
+        return H5is_library_threadsafe(&threadSafe) >= 0 && threadSafe
+    }
 }
 
 private func replaceAttribute(objectID: hid_t, name: String) {
@@ -533,7 +556,7 @@ extension HDF5Group {
     /// Reads one float64 field of a compound dataset (HDF5 converts the field by name).
     public func readTableColumn(_ name: String, field: String) throws -> [Double] {
         let d = try dataset(name)
-        let rows = try d.shape.first ?? 0
+        let rows = try d.elementCount(d.shape)
         let type = try check("H5Tcreate", name, H5Tcreate(H5T_COMPOUND, 8))
         defer { H5Tclose(type) }
         try check("H5Tinsert", "\(name).\(field)", H5Tinsert(type, field, 0, chdf5_T_NATIVE_DOUBLE()))
@@ -552,7 +575,7 @@ extension HDF5Group {
     /// id, optimizer, status, … columns), trailing NULs and spaces removed.
     public func readTableStringColumn(_ name: String, field: String) throws -> [String] {
         let d = try dataset(name)
-        let rows = try d.shape.first ?? 0
+        let rows = try d.elementCount(d.shape)
         let what = "\(name).\(field)"
         let fileType = try check("H5Dget_type", what, H5Dget_type(d.id))
         defer { H5Tclose(fileType) }
@@ -600,7 +623,7 @@ extension HDF5Group {
     /// Fields stored as anything but little-endian float64 go through `readTableColumn`.
     public func readTableColumns(_ name: String, fields wanted: [String]) throws -> [String: [Double]] {
         let d = try dataset(name)
-        let rows = try d.shape.first ?? 0
+        let rows = try d.elementCount(d.shape)
         let fileType = try check("H5Dget_type", child(name), H5Dget_type(d.id))
         defer { H5Tclose(fileType) }
         guard H5Tget_class(fileType) == H5T_COMPOUND else { return [:] }
@@ -649,7 +672,7 @@ extension HDF5Group {
     /// Reads a 1-D string dataset (`writeStrings`' fixed-length strings, or variable-length ones).
     public func readStrings(_ name: String) throws -> [String] {
         let d = try dataset(name)
-        let rows = try d.shape.reduce(1, *)
+        let rows = try d.elementCount(d.shape)
         let fileType = try check("H5Dget_type", child(name), H5Dget_type(d.id))
         defer { H5Tclose(fileType) }
         guard H5Tget_class(fileType) == H5T_STRING else {

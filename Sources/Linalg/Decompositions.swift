@@ -21,6 +21,8 @@ func checkInfo(_ routine: String, _ info: Int32) throws {
 }
 
 /// Eigenvalues (ascending) and eigenvectors (as the columns of `vectors`) of a symmetric matrix.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 public func symmetricEigen<T: BLASScalar>(_ a: Tensor<T>) throws -> (values: [T], vectors: Tensor<T>) {
     let n = a.rows
     precondition(a.rank == 2 && a.cols == n, "symmetricEigen needs a square matrix, got \(a.shape)")
@@ -55,6 +57,8 @@ public func symmetricEigen<T: BLASScalar>(_ a: Tensor<T>) throws -> (values: [T]
 }
 
 /// Thin singular value decomposition `a = u · diag(s) · vt`, singular values descending.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 public func svd<T: BLASScalar>(_ a: Tensor<T>) throws -> (u: Tensor<T>, s: [T], vt: Tensor<T>) {
     let (m, n) = (a.rows, a.cols)
     let k = min(m, n)
@@ -85,6 +89,8 @@ public func svd<T: BLASScalar>(_ a: Tensor<T>) throws -> (u: Tensor<T>, s: [T], 
 }
 
 /// Thin QR decomposition `a = q · r` with `q` m×k orthonormal columns, `r` k×n upper triangular.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 public func qr<T: BLASScalar>(_ a: Tensor<T>) throws -> (q: Tensor<T>, r: Tensor<T>) {
     let (m, n) = (a.rows, a.cols)
     let k = min(m, n)
@@ -117,6 +123,8 @@ public func qr<T: BLASScalar>(_ a: Tensor<T>) throws -> (q: Tensor<T>, r: Tensor
 /// `(a + epsilon·I)^p` for a symmetric positive semi-definite matrix, through its
 /// eigendecomposition; eigenvalues are floored at `epsilon` before the power so that negative
 /// rounding noise never produces NaN.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
 public func symmetricMatrixPower<T: BLASScalar>(_ a: Tensor<T>, _ p: T, epsilon: T = 0) throws -> Tensor<T> {
     var shifted = a
     let n = a.rows

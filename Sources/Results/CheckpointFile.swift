@@ -135,7 +135,7 @@ public enum CheckpointFile {
         typealias Layout = ResultsLayout.Checkpoint
         func bad(_ why: String) -> CheckpointError { .configuration("malformed program checkpoint: \(why)") }
         let names = try parseList(try file.stringAttribute(Layout.fileNames))
-        let sizes = try file.read(Layout.fileSizes, as: Int64.self).values
+        let sizes = try file.read(Layout.fileSizes, as: Int64.self, atMost: ProgramLimits.maxCheckpointFiles).values
         guard names.count == sizes.count, names.count <= ProgramLimits.maxCheckpointFiles else {
             throw bad("\(names.count) names, \(sizes.count) sizes (at most \(ProgramLimits.maxCheckpointFiles) files)")
         }
@@ -147,7 +147,7 @@ public enum CheckpointFile {
             total += size
         }
         guard total <= Int64(ProgramLimits.maxCheckpointBytesAllowed) else { throw bad("its files hold \(total) bytes (at most \(ProgramLimits.maxCheckpointBytesAllowed))") }
-        let data = total == 0 ? [] : try file.read(Layout.fileData, as: UInt8.self).values
+        let data = total == 0 ? [] : try file.read(Layout.fileData, as: UInt8.self, atMost: Int(total)).values
         guard data.count == Int(total) else { throw bad("the sizes add up to \(total) bytes, the data holds \(data.count)") }
         var files: [PackedFile] = []
         var offset = 0

@@ -159,7 +159,7 @@ extension ProgramRunner {
         mutating func run(
             shouldStop: () -> Bool, onEpoch: (EpochRecord) -> Void, onCheckpoint: (TrainingCheckpoint) throws -> Void, log: (String) -> Void
         ) {
-            let pipes: [(read: Int32, write: Int32)]
+            var pipes: [(read: Int32, write: Int32)] = []
             do {
                 try Data(job.config.canonicalJSON.utf8).write(to: URL(fileURLWithPath: attempt.config))
                 var environment = Self.inheritedEnvironment()
@@ -185,6 +185,8 @@ extension ProgramRunner {
                 let entries = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                 pid = try Self.spawn(executable, arguments: spec.arguments, environment: entries, directory: workdir, stdout: pipes[0].write, stderr: pipes[1].write, report: pipes[2].write)
             } catch {
+                // The write ends closed with the scope above; the read ends were not handed on.
+                for p in pipes { close(p.read) }
                 result.message = "\(error)"
                 stop = .violation("\(error)")
                 return
@@ -232,6 +234,9 @@ extension ProgramRunner {
             func cStrings(_ strings: [String]) -> [UnsafeMutablePointer<CChar>?] { strings.map { strdup($0) } + [nil] }
             let argv = cStrings(arguments), envp = cStrings(environment)
             defer { for p in argv + envp { free(p) } }
+            // A worker started with SIGCHLD ignored would have its children reaped by the kernel,
+            // and `waitid` would never see them end.
+            signal(SIGCHLD, SIG_DFL)
             let pid = sweep_spawn(executable, argv, envp, directory, stdout, stderr, report, ProgramContract.reportDescriptor)
             guard pid > 0 else { throw Failure("cannot start \(executable) in \(directory): \(String(cString: strerror(-pid)))") }
             return pid
@@ -293,7 +298,11 @@ extension ProgramRunner {
         /// Whether the program has exited (it stays a zombie, so its group can still be signalled).
         func hasExited() -> Bool {
             var info = siginfo_t()
-            return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid
+            if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 {
+                // No such child: already reaped (SIGCHLD ignored by whoever started the worker).
+                return errno == ECHILD
+            }
+            return info._sifields._sigchld.si_pid == pid
         }
 
         mutating func reap() {

@@ -1,6 +1,9 @@
 import Analysis
 import ArgumentParser
+import Dashboard
+import Dispatch
 import Foundation
+import Glibc
 import SweepCore
 
 /// `sweep-analyze PATH [PATH…]`: the terminal summary of a sweep's results, and optionally the
@@ -56,7 +59,21 @@ struct SweepAnalyze: ParsableCommand {
     @Option(help: "The heatmap's two hyperparameters, KEY1,KEY2 (x, y; default: the two varied numeric ones with the most values).")
     var heatmap: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Then serve the results as the live dashboard on HOST:PORT until interrupted (the value may be left out: 127.0.0.1 and a free port), kept current while they change.",
+            valueName: "host:port"))
+    var serve: String?
+
+    @Option(
+        help: ArgumentHelp("The dashboard's access token (required off the loopback), or @FILE to read it from a file.", valueName: "token|@file"))
+    var dashboardToken: String?
+
     func validate() throws {
+        if let serve {
+            do { _ = try DashboardAddress(parsing: serve) } catch { throw ValidationError("--serve \(error)") }
+        }
+        if dashboardToken != nil && serve == nil { throw ValidationError("--dashboard-token needs --serve") }
         if maximizeFlag && minimizeFlag { throw ValidationError("give --maximize or --minimize, not both") }
         if let metric, Metric(rawValue: metric) == nil {
             throw ValidationError("--metric \(metric): use one of \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -91,11 +108,40 @@ struct SweepAnalyze: ParsableCommand {
                 try report.html.write(toFile: html, atomically: true, encoding: .utf8)
                 print("\(csv == nil ? "\n" : "")report: \(html) (\(report.charts.count) charts: \(report.charts.joined(separator: ", ")))")
             }
+            if let serve { try serveDashboard(serve) }
         } catch let error as AnalysisError {
+            FileHandle.standardError.write(Data("sweep-analyze: \(error)\n".utf8))
+            throw ExitCode(1)
+        } catch let error as DashboardError {
             FileHandle.standardError.write(Data("sweep-analyze: \(error)\n".utf8))
             throw ExitCode(1)
         }
     }
+
+    /// Serves the dashboard of these results until SIGINT or SIGTERM.
+    func serveDashboard(_ address: String) throws {
+        let token = try dashboardToken.map(DashboardServer.token(fromArgument:))
+        var settings = DashboardModel.Settings(results: paths[0])
+        settings.groupBy = groupBy
+        settings.top = top
+        let server = try DashboardServer.start(
+            model: DashboardModel(settings: settings, feed: nil), metrics: nil,
+            configuration: DashboardServer.Configuration(address: try DashboardAddress(parsing: address), token: token))
+        print("\ndashboard: \(server.url)\(token == nil ? "" : " (append ?token=… to the address)") — Ctrl-C stops it")
+        fflush(nil)
+        let stop = DispatchSemaphore(value: 0)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        stop.wait()
+        server.stop()
+        print("dashboard stopped")
+    }
 }
 
-SweepAnalyze.main()
+SweepAnalyze.main(DashboardAddress.fillingDefaults(of: ["--serve"], in: Array(CommandLine.arguments.dropFirst())))

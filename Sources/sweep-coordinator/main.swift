@@ -1,8 +1,14 @@
+import Analysis
 import ArgumentParser
 import Coordinator
+import Dashboard
+import Foundation
 import Glibc
 import Linalg
+import Logging
+import SweepCore
 import Sweeps
+import Telemetry
 import Transport
 
 lineBufferStandardOutput()
@@ -60,6 +66,19 @@ extension SweepCoordinator {
         @Option(help: "Workers registered at once; more are refused until one leaves.") var maxWorkers = Coordinator.defaultMaxWorkers
         @Option(help: "Messages per second one peer may send (sustained; twice that at once); more are dropped unread.") var peerRate = Coordinator.defaultPeerMessageRate
         @Flag(help: "Write into --out even though it holds another version of this sweep, or files that are not sweep results.") var forceOut = false
+        @Option(
+            help: ArgumentHelp(
+                "Serve the live dashboard and /metrics on HOST:PORT (the value may be left out: 127.0.0.1 and a free port; the address is printed).",
+                valueName: "host:port"))
+        var dashboard: String?
+        @Option(
+            help: ArgumentHelp(
+                "The dashboard's access token (required off the loopback), or @FILE to read it from a file (keeps it out of `ps`).", valueName: "token|@file"))
+        var dashboardToken: String?
+        @Option(help: ArgumentHelp("Log lines at this level and above: \(LogOutput.levelNames.joined(separator: ", ")).", valueName: "level"))
+        var logLevel = "info"
+        @Option(help: ArgumentHelp("Log lines as plain text, or as JSON objects (one a line) for log collectors: plain, json.", valueName: "format"))
+        var logFormat = "plain"
 
         func validate() throws {
             guard localWorkers >= 0 else { throw ValidationError("--local-workers must be at least 0") }
@@ -73,10 +92,26 @@ extension SweepCoordinator {
             if key != nil && allow.isEmpty { throw ValidationError("--key needs --allow: the public keys of the workers allowed to join") }
             if key == nil && !allow.isEmpty { throw ValidationError("--allow needs --key: the coordinator's secret key") }
             if key != nil && insecure { throw ValidationError("--insecure turns CURVE off: give either --key/--allow or --insecure, not both") }
+            if let dashboard {
+                do { _ = try DashboardAddress(parsing: dashboard) } catch { throw ValidationError("--dashboard \(error)") }
+            }
+            if dashboardToken != nil && dashboard == nil { throw ValidationError("--dashboard-token needs --dashboard") }
+            guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: one of \(LogOutput.levelNames.joined(separator: ", "))") }
+            guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format: plain or json") }
         }
 
         func run() throws {
+            let format = LogFormat(rawValue: logFormat)!
+            LogOutput.bootstrap(level: Logger.Level(rawValue: logLevel)!, format: format)
+            let logger = Logger(label: "sweep-coordinator")
+            /// A fatal error: on standard error as always, and as a log line when logs are JSON.
+            func fail(_ line: String) {
+                if format == .json { logger.error("\(line)") } else { printError(line) }
+            }
             let signals = SignalWatcher()
+            var server: DashboardServer?
+            // The sweep's end reaches whoever watches before the dashboard stops.
+            defer { server?.stop(linger: 2) }
             do {
                 let s = try SweepFile.load(path: sweep, profile: profile)
                 var options = Coordinator.Options(bind: bind, output: out ?? "results/\(s.name)", localWorkers: localWorkers)
@@ -93,28 +128,47 @@ extension SweepCoordinator {
                 if let key {
                     options.curve = CurveServer(keys: try KeyFiles.readSecret(key), allowList: try AllowList.load(allow))
                 }
-                if plain { options.interactive = false }
+                if plain || format == .json { options.interactive = false }
                 if localWorkers == 0 && bind == nil {
-                    printError("note: no --local-workers and no --bind: workers must connect to the loopback port printed below")
+                    logger.notice("note: no --local-workers and no --bind: workers must connect to the loopback port printed below")
                 }
-                let coordinator = try Coordinator(sweep: s, options: options) { print($0) }
+                var dashboardConfiguration: DashboardServer.Configuration?
+                if let dashboard {
+                    let c = DashboardServer.Configuration(address: try DashboardAddress(parsing: dashboard), token: try dashboardToken.map(DashboardServer.token(fromArgument:)))
+                    try DashboardServer.check(c)
+                    dashboardConfiguration = c
+                    options.live = LiveFeed()
+                    options.metrics = SweepMetrics()
+                }
+                let coordinator = try Coordinator(sweep: s, options: options, logger: logger)
+                if let dashboardConfiguration, let feed = options.live, let metrics = options.metrics {
+                    var serverLogger = logger
+                    serverLogger.logLevel = max(logger.logLevel, .warning)
+                    let model = DashboardModel(settings: .init(results: options.output), feed: feed)
+                    let started = try DashboardServer.start(model: model, metrics: { metrics.exposition() }, configuration: dashboardConfiguration, logger: serverLogger)
+                    server = started
+                    logger.info(
+                        "dashboard: \(started.url)\(dashboardConfiguration.token == nil ? "" : " (append ?token=… to the address)") — live progress, workers, curves and charts; metrics at \(started.url)metrics"
+                    )
+                }
                 let summary = try coordinator.run(signals: signals)
                 let counts = summary.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-                print("sweep \(s.name): \(counts) in \(String(format: "%.1f", summary.seconds)) s; results in \(options.output)/sweep.h5")
-                if let best = summary.best { print("best \(s.objective.metric): \(best.value) (trial \(best.id))") }
-                if summary.rejectedMessages > 0 { print("rejected \(summary.rejectedMessages) malformed or stale messages") }
+                logger.info("sweep \(s.name): \(counts) in \(String(format: "%.1f", summary.seconds)) s; results in \(options.output)/sweep.h5")
+                if let best = summary.best { logger.info("best \(s.objective.metric): \(best.value) (trial \(best.id))") }
+                if summary.rejectedMessages > 0 { logger.warning("rejected \(summary.rejectedMessages) malformed or stale messages") }
                 if summary.refusedConnections > 0 {
-                    print("refused \(summary.refusedConnections) connection\(summary.refusedConnections == 1 ? "" : "s") (keys not allowed, plaintext clients, failed handshakes)")
+                    logger.warning(
+                        "refused \(summary.refusedConnections) connection\(summary.refusedConnections == 1 ? "" : "s") (keys not allowed, plaintext clients, failed handshakes)")
                 }
                 if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
                 if let failed = summary.counts["failed"], failed > 0 {
-                    printError("\(failed) trial\(failed == 1 ? "" : "s") failed (see sweep-analyze \(options.output) for why)")
+                    fail("\(failed) trial\(failed == 1 ? "" : "s") failed (see sweep-analyze \(options.output) for why)")
                     throw ExitCode(ExitStatus.trialsFailed)
                 }
             } catch let e as ExitCode {
                 throw e
             } catch {
-                printError("error: \(error)")
+                fail("error: \(error)")
                 throw ExitCode(ExitStatus.error)
             }
         }
@@ -169,4 +223,4 @@ extension SweepCoordinator {
     }
 }
 
-SweepCoordinator.main()
+SweepCoordinator.main(DashboardAddress.fillingDefaults(of: ["--dashboard"], in: Array(CommandLine.arguments.dropFirst())))

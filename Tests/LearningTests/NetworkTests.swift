@@ -8,32 +8,12 @@ func checkTrainingGradients(_ model: any Model<Double>, x: Tensor<Double>, label
     let noise = Xoshiro256(seed: 5, stream: "dropout")
     var rng = noise
     _ = model.lossAndGradients(x: x, labels: labels, rng: &rng)
-    let params = model.parameters
-    let analytic = params.gradients
-    func objective() -> Double {
+    return finiteDifferenceReport(model.parameters, samplesPerTensor: samplesPerTensor) {
         var r = noise
         return model.lossAndGradients(x: x, labels: labels, rng: &r)
+    } error: { numeric, analytic in
+        abs(numeric - analytic) / max(1e-3, abs(numeric) + abs(analytic))
     }
-    var pick = Xoshiro256(seed: 77)
-    var report: [(String, Double)] = []
-    for i in 0..<params.count {
-        var worst = 0.0
-        let n = params.values[i].count
-        for _ in 0..<min(samplesPerTensor, n) {
-            let j = Int(pick.next() % UInt64(n))
-            let original = params.values[i].storage[j]
-            let h = 1e-6
-            params.values[i].storage[j] = original + h
-            let up = objective()
-            params.values[i].storage[j] = original - h
-            let down = objective()
-            params.values[i].storage[j] = original
-            let numeric = (up - down) / (2 * h)
-            worst = max(worst, abs(numeric - analytic[i].storage[j]) / max(1e-3, abs(numeric) + abs(analytic[i].storage[j])))
-        }
-        report.append((params.names[i], worst))
-    }
-    return report
 }
 
 /// A random batch for `layout`: normal values (images, vectors) or token ids, and labels.
@@ -155,6 +135,11 @@ let batchNorm = LayerSpec(.batchNorm(momentum: 0.1, epsilon: 1e-5))
         #expect(failure("  - {dropout: 1.5}\n").contains("layers[0].dropout.p: must be in [0, 1)"))
         #expect(failure("  - flatten\n  - linear\n") == "accepted")
         #expect(failure("  - flatten\n  - {linear: {out: 10000000}}\n  - linear\n").contains("parameters"))
+        // Hostile sizes: refused before any integer product can overflow, scratch memory counted.
+        #expect(failure("  - {conv2d: {out: 16777216, kernel: 1, padding: 16777216}}\n  - flatten\n  - linear\n").contains("values per example"))
+        #expect(failure("  - {conv2d: {out: 512, kernel: 1}}\n  - {conv2d: {out: 1, kernel: 28, padding: 13}}\n  - flatten\n  - linear\n").contains("at most 268435456 are allowed"))
+        var rng = Xoshiro256(seed: 0)
+        #expect(throws: (any Error).self) { try Network<Float>([act(.relu)], layout: .vector, features: 3, classes: 3, rng: &rng) }
     }
 
     /// Float and Double agree, and evaluation uses the running statistics.

@@ -117,8 +117,10 @@ extension TrialConfig {
         typealias Names = ProgramContract.Key
         for key in TrialSchema.program { try key.check(self) }
         for key in values.keys.sorted() where !TrialSchema.programKeyNames.contains(key) {
-            guard !key.isEmpty, key.utf8.count <= ProgramLimits.maxKeyLength, key.unicodeScalars.allSatisfy(Self.isKeyCharacter), key.first != "-" else {
-                throw error(key, "a program's hyperparameter names are 1 to \(ProgramLimits.maxKeyLength) letters, digits, '_', '.' and '-' (not first)")
+            guard !key.isEmpty, key.utf8.count <= ProgramLimits.maxKeyLength, key.unicodeScalars.allSatisfy(Self.isKeyCharacter), key.first != "-", key.first != "."
+            else {
+                // Not first: '-' (an option to the program) and '.' (the names become HDF5 links).
+                throw error(key, "a program's hyperparameter names are 1 to \(ProgramLimits.maxKeyLength) letters, digits, '_', '.' and '-' ('.' and '-' not first)")
             }
         }
         guard values[Names.epochs] != nil else {

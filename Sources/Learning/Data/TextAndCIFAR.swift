@@ -15,11 +15,14 @@ public struct TextOptions: Sendable, Hashable {
 }
 
 extension DataSource {
-    /// The largest text or CIFAR batch file read (one CIFAR-10 batch is 30 MB).
-    static let maxFileBytes = 1 << 30
+    /// The largest text file read: its tokens become about 12 bytes each in memory (ids, inputs
+    /// and labels), 16 as characters.
+    static let maxTextBytes = 256 << 20
+    /// The largest CIFAR-10 batch file read (a batch of 10,000 images is 30,730,000 bytes).
+    static let maxCIFARBatchBytes = 32 << 20
 
     /// A whole file, refusing files larger than `limit` bytes.
-    static func readFile(_ path: String, limit: Int = maxFileBytes) throws -> [UInt8] {
+    static func readFile(_ path: String, limit: Int) throws -> [UInt8] {
         guard let file = fopen(path, "rb") else {
             if access(path, F_OK) != 0 { throw DataError.missingFile(path, hint: nil) }
             throw DataError.unreadable(path, reason: String(cString: strerror(errno)))
@@ -43,7 +46,7 @@ extension DataSource {
     /// rest evaluate; each split is cut into non-overlapping windows of `blockSize` tokens, each
     /// labelled with the tokens one position later.
     static func loadText(path: String, options: TextOptions) throws -> DataSplits {
-        let bytes = try readFile(path)
+        let bytes = try readFile(path, limit: maxTextBytes)
         let tokens: [Int32]
         let vocabulary: Int
         if options.characters {
@@ -95,7 +98,7 @@ extension DataSource {
         func read(_ paths: [String], _ label: String) throws -> Dataset {
             var x: [Float] = [], labels: [Int32] = []
             for path in paths {
-                let bytes = try readFile(path)
+                let bytes = try readFile(path, limit: maxCIFARBatchBytes)
                 guard !bytes.isEmpty, bytes.count % record == 0 else {
                     throw DataError.invalid("\(path): \(bytes.count) bytes are not whole CIFAR-10 records of \(record) bytes (a label and a 3×32×32 image)")
                 }

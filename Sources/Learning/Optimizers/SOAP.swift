@@ -152,9 +152,14 @@ public final class SOAP<Scalar: BLASScalar>: Optimizer {
             estimates[j] = s
         }
         let order = (0..<n).sorted { estimates[$0] > estimates[$1] || (estimates[$0] == estimates[$1] && $0 < $1) }
-        var sorted = Tensor<Scalar>(zeros: [n, n])
-        for i in 0..<n { for (k, j) in order.enumerated() { sorted.storage[i * n + k] = q.storage[i * n + j] } }
-        let (basis, _) = try qr(matmul(m, sorted))
+        // M·Q with Q's columns sorted is M·Q's columns sorted: no second product.
+        var power = Tensor<Scalar>(zeros: [n, n])
+        power.storage.withUnsafeMutableBufferPointer { p in
+            mq.storage.withUnsafeBufferPointer { mq in
+                for i in 0..<n { for (k, j) in order.enumerated() { p[i * n + k] = mq[i * n + j] } }
+            }
+        }
+        let (basis, _) = try qr(power)
         return (basis, order)
     }
 

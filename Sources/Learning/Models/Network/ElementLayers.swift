@@ -227,8 +227,10 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
                             let variance = squares / Double(m)
                             invStd = 1 / (variance + epsilon).squareRoot()
                             inverseStd[c] = invStd
-                            if pass.updatesStatistics {
-                                let unbiased = m > 1 ? squares / Double(m - 1) : variance
+                            // One value per channel has no variance to estimate (PyTorch refuses such a
+                            // batch): the running statistics keep their values.
+                            if pass.updatesStatistics && m > 1 {
+                                let unbiased = squares / Double(m - 1)
                                 let rm = buffers.values[runningMean].storage[c], rv = buffers.values[runningVariance].storage[c]
                                 buffers.values[runningMean].storage[c] = T((1 - momentum) * Double(rm) + momentum * mean)
                                 buffers.values[runningVariance].storage[c] = T((1 - momentum) * Double(rv) + momentum * unbiased)

@@ -27,8 +27,11 @@ struct NetworkPlan<T: BLASScalar> {
     var layers: [Layer<T>] = []
     var parameters: [PlannedTensor] = []
     var buffers: [PlannedTensor] = []
-    /// Values one example's activations take over the whole forward pass (kept for backward).
+    /// Values one example occupies in training: every layer's output and its gradient, the
+    /// largest convolution's unrolled patches (and their gradients; the layers share them), and
+    /// each attention layer's projections, weights and dropout mask.
     var valuesPerExample = 0
+    var largestScratch = 0
     let input: FeatureShape
     let workspace = Workspace<T>()
     let bufferStore = ModelBuffers<T>()
@@ -51,6 +54,8 @@ struct NetworkPlan<T: BLASScalar> {
         guard shape == wanted else {
             throw LayerSpecError(path: "layers", message: "the network ends with a \(shape); it must end with a \(wanted): one score per class\(input.isTokens ? " per position" : "")")
         }
+        guard !parameters.isEmpty else { throw LayerSpecError(path: "layers", message: "the network has no parameters to train") }
+        valuesPerExample += largestScratch
         // The head: the last linear layer's weight, when it is the network's last layer.
         if let head = layers.last as? LinearLayer<T>, parameters[head.weight].role == .weight { parameters[head.weight].role = .head }
         var seen = Set<String>()
@@ -61,9 +66,25 @@ struct NetworkPlan<T: BLASScalar> {
 
     var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
-    private mutating func add(_ name: String, _ shape: [Int], role: ParameterRole, _ start: PlannedTensor.Start) -> Int {
+    /// Registers a parameter, refusing one larger than a whole model may be (the product in
+    /// floating point: hostile sizes must not overflow).
+    private mutating func add(_ name: String, _ shape: [Int], role: ParameterRole, _ start: PlannedTensor.Start, path: String) throws(LayerSpecError) -> Int {
+        let size = shape.reduce(1.0) { $0 * Double($1) }
+        guard size <= Double(TrialLimits.maxParameters) else {
+            throw LayerSpecError(path: path, message: "\(name) would have \(formatCount(size)) values; a model may have at most \(TrialLimits.maxParameters) parameters")
+        }
         parameters.append(PlannedTensor(name: name, shape: shape, role: role, start: start))
         return parameters.count - 1
+    }
+
+    /// Values per example of a shape whose dimensions come from a layer list, checked before any
+    /// integer product is formed.
+    static func checkedCount(_ dims: [Int], path: String, what: String) throws(LayerSpecError) -> Int {
+        let size = dims.reduce(1.0) { $0 * Double($1) }
+        guard size <= Double(TrialLimits.maxBatchValues) else {
+            throw LayerSpecError(path: path, message: "\(what) would hold \(formatCount(size)) values per example; at most \(TrialLimits.maxBatchValues) are allowed")
+        }
+        return Int(size)
     }
 
     /// PyTorch's default for linear and convolution layers: uniform in ±1/√fan_in.
@@ -91,7 +112,15 @@ struct NetworkPlan<T: BLASScalar> {
             let isLast = i == specs.count - 1 && prefix.isEmpty
             let layer = try plan(spec, from: shape, name: name, path: here, classes: classes, isLast: isLast)
             shape = layer.output
-            valuesPerExample += shape.count
+            let dims: [Int] =
+                switch shape {
+                case .image(let c, let h, let w): [c, h, w]
+                case .vector(let f): [f]
+                case .tokens(let t, _): [t]
+                case .sequence(let t, let e): [t, e]
+                }
+            // The output and its gradient.
+            valuesPerExample += 2 * (try Self.checkedCount(dims, path: here, what: "its output"))
             built.append(layer)
         }
         return built
@@ -121,9 +150,9 @@ struct NetworkPlan<T: BLASScalar> {
                 guard e.shape == [out, inputs] else { throw fail("is tied to '\(tied)' of shape \(e.shape), but maps \(inputs) to \(out)") }
                 weight = e.index
             } else {
-                weight = add("\(name).weight", [out, inputs], role: .weight, weightStart("\(name).weight", fanIn: inputs))
+                weight = try add("\(name).weight", [out, inputs], role: .weight, weightStart("\(name).weight", fanIn: inputs), path: path)
             }
-            let bias = hasBias ? add("\(name).bias", [out], role: .bias, biasStart(fanIn: inputs)) : nil
+            let bias = hasBias ? try add("\(name).bias", [out], role: .bias, biasStart(fanIn: inputs), path: path) : nil
             let output: FeatureShape = x.isSequence ? .sequence(length: x.positions, width: out) : .vector(out)
             return LinearLayer(input: x, output: output, name: name, weight: weight, bias: bias, inputs: inputs, outputs: out)
         case .conv2d(let out, let k, let stride, let padding, let hasBias):
@@ -131,8 +160,11 @@ struct NetworkPlan<T: BLASScalar> {
             let ho = (h + 2 * padding - k) / stride + 1, wo = (w + 2 * padding - k) / stride + 1
             guard h + 2 * padding >= k, w + 2 * padding >= k else { throw fail("a \(k)×\(k) kernel does not fit a \(x) padded by \(padding)") }
             let fanIn = c * k * k
-            let weight = add("\(name).weight", [out, c, k, k], role: .weight, weightStart("\(name).weight", fanIn: fanIn))
-            let bias = hasBias ? add("\(name).bias", [out], role: .bias, biasStart(fanIn: fanIn)) : nil
+            // The unrolled patches and their gradients (shared by all convolutions: the largest counts).
+            let patches = try Self.checkedCount([c, k, k, ho, wo], path: path, what: "the unrolled patches")
+            largestScratch = max(largestScratch, 2 * patches)
+            let weight = try add("\(name).weight", [out, c, k, k], role: .weight, weightStart("\(name).weight", fanIn: fanIn), path: path)
+            let bias = hasBias ? try add("\(name).bias", [out], role: .bias, biasStart(fanIn: fanIn), path: path) : nil
             return Conv2dLayer(
                 input: x, output: .image(channels: out, height: ho, width: wo), name: name, weight: weight, bias: bias, kernel: k, stride: stride,
                 padding: padding, workspace: workspace)
@@ -156,8 +188,8 @@ struct NetworkPlan<T: BLASScalar> {
             case .vector(let f): channels = f
             default: throw fail("needs an image or vector input, got a \(x)")
             }
-            let weight = add("\(name).weight", [channels], role: .norm, .constant(1))
-            let bias = add("\(name).bias", [channels], role: .norm, .constant(0))
+            let weight = try add("\(name).weight", [channels], role: .norm, .constant(1), path: path)
+            let bias = try add("\(name).bias", [channels], role: .norm, .constant(0), path: path)
             buffers.append(PlannedTensor(name: "\(name).running_mean", shape: [channels], role: nil, start: .constant(0)))
             buffers.append(PlannedTensor(name: "\(name).running_var", shape: [channels], role: nil, start: .constant(1)))
             return BatchNormLayer(
@@ -165,8 +197,8 @@ struct NetworkPlan<T: BLASScalar> {
                 epsilon: epsilon, buffers: bufferStore)
         case .layerNorm(let epsilon):
             let width = try needRows()
-            let weight = add("\(name).weight", [width], role: .norm, .constant(1))
-            let bias = add("\(name).bias", [width], role: .norm, .constant(0))
+            let weight = try add("\(name).weight", [width], role: .norm, .constant(1), path: path)
+            let bias = try add("\(name).bias", [width], role: .norm, .constant(0), path: path)
             return LayerNormLayer(shape: x, name: name, weight: weight, bias: bias, epsilon: epsilon)
         case .dropout(let p):
             return DropoutLayer(p, shape: x, name: name)
@@ -174,19 +206,23 @@ struct NetworkPlan<T: BLASScalar> {
             return ActivationLayer(a, shape: x, name: name)
         case .embedding(let dimension):
             guard case .tokens(let t, let vocabulary) = x else { throw fail("needs token ids (text data) as input, got a \(x)") }
-            let weight = add("\(name).weight", [vocabulary, dimension], role: .embedding, embeddingStart)
+            let weight = try add("\(name).weight", [vocabulary, dimension], role: .embedding, embeddingStart, path: path)
             embeddings[name] = (weight, [vocabulary, dimension])
             return EmbeddingLayer(input: x, output: .sequence(length: t, width: dimension), name: name, weight: weight, dimension: dimension)
         case .positional:
             guard case .sequence(let t, let e) = x else { throw fail("needs a sequence input (after an embedding), got a \(x)") }
-            return PositionalLayer(shape: x, name: name, weight: add("\(name).weight", [t, e], role: .embedding, embeddingStart))
+            return PositionalLayer(shape: x, name: name, weight: try add("\(name).weight", [t, e], role: .embedding, embeddingStart, path: path))
         case .attention(let heads, let dropout):
             guard case .sequence(_, let e) = x else { throw fail("needs a sequence input (after an embedding), got a \(x)") }
             guard e % heads == 0 else { throw fail("\(heads) heads do not divide the width \(e)") }
-            let qkv = add("\(name).qkv.weight", [3 * e, e], role: .weight, weightStart("\(name).qkv.weight", fanIn: e))
-            let qkvBias = add("\(name).qkv.bias", [3 * e], role: .bias, biasStart(fanIn: e))
-            let proj = add("\(name).proj.weight", [e, e], role: .weight, weightStart("\(name).proj.weight", fanIn: e))
-            let projBias = add("\(name).proj.bias", [e], role: .bias, biasStart(fanIn: e))
+            // Projections and their gradients (8·T·E), and per head the T×T weights (and dropout mask).
+            guard case .sequence(let t, _) = x else { preconditionFailure() }
+            valuesPerExample += 8 * (try Self.checkedCount([t, e], path: path, what: "the projections"))
+            valuesPerExample += (dropout > 0 ? 2 : 1) * (try Self.checkedCount([heads, t, t], path: path, what: "the attention weights"))
+            let qkv = try add("\(name).qkv.weight", [3 * e, e], role: .weight, weightStart("\(name).qkv.weight", fanIn: e), path: path)
+            let qkvBias = try add("\(name).qkv.bias", [3 * e], role: .bias, biasStart(fanIn: e), path: path)
+            let proj = try add("\(name).proj.weight", [e, e], role: .weight, weightStart("\(name).proj.weight", fanIn: e), path: path)
+            let projBias = try add("\(name).proj.bias", [e], role: .bias, biasStart(fanIn: e), path: path)
             return AttentionLayer(shape: x, name: name, qkvWeight: qkv, qkvBias: qkvBias, projWeight: proj, projBias: projBias, heads: heads, dropout: dropout)
         case .residual(let body, let shortcut):
             guard !body.isEmpty else { throw fail("needs at least one layer in its body") }
