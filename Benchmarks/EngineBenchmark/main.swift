@@ -12,11 +12,11 @@ BLASRuntime.selectKernel()
 struct EngineBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engine-benchmark",
-        abstract: "Samples/s and GFLOP/s of one training epoch (VAE and MLP), next to PyTorch.")
+        abstract: "Samples/s and GFLOP/s of one training epoch (MLP, VAE; networks LeNet-5, ResNet, GPT), next to PyTorch.")
 
     @Option(help: "BLAS threads (and torch threads).") var threads = 1
     @Option(help: "Batch size.") var batchSize = 128
-    @Option(help: "Comma-separated workloads: mlp, vae.") var workloads = "mlp,vae"
+    @Option(help: "Comma-separated workloads: mlp, vae, lenet5, resnet, gpt.") var workloads = "mlp,vae"
     @Option(help: "Epochs to time per workload; the best is reported.") var repeats = 2
     @Flag(help: "Instead of timing: bytes of optimizer state for the VAE, for every optimizer in the catalog.")
     var stateBytes = false
@@ -32,6 +32,13 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "With --optimizers: steps timed per optimizer (at least).") var steps = 50
     @Option(help: "With --optimizers: comma-separated optimizers to time (default: all; adamw is always timed, the ratios' base).")
     var only = ""
+    @Option(help: "Networks: Fashion-MNIST images per LeNet-5 epoch (0: all 60,000).") var lenetLimit = 12_800
+    @Option(help: "Networks: Fashion-MNIST images per ResNet epoch.") var resnetLimit = 1_280
+    @Option(help: "Networks: ResNet depth (6n + 2), at width 16.") var resnetDepth = 20
+    @Option(help: "Networks: the GPT's text file (bytes as tokens; the workload is skipped without one).") var text: String?
+    @Option(help: "Networks: the GPT's context (block_size).") var blockSize = 64
+    @Option(help: "Networks: the GPT's batch size (windows per step).") var gptBatch = 32
+    @Option(help: "Networks: windows per GPT epoch.") var gptLimit = 640
     @Option(help: "Python with torch for the side-by-side run (skipped if torch is missing).")
     var python = ProcessInfo.processInfo.environment["SWEEP_TORCH_PYTHON"] ?? "python3"
 
@@ -202,10 +209,15 @@ struct EngineBenchmark: ParsableCommand {
         if shampoo { return try measureShampoo() }
         if smallProducts { return measureSmallProducts() }
         if optimizers { return try measureOptimizerSteps() }
+        let all = workloads.split(separator: ",").map(String.init)
+        let networks = all.filter { Self.networkWorkloads.contains($0) }
+        if !networks.isEmpty { try measureNetworks(networks) }
+        let engine = all.filter { !Self.networkWorkloads.contains($0) }
+        guard !engine.isEmpty else { return }
         print("engine: \(BLASRuntime.summary), batch \(batchSize)")
         let data = try DataSource.fashionMNIST.load(testLimit: 1000)
         var rows: [Row] = []
-        for workload in workloads.split(separator: ",").map(String.init) {
+        for workload in engine {
             var values: [String: ConfigValue] = ["model": .string(workload), "optimizer": .string("adamw"), "lr": .double(1e-3), "batch_size": .int(batchSize)]
             if workload == "mlp" { values["hidden"] = .list([.int(256), .int(128)]) }
             let config = TrialConfig(values: values)
@@ -221,7 +233,7 @@ struct EngineBenchmark: ParsableCommand {
             rows.append(Row(workload: workload, samplesPerSecond: samples / best, gflops: flops / best / 1e9))
             print("\(workload): \(fmt(best, 3)) s per epoch, \(fmt(samples / best, 0)) samples/s, ≈\(fmt(flops / best / 1e9, 1)) GFLOP/s")
         }
-        for (workload, rate) in try torchReference() {
+        for (workload, rate) in try torchReference(engine) {
             if let i = rows.firstIndex(where: { $0.workload == workload }) { rows[i].torchSamplesPerSecond = rate }
         }
         print("")
@@ -235,26 +247,35 @@ struct EngineBenchmark: ParsableCommand {
     }
 
     /// Runs `Benchmarks/torch_reference.py`; returns workload → samples/s, or nothing without torch.
-    func torchReference() throws -> [(String, Double)] {
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        check.arguments = [python, "-c", "import torch"]
-        check.standardError = FileHandle.nullDevice
-        check.standardOutput = FileHandle.nullDevice
-        do { try check.run() } catch { print("PyTorch: \(python) not found; side-by-side skipped"); return [] }
-        check.waitUntilExit()
-        guard check.terminationStatus == 0 else {
-            print("PyTorch: not importable by \(python); side-by-side skipped (set SWEEP_TORCH_PYTHON)")
-            return []
-        }
+    func torchReference(_ workloads: [String]) throws -> [(String, Double)] {
+        guard torchImportable() else { return [] }
         var rates: [(String, Double)] = []
-        let arguments = ["--threads", String(threads), "--batch-size", String(batchSize), "--workloads", workloads, "--repeats", String(repeats)]
+        let arguments = ["--threads", String(threads), "--batch-size", String(batchSize), "--workloads", workloads.joined(separator: ","), "--repeats", String(repeats)]
         for object in try pythonJSONLines("torch_reference.py", arguments) {
             guard let workload = object["workload"] as? String, let rate = object["samples_per_s"] as? Double else { continue }
             print("PyTorch \(object["torch"] ?? "?") \(workload): \(fmt(object["seconds"] as? Double ?? 0, 3)) s per epoch, \(fmt(rate, 0)) samples/s")
             rates.append((workload, rate))
         }
         return rates
+    }
+
+    /// Whether `python` imports torch (says why not otherwise).
+    func torchImportable() -> Bool {
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        check.arguments = [python, "-c", "import torch"]
+        check.standardError = FileHandle.nullDevice
+        check.standardOutput = FileHandle.nullDevice
+        do { try check.run() } catch {
+            print("PyTorch: \(python) not found; side-by-side skipped")
+            return false
+        }
+        check.waitUntilExit()
+        guard check.terminationStatus == 0 else {
+            print("PyTorch: not importable by \(python); side-by-side skipped (set SWEEP_TORCH_PYTHON)")
+            return false
+        }
+        return true
     }
 
     /// Runs a script of `Benchmarks/` with `python` and returns its JSON-object lines (other

@@ -54,6 +54,11 @@ import Testing
         // A batch's layer outputs: 65,536 examples through a 784-20000-10 MLP are 1.3 billion values.
         let batch = try #require(error("model: mlp\nhidden: [20000]\nbatch_size: \(TrialLimits.maxBatchSize)\n"))
         #expect(batch.key == "batch_size" && batch.message.contains("at most \(TrialLimits.maxBatchValues)"), "\(batch)")
+        // A VAE with a latent of 70,000 holds 282,368 values per example: 128 of them fit, the
+        // default evaluation batch of 1000 does not, and the error names it rather than batch_size.
+        let evaluation = try #require(error("model: vae\nlatent: 70000\nbatch_size: 128\n"))
+        #expect(evaluation.key == "eval_batch_size" && evaluation.message.hasPrefix("1000 by default: a batch of 1000"), "\(evaluation)")
+        #expect(throws: Never.self) { _ = try parse("model: vae\nlatent: 70000\neval_batch_size: 500\n") }
         // Epochs × training examples, with the data set's size once it is known.
         let many = try parse("model: logreg\ndata: idx:/nonexistent\nepochs: \(TrialLimits.maxEpochs)\n")
         let seen = try #require(throws: ConfigError.self) {

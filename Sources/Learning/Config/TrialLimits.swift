@@ -122,10 +122,15 @@ extension TrialConfig {
             throw error(sizeKey, "the model would have \(bound)\(formatCount(parameters)) parameters (\(described)); at most \(TrialLimits.maxParameters) are allowed")
         }
         guard batch * valuesPerExample <= Double(TrialLimits.maxBatchValues) else {
-            let batchKey = ["batch_size", "eval_batch_size", "points"].filter { values[$0] != nil }.max { (try? int($0, default: 0)) ?? 0 < (try? int($1, default: 0)) ?? 0 }
+            // The key that sets the batch, given or not: a network trial without eval_batch_size
+            // is refused for its default of 1000, which naming batch_size would hide.
+            let defaults = ["batch_size": 128, "eval_batch_size": 1000]
+            let batchKey = ["batch_size", "eval_batch_size", "points"].filter { values[$0] != nil || (model != "polyfit" && defaults[$0] != nil) }
+                .max { (try? int($0, default: defaults[$0] ?? 0)) ?? 0 < (try? int($1, default: defaults[$1] ?? 0)) ?? 0 }
+            let defaulted = batchKey.map { values[$0] == nil } ?? false
             throw error(
                 batchKey ?? sizeKey,
-                "a batch of \(Int(batch)) would hold \(bound)\(formatCount(batch * valuesPerExample)) values in the layers (\(formatCount(valuesPerExample)) per example: \(described)); at most \(TrialLimits.maxBatchValues) are allowed: make the batch or the model smaller"
+                "\(defaulted ? "\(Int(batch)) by default: " : "")a batch of \(Int(batch)) would hold \(bound)\(formatCount(batch * valuesPerExample)) values in the layers (\(formatCount(valuesPerExample)) per example: \(described)); at most \(TrialLimits.maxBatchValues) are allowed: make the batch or the model smaller"
             )
         }
 

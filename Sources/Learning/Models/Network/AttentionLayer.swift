@@ -41,6 +41,19 @@ final class AttentionLayer<T: BLASScalar>: Layer<T> {
     override var hasWeights: Bool { true }
 
     override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) {
+        attend(x, into: &y, p, pass, rng: &rng)
+    }
+
+    override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
+        attentionBackward(x, dy, into: &dx, wantsInput: wantsInput, p)
+    }
+
+    /// The passes, reached through their specialisations' entry points (the overriding methods
+    /// run unspecialised).
+    @inline(never)
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func attend(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) {
         let (t, e, d) = dims, n = pass.batch
         gemm(x, p.values[qkvWeight], transposeB: true, into: &qkv)
         addRowVector(p.values[qkvBias], to: &qkv)
@@ -99,7 +112,10 @@ final class AttentionLayer<T: BLASScalar>: Layer<T> {
         addRowVector(p.values[projBias], to: &y)
     }
 
-    override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
+    @inline(never)
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func attentionBackward(_ x: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
         let (t, e, d) = dims, n = x.count / e / t
         gemm(dy, transposeA: true, context, into: &p.gradients[projWeight], beta: 1)
         addColumnSums(dy, to: &p.gradients[projBias])

@@ -82,10 +82,42 @@ final class ActivationLayer<T: BLASScalar>: Layer<T> {
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
         guard wantsInput else { return }
-        copy(dy, into: &dx)
-        Linear.activationBackward(activation, output: y, pre: x, delta: &dx)
+        if dx.shape != dy.shape { dx.resize(dy.shape) }
+        x.storage.withUnsafeBufferPointer { x in
+            y.storage.withUnsafeBufferPointer { y in
+                dy.storage.withUnsafeBufferPointer { dy in
+                    dx.storage.withUnsafeMutableBufferPointer { dx in
+                        activationBackward(activation, x: x.baseAddress!, y: y.baseAddress!, dy: dy.baseAddress!, into: dx.baseAddress!, count: dx.count)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// ∂x = ∂y · f′ in one pass, from the activation's input `x` (GELU) or output `y` (the others);
+/// ReLU branch-free. Not inlined: called from a generic context, its specialisations are
+/// reached through its own entry point.
+@inline(never)
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+func activationBackward<T: BLASScalar>(
+    _ activation: Activation, x: UnsafePointer<T>, y: UnsafePointer<T>, dy: UnsafePointer<T>, into dx: UnsafeMutablePointer<T>, count: Int
+) {
+    switch activation {
+    case .relu: for i in 0..<count { dx[i] = y[i] > 0 ? dy[i] : 0 }
+    case .tanh: for i in 0..<count { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+    case .sigmoid: for i in 0..<count { dx[i] = dy[i] * y[i] * (1 - y[i]) }
+    case .gelu:
+        let invSqrt2 = T(0.7071067811865476), invSqrt2Pi = T(0.3989422804014327)
+        for i in 0..<count {
+            let v = x[i]
+            dx[i] = dy[i] * (0.5 + 0.5 * T.erf(v * invSqrt2) + v * invSqrt2Pi * T.exp(-0.5 * v * v))
+        }
     }
 }
 
@@ -162,12 +194,19 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
         }
     }
 
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
     override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) {
-        let (channels, m, step, stride) = geometry(pass.batch)
         if y.shape != x.shape { y.resize(x.shape) }
         if pass.training && normalized.shape != x.shape { normalized.resize(x.shape) }
+        normalize(x, into: &y, p, pass)
+    }
+
+    /// The forward pass's loops, in a function of their own: called from the overriding method,
+    /// which runs unspecialised, it is reached through its specialisations' entry points.
+    @inline(never)
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func normalize(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass) {
+        let (channels, m, step, stride) = geometry(pass.batch)
         if inverseStd.count != channels { inverseStd = [Double](repeating: 0, count: channels) }
         let gamma = p.values[weight].storage, beta = p.values[bias].storage
         x.storage.withUnsafeBufferPointer { x in
@@ -201,11 +240,18 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
                             invStd = 1 / (Double(buffers.values[runningVariance].storage[c]) + epsilon).squareRoot()
                         }
                         let (tm, ts, g, b) = (T(mean), T(invStd), gamma[c], beta[c])
-                        for i in 0..<m {
-                            let k = base + i * step
-                            let h = (x[k] - tm) * ts
-                            if pass.training { xhat[k] = h }
-                            y[k] = h * g + b
+                        if pass.training {
+                            for i in 0..<m {
+                                let k = base + i * step
+                                let h = (x[k] - tm) * ts
+                                xhat[k] = h
+                                y[k] = h * g + b
+                            }
+                        } else {
+                            for i in 0..<m {
+                                let k = base + i * step
+                                y[k] = (x[k] - tm) * ts * g + b
+                            }
                         }
                     }
                 }
@@ -213,12 +259,18 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
         }
     }
 
+    override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
+        if wantsInput && dx.shape != x.shape { dx.resize(x.shape) }
+        normalizationBackward(dy, into: &dx, wantsInput: wantsInput, p, batch: x.count / input.count)
+    }
+
+    @inline(never)
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
-        let (channels, m, step, stride) = geometry(x.count / input.count)
-        if wantsInput && dx.shape != x.shape { dx.resize(x.shape) }
+    func normalizationBackward(_ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>, batch: Int) {
+        let (channels, m, step, stride) = geometry(batch)
         let gamma = p.values[weight].storage
+        var sums = [Double](repeating: 0, count: 2 * channels)
         dy.storage.withUnsafeBufferPointer { dy in
             normalized.storage.withUnsafeBufferPointer { xhat in
                 dx.storage.withUnsafeMutableBufferPointer { dx in
@@ -230,8 +282,7 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
                             sumDy += Double(dy[k])
                             sumDyXhat += Double(dy[k]) * Double(xhat[k])
                         }
-                        p.gradients[bias].storage[c] += T(sumDy)
-                        p.gradients[weight].storage[c] += T(sumDyXhat)
+                        (sums[2 * c], sums[2 * c + 1]) = (sumDy, sumDyXhat)
                         guard wantsInput else { continue }
                         let scale = T(Double(gamma[c]) * inverseStd[c] / Double(m))
                         let (a, b, fm) = (T(sumDy), T(sumDyXhat), T(m))
@@ -242,6 +293,10 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
                     }
                 }
             }
+        }
+        for c in 0..<channels {
+            p.gradients[bias].storage[c] += T(sums[2 * c])
+            p.gradients[weight].storage[c] += T(sums[2 * c + 1])
         }
     }
 }
@@ -260,9 +315,17 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
 
     override var hasWeights: Bool { true }
 
+    override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) { normalize(x, into: &y, p) }
+
+    override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
+        normalizationBackward(x, dy, into: &dx, wantsInput: wantsInput, p)
+    }
+
+    /// The passes' loops, reached through their specialisations' entry points (see BatchNormLayer).
+    @inline(never)
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    override func forward(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>, _ pass: ForwardPass, rng: inout Xoshiro256) {
+    func normalize(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>) {
         let e = input.width!, rows = x.count / e
         if y.shape != x.shape { y.resize(x.shape) }
         if normalized.shape != x.shape { normalized.resize(x.shape) }
@@ -294,9 +357,10 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
         }
     }
 
+    @inline(never)
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    override func backward(_ x: Tensor<T>, _ y: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
+    func normalizationBackward(_ x: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
         let e = input.width!, rows = x.count / e
         if wantsInput && dx.shape != x.shape { dx.resize(x.shape) }
         let gamma = p.values[weight].storage

@@ -63,10 +63,20 @@ struct ForwardPass {
     var batch: Int
 }
 
-/// Scratch memory the layers of one network share (they run one at a time).
+/// Scratch memory the layers of one network share (they run one at a time): a convolution's
+/// unrolled patches and their gradients, one chunk of examples at a time. The buffers only grow,
+/// to the largest chunk any layer asks for.
 final class Workspace<T: BLASScalar> {
-    var columns = Tensor<T>(zeros: [0])
-    var columnGradients = Tensor<T>(zeros: [0])
+    var columns: [T] = []
+    var columnGradients: [T] = []
+
+    /// Makes both buffers hold at least `count` values.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func reserve(_ count: Int) {
+        if columns.count < count { columns = [T](repeating: 0, count: count) }
+        if columnGradients.count < count { columnGradients = [T](repeating: 0, count: count) }
+    }
 }
 
 /// A network's non-trainable state: batch norm's running statistics, saved in checkpoints.
