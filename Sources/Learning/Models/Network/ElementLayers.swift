@@ -76,7 +76,7 @@ final class ActivationLayer<T: BLASScalar>: Layer<T> {
                 case .relu: for i in 0..<n { y[i] = Swift.max(x[i], 0) }
                 case .tanh: for i in 0..<n { y[i] = T.tanh(x[i]) }
                 case .sigmoid: for i in 0..<n { y[i] = sigmoid(x[i]) }
-                case .gelu: for i in 0..<n { y[i] = x[i] * (0.5 + 0.5 * T.erf(x[i] * T(0.7071067811865476))) }
+                case .gelu: geluForward(x.baseAddress!, into: y.baseAddress!, count: n)
                 }
             }
         }
@@ -112,12 +112,7 @@ func activationBackward<T: BLASScalar>(
     case .relu: for i in 0..<count { dx[i] = y[i] > 0 ? dy[i] : 0 }
     case .tanh: for i in 0..<count { dx[i] = dy[i] * (1 - y[i] * y[i]) }
     case .sigmoid: for i in 0..<count { dx[i] = dy[i] * y[i] * (1 - y[i]) }
-    case .gelu:
-        let invSqrt2 = T(0.7071067811865476), invSqrt2Pi = T(0.3989422804014327)
-        for i in 0..<count {
-            let v = x[i]
-            dx[i] = dy[i] * (0.5 + 0.5 * T.erf(v * invSqrt2) + v * invSqrt2Pi * T.exp(-0.5 * v * v))
-        }
+    case .gelu: geluBackward(x, dy, into: dx, count: count)
     }
 }
 
