@@ -99,6 +99,24 @@ AVX2 static void gelu_backward_avx2(const float *x, const float *dy, float *dx, 
 }
 
 static bool use_avx2(void) { return activations_vectorized(); }
+
+AVX2 static void relu_backward_f32_avx2(const float *y, const float *dy, float *dx, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 keep = _mm256_cmp_ps(_mm256_loadu_ps(y + i), _mm256_setzero_ps(), _CMP_GT_OQ);
+        _mm256_storeu_ps(dx + i, _mm256_and_ps(keep, _mm256_loadu_ps(dy + i)));
+    }
+    for (; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+AVX2 static void relu_backward_f64_avx2(const double *y, const double *dy, double *dx, long n) {
+    long i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d keep = _mm256_cmp_pd(_mm256_loadu_pd(y + i), _mm256_setzero_pd(), _CMP_GT_OQ);
+        _mm256_storeu_pd(dx + i, _mm256_and_pd(keep, _mm256_loadu_pd(dy + i)));
+    }
+    for (; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
 #else
 bool activations_vectorized(void) { return false; }
 static bool use_avx2(void) { return false; }
@@ -116,4 +134,18 @@ void gelu_backward_f32(const float *x, const float *dy, float *dx, long n) {
     if (use_avx2()) { gelu_backward_avx2(x, dy, dx, n); return; }
 #endif
     for (long i = 0; i < n; i++) dx[i] = dy[i] * (scalar_cdf(x[i]) + x[i] * scalar_pdf(x[i]));
+}
+
+void relu_backward_f32(const float *y, const float *dy, float *dx, long n) {
+#if defined(__x86_64__)
+    if (use_avx2()) { relu_backward_f32_avx2(y, dy, dx, n); return; }
+#endif
+    for (long i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+void relu_backward_f64(const double *y, const double *dy, double *dx, long n) {
+#if defined(__x86_64__)
+    if (use_avx2()) { relu_backward_f64_avx2(y, dy, dx, n); return; }
+#endif
+    for (long i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
 }
