@@ -372,29 +372,35 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
     func normalizationBackward(_ x: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
         let e = input.width!, rows = x.count / e
         if wantsInput && dx.shape != x.shape { dx.resize(x.shape) }
-        let gamma = p.values[weight].storage
-        var gw = [T](repeating: 0, count: e), gb = [T](repeating: 0, count: e)
-        dy.storage.withUnsafeBufferPointer { dy in
-            normalized.storage.withUnsafeBufferPointer { xhat in
-                dx.storage.withUnsafeMutableBufferPointer { dx in
-                    for r in 0..<rows {
-                        let row = r * e
-                        for c in 0..<e {
-                            gw[c] += dy[row + c] * xhat[row + c]
-                            gb[c] += dy[row + c]
+        let inverseStd = inverseStd
+        // Accumulated into the gradients directly (through pointers: indexing a captured array
+        // checks its uniqueness on every write).
+        let (weight, bias) = (weight, bias)
+        p.gradients.withUnsafeMutableBufferPointer { gradients in
+            gradients[weight].storage.withUnsafeMutableBufferPointer { gw in
+                gradients[bias].storage.withUnsafeMutableBufferPointer { gb in
+                    p.values[weight].storage.withUnsafeBufferPointer { gamma in
+                        dy.storage.withUnsafeBufferPointer { dy in
+                            normalized.storage.withUnsafeBufferPointer { xhat in
+                                dx.storage.withUnsafeMutableBufferPointer { dx in
+                                    for r in 0..<rows {
+                                        let row = r * e
+                                        for c in 0..<e {
+                                            gw[c] += dy[row + c] * xhat[row + c]
+                                            gb[c] += dy[row + c]
+                                        }
+                                        guard wantsInput else { continue }
+                                        let sumG = unrolledSum(e) { Double(dy[row + $0] * gamma[$0]) }
+                                        let sumGX = unrolledSum(e) { Double(dy[row + $0] * gamma[$0]) * Double(xhat[row + $0]) }
+                                        let meanG = T(sumG / Double(e)), meanGX = T(sumGX / Double(e)), s = inverseStd[r]
+                                        for c in 0..<e { dx[row + c] = s * (dy[row + c] * gamma[c] - meanG - xhat[row + c] * meanGX) }
+                                    }
+                                }
+                            }
                         }
-                        guard wantsInput else { continue }
-                        let sumG = unrolledSum(e) { Double(dy[row + $0] * gamma[$0]) }
-                        let sumGX = unrolledSum(e) { Double(dy[row + $0] * gamma[$0]) * Double(xhat[row + $0]) }
-                        let meanG = T(sumG / Double(e)), meanGX = T(sumGX / Double(e)), s = inverseStd[r]
-                        for c in 0..<e { dx[row + c] = s * (dy[row + c] * gamma[c] - meanG - xhat[row + c] * meanGX) }
                     }
                 }
             }
-        }
-        for c in 0..<e {
-            p.gradients[weight].storage[c] += gw[c]
-            p.gradients[bias].storage[c] += gb[c]
         }
     }
 }
