@@ -85,13 +85,8 @@ struct Linear {
     @_specialize(where T == Double)
     func parameterGradients<T: BLASScalar>(input x: Tensor<T>, delta: Tensor<T>, _ p: Parameters<T>) {
         gemm(delta, transposeA: true, x, into: &p.gradients[weight])
-        let rows = delta.rows, cols = outputs
-        delta.storage.withUnsafeBufferPointer { d in
-            p.gradients[bias].storage.withUnsafeMutableBufferPointer { g in
-                for c in 0..<cols { g[c] = 0 }
-                for r in 0..<rows { for c in 0..<cols { g[c] += d[r * cols + c] } }
-            }
-        }
+        p.gradients[bias].storage.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        addColumnSums(delta, to: &p.gradients[bias])
     }
 
     /// Writes ∂L/∂x = δ·W into `dx` (or adds it, for layers whose input feeds several layers).
