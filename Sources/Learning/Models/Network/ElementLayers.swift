@@ -338,27 +338,35 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func normalize(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>) {
-        let e = input.width!, rows = x.count / e
+        let e = input.width!, rows = x.count / e, epsilon = epsilon
         if y.shape != x.shape { y.resize(x.shape) }
         if normalized.shape != x.shape { normalized.resize(x.shape) }
         if inverseStd.count != rows { inverseStd = [T](repeating: 0, count: rows) }
-        let gamma = p.values[weight].storage, beta = p.values[bias].storage
-        x.storage.withUnsafeBufferPointer { x in
-            y.storage.withUnsafeMutableBufferPointer { y in
-                normalized.storage.withUnsafeMutableBufferPointer { xhat in
-                    for r in 0..<rows {
-                        let row = r * e
-                        let mean = unrolledSum(e) { Double(x[row + $0]) } / Double(e)
-                        let squares = unrolledSum(e) {
-                            let d = Double(x[row + $0]) - mean
-                            return d * d
-                        }
-                        let invStd = T(1 / (squares / Double(e) + epsilon).squareRoot()), tm = T(mean)
-                        inverseStd[r] = invStd
-                        for c in 0..<e {
-                            let h = (x[row + c] - tm) * invStd
-                            xhat[row + c] = h
-                            y[row + c] = h * gamma[c] + beta[c]
+        // Every operand through a pointer: indexing arrays here kept bounds and uniqueness checks
+        // in the inner loops, which then did not vectorise.
+        p.values[weight].storage.withUnsafeBufferPointer { gamma in
+            p.values[bias].storage.withUnsafeBufferPointer { beta in
+                inverseStd.withUnsafeMutableBufferPointer { inverseStd in
+                    x.storage.withUnsafeBufferPointer { x in
+                        y.storage.withUnsafeMutableBufferPointer { y in
+                            normalized.storage.withUnsafeMutableBufferPointer { xhat in
+                                for r in 0..<rows {
+                                    let row = r * e
+                                    let mean = unrolledSum(e) { Double(x[row + $0]) } / Double(e)
+                                    let squares = unrolledSum(e) {
+                                        let d = Double(x[row + $0]) - mean
+                                        return d * d
+                                    }
+                                    let invStd = T(1 / (squares / Double(e) + epsilon).squareRoot()), tm = T(mean)
+                                    inverseStd[r] = invStd
+                                    let (xr, hr, yr) = (x.baseAddress! + row, xhat.baseAddress! + row, y.baseAddress! + row)
+                                    for c in 0..<e {
+                                        let h = (xr[c] - tm) * invStd
+                                        hr[c] = h
+                                        yr[c] = h * gamma[c] + beta[c]
+                                    }
+                                }
+                            }
                         }
                     }
                 }
