@@ -72,11 +72,11 @@ def load(out):
         for i in ids:
             g = f["by_id"][i]
             trials[i] = (g.attrs["status"], g["history"][:])
-    # Every batch file is readable and holds each trial once.
+    # Every batch file is readable and holds each trial once (its /trials table lists them).
     seen = []
     for path in glob.glob(os.path.join(out, "trials", "*.h5")):
         with h5py.File(path, "r") as b:
-            seen += list(b.keys())
+            seen += [i.decode() for i in b["trials"]["id"]]
     assert len(seen) == len(set(seen)), f"a trial was committed twice: {sorted(seen)}"
     return trials
 

@@ -81,6 +81,9 @@ public final class RemoteWorker {
     }
 
     var inbox: String { "inproc://worker-\(getpid())" }
+    /// The threads trials train on, each with its PUSH socket to `inbox`, kept between trials:
+    /// a thread and a socket per trial cost more than a trivial trial itself.
+    lazy var trialThreads = TrialThreads(context: context, inbox: inbox, log: log)
 
     func makeDealer() throws -> Socket {
         let socket = try Socket(context, .dealer)
@@ -244,20 +247,19 @@ public final class RemoteWorker {
         }
     }
 
-    /// Starts a leased trial on its own thread.
+    /// Starts a leased trial on one of the trial threads.
     func start(_ assignment: Assignment) {
         let lease = assignment.lease
         if running[lease] != nil { return }
         let trial = RunningTrial(lease: lease, token: assignment.token)
         running[lease] = trial
-        let (context, inbox, data, log, programs) = (context, inbox, data, log, options.programs)
-        let thread = Thread {
+        let (data, log, programs) = (data, log, options.programs)
+        trialThreads.run { push in
             do {
-                let push = try Socket(context, .push)
-                try push.connect(inbox)
                 // Every epoch of a model streams at once; toy objectives record a row per step, so
-                // their progress is sent at most every half second.
-                var lastProgress = 0.0
+                // their progress is sent at most every half second (a trial shorter than that
+                // sends its result only).
+                var lastProgress = now()
                 let result = Self.train(
                     assignment, trial: trial, data: data, programs: programs, log: log,
                     onCheckpoint: { epoch, file in
@@ -286,8 +288,6 @@ public final class RemoteWorker {
                 log("worker: trial \(lease) could not report: \(error)")
             }
         }
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
     /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model
@@ -375,6 +375,59 @@ extension RemoteWorker {
         message.extraHistory = result.extraHistory.isEmpty ? nil : result.extraHistory
         message.programOutput = result.programOutput
         return message
+    }
+}
+
+/// Long-lived threads that run trials, each owning a PUSH socket connected to the worker's
+/// inbox (a ZeroMQ socket belongs to one thread). A job waits for an idle thread; when none is
+/// idle a new one starts, so there are as many threads as trials ever ran at once (the slots).
+final class TrialThreads: @unchecked Sendable {
+    typealias Job = (Socket) -> Void
+    private let context: Context
+    private let inbox: String
+    private let log: @Sendable (String) -> Void
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var idle = 0
+
+    init(context: Context, inbox: String, log: @escaping @Sendable (String) -> Void) {
+        self.context = context
+        self.inbox = inbox
+        self.log = log
+    }
+
+    func run(_ job: @escaping Job) {
+        condition.lock()
+        jobs.append(job)
+        if idle >= jobs.count {
+            condition.signal()
+        } else {
+            let thread = Thread { [self] in loop() }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        condition.unlock()
+    }
+
+    private func loop() {
+        let push: Socket
+        do {
+            push = try Socket(context, .push)
+            try push.connect(inbox)
+        } catch {
+            // Without its socket a thread can report nothing; its job waits for the next thread.
+            log("worker: a trial thread could not connect to \(inbox): \(error)")
+            return
+        }
+        while true {
+            condition.lock()
+            idle += 1
+            while jobs.isEmpty { condition.wait() }
+            idle -= 1
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job(push)
+        }
     }
 }
 
