@@ -176,9 +176,10 @@ public final class RemoteWorker {
                 try? send(dealer, .bye(Empty()))
                 if running.isEmpty { return }
             }
-            // Messages from the trials' threads go out as they are.
-            while let frames = try pull.receive(wait: false) {
-                if let lease = Message.lease(ofResult: frames) {
+            // Messages from the trials' threads go out as they are, after their envelope (a
+            // result's lease, empty for the rest).
+            while var frames = try pull.receive(wait: false), !frames.isEmpty {
+                if let lease = Self.lease(ofEnvelope: frames.removeFirst()) {
                     running[lease] = nil
                     if !stopping && !waiting.isEmpty { start(waiting.removeFirst()) }
                 }
@@ -263,19 +264,19 @@ public final class RemoteWorker {
                 let result = Self.train(
                     assignment, trial: trial, data: data, programs: programs, log: log,
                     onCheckpoint: { epoch, file in
-                        try? push.send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
+                        try? push.send([[]] + (try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames()))
                     }
                 ) { record, everyRecord in
                     trial.epoch = record.epoch
                     let t = now()
                     guard everyRecord || t - lastProgress >= 0.5 else { return }
                     lastProgress = t
-                    try? push.send(try Message.progress(EpochProgress(lease: lease, record: record)).frames())
+                    try? push.send([[]] + (try Message.progress(EpochProgress(lease: lease, record: record)).frames()))
                 }
                 var frames = try Message.result(result).frames()
                 // Checked as the coordinator will check it: a result it would refuse is reported
                 // as a failure that says why, instead of costing the trial its attempts unexplained.
-                if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.decode(frames) }) {
+                if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.check(outgoing: result, frames: frames) }) {
                     log("worker: trial \(lease)'s result does not pass the protocol's checks: \(problem)")
                     frames = try Message.result(
                         ResultMessage(
@@ -283,11 +284,22 @@ public final class RemoteWorker {
                             parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: result.engine)
                     ).frames()
                 }
-                try push.send(frames)
+                // The lease travels ahead of the result to the loop, which frees the slot.
+                try push.send([Self.resultEnvelope(lease)] + frames)
             } catch {
                 log("worker: trial \(lease) could not report: \(error)")
             }
         }
+    }
+
+    /// The frame a trial thread puts before its messages to the loop: the lease of a result
+    /// (trial id, a space, the attempt), empty before progress and checkpoints. It saves the
+    /// loop decoding the result's JSON to learn whose it is.
+    static func resultEnvelope(_ lease: Lease) -> [UInt8] { Array("\(lease.trial) \(lease.attempt)".utf8) }
+
+    static func lease(ofEnvelope frame: [UInt8]) -> Lease? {
+        guard let space = frame.firstIndex(of: UInt8(ascii: " ")), let attempt = Int(String(decoding: frame[(space + 1)...], as: UTF8.self)) else { return nil }
+        return Lease(trial: String(decoding: frame[..<space], as: UTF8.self), attempt: attempt)
     }
 
     /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model
