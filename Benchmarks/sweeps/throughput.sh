@@ -38,7 +38,7 @@ done
 
 summary() {  # label
   sort -n "$work/$1.runs" | awk -v label="$1" '
-    { wall[NR] = $1; trials = $2; commit[NR] = $3; dispatch[NR] = $4; receive[NR] = $5; index[NR] = $6 }
+    { wall[NR] = $1; trials = $2; commit[NR] = $3; dispatch[NR] = $4; receive[NR] = $5; idx[NR] = $6 }
     function median(a, n,   b, i, j, t) {  # of a[1..n], sorted here
       for (i = 1; i <= n; i++) b[i] = a[i]
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
@@ -47,7 +47,7 @@ summary() {  # label
     END {
       w = median(wall, NR)
       printf "| %s | %d | %.2f (%.2f–%.2f) | %d | %.3f | %.2f | %.2f | %.2f |\n", label, NR, w, wall[1], wall[NR], trials / w,
-        1000 * median(commit, NR) / trials, median(dispatch, NR), median(receive, NR), median(index, NR)
+        1000 * median(commit, NR) / trials, median(dispatch, NR), median(receive, NR), median(idx, NR)
     }'
 }
 echo "| build | runs | wall s, median (range) | trials/s | writer ms/trial (commit) | dispatch s | receive s | index s |"

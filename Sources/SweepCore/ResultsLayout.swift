@@ -176,7 +176,9 @@ public enum ResultsLayout {
             public static let optimizerStateStart = "optimizer_state_start"
             public static let optimizerStateRows = "optimizer_state_rows"
             /// The int64 fields, in this order after the strings.
-            public static let integers = [index, parameterCount, optimizerStateBytes, attempts, group, historyStart, historyRows, trajectoryStart, trajectoryRows, optimizerStateStart, optimizerStateRows]
+            public static let integers = [
+                index, parameterCount, optimizerStateBytes, attempts, group, historyStart, historyRows, trajectoryStart, trajectoryRows, optimizerStateStart, optimizerStateRows,
+            ]
         }
         /// The trial id field of the shared `/history` and `/optimizer_state` tables.
         public static let idField = Column.id
