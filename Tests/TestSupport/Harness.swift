@@ -47,7 +47,25 @@ public enum Harness {
 
     public static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
-    public static func freePort() -> Int { Int.random(in: 20_000...60_000) }
+    /// A TCP port on the loopback interface that is free now: below the kernel's ephemeral range
+    /// (32768 and up), so that no outgoing connection takes it before the test binds it, and
+    /// checked by binding it once (a random guess collided with ports in use).
+    public static func freePort() -> Int {
+        while true {
+            let port = Int.random(in: 20_000..<32_768)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return port }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = in_addr_t(UInt32(0x7F00_0001).bigEndian)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return port }
+        }
+    }
 
     /// The committed trials of a results directory (rows of the index's /trials with a batch
     /// file), each read from its batch file as a user would: its group (through /by_id), or its
