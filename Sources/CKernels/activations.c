@@ -100,6 +100,31 @@ AVX2 static void gelu_backward_avx2(const float *x, const float *dy, float *dx, 
 
 static bool use_avx2(void) { return activations_vectorized(); }
 
+AVX2 static float exp_shifted_f32_avx2(float *x, long n, float shift) {
+    __m256 s = _mm256_set1_ps(shift), acc = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp_nonpositive(_mm256_min_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), s), _mm256_setzero_ps()));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float lanes[8], sum = 0;
+    _mm256_storeu_ps(lanes, acc);
+    for (int j = 0; j < 8; j++) sum += lanes[j];
+    if (i < n) {
+        float tail[8];
+        long left = n - i;
+        for (long j = 0; j < 8; j++) tail[j] = j < left ? x[i + j] - shift : -100.0f;
+        __m256 e = exp_nonpositive(_mm256_min_ps(_mm256_loadu_ps(tail), _mm256_setzero_ps()));
+        _mm256_storeu_ps(tail, e);
+        for (long j = 0; j < left; j++) {
+            x[i + j] = tail[j];
+            sum += tail[j];
+        }
+    }
+    return sum;
+}
+
 AVX2 static void relu_backward_f32_avx2(const float *y, const float *dy, float *dx, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -148,4 +173,16 @@ void relu_backward_f64(const double *y, const double *dy, double *dx, long n) {
     if (use_avx2()) { relu_backward_f64_avx2(y, dy, dx, n); return; }
 #endif
     for (long i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+float exp_shifted_f32(float *x, long n, float shift) {
+#if defined(__x86_64__)
+    if (use_avx2()) return exp_shifted_f32_avx2(x, n, shift);
+#endif
+    float sum = 0;
+    for (long i = 0; i < n; i++) {
+        x[i] = expf(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
 }

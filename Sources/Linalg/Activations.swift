@@ -44,3 +44,19 @@ public func reluBackward<T: BLASScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePoint
         for i in 0..<count { dx[i] = y[i] > 0 ? dy[i] : 0 }
     }
 }
+
+/// A softmax's numerators in place, `x[i] ← e^(x[i] − shift)` for `x[i] ≤ shift`, and their sum.
+/// Single precision on the vector kernel (CKernels/activations.c), double precision on libm.
+@inlinable
+public func exponentiateShifted<T: BLASScalar>(_ x: UnsafeMutablePointer<T>, count: Int, shift: T) -> T {
+    if T.self == Float.self {
+        let sum = exp_shifted_f32(UnsafeMutableRawPointer(x).assumingMemoryBound(to: Float.self), count, unsafeBitCast(shift, to: Float.self))
+        return unsafeBitCast(sum, to: T.self)
+    }
+    var sum = T(0)
+    for i in 0..<count {
+        x[i] = T.exp(x[i] - shift)
+        sum += x[i]
+    }
+    return sum
+}

@@ -47,4 +47,15 @@ import Testing
             #expect(abs(Double(out) - exact) <= 1e-2 * abs(exact), "GELU(\(v)) = \(out), exact \(exact)")
         }
     }
+
+    @Test(arguments: [1, 7, 8, 13, 64])
+    func shiftedExponentialsAndTheirSum(count: Int) {
+        // From e^0 down to e^−45 (the difference itself rounds to float, as in the kernel).
+        var x = (0..<count).map { Float(-90 + 90 * $0) / Float(max(count - 1, 1)) * 0.5 }
+        let shift = x.max()!
+        let exact = x.map { exp(Double($0 - shift)) }
+        let sum = x.withUnsafeMutableBufferPointer { exponentiateShifted($0.baseAddress!, count: count, shift: shift) }
+        for (got, want) in zip(x, exact) { #expect(abs(Double(got) - want) <= 3e-7 * want + 1e-38, "\(got) vs \(want)") }
+        #expect(abs(Double(sum) - exact.reduce(0, +)) <= 1e-6 * exact.reduce(0, +))
+    }
 }

@@ -1,6 +1,7 @@
 // Activations' element-wise passes where Swift's loops stay scalar: single-precision GELU (the
 // exact, erf-based form), where libm's scalar erff and expf took a sixth of a transformer's
-// training step, and ReLU's backward pass, which Swift compiled to a branch per element. AVX2 +
+// training step, softmax's exponentials, and ReLU's backward pass, which Swift compiled to a
+// branch per element. AVX2 +
 // FMA where the CPU has them (`activations_vectorized`), otherwise plain loops (libm for GELU).
 #ifndef CKERNELS_ACTIVATIONS_H
 #define CKERNELS_ACTIVATIONS_H
@@ -17,6 +18,11 @@ void gelu_forward_f32(const float *x, float *y, long n);
 
 /// dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i])), φ the standard normal density. `dx` may be `dy`.
 void gelu_backward_f32(const float *x, const float *dy, float *dx, long n);
+
+/// x[i] ← e^(x[i] − shift) for values with x[i] ≤ shift (a softmax's numerators, shift its row's
+/// maximum or log-sum-exp); returns their sum (in float, eight partial sums). Vectorised, the
+/// exponential is the kernel's own (relative error below 2e-7); otherwise libm's expf.
+float exp_shifted_f32(float *x, long n, float shift);
 
 /// dx[i] = y[i] > 0 ? dy[i] : 0 (ReLU's backward pass from its output), branch-free. `dx` may be `dy`.
 void relu_backward_f32(const float *y, const float *dy, float *dx, long n);

@@ -80,12 +80,7 @@ final class AttentionLayer<T: BLASScalar>: Layer<T> {
                                         let row = s + i * t
                                         var top = row[0]
                                         for j in 0...i where row[j] > top { top = row[j] }
-                                        var sum = T(0)
-                                        for j in 0...i {
-                                            row[j] = T.exp(row[j] - top)
-                                            sum += row[j]
-                                        }
-                                        let inv = 1 / sum
+                                        let inv = 1 / exponentiateShifted(row, count: i + 1, shift: top)
                                         for j in 0...i { row[j] *= inv }
                                         for j in (i + 1)..<t { row[j] = 0 }
                                     }
