@@ -5,65 +5,18 @@
 each part cut into non-overlapping windows of block_size tokens labelled one position later.
 """
 import math
+import os
+import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class LeNet5(nn.Module):
-    """Two 5×5 convolutions (6, 16) with activation and 2×2 pooling, then 120-84-classes."""
-
-    def __init__(self, height=28, classes=10, pool="max"):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5, padding=max(0, (32 - height) // 2))
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, classes)
-        self.pool = F.max_pool2d if pool == "max" else F.avg_pool2d
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)), 2)
-        x = self.pool(F.relu(self.conv2(x)), 2)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))))
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, inputs, outputs, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(outputs)
-        self.conv2 = nn.Conv2d(outputs, outputs, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(outputs)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or inputs != outputs:
-            self.shortcut = nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride=stride, bias=False), nn.BatchNorm2d(outputs))
-
-    def forward(self, x):
-        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
-
-
-class ResNet(nn.Module):
-    """He et al.'s CIFAR ResNet of depth 6n + 2 with 1×1-convolution shortcuts (option B)."""
-
-    def __init__(self, depth=20, width=16, channels=1, classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, width, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        inputs, stages = width, []
-        for stage in range(3):
-            outputs = width << stage
-            for b in range((depth - 2) // 6):
-                stages.append(BasicBlock(inputs, outputs, 2 if stage > 0 and b == 0 else 1))
-                inputs = outputs
-        self.blocks = nn.Sequential(*stages)
-        self.linear = nn.Linear(inputs, classes)
-
-    def forward(self, x):
-        x = self.blocks(F.relu(self.bn1(self.conv1(x))))
-        return self.linear(x.mean(dim=(2, 3)))
+# LeNet-5 and the ResNet are the models the gradient fixtures check our presets against, so the
+# models timed here are the ones checked (constructed in the default float32 here).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "LearningTests", "Fixtures"))
+from generate_networks import LeNet5, ResNet  # noqa: E402
 
 
 class Block(nn.Module):

@@ -64,9 +64,9 @@ def make(workload, x, depth=20):
     if workload == "vae":
         return VAE()
     if workload == "lenet5":
-        return LeNet5()
+        return LeNet5(10)
     if workload == "resnet":
-        return ResNet(depth=depth, width=16)
+        return ResNet(depth, 16, 1, 10)
     if workload == "gpt":
         return GPT(vocabulary=256, block=x.shape[1], layers=4, heads=4, width=128)
     return mlp()

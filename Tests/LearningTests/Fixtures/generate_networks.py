@@ -38,7 +38,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-torch.set_default_dtype(torch.float64)
 MASK = (1 << 64) - 1
 
 
@@ -274,6 +273,8 @@ def gpt_case(name, tied):
 
 
 def main():
+    # Double precision for the fixtures only: Benchmarks/torch_networks.py imports the models.
+    torch.set_default_dtype(torch.float64)
     cases = [
         image_case("lenet5", LeNet5(10), {"model": "lenet5", "activation": "relu", "pool": "max"}, 1, 28, 10, batch=8),
         image_case("resnet8", ResNet(8, 4, 1, 10), {"model": "resnet", "depth": 8, "width": 4}, 1, 12, 10, batch=6),
