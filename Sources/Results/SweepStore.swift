@@ -177,6 +177,19 @@ public final class SweepStore {
     }
 
     /// Writes the trials durably in one batch file and records them as committed: the small
+    /// A trial as its own group `/ID` of a batch file: the trial (`TrialFile`) and the batch's
+    /// attributes. (Batch files of version 1 hold only these groups.)
+    package static func writeGroup(_ t: FinishedTrial, into file: HDF5File) throws {
+        typealias Batch = ResultsLayout.Batch
+        let g = try file.createGroup(t.id)
+        try TrialFile.write(t.result, id: t.id, into: g)
+        try g.setAttribute(Batch.attempts, Int64(t.attempts))
+        try g.setAttribute(Batch.host, t.host)
+        try g.setAttribute(Batch.worker, t.worker)
+        try g.setAttribute(Batch.branch, t.branch)
+        try g.setAttribute(Batch.index, Int64(t.index))
+    }
+
     /// ones as rows of its shared tables, the others as groups (`BatchTables`).
     @discardableResult
     public func commit(_ trials: [FinishedTrial]) throws -> String {
@@ -195,15 +208,7 @@ public final class SweepStore {
             try file.setAttribute(ResultsLayout.formatAttribute, Batch.format)
             try file.setAttribute(ResultsLayout.formatVersionAttribute, Batch.formatVersion)
             try BatchTables.write(trials, grouped: grouped, into: file)
-            for (t, own) in zip(trials, grouped) where own {
-                let g = try file.createGroup(t.id)
-                try TrialFile.write(t.result, id: t.id, into: g)
-                try g.setAttribute(Batch.attempts, Int64(t.attempts))
-                try g.setAttribute(Batch.host, t.host)
-                try g.setAttribute(Batch.worker, t.worker)
-                try g.setAttribute(Batch.branch, t.branch)
-                try g.setAttribute(Batch.index, Int64(t.index))
-            }
+            for (t, own) in zip(trials, grouped) where own { try Self.writeGroup(t, into: file) }
             try file.flush()
         }
         for (t, own) in zip(trials, grouped) {

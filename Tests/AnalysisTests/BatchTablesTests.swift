@@ -108,15 +108,7 @@ struct BatchTablesTests {
             let file = try HDF5File("\(directory)/\(ResultsLayout.batchFile(1))", mode: .create)
             try file.setAttribute(ResultsLayout.formatAttribute, Batch.format)
             try file.setAttribute(ResultsLayout.formatVersionAttribute, Int64(1))
-            for t in trials {
-                let g = try file.createGroup(t.id)
-                try TrialFile.write(t.result, id: t.id, into: g)
-                try g.setAttribute(Batch.attempts, Int64(t.attempts))
-                try g.setAttribute(Batch.host, t.host)
-                try g.setAttribute(Batch.worker, t.worker)
-                try g.setAttribute(Batch.branch, t.branch)
-                try g.setAttribute(Batch.index, Int64(t.index))
-            }
+            for t in trials { try SweepStore.writeGroup(t, into: file) }
             try file.flush()
         }
         let store = try SweepStore(directory: directory)
