@@ -70,7 +70,7 @@ extension TrialConfig {
         // The key an error names: the size key the trial gives, else the data set, else the model.
         let sizeKey =
             ["hidden", "latent", "degree", "points", "curvatures", "layers", "width", "depth", "channels", "n_embd", "n_layer", "block_size", "data"].first { values[$0] != nil } ?? "model"
-        var parameters = 0.0, valuesPerExample = 0.0
+        var parameters = 0.0, valuesPerExample = 0.0, scratch = 0.0
         var batch = 0.0
         var described = ""
         // While the data set is unknown, one input and one class: a lower bound on the model's size.
@@ -105,6 +105,7 @@ extension TrialConfig {
             }
             parameters = Double(plan.parameterCount)
             valuesPerExample = Double(data.features + plan.valuesPerExample)
+            scratch = Double(plan.scratchValues)
             described = "\(model) on \(data.layout == .vector ? "\(data.features) inputs" : "\(data.layout)s")"
         case "polyfit":
             let k = Double(try int("degree", default: 10)) + 1, points = Double(try int("points", default: 20))
@@ -121,7 +122,7 @@ extension TrialConfig {
         guard parameters <= Double(TrialLimits.maxParameters) else {
             throw error(sizeKey, "the model would have \(bound)\(formatCount(parameters)) parameters (\(described)); at most \(TrialLimits.maxParameters) are allowed")
         }
-        guard batch * valuesPerExample <= Double(TrialLimits.maxBatchValues) else {
+        guard batch * valuesPerExample + scratch <= Double(TrialLimits.maxBatchValues) else {
             // The key that sets the batch, given or not: a network trial without eval_batch_size
             // is refused for its default of 1000, which naming batch_size would hide.
             let defaults = ["batch_size": 128, "eval_batch_size": 1000]
@@ -130,7 +131,7 @@ extension TrialConfig {
             let defaulted = batchKey.map { values[$0] == nil } ?? false
             throw error(
                 batchKey ?? sizeKey,
-                "\(defaulted ? "\(Int(batch)) by default: " : "")a batch of \(Int(batch)) would hold \(bound)\(formatCount(batch * valuesPerExample)) values in the layers (\(formatCount(valuesPerExample)) per example: \(described)); at most \(TrialLimits.maxBatchValues) are allowed: make the batch or the model smaller"
+                "\(defaulted ? "\(Int(batch)) by default: " : "")a batch of \(Int(batch)) would hold \(bound)\(formatCount(batch * valuesPerExample + scratch)) values in the layers (\(formatCount(valuesPerExample)) per example\(scratch > 0 ? " and \(formatCount(scratch)) of convolution scratch" : ""): \(described)); at most \(TrialLimits.maxBatchValues) are allowed: make the batch or the model smaller"
             )
         }
 

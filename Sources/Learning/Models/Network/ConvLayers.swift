@@ -39,10 +39,11 @@ final class Conv2dLayer<T: BLASScalar>: Layer<T> {
     var patchRows: Int { geometry.c * kernel * kernel }
 
     /// Examples per chunk.
-    var chunk: Int {
-        let g = geometry
-        return max(1, Self.chunkBytes / (patchRows * g.ho * g.wo * MemoryLayout<T>.stride))
-    }
+    var chunk: Int { Self.chunk(patchesPerExample: patchRows * geometry.ho * geometry.wo) }
+
+    /// Examples per chunk for `patchesPerExample` unrolled values per example: the workspace
+    /// holds this many examples' patches (and as many gradients), whatever the batch.
+    static func chunk(patchesPerExample: Int) -> Int { max(1, chunkBytes / (patchesPerExample * MemoryLayout<T>.stride)) }
 
     @_specialize(where T == Float)
     @_specialize(where T == Double)

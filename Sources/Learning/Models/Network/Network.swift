@@ -30,8 +30,11 @@ struct NetworkPlan<T: BLASScalar> {
     /// Values one example occupies in training: every layer's output and its gradient, the
     /// largest convolution's unrolled patches (and their gradients; the layers share them), and
     /// each attention layer's projections, weights and dropout mask.
+    /// Values one example occupies in training, beyond the convolutions' shared scratch.
     var valuesPerExample = 0
-    var largestScratch = 0
+    /// The convolutions' unrolled patches and their gradients, one chunk of examples at a time
+    /// (`Conv2dLayer.chunk`): the same for every batch size. The layers share it: the largest counts.
+    var scratchValues = 0
     let input: FeatureShape
     let workspace = Workspace<T>()
     let bufferStore = ModelBuffers<T>()
@@ -55,7 +58,6 @@ struct NetworkPlan<T: BLASScalar> {
             throw LayerSpecError(path: "layers", message: "the network ends with a \(shape); it must end with a \(wanted): one score per class\(input.isTokens ? " per position" : "")")
         }
         guard !parameters.isEmpty else { throw LayerSpecError(path: "layers", message: "the network has no parameters to train") }
-        valuesPerExample += largestScratch
         // The head: the last linear layer's weight, when it is the network's last layer.
         if let head = layers.last as? LinearLayer<T>, parameters[head.weight].role == .weight { parameters[head.weight].role = .head }
         var seen = Set<String>()
@@ -160,9 +162,8 @@ struct NetworkPlan<T: BLASScalar> {
             let ho = (h + 2 * padding - k) / stride + 1, wo = (w + 2 * padding - k) / stride + 1
             guard h + 2 * padding >= k, w + 2 * padding >= k else { throw fail("a \(k)×\(k) kernel does not fit a \(x) padded by \(padding)") }
             let fanIn = c * k * k
-            // The unrolled patches and their gradients (shared by all convolutions: the largest counts).
             let patches = try Self.checkedCount([c, k, k, ho, wo], path: path, what: "the unrolled patches")
-            largestScratch = max(largestScratch, 2 * patches)
+            scratchValues = max(scratchValues, 2 * Conv2dLayer<T>.chunk(patchesPerExample: patches) * patches)
             let weight = try add("\(name).weight", [out, c, k, k], role: .weight, weightStart("\(name).weight", fanIn: fanIn), path: path)
             let bias = hasBias ? try add("\(name).bias", [out], role: .bias, biasStart(fanIn: fanIn), path: path) : nil
             return Conv2dLayer(
@@ -265,6 +266,7 @@ public final class Network<Scalar: BLASScalar>: Model {
     let input: FeatureShape
     /// Values one example occupies in the layers' outputs (its input included).
     let valuesPerExample: Int
+    let scratchValues: Int
     /// The batch in the layers' layout (channel-major for images).
     var batch = Tensor<Scalar>(zeros: [0])
     var logitGradients = Tensor<Scalar>(zeros: [0])
@@ -292,6 +294,7 @@ public final class Network<Scalar: BLASScalar>: Model {
         chain = Chain(plan.layers)
         input = plan.input
         valuesPerExample = plan.input.count + plan.valuesPerExample
+        scratchValues = plan.scratchValues
     }
 
     /// Builds `specs` for examples of `layout`, initialised from `rng`.
@@ -308,7 +311,9 @@ public final class Network<Scalar: BLASScalar>: Model {
 
     /// The largest evaluation batch, up to `requested`, whose layer outputs fit `TrialLimits.maxBatchValues`
     /// (evaluation results do not depend on it: batch norm evaluates with its running statistics).
-    public func evaluationBatch(_ requested: Int) -> Int { max(1, min(requested, TrialLimits.maxBatchValues / max(valuesPerExample, 1))) }
+    public func evaluationBatch(_ requested: Int) -> Int {
+        max(1, min(requested, (TrialLimits.maxBatchValues - scratchValues) / max(valuesPerExample, 1)))
+    }
 
     public func freezeRunningStatistics(_ frozen: Bool) { freezesStatistics = frozen }
 
