@@ -198,6 +198,9 @@ public final class Coordinator {
     // MARK: Running
 
     public func run(signals: SignalWatcher? = nil) throws -> Summary {
+        // A descriptor per connected worker: a default soft limit of 1,024 would refuse the
+        // thousandth (docs/performance.md, "A thousand workers").
+        FileLimit.raiseToHardLimit()
         let context = Context()
         let router = try Socket(context, .router)
         try router.set(.routerMandatory(true))
@@ -258,9 +261,9 @@ public final class Coordinator {
             t = now()
             try state.dispatch(now: t)
             timings["dispatch", default: 0] += now() - t
+            state.heartbeat(now: t)
             if t - lastHeartbeat >= options.heartbeatSeconds {
                 lastHeartbeat = t
-                state.heartbeat(now: t)
                 reportDroppedMessages(now: t)
                 try watchLocalWorkers()
             }

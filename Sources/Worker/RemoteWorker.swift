@@ -255,39 +255,57 @@ public final class RemoteWorker {
             do {
                 let push = try Socket(context, .push)
                 try push.connect(inbox)
-                // Every epoch of a model streams at once; toy objectives record a row per step, so
-                // their progress is sent at most every half second.
-                var lastProgress = 0.0
-                let result = Self.train(
-                    assignment, trial: trial, data: data, programs: programs, log: log,
-                    onCheckpoint: { epoch, file in
-                        try? push.send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
-                    }
-                ) { record, everyRecord in
-                    trial.epoch = record.epoch
-                    let t = now()
-                    guard everyRecord || t - lastProgress >= 0.5 else { return }
-                    lastProgress = t
-                    try? push.send(try Message.progress(EpochProgress(lease: lease, record: record)).frames())
-                }
-                var frames = try Message.result(result).frames()
-                // Checked as the coordinator will check it: a result it would refuse is reported
-                // as a failure that says why, instead of costing the trial its attempts unexplained.
-                if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.decode(frames) }) {
-                    log("worker: trial \(lease)'s result does not pass the protocol's checks: \(problem)")
-                    frames = try Message.result(
-                        ResultMessage(
-                            lease: lease, status: .failed, message: "the result did not pass the protocol's checks: \(problem)", history: [], trajectory: [],
-                            parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: result.engine)
-                    ).frames()
-                }
-                try push.send(frames)
+                try Self.attempt(assignment, trial: trial, data: data, programs: programs, log: log) { try push.send($0) }
             } catch {
                 log("worker: trial \(lease) could not report: \(error)")
             }
         }
         thread.stackSize = 8 << 20
         thread.start()
+    }
+
+    /// One attempt, from its lease to its result, on the calling thread: the frames this worker
+    /// sends for it go to `send` in order (progress, checkpoints, then the result).
+    static func attempt(
+        _ assignment: Assignment, trial: RunningTrial, data: DataCache, programs: ProgramRunner.Settings?, log: @escaping @Sendable (String) -> Void,
+        send: @escaping ([[UInt8]]) throws -> Void
+    ) throws {
+        let lease = assignment.lease
+        // Every epoch of a model streams at once; toy objectives record a row per step, so
+        // their progress is sent at most every half second.
+        var lastProgress = 0.0
+        let result = Self.train(
+            assignment, trial: trial, data: data, programs: programs, log: log,
+            onCheckpoint: { epoch, file in
+                try? send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
+            }
+        ) { record, everyRecord in
+            trial.epoch = record.epoch
+            let t = now()
+            guard everyRecord || t - lastProgress >= 0.5 else { return }
+            lastProgress = t
+            try? send(try Message.progress(EpochProgress(lease: lease, record: record)).frames())
+        }
+        var frames = try Message.result(result).frames()
+        // Checked as the coordinator will check it: a result it would refuse is reported
+        // as a failure that says why, instead of costing the trial its attempts unexplained.
+        if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.decode(frames) }) {
+            log("worker: trial \(lease)'s result does not pass the protocol's checks: \(problem)")
+            frames = try Message.result(
+                ResultMessage(
+                    lease: lease, status: .failed, message: "the result did not pass the protocol's checks: \(problem)", history: [], trajectory: [],
+                    parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: result.engine)
+            ).frames()
+        }
+        try send(frames)
+    }
+
+    /// One attempt of a built-in trial (no data set is kept between calls, no program runs), as
+    /// a connected worker runs it: for tools that speak the protocol for many simulated workers
+    /// on one thread (`Benchmarks/WorkerSwarm`). The frames go to `send` in the order a worker
+    /// sends them.
+    public static func attempt(_ assignment: Assignment, log: @escaping @Sendable (String) -> Void, send: @escaping ([[UInt8]]) throws -> Void) throws {
+        try attempt(assignment, trial: RunningTrial(lease: assignment.lease, token: assignment.token), data: DataCache(), programs: nil, log: log, send: send)
     }
 
     /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model
