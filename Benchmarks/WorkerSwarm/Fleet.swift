@@ -101,6 +101,8 @@ final class Fleet {
     }
 
     func run() throws {
+        // Closed before the context is dropped: terminating a context waits for its sockets.
+        defer { for w in workers { w.dealer.close() } }
         for w in workers { try ready(w) }
         var lastHeard = now()
         let items = workers.map { Poller.Item.socket($0.dealer) }

@@ -24,6 +24,15 @@ struct Summary {
 
     func count(_ phrase: String) -> Int { log.components(separatedBy: phrase).count - 1 }
 
+    /// The coordinator's own "event loop:" line: its passes' and its heartbeats' lateness
+    /// ("p50 a / p99 b / max c ms" each, as `DurationHistogram.summary` prints them).
+    func loopLine() -> (passes: String, heartbeats: String) {
+        guard let line = log.split(separator: "\n").last(where: { $0.hasPrefix("event loop: ") }) else { return ("n/a", "n/a") }
+        let parts = line.components(separatedBy: "p50 ").dropFirst().map { "p50 " + $0.prefix { $0 != ";" && $0 != "\n" } }
+        func short(_ s: String) -> String { s.replacingOccurrences(of: "p50 ", with: "").replacingOccurrences(of: " p99 ", with: " ").replacingOccurrences(of: " max ", with: " ").replacingOccurrences(of: " ms", with: "") }
+        return parts.count == 2 ? (short(parts[0]), short(parts[1])) : ("n/a", "n/a")
+    }
+
     func markdown() -> String {
         let sent = reports.reduce(0) { $0 + $1.sent.values.reduce(0, +) }
         let received = reports.reduce(0) { $0 + $1.received.values.reduce(0, +) }
@@ -41,13 +50,15 @@ struct Summary {
         let peakMB = Double(usage.ru_maxrss) / 1024
         let perMessage = { (cpu: Double) in String(format: "%.1f", cpu / Double(messages) * 1e6) }
         let f1 = { (x: Double) in String(format: "%.1f", x) }
+        let loop = loopLine()
         var lines: [String] = []
         lines.append(
-            "| workers (processes) | trials | sweep s | trials/s | messages/s | heartbeat lateness p50 / p99 / max (ms) | lease latency p50 / p99 (ms) | coordinator CPU s: all threads / event loop | CPU µs per message: all / loop | peak RSS (MB) | workers lost |"
+            "| workers (processes), s per attempt | trials | sweep s | trials/s | messages/s | heartbeats sent late, p50 / p99 / max (ms) | loop passes, p50 / p99 / max (ms) | heartbeat gaps past 1 beat at the workers, p50 / p99 / max (ms) | lease latency p50 / p99 (ms) | coordinator CPU s: all threads / event loop | CPU µs per message: all / loop | peak RSS (MB) | workers lost |"
         )
-        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         lines.append(
-            "| \(workers) (\(processes)) | \(results.formatted()) | \(f1(seconds)) | \(Int(Double(results) / seconds).formatted()) | \(Int(Double(messages) / seconds).formatted()) | "
+            "| \(workers) (\(processes)), \(trainSeconds) | \(results.formatted()) | \(f1(seconds)) | \(Int(Double(results) / seconds).formatted()) | \(Int(Double(messages) / seconds).formatted()) | "
+                + "\(loop.heartbeats) | \(loop.passes) | "
                 + "\(f1(Self.percentile(lateness, 50))) / \(f1(Self.percentile(lateness, 99))) / \(f1(Self.percentile(lateness, 100))) | "
                 + "\(f1(Self.percentile(leases, 50))) / \(f1(Self.percentile(leases, 99))) | \(f1(cpuServing)) / \(f1(loopServing)) | "
                 + "\(perMessage(cpuServing)) / \(perMessage(loopServing)) | \(Int(peakMB)) | \(count("declared lost")) |")

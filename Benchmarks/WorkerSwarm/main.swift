@@ -30,6 +30,7 @@ extension WorkerSwarm {
         @Option(help: "The sweep file (trivial trials).") var sweep = "Benchmarks/sweeps/swarm.yaml"
         @Option(help: "Seconds each attempt holds its worker's slot before it is trained and reported.") var trainSeconds = 0.0
         @Option(help: "Working directory for the results and logs (default: a new temporary directory, removed afterwards).") var out: String?
+        @Option(help: "The sweep-coordinator executable (default: the one built next to this tool).") var coordinator: String?
         @Option(parsing: .upToNextOption, help: "More arguments for `sweep-coordinator start`.") var coordinatorArguments: [String] = []
 
         func validate() throws {
@@ -48,7 +49,7 @@ extension WorkerSwarm {
             defer { if out == nil { try? FileManager.default.removeItem(atPath: work) } }
             let coordinatorLog = "\(work)/coordinator.log"
             let coordinator = try Child.spawn(
-                sibling("sweep-coordinator"), ["start", sweep, "--out", "\(work)/results", "--plain"] + coordinatorArguments, stdout: coordinatorLog)
+                self.coordinator ?? sibling("sweep-coordinator"), ["start", sweep, "--out", "\(work)/results", "--plain"] + coordinatorArguments, stdout: coordinatorLog)
             let sampler = Sampler(pid: coordinator.pid)
             // The endpoint appears once the sweep is expanded and the socket bound.
             var endpoint: String?

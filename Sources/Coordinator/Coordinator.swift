@@ -94,6 +94,10 @@ public final class Coordinator {
     var indexCost = 0.0
     /// Seconds spent in each part of the loop (printed at the end of large sweeps).
     var timings: [String: Double] = [:]
+    /// How long each pass of the loop took (poll excluded), and how late each heartbeat left
+    /// (printed at the end of large sweeps; `Benchmarks/WorkerSwarm` reads them).
+    var passes = DurationHistogram()
+    var heartbeatLateness = DurationHistogram()
     var refusedConnections = 0
     /// Local workers' ephemeral CURVE key (a private temporary directory) and their arguments.
     var localWorkerSecurity: (directory: String?, arguments: [String]) = (nil, [])
@@ -249,6 +253,7 @@ public final class Coordinator {
             }
             // A bounded pass: heartbeats and reaping below keep their timing whatever arrives.
             var t = now()
+            let passStarted = t
             let passEnds = t + min(0.05, options.heartbeatSeconds / 4)
             var received = 0
             while received < 10_000, let frames = try router.receive(wait: false) {
@@ -261,7 +266,7 @@ public final class Coordinator {
             t = now()
             try state.dispatch(now: t)
             timings["dispatch", default: 0] += now() - t
-            state.heartbeat(now: t)
+            for late in state.heartbeat(now: t) { heartbeatLateness.record(late) }
             if t - lastHeartbeat >= options.heartbeatSeconds {
                 lastHeartbeat = t
                 reportDroppedMessages(now: t)
@@ -277,6 +282,7 @@ public final class Coordinator {
             }
             progress.update(state, started: started, now: t)
             if t - lastPublish >= options.publishInterval { publish(now: t) }
+            passes.record(now() - passStarted)
         }
         try finishWriting()
         try report(gatekeeper)
@@ -284,6 +290,7 @@ public final class Coordinator {
         publish(now: now(), finished: true)
         if state.total > 200 {
             log("coordinator time: " + timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }.joined(separator: ", "))
+            log("event loop: \(passes.count) passes, \(passes.summary); \(heartbeatLateness.count) heartbeats sent, late by \(heartbeatLateness.summary)")
         }
         // Workers of a finished sweep have nothing left to do; after an interrupt only the local
         // ones are stopped, so a restarted coordinator finds the fleet waiting.

@@ -249,15 +249,15 @@ public struct LeaseBook {
         return silent
     }
 
-    /// Workers whose heartbeat is due at `t`, each due again `interval` after its deadline (a
+    /// Workers whose heartbeat is due at `t` (with the time it was due), each due again `interval` after its deadline (a
     /// beat from now if it fell further behind): each worker's beat keeps its own phase, so a
     /// thousand workers are not all sent theirs in one pass, and a late pass does not delay the
     /// beats after it.
-    public mutating func takeHeartbeatsDue(at t: Double, every interval: Double) -> [Worker] {
-        var due: [Worker] = []
+    public mutating func takeHeartbeatsDue(at t: Double, every interval: Double) -> [(worker: Worker, due: Double)] {
+        var due: [(worker: Worker, due: Double)] = []
         for (identity, deadline) in heartbeats.takeDue(at: t) {
             guard let w = workers[identity] else { continue }
-            due.append(w)
+            due.append((w, deadline))
             heartbeats.schedule(identity, at: deadline + interval > t ? deadline + interval : t + interval)
         }
         return due

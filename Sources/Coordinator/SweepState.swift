@@ -468,14 +468,21 @@ public final class SweepState {
 
     /// Heartbeats to the workers due one (each every `heartbeatSeconds`, on its own phase);
     /// workers silent for `deadAfterSeconds` are declared lost and their trials retried. Called
-    /// on every pass of the loop: it looks only at the workers whose time has come.
-    public func heartbeat(now t: Double) {
-        for w in book.takeHeartbeatsDue(at: t, every: settings.heartbeatSeconds) { _ = effects.send(.heartbeat(Heartbeat(running: [])), w.identity) }
+    /// on every pass of the loop: it looks only at the workers whose time has come. Returns how
+    /// late each heartbeat sent was (seconds past its time).
+    @discardableResult
+    public func heartbeat(now t: Double) -> [Double] {
+        var lateness: [Double] = []
+        for (w, due) in book.takeHeartbeatsDue(at: t, every: settings.heartbeatSeconds) {
+            _ = effects.send(.heartbeat(Heartbeat(running: [])), w.identity)
+            lateness.append(t - due)
+        }
         for w in book.takeSilent(at: t, for: settings.deadAfterSeconds) {
             effects.warn("worker \(w.name) on \(w.host) silent for \(Int(t - w.lastSeen)) s: declared lost")
             workersLost += 1
             remove(w, reason: "lost", now: t)
         }
+        return lateness
     }
 
     // MARK: Dispatch

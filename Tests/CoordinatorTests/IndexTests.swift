@@ -25,6 +25,20 @@ import Transport
         #expect(d.count == 7)
     }
 
+    @Test func aHistogramsQuantilesAreWithinItsResolution() {
+        var h = DurationHistogram()
+        #expect(h.quantile(0.99) == 0)
+        for ms in 1...1000 { h.record(Double(ms) / 1000) }
+        h.record(0)
+        #expect(h.count == 1001 && h.maximum == 1)
+        // 2^(1/8) buckets: within 9% above the exact value.
+        for (q, exact) in [(0.5, 0.5), (0.99, 0.99), (0.1, 0.1)] {
+            let v = h.quantile(q)
+            #expect(v >= exact * 0.99 && v <= exact * 1.095, "q \(q): \(v)")
+        }
+        #expect(h.quantile(1) == 1)
+    }
+
     @Test func theHeapPopsInOrder() {
         var h = MinHeap<Int>()
         var g = SystemRandomNumberGenerator()
@@ -76,14 +90,15 @@ import Transport
         var book = LeaseBook(trials: 0, maxSlots: 8, maxWorkers: 10, maxAttempts: 3)
         let a = try #require(Self.register(&book, 1, slots: 1, now: 0))
         let b = try #require(Self.register(&book, 2, slots: 1, now: 0.5))
-        let due = { (t: Double) in book.takeHeartbeatsDue(at: t, every: 1).map(\.identity) }
+        let due = { (t: Double) in book.takeHeartbeatsDue(at: t, every: 1).map(\.worker.identity) }
         #expect(due(0) == [a.identity])
         #expect(due(0.5) == [b.identity])
         #expect(due(0.9) == [])
         #expect(due(1.0) == [a.identity])
         _ = book.remove(a.identity)
-        // Half a beat late: the next one keeps the phase.
-        #expect(due(2.0) == [b.identity])
+        // Half a beat late (it says when it was due): the next one keeps the phase.
+        let late = book.takeHeartbeatsDue(at: 2.0, every: 1)
+        #expect(late.map(\.worker.identity) == [b.identity] && late.map(\.due) == [1.5])
         #expect(due(2.4) == [])
         #expect(due(2.5) == [b.identity])
         // Far behind (a stalled pass): the next beat is a beat from now, not a burst.
