@@ -44,12 +44,16 @@ extension WorkerSwarm {
             guard files >= workers + 64 else {
                 throw ValidationError("the open-file limit is \(files) (hard limit); \(workers) workers need at least \(workers + 64): raise it (ulimit -Hn)")
             }
+            let executable = coordinator ?? sibling("sweep-coordinator")
+            guard FileManager.default.isExecutableFile(atPath: executable) else {
+                throw ValidationError("no sweep-coordinator at \(executable): build it first (swift build -c release --product sweep-coordinator)")
+            }
             let work = out ?? NSTemporaryDirectory() + "worker-swarm-\(getpid())"
             try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
             defer { if out == nil { try? FileManager.default.removeItem(atPath: work) } }
             let coordinatorLog = "\(work)/coordinator.log"
             let coordinator = try Child.spawn(
-                self.coordinator ?? sibling("sweep-coordinator"), ["start", sweep, "--out", "\(work)/results", "--plain"] + coordinatorArguments, stdout: coordinatorLog)
+                executable, ["start", sweep, "--out", "\(work)/results", "--plain"] + coordinatorArguments, stdout: coordinatorLog)
             let sampler = Sampler(pid: coordinator.pid)
             // The endpoint appears once the sweep is expanded and the socket bound.
             var endpoint: String?
