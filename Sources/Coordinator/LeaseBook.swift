@@ -55,6 +55,8 @@ public struct LeaseBook {
     public let maxSlots: Int
     public let maxWorkers: Int
     public let maxAttempts: Int
+    /// Seconds between two heartbeats to a worker.
+    public let heartbeatSeconds: Double
     public private(set) var workers: [[UInt8]: Worker] = [:]
     public private(set) var live: [Int: Live] = [:]
     /// Attempts per trial so far, how many of them were promotions (not retries), and how many
@@ -68,8 +70,11 @@ public struct LeaseBook {
     private var credit: CreditIndex
     private var heartbeats = Deadlines<[UInt8]>()
     private var silence = Deadlines<[UInt8]>()
+    /// Registrations so far: the k-th worker's heartbeats are offset by frac(k·φ) of a beat.
+    private var registrations = 0
 
-    public init(trials: Int, maxSlots: Int, maxWorkers: Int, maxAttempts: Int) {
+    public init(trials: Int, maxSlots: Int, maxWorkers: Int, maxAttempts: Int, heartbeatSeconds: Double = 1) {
+        self.heartbeatSeconds = heartbeatSeconds
         self.maxSlots = maxSlots
         self.maxWorkers = maxWorkers
         self.maxAttempts = maxAttempts
@@ -112,8 +117,12 @@ public struct LeaseBook {
         }
         let worker = known ?? Worker(identity: identity, name: ready.name, host: ready.host, slots: ready.slots, now: now)
         if known == nil {
-            // Its first heartbeat on the next pass, its silence counted from now.
-            heartbeats.schedule(identity, at: now)
+            // Its silence counted from now; its heartbeats on a phase of their own (the golden
+            // ratio's multiples spread any number of workers evenly over the beat), so that a
+            // thousand workers that registered together are not all due in the same pass.
+            let phase = (Double(registrations) * 0.618_033_988_749_895).truncatingRemainder(dividingBy: 1)
+            registrations += 1
+            heartbeats.schedule(identity, at: now + phase * heartbeatSeconds)
             silence.schedule(identity, at: now)
         }
         worker.name = ready.name
@@ -249,11 +258,12 @@ public struct LeaseBook {
         return silent
     }
 
-    /// Workers whose heartbeat is due at `t` (with the time it was due), each due again `interval` after its deadline (a
-    /// beat from now if it fell further behind): each worker's beat keeps its own phase, so a
-    /// thousand workers are not all sent theirs in one pass, and a late pass does not delay the
-    /// beats after it.
-    public mutating func takeHeartbeatsDue(at t: Double, every interval: Double) -> [(worker: Worker, due: Double)] {
+    /// Workers whose heartbeat is due at `t` (with the time it was due), each due again a beat
+    /// after its deadline (a beat from now if it fell further behind): each worker's beat keeps
+    /// its own phase, so a thousand workers are not all sent theirs in one pass, and a late pass
+    /// does not delay the beats after it.
+    public mutating func takeHeartbeatsDue(at t: Double) -> [(worker: Worker, due: Double)] {
+        let interval = heartbeatSeconds
         var due: [(worker: Worker, due: Double)] = []
         for (identity, deadline) in heartbeats.takeDue(at: t) {
             guard let w = workers[identity] else { continue }

@@ -184,7 +184,9 @@ public final class SweepState {
             scheduler = InOrder(trials: [])
         }
         usesCheckpoints = sweep.checkpoints.every != nil || scheduler is Asha || sweep.search?.pbt != nil
-        book = LeaseBook(trials: 0, maxSlots: settings.maxSlotsPerWorker, maxWorkers: settings.maxWorkers, maxAttempts: settings.maxAttempts)
+        book = LeaseBook(
+            trials: 0, maxSlots: settings.maxSlotsPerWorker, maxWorkers: settings.maxWorkers, maxAttempts: settings.maxAttempts,
+            heartbeatSeconds: settings.heartbeatSeconds)
         for trial in sweep.search == nil ? sweep.trials : suggested {
             add(trial)
             if let grant = journaled[trial.id], committed[trial.id] == nil {
@@ -473,7 +475,7 @@ public final class SweepState {
     @discardableResult
     public func heartbeat(now t: Double) -> [Double] {
         var lateness: [Double] = []
-        for (w, due) in book.takeHeartbeatsDue(at: t, every: settings.heartbeatSeconds) {
+        for (w, due) in book.takeHeartbeatsDue(at: t) {
             _ = effects.send(.heartbeat(Heartbeat(running: [])), w.identity)
             lateness.append(t - due)
         }

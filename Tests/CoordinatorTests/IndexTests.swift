@@ -90,21 +90,30 @@ import Transport
         var book = LeaseBook(trials: 0, maxSlots: 8, maxWorkers: 10, maxAttempts: 3)
         let a = try #require(Self.register(&book, 1, slots: 1, now: 0))
         let b = try #require(Self.register(&book, 2, slots: 1, now: 0.5))
-        let due = { (t: Double) in book.takeHeartbeatsDue(at: t, every: 1).map(\.worker.identity) }
+        // The first worker's beat is at phase 0, the second's 0.618 of a beat after it registered.
+        let due = { (t: Double) in book.takeHeartbeatsDue(at: t).map(\.worker.identity) }
         #expect(due(0) == [a.identity])
-        #expect(due(0.5) == [b.identity])
         #expect(due(0.9) == [])
         #expect(due(1.0) == [a.identity])
+        #expect(due(1.2) == [b.identity])
         _ = book.remove(a.identity)
-        // Half a beat late (it says when it was due): the next one keeps the phase.
-        let late = book.takeHeartbeatsDue(at: 2.0, every: 1)
-        #expect(late.map(\.worker.identity) == [b.identity] && late.map(\.due) == [1.5])
-        #expect(due(2.4) == [])
-        #expect(due(2.5) == [b.identity])
+        #expect(due(2.0) == [], "a departed worker gets none")
+        // Late (it says when it was due): the next one keeps the phase.
+        let late = book.takeHeartbeatsDue(at: 2.5)
+        #expect(late.map(\.worker.identity) == [b.identity] && abs(late[0].due - 2.118) < 0.001)
+        #expect(due(3.1) == [])
+        #expect(due(3.2) == [b.identity])
         // Far behind (a stalled pass): the next beat is a beat from now, not a burst.
         #expect(due(6.0) == [b.identity])
         #expect(due(6.9) == [])
         #expect(due(7.0) == [b.identity])
+
+        // A thousand workers registering at once are due evenly over the beat.
+        var many = LeaseBook(trials: 0, maxSlots: 8, maxWorkers: 1000, maxAttempts: 3)
+        for k in 0..<1000 { _ = many.register([UInt8(k & 255), UInt8(k >> 8)], Self.ready(slots: 1), trialIndex: { _ in nil }, now: 0) }
+        var perTenth: [Int] = []
+        for tenth in 1...10 { perTenth.append(many.takeHeartbeatsDue(at: Double(tenth) / 10 - 1e-9).count) }
+        #expect(perTenth.allSatisfy { (90...110).contains($0) } && perTenth.reduce(0, +) == 1000, "\(perTenth)")
     }
 
     @Test func aSilentWorkerIsReportedOnceAndAHeardOneIsLookedAtAgainLater() throws {
