@@ -68,6 +68,10 @@ public final class Coordinator {
     public static let defaultPeerMessageRate = 10_000.0
     /// Seconds between two `LiveStatus`es (and metric samples): the dashboard's pace.
     public static let defaultPublishInterval = 0.5
+    /// Finished trials handed to the writer in one group commit, at most: the loop applies a
+    /// commit's completion (a few µs a trial) in one pass, and a writer that fell behind must
+    /// not make that pass long. Larger groups would not commit faster (HDF5's work is per trial).
+    static let maxCommitGroup = 4096
 
     public struct Summary: Sendable {
         public var total: Int
@@ -383,7 +387,7 @@ public final class Coordinator {
     /// Hands the finished trials to the writer as one group commit. They count as finished when
     /// the writer reports them durable (`collectCompletions`).
     func commit() {
-        let trials = state.takePending()
+        let trials = state.takePending(limit: Self.maxCommitGroup)
         guard !trials.isEmpty else { return }
         writer.submit(.commit(trials))
         lastCommit = now()
@@ -416,9 +420,11 @@ public final class Coordinator {
     func finishWriting() throws {
         writer.drain()
         try collectCompletions()
-        commit()
-        writer.drain()
-        try collectCompletions()
+        while !state.pending.isEmpty {
+            commit()
+            writer.drain()
+            try collectCompletions()
+        }
         writeIndex()
         writer.drain()
         try collectCompletions()

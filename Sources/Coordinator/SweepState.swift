@@ -691,10 +691,15 @@ public final class SweepState {
 
     // MARK: Results
 
-    /// The finished trials for the next group commit (they count as finished once `committed`).
-    public func takePending() -> [FinishedTrial] {
-        defer { pending.removeAll(keepingCapacity: true) }
-        return pending
+    /// The finished trials for the next group commit, at most `limit`, oldest first (they count
+    /// as finished once `committed`).
+    public func takePending(limit: Int = .max) -> [FinishedTrial] {
+        guard pending.count > limit else {
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        defer { pending.removeFirst(limit) }
+        return Array(pending.prefix(limit))
     }
 
     /// The writer made these trials durable.
