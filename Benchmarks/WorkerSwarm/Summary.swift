@@ -29,7 +29,9 @@ struct Summary {
     func loopLine() -> (passes: String, heartbeats: String) {
         guard let line = log.split(separator: "\n").last(where: { $0.hasPrefix("event loop: ") }) else { return ("n/a", "n/a") }
         let parts = line.components(separatedBy: "p50 ").dropFirst().map { "p50 " + $0.prefix { $0 != ";" && $0 != "\n" } }
-        func short(_ s: String) -> String { s.replacingOccurrences(of: "p50 ", with: "").replacingOccurrences(of: " p99 ", with: " ").replacingOccurrences(of: " max ", with: " ").replacingOccurrences(of: " ms", with: "") }
+        func short(_ s: String) -> String {
+            s.replacingOccurrences(of: "p50 ", with: "").replacingOccurrences(of: " p99 ", with: " ").replacingOccurrences(of: " max ", with: " ").replacingOccurrences(of: " ms", with: "")
+        }
         return parts.count == 2 ? (short(parts[0]), short(parts[1])) : ("n/a", "n/a")
     }
 
