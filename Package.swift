@@ -65,7 +65,7 @@ let package = Package(
         // Prometheus metrics (their names and registry) and swift-log's output (plain lines or JSON).
         .target(
             name: "Telemetry",
-            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "Prometheus", package: "swift-prometheus")],
+            dependencies: ["SweepCore", .product(name: "Logging", package: "swift-log"), .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: swiftSettings),
         .target(name: "Coordinator", dependencies: ["Sweeps", "Transport", "Results", "SweepCore", "Learning", "Telemetry"], swiftSettings: swiftSettings),
         // Results analysis: leaderboards, sensitivity, CSV and the self-contained HTML report.

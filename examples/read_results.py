@@ -4,9 +4,10 @@
     examples/read_results.py RESULTS_DIR      (or RESULTS_DIR/sweep.h5)
 
 Shows the three things most analyses start from: the trials table as a DataFrame with decoded
-strings and one column per hyperparameter, one trial's per-epoch history through its /by_id
-external link, and that trial's resolved configuration. Works while the sweep runs (the index
-is swapped in atomically; queued and running trials have no /by_id link yet).
+strings and one column per hyperparameter, one trial's per-epoch history (through its /by_id
+external link, or, for a trial stored as rows of its batch file's shared tables, from those),
+and that trial's resolved configuration. Works while the sweep runs (the index is swapped in
+atomically; queued and running trials have no /by_id link yet).
 Needs: apt-get install python3-h5py python3-pandas (or pip install h5py pandas).
 """
 import json
@@ -35,6 +36,28 @@ def trials_frame(f):
     return trials
 
 
+def trial(f, row):
+    """One committed trial as (attributes, history DataFrame, trajectory or None), whether it is a
+    group (/by_id/<id> links it) or rows of its batch file's /trials, /history and /trajectory
+    tables (trials with at most one history row, docs/results-format.md)."""
+    if row.id in f["by_id"]:
+        group = f["by_id"][row.id]  # h5py follows the external link into the batch file
+        trajectory = group["trajectory"][:] if "trajectory" in group else None
+        return dict(group.attrs), pd.DataFrame(group["history"][:]), trajectory
+    with h5py.File(os.path.join(os.path.dirname(f.filename), row.file), "r") as batch:
+        rows = batch["trials"][:]
+        k = list(rows["id"]).index(row.id.encode())
+        r = rows[k]
+        attrs = {name: (r[name].decode() if isinstance(r[name], bytes) else r[name]) for name in rows.dtype.names}
+        start, count = r["history_start"], r["history_rows"]
+        history = pd.DataFrame(batch["history"][start:start + count]).drop(columns="id")
+        trajectory = None
+        if r["trajectory_rows"] > 0:
+            start, count = r["trajectory_start"], r["trajectory_rows"]
+            trajectory = batch["trajectory"][start:start + count]
+        return attrs, history, trajectory
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "results/quickstart"
     index = path if path.endswith(".h5") else os.path.join(path, "sweep.h5")
@@ -55,16 +78,15 @@ def main():
             print("no finished trial yet")
             return
 
-        # One trial through /by_id: h5py follows the external link into its batch file.
+        # One trial: its group through /by_id, or its rows of the batch file's tables.
         best = ranked.id.iloc[0]
-        group = f["by_id"][best]
-        history = pd.DataFrame(group["history"][:])
-        print(f"trial {best} ({group.attrs['status']}), history:")
+        attrs, history, trajectory = trial(f, ranked.iloc[0])
+        print(f"trial {best} ({attrs['status']}), history:")
         print(history[["epoch", "train_loss", "test_loss", "test_accuracy", "seconds"]].tail(5).to_string(index=False), "\n")
-        config = json.loads(group.attrs["config"])
+        config = json.loads(attrs["config"])
         print("config:", json.dumps(config, sort_keys=True))
-        if "trajectory" in group:
-            print("trajectory:", group["trajectory"].shape, "last point", group["trajectory"][-1])
+        if trajectory is not None:
+            print("trajectory:", trajectory.shape, "last point", trajectory[-1])
 
         # The table's final metric is the history's last row.
         last = history[metric].iloc[-1]

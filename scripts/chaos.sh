@@ -8,11 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kills_wanted=${1:-12}
 scripts/install-deps.sh
-# h5py for the comparison: Debian's python3-h5py, used through Debian's python3.
+# h5py and pandas for the comparison (examples/read_results.py): Debian's, through Debian's python3.
 py=/usr/bin/python3
-$py -c "import h5py, numpy" 2>/dev/null || {
+$py -c "import h5py, numpy, pandas" 2>/dev/null || {
   [ "$(id -u)" -eq 0 ] && sudo="" || sudo=sudo
-  $sudo apt-get install -y -qq python3-h5py >/dev/null
+  $sudo apt-get install -y -qq python3-h5py python3-pandas >/dev/null
 }
 for product in sweep-coordinator sweep-worker; do
   swift build -c release --product $product > /tmp/chaos-build.log 2>&1 || { grep -E "error" /tmp/chaos-build.log | head; exit 1; }
@@ -60,8 +60,11 @@ tail -2 "$work/coordinator.log"
 echo "== comparing"
 $py - "$work/calm" "$work/chaos" <<'PY'
 import glob, os, sys
+from types import SimpleNamespace
 import h5py
 import numpy as np
+sys.path.insert(0, "examples")
+from read_results import trial  # a trial's group through /by_id, or its rows of the batch tables
 
 def load(out):
     trials = {}
@@ -69,14 +72,14 @@ def load(out):
         index = f["trials"][:]
         ids = [i.decode() for i in index["id"]]
         assert len(ids) == len(set(ids)), "duplicate rows in the index"
-        for i in ids:
-            g = f["by_id"][i]
-            trials[i] = (g.attrs["status"], g["history"][:])
-    # Every batch file is readable and holds each trial once.
+        for i, file in zip(ids, index["file"]):
+            attrs, history, _ = trial(f, SimpleNamespace(id=i, file=file.decode()))
+            trials[i] = (attrs["status"], history)
+    # Every batch file is readable and holds each trial once (its /trials table lists them).
     seen = []
     for path in glob.glob(os.path.join(out, "trials", "*.h5")):
         with h5py.File(path, "r") as b:
-            seen += list(b.keys())
+            seen += [i.decode() for i in b["trials"]["id"]]
     assert len(seen) == len(set(seen)), f"a trial was committed twice: {sorted(seen)}"
     return trials
 

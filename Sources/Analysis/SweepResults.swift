@@ -249,29 +249,45 @@ public struct SweepResults: Sendable {
     }
 }
 
-/// Reads committed trials' groups, opening each batch file once.
+/// Reads committed trials, opening each batch file once: a trial's group, or its rows of the
+/// batch file's shared tables (version 2, `ResultsLayout.Batch`), read once per file.
 struct TrialReader {
     let directory: String
     let index: HDF5File
     var open: [String: HDF5File] = [:]
+    /// The tables of each opened batch file that has them.
+    var tables: [String: BatchRows] = [:]
 
     init(directory: String, index: HDF5File) {
         self.directory = directory
         self.index = index
     }
 
+    /// The batch file named in /trials, opened once for all its trials (nil if it cannot be).
+    mutating func batch(_ file: String) -> HDF5File? {
+        if let f = open[file] { return f }
+        guard let f = try? HDF5File((directory as NSString).appendingPathComponent(file), mode: .readOnly) else { return nil }
+        open[file] = f
+        return f
+    }
+
     mutating func group(id: String, file: String) throws -> HDF5Group {
-        // The batch file named in /trials, opened once for all its trials; the /by_id external
-        // link (resolved by HDF5 against sweep.h5's directory) when that fails.
-        if let batch = open[file] ?? (try? HDF5File((directory as NSString).appendingPathComponent(file), mode: .readOnly)) {
-            open[file] = batch
-            if let g = try? batch.group(id) { return g }
-        }
+        // The batch file's group; the /by_id external link (resolved by HDF5 against sweep.h5's
+        // directory) when that fails.
+        if let batch = batch(file), let g = try? batch.group(id) { return g }
         return try index.group(ResultsLayout.Index.byID).group(id)
+    }
+
+    /// A trial stored as rows of its batch file's tables, or nil when it is a group.
+    mutating func rowDetails(id: String, file: String) throws -> TrialDetails? {
+        guard let batch = batch(file), BatchRows.hasTables(batch) else { return nil }
+        if tables[file] == nil { tables[file] = try BatchRows(batch) }
+        return try tables[file]?.details(id: id)
     }
 
     mutating func details(id: String, file: String) throws -> TrialDetails {
         typealias Trial = ResultsLayout.Trial
+        if let details = try rowDetails(id: id, file: file) { return details }
         let g = try group(id: id, file: file)
         var history = TrialHistory()
         if g.contains(Trial.history) {
@@ -315,6 +331,88 @@ struct TrialReader {
         return TrialLineage(
             member: Int(member), generation: Int(generation), parent: parent.isEmpty ? nil : parent,
             parentEpoch: Int((try? g.attribute(Trial.pbtParentEpoch, as: Int64.self)) ?? 0), exploited: ((try? g.attribute(Trial.pbtExploited, as: Int64.self)) ?? 0) == 1)
+    }
+}
+
+/// The shared tables of a version-2 batch file (`ResultsLayout.Batch`), read and checked once:
+/// a row range outside its table, or columns of different lengths, make the file unreadable
+/// with a message saying so, as a hostile or damaged file should.
+struct BatchRows {
+    typealias Batch = ResultsLayout.Batch
+    typealias Column = ResultsLayout.Batch.Column
+    struct Row {
+        var status, message, config: String
+        var wallSeconds: Double
+        var parameterCount, optimizerStateBytes: Int
+        var grouped: Bool
+        var history, trajectory: Range<Int>
+    }
+    let path: String
+    var rows: [String: Row] = [:]
+    var history: [String: [Double]]
+    var trajectory: (values: [Double], dimension: Int) = ([], 0)
+
+    static func hasTables(_ file: HDF5File) -> Bool {
+        ((try? file.attribute(ResultsLayout.formatVersionAttribute, as: Int64.self)) ?? 1) >= Batch.tablesVersion
+    }
+
+    init(_ file: HDF5File) throws {
+        path = file.filePath
+        func strings(_ field: String) throws -> [String] { try file.readTableStringColumn(Batch.trials, field: field) }
+        let ids = try strings(Column.id)
+        let (status, message, config) = (try strings(Column.status), try strings(Column.message), try strings(Column.config))
+        let integers = [
+            Column.parameterCount, Column.optimizerStateBytes, Column.group, Column.historyStart, Column.historyRows, Column.trajectoryStart,
+            Column.trajectoryRows,
+        ]
+        let fields = Set(try file.tableFields(Batch.trials))
+        guard fields.contains(Column.wallSeconds), integers.allSatisfy(fields.contains) else {
+            throw AnalysisError("\(path): /\(Batch.trials) lacks fields of a batch file (it has \(fields.sorted().joined(separator: ", ")))")
+        }
+        let wall = try file.readTableColumn(Batch.trials, field: Column.wallSeconds)
+        let numbers = try integers.map { try file.readTableColumn(Batch.trials, field: $0) }
+        guard [status.count, message.count, config.count, wall.count].allSatisfy({ $0 == ids.count }), numbers.allSatisfy({ $0.count == ids.count }) else {
+            throw AnalysisError("\(path): the columns of /\(Batch.trials) differ in length")
+        }
+        let historyColumns = try file.readTableColumns(Batch.history, fields: TrialHistory.fields)
+        let historyCount = historyColumns[TrialHistory.fields[0]]?.count ?? 0
+        guard TrialHistory.fields.allSatisfy({ historyColumns[$0]?.count == historyCount }) else {
+            throw AnalysisError("\(path): /\(Batch.history) lacks fields of \(TrialHistory.fields.joined(separator: ", "))")
+        }
+        history = historyColumns
+        if file.contains(Batch.trajectory) {
+            let (values, shape) = try file.read(Batch.trajectory, as: Double.self)
+            guard shape.count == 2, shape[1] > 0, values.count == shape[0] * shape[1] else {
+                throw AnalysisError("\(path): /\(Batch.trajectory) is not a table of points (shape \(shape))")
+            }
+            trajectory = (values, shape[1])
+        }
+        let points = trajectory.dimension == 0 ? 0 : trajectory.values.count / trajectory.dimension
+        for k in ids.indices {
+            func whole(_ c: Int) -> Int64 { Int64(exactly: numbers[c][k]) ?? -1 }
+            guard let h = Batch.rowRange(start: whole(3), rows: whole(4), count: historyCount),
+                let t = Batch.rowRange(start: whole(5), rows: whole(6), count: points)
+            else { throw AnalysisError("\(path): trial \(ids[k])'s rows are not within the shared tables") }
+            rows[ids[k]] = Row(
+                status: status[k], message: message[k], config: config[k], wallSeconds: wall[k], parameterCount: Int(max(0, whole(0))),
+                optimizerStateBytes: Int(max(0, whole(1))), grouped: whole(2) == 1, history: h, trajectory: t)
+        }
+    }
+
+    /// The trial's details from the tables; nil when it is a group of the file (or not in it).
+    func details(id: String) throws -> TrialDetails? {
+        guard let row = rows[id], !row.grouped else { return nil }
+        var h = TrialHistory()
+        let c = TrialHistory.fields.map { Array(history[$0]![row.history]) }
+        (h.epoch, h.step, h.trainLoss, h.testLoss, h.testAccuracy) = (c[0], c[1], c[2], c[3], c[4])
+        (h.gradNorm, h.lr, h.seconds, h.evalSeconds) = (c[5], c[6], c[7], c[8])
+        let d = trajectory.dimension
+        let points = row.trajectory.map { p in Array(trajectory.values[(p * d)..<((p + 1) * d)]) }
+        return TrialDetails(
+            status: row.status, message: row.message,
+            config: row.config.isEmpty ? nil : try? TrialConfig.read(yaml: row.config, source: "\(path):\(id)"),
+            configJSON: row.config, optimizerStateBytes: row.optimizerStateBytes, parameterCount: row.parameterCount,
+            wallSeconds: row.wallSeconds, history: h, trajectory: points, lrRange: nil, layers: nil, lineage: nil)
     }
 }
 

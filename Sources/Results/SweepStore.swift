@@ -37,6 +37,9 @@ public struct CommittedTrial: Sendable, Equatable, MetricValues {
     public var testLoss: Double
     public var testAccuracy: Double
     public var wallSeconds: Double
+    /// Whether the trial is a group of its batch file (linked from `/by_id`), not rows of its
+    /// shared tables (`ResultsLayout.Batch`).
+    public var grouped: Bool
 }
 
 /// A trial's row in the sweep index, committed or not.
@@ -63,8 +66,11 @@ public struct IndexRow: Sendable {
 ///
 ///     OUT/sweep.h5                 the index: metadata, the sweep file, /trials (one row per
 ///                                  trial), /hparams/KEY (aligned), /by_id/ID → external links
-///     OUT/trials/batch-NNNNNNNN.h5 committed trials, one group per trial id (the trial-file
-///                                  layout plus attempts, host, worker, branch, index)
+///                                  to the trials that are groups
+///     OUT/trials/batch-NNNNNNNN.h5 committed trials: /trials, a row each; small trials as rows
+///                                  of the shared tables, the others as groups (the trial-file
+///                                  layout plus attempts, host, worker, branch, index), see
+///                                  `BatchTables`
 ///
 /// Finished trials are committed in groups: one batch file written to a temporary name, fsynced,
 /// renamed and the directory fsynced, so a trial counts as finished only once it is durable and
@@ -125,9 +131,22 @@ public final class SweepStore {
         for name in names {
             if let n = ResultsLayout.batchNumber(fileName: name) { nextBatch = max(nextBatch, n + 1) }
             let file = try HDF5File("\(directory)/\(trials)/\(name)", mode: .readOnly)
-            for id in try file.memberNames() {
-                let g = try file.group(id)
-                committed[id] = try Self.readCommitted(g, id: id, file: "\(trials)/\(name)")
+            let relative = "\(trials)/\(name)"
+            guard BatchTables.hasTables(file) else {
+                for id in try file.memberNames() { committed[id] = try Self.readCommitted(try file.group(id), id: id, file: relative) }
+                continue
+            }
+            let (rows, history) = try BatchTables.read(file)
+            for row in rows {
+                if row.grouped {
+                    committed[row.id] = try Self.readCommitted(try file.group(row.id), id: row.id, file: relative)
+                    continue
+                }
+                let last = history[row.history].last
+                committed[row.id] = CommittedTrial(
+                    id: row.id, file: relative, status: row.status, attempts: row.attempts, host: row.host, epochs: row.history.count,
+                    trainLoss: last?.trainLoss ?? .nan, testLoss: last?.testLoss ?? .nan, testAccuracy: last?.testAccuracy ?? .nan,
+                    wallSeconds: row.wallSeconds, grouped: false)
             }
         }
     }
@@ -135,6 +154,11 @@ public final class SweepStore {
     /// The history of a committed trial, read back from its batch file.
     public func history(of trial: CommittedTrial) throws -> [EpochRecord] {
         let file = try HDF5File("\(directory)/\(trial.file)", mode: .readOnly)
+        if !trial.grouped {
+            let (rows, history) = try BatchTables.read(file)
+            guard let row = rows.first(where: { $0.id == trial.id }) else { throw BatchTables.FileError(description: "\(trial.file) has no row of trial \(trial.id)") }
+            return Array(history[row.history])
+        }
         let columns = try file.group(trial.id).readTableColumns(ResultsLayout.Trial.history, fields: EpochRecord.columns)
         let count = columns[EpochRecord.columns[0]]?.count ?? 0
         return (0..<count).map { r in EpochRecord(row: EpochRecord.columns.map { columns[$0]?[r] ?? .nan }) }
@@ -149,21 +173,29 @@ public final class SweepStore {
         return CommittedTrial(
             id: id, file: file, status: status, attempts: Int(try g.attribute(ResultsLayout.Batch.attempts, as: Int64.self)),
             host: try g.stringAttribute(ResultsLayout.Batch.host), epochs: epochs, trainLoss: try last(.trainLoss), testLoss: try last(.testLoss),
-            testAccuracy: try last(.testAccuracy), wallSeconds: try g.attribute(Trial.wallSeconds, as: Double.self))
+            testAccuracy: try last(.testAccuracy), wallSeconds: try g.attribute(Trial.wallSeconds, as: Double.self), grouped: true)
     }
 
-    /// Writes the trials durably in one batch file and records them as committed.
+    /// Writes the trials durably in one batch file and records them as committed: the small
+    /// ones as rows of its shared tables, the others as groups (`BatchTables`).
     @discardableResult
     public func commit(_ trials: [FinishedTrial]) throws -> String {
         guard !trials.isEmpty else { return "" }
         let name = ResultsLayout.batchFile(nextBatch)
         nextBatch += 1
+        var dimension: Int?
+        let grouped = trials.map { t in
+            guard BatchTables.fitsRows(t.result, dimension: dimension) else { return true }
+            dimension = dimension ?? t.result.trajectory.first?.count
+            return false
+        }
         try writeAtomically("\(directory)/\(name)") { temporary in
             let file = try HDF5File(temporary, mode: .createExclusive)
             typealias Batch = ResultsLayout.Batch
             try file.setAttribute(ResultsLayout.formatAttribute, Batch.format)
-            try file.setAttribute(ResultsLayout.formatVersionAttribute, TrialFile.formatVersion)
-            for t in trials {
+            try file.setAttribute(ResultsLayout.formatVersionAttribute, Batch.formatVersion)
+            try BatchTables.write(trials, grouped: grouped, into: file)
+            for (t, own) in zip(trials, grouped) where own {
                 let g = try file.createGroup(t.id)
                 try TrialFile.write(t.result, id: t.id, into: g)
                 try g.setAttribute(Batch.attempts, Int64(t.attempts))
@@ -174,12 +206,12 @@ public final class SweepStore {
             }
             try file.flush()
         }
-        for t in trials {
+        for (t, own) in zip(trials, grouped) {
             let h = t.result.history
             committed[t.id] = CommittedTrial(
                 id: t.id, file: name, status: t.result.status, attempts: t.attempts, host: t.host, epochs: h.count,
                 trainLoss: h.last?.trainLoss ?? .nan, testLoss: h.last?.testLoss ?? .nan, testAccuracy: h.last?.testAccuracy ?? .nan,
-                wallSeconds: t.result.wallSeconds)
+                wallSeconds: t.result.wallSeconds, grouped: own)
         }
         return name
     }
@@ -232,7 +264,7 @@ public final class SweepStore {
             try file.writeStrings(Index.configs, rows.map(\.config.canonicalJSON))
             let byID = try file.createGroup(Index.byID)
             for row in rows {
-                if let committed = row.committed { try byID.linkExternal(row.id, file: committed.file, object: "/\(row.id)") }
+                if let committed = row.committed, committed.grouped { try byID.linkExternal(row.id, file: committed.file, object: "/\(row.id)") }
             }
             try file.flush()
         }

@@ -89,6 +89,8 @@ extension String {
     init(format1 v: Double) { self = "\(Int(v)).0" }
 }
 
+/// A JSON string literal: quotes, backslashes and control characters escaped, and the line and
+/// paragraph separators U+2028/U+2029 (valid JSON, but not JavaScript before ES2019).
 package func jsonQuote(_ s: String) -> String {
     var out = "\""
     for c in s.unicodeScalars {
@@ -99,7 +101,7 @@ package func jsonQuote(_ s: String) -> String {
         case "\t": out += "\\t"
         case "\r": out += "\\r"
         default:
-            if c.value < 0x20 {
+            if c.value < 0x20 || c.value == 0x2028 || c.value == 0x2029 {
                 let hex = String(c.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             } else {

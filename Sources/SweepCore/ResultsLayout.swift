@@ -4,7 +4,8 @@
 /// docs/results-format.md describes the layout for people (and h5py).
 ///
 ///     OUT/sweep.h5                   the index (`Index`)
-///     OUT/trials/batch-NNNNNNNN.h5   committed trials, one group per id (`Trial`, `Batch`)
+///     OUT/trials/batch-NNNNNNNN.h5   committed trials: a table row each, small ones as rows of
+///                                    shared tables, the others as groups (`Trial`, `Batch`)
 ///     OUT/checkpoints/ID.h5          the latest checkpoint of a trial in progress (`Checkpoint`)
 ///     OUT/coordinator.lock           the coordinator's lock, naming its holder
 ///     OUT/sweep.identity             the sweep's name and a hash of its file
@@ -87,7 +88,8 @@ public enum ResultsLayout {
         public static let hparams = "hparams"
         /// `/configs`: every trial's canonical JSON, aligned with `/trials`.
         public static let configs = "configs"
-        /// `/by_id/ID`: an external link to the trial's group in its batch file.
+        /// `/by_id/ID`: an external link to the trial's group in its batch file (trials stored
+        /// as rows of the batch file's tables have none).
         public static let byID = "by_id"
 
         /// The fields of `/trials`.
@@ -111,15 +113,82 @@ public enum ResultsLayout {
         }
     }
 
-    /// A batch file (`trials/batch-NNNNNNNN.h5`): one group per trial id, each a trial as in
-    /// `Trial` plus the attributes here.
+    /// A batch file (`trials/batch-NNNNNNNN.h5`). Version 2: the `/trials` table has a row per
+    /// trial of the commit; a trial whose results fit rows (`rowsOnly`) is stored as rows of the
+    /// shared `/history`, `/trajectory` and `/optimizer_state` tables, any other trial as its own
+    /// group `/ID` (a trial as in `Trial`, plus the attributes here). Version 1 (written before
+    /// the tables) has only the groups, one per trial. Creating an HDF5 group with its
+    /// attributes and data sets costs about a millisecond; a table row, microseconds.
     public enum Batch {
         public static let format = "optimizer-sweeps/trial-batch"
+        /// 2: `/trials` and the shared tables; 1: a group per trial only.
+        public static let formatVersion: Int64 = 2
+        /// The first version with the `/trials` table.
+        public static let tablesVersion: Int64 = 2
+        // A group's attributes beyond `Trial`'s (also columns of `/trials`).
         public static let attempts = "attempts"
         public static let host = "host"
         public static let worker = "worker"
         public static let branch = "branch"
         public static let index = "index"
+
+        /// `/trials`: one row per trial committed in the file, fields `Column`.
+        public static let trials = "trials"
+        /// `/history`: the history rows of the trials without a group, fields `id` then
+        /// `Trial.historyColumns`; a trial's rows are `history_start ..< history_start + history_rows`.
+        public static let history = Trial.history
+        /// `/trajectory`: the trajectories of the trials without a group, one point per row
+        /// (float64, rows × dimension); a trial's are `trajectory_start ..< + trajectory_rows`.
+        public static let trajectory = Trial.trajectory
+        /// `/optimizer_state`: fields `id`, `tensor`, `bytes`, the rows of the trials without a group.
+        public static let optimizerState = Trial.optimizerState
+
+        /// A trial is stored as rows when it has at most this many history rows, nothing but a
+        /// history, a trajectory (of the file's one dimension) and optimizer state per tensor, and
+        /// short texts: fixed-width string columns are as wide as their longest value.
+        public static let maxHistoryRows = 1
+        public static let maxRowText = 1024
+
+        /// The fields of `/trials` (the strings fixed-width UTF-8, numbers int64 or float64).
+        public enum Column {
+            public static let id = "id"
+            public static let index = Batch.index
+            public static let branch = Batch.branch
+            public static let model = Trial.model
+            public static let optimizer = Trial.optimizer
+            public static let status = Trial.status
+            public static let message = Trial.message
+            public static let config = Trial.config
+            public static let engine = Trial.engine
+            public static let wallSeconds = Trial.wallSeconds
+            public static let parameterCount = Trial.parameterCount
+            public static let optimizerStateBytes = Trial.optimizerStateBytes
+            public static let attempts = Batch.attempts
+            public static let host = Batch.host
+            public static let worker = Batch.worker
+            /// int64: 1 when the trial is the group `/ID` (its data is there, the row ranges are
+            /// empty), 0 when it is rows of the shared tables.
+            public static let group = "group"
+            public static let historyStart = "history_start"
+            public static let historyRows = "history_rows"
+            public static let trajectoryStart = "trajectory_start"
+            public static let trajectoryRows = "trajectory_rows"
+            public static let optimizerStateStart = "optimizer_state_start"
+            public static let optimizerStateRows = "optimizer_state_rows"
+            /// The int64 fields, in this order after the strings.
+            public static let integers = [
+                index, parameterCount, optimizerStateBytes, attempts, group, historyStart, historyRows, trajectoryStart, trajectoryRows, optimizerStateStart, optimizerStateRows,
+            ]
+        }
+        /// The trial id field of the shared `/history` and `/optimizer_state` tables.
+        public static let idField = Column.id
+
+        /// The rows `start ..< start + rows` of a shared table of `count` rows, or nil when a
+        /// (hostile or damaged) file names rows the table does not have.
+        public static func rowRange(start: Int64, rows: Int64, count: Int) -> Range<Int>? {
+            guard start >= 0, rows >= 0, start <= Int64(count), rows <= Int64(count) - start else { return nil }
+            return Int(start)..<Int(start + rows)
+        }
     }
 
     /// A trial: the root of a single-trial file, or its group in a batch file.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import SweepCore
 
 /// How log lines look: `plain` is the message alone, worded as it always was; `json` is one JSON
 /// object per line for log collectors (`{"time":…,"level":…,"logger":…,"message":…}` and the
@@ -55,7 +56,7 @@ public struct LineLogHandler: LogHandler {
         case .json:
             var fields = [("time", timestamp(time)), ("level", level.rawValue), ("logger", label), ("message", message)]
             fields += metadata.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") }
-            return "{" + fields.map { "\(jsonString($0.0)):\(jsonString($0.1))" }.joined(separator: ",") + "}"
+            return "{" + fields.map { "\(jsonQuote($0.0)):\(jsonQuote($0.1))" }.joined(separator: ",") + "}"
         }
     }
 
@@ -83,22 +84,4 @@ public struct LineLogHandler: LogHandler {
             offset += n
         }
     }
-}
-
-/// A JSON string literal: quotes, backslashes and control characters escaped.
-public func jsonString(_ s: String) -> String {
-    var out = "\""
-    out.reserveCapacity(s.utf8.count + 2)
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }

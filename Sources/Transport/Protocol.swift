@@ -303,6 +303,16 @@ public enum Message: Sendable {
         return named.lease
     }
 
+    /// Checks a result about to be sent as the coordinator's `decode` will check it (the
+    /// payload's nesting, then every field against `ProtocolLimits`), without decoding again
+    /// the JSON just encoded from it: for a trivial trial that decoding cost more than the trial.
+    public static func check(outgoing result: ResultMessage, frames: [[UInt8]]) throws(DecodeError) {
+        guard frames.count == 3, jsonDepth(frames[2], limit: ProtocolLimits.maxJSONDepth) <= ProtocolLimits.maxJSONDepth else {
+            throw .payload(.result, "JSON nested deeper than \(ProtocolLimits.maxJSONDepth) levels")
+        }
+        do { try result.validate() } catch { throw .field(.result, error) }
+    }
+
     /// Validates and decodes frames (identity already removed): the header, the command, the
     /// payload's nesting, its decoding, then every field against `ProtocolLimits`.
     public static func decode(_ frames: [[UInt8]]) throws(DecodeError) -> Message {

@@ -315,11 +315,14 @@ extension ProgramRunner {
 
         mutating func received(_ chunk: ArraySlice<UInt8>, onEpoch: (EpochRecord) -> Void, onCheckpoint: (TrainingCheckpoint) throws -> Void) {
             report += chunk
-            while let newline = report.firstIndex(of: 0x0A) {
-                let text = report[..<newline]
-                line(text, onEpoch: onEpoch, onCheckpoint: onCheckpoint)
-                report.removeSubrange(...newline)
+            // Lines are cut from a moving start and the consumed prefix dropped once per chunk
+            // (dropping it per line made a chunk of many short lines quadratic).
+            var start = report.startIndex
+            while let newline = report[start...].firstIndex(of: 0x0A) {
+                line(report[start..<newline], onEpoch: onEpoch, onCheckpoint: onCheckpoint)
+                start = newline + 1
             }
+            report.removeSubrange(..<start)
             if report.count > ProgramLimits.maxReportLineBytes {
                 violate("report line \(lineNumber + 1) is longer than \(ProgramLimits.maxReportLineBytes) bytes")
                 report.removeAll()
@@ -590,14 +593,19 @@ enum SafeTree {
 
     static func read(directory: String, limit: Int, only: String? = nil) throws -> [PackedFile] {
         var files: [PackedFile] = []
-        var total = 0
+        var total = 0, entries = 0
         func walk(_ fd: Int32, _ prefix: String, depth: Int) throws {
             guard let dir = fdopendir(fd) else { close(fd); throw ProgramRunner.Failure("cannot read \(prefix.isEmpty ? "the checkpoint directory" : prefix)") }
             defer { closedir(dir) }
             var names: [String] = []
             while let entry = readdir(dir) {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { names.append(name) }
+                guard name != "." && name != ".." else { continue }
+                entries += 1
+                guard entries <= ProgramLimits.maxCheckpointEntries else {
+                    throw ProgramRunner.Failure("the checkpoint holds more than \(ProgramLimits.maxCheckpointEntries) entries (files and directories)")
+                }
+                names.append(name)
             }
             for name in names.sorted() where only == nil || (prefix.isEmpty && name == only) {
                 let path = prefix + name
@@ -618,9 +626,15 @@ enum SafeTree {
                             "the checkpoint holds more than \(limit) bytes (\(path) alone is \(size)); this worker sends at most \(limit >> 20) MiB (--max-checkpoint-mb)"
                         )
                     }
-                    let file = openat(dirfd(dir), name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                    // Non-blocking, and checked again once open: the program may have replaced the
+                    // file since (a FIFO would block an ordinary open, and its read, forever).
+                    let file = openat(dirfd(dir), name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
                     guard file >= 0 else { throw ProgramRunner.Failure("cannot open \(path): \(String(cString: strerror(errno)))") }
                     defer { close(file) }
+                    var opened = stat()
+                    guard fstat(file, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG, opened.st_ino == st.st_ino, opened.st_dev == st.st_dev else {
+                        throw ProgramRunner.Failure("\(path) was replaced while it was read (the program still wrote to its checkpoint after reporting it)")
+                    }
                     var bytes = [UInt8](repeating: 0, count: size)
                     var got = 0
                     while got < size {

@@ -81,6 +81,9 @@ public final class RemoteWorker {
     }
 
     var inbox: String { "inproc://worker-\(getpid())" }
+    /// The threads trials train on, each with its PUSH socket to `inbox`, kept between trials:
+    /// a thread and a socket per trial cost more than a trivial trial itself.
+    lazy var trialThreads = TrialThreads(context: context, inbox: inbox, log: log)
 
     func makeDealer() throws -> Socket {
         let socket = try Socket(context, .dealer)
@@ -173,9 +176,10 @@ public final class RemoteWorker {
                 try? send(dealer, .bye(Empty()))
                 if running.isEmpty { return }
             }
-            // Messages from the trials' threads go out as they are.
-            while let frames = try pull.receive(wait: false) {
-                if let lease = Message.lease(ofResult: frames) {
+            // Messages from the trials' threads go out as they are, after their envelope (a
+            // result's lease, empty for the rest).
+            while var frames = try pull.receive(wait: false), !frames.isEmpty {
+                if let lease = Self.lease(ofEnvelope: frames.removeFirst()) {
                     running[lease] = nil
                     if !stopping && !waiting.isEmpty { start(waiting.removeFirst()) }
                 }
@@ -244,52 +248,63 @@ public final class RemoteWorker {
         }
     }
 
-    /// Starts a leased trial on its own thread.
+    /// Starts a leased trial on one of the trial threads.
     func start(_ assignment: Assignment) {
         let lease = assignment.lease
         if running[lease] != nil { return }
         let trial = RunningTrial(lease: lease, token: assignment.token)
         running[lease] = trial
-        let (context, inbox, data, log, programs) = (context, inbox, data, log, options.programs)
-        let thread = Thread {
+        let (data, log, programs) = (data, log, options.programs)
+        trialThreads.run { push in
             do {
-                let push = try Socket(context, .push)
-                try push.connect(inbox)
-                try Self.attempt(assignment, trial: trial, data: data, programs: programs, log: log) { try push.send($0) }
+                // The lease travels ahead of a result to the loop, which frees the slot.
+                try Self.attempt(assignment, trial: trial, data: data, programs: programs, log: log) { frames, result in
+                    try push.send([result.map(Self.resultEnvelope) ?? []] + frames)
+                }
             } catch {
                 log("worker: trial \(lease) could not report: \(error)")
             }
         }
-        thread.stackSize = 8 << 20
-        thread.start()
+    }
+
+    /// The frame a trial thread puts before its messages to the loop: the lease of a result
+    /// (trial id, a space, the attempt), empty before progress and checkpoints. It saves the
+    /// loop decoding the result's JSON to learn whose it is.
+    static func resultEnvelope(_ lease: Lease) -> [UInt8] { Array("\(lease.trial) \(lease.attempt)".utf8) }
+
+    static func lease(ofEnvelope frame: [UInt8]) -> Lease? {
+        guard let space = frame.firstIndex(of: UInt8(ascii: " ")), let attempt = Int(String(decoding: frame[(space + 1)...], as: UTF8.self)) else { return nil }
+        return Lease(trial: String(decoding: frame[..<space], as: UTF8.self), attempt: attempt)
     }
 
     /// One attempt, from its lease to its result, on the calling thread: the frames this worker
-    /// sends for it go to `send` in order (progress, checkpoints, then the result).
+    /// sends for it go to `send` in order (progress, checkpoints, then the result, with its
+    /// lease as the second argument).
     static func attempt(
         _ assignment: Assignment, trial: RunningTrial, data: DataCache, programs: ProgramRunner.Settings?, log: @escaping @Sendable (String) -> Void,
-        send: @escaping ([[UInt8]]) throws -> Void
+        send: @escaping (_ frames: [[UInt8]], _ result: Lease?) throws -> Void
     ) throws {
         let lease = assignment.lease
         // Every epoch of a model streams at once; toy objectives record a row per step, so
-        // their progress is sent at most every half second.
-        var lastProgress = 0.0
+        // their progress is sent at most every half second (a trial shorter than that
+        // sends its result only).
+        var lastProgress = now()
         let result = Self.train(
             assignment, trial: trial, data: data, programs: programs, log: log,
             onCheckpoint: { epoch, file in
-                try? send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames())
+                try? send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames(), nil)
             }
         ) { record, everyRecord in
             trial.epoch = record.epoch
             let t = now()
             guard everyRecord || t - lastProgress >= 0.5 else { return }
             lastProgress = t
-            try? send(try Message.progress(EpochProgress(lease: lease, record: record)).frames())
+            try? send(try Message.progress(EpochProgress(lease: lease, record: record)).frames(), nil)
         }
         var frames = try Message.result(result).frames()
         // Checked as the coordinator will check it: a result it would refuse is reported
         // as a failure that says why, instead of costing the trial its attempts unexplained.
-        if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.decode(frames) }) {
+        if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.check(outgoing: result, frames: frames) }) {
             log("worker: trial \(lease)'s result does not pass the protocol's checks: \(problem)")
             frames = try Message.result(
                 ResultMessage(
@@ -297,7 +312,7 @@ public final class RemoteWorker {
                     parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: result.engine)
             ).frames()
         }
-        try send(frames)
+        try send(frames, lease)
     }
 
     /// One attempt of a built-in trial (no data set is kept between calls, no program runs), as
@@ -305,7 +320,9 @@ public final class RemoteWorker {
     /// on one thread (`Benchmarks/WorkerSwarm`). The frames go to `send` in the order a worker
     /// sends them.
     public static func attempt(_ assignment: Assignment, log: @escaping @Sendable (String) -> Void, send: @escaping ([[UInt8]]) throws -> Void) throws {
-        try attempt(assignment, trial: RunningTrial(lease: assignment.lease, token: assignment.token), data: DataCache(), programs: nil, log: log, send: send)
+        try attempt(assignment, trial: RunningTrial(lease: assignment.lease, token: assignment.token), data: DataCache(), programs: nil, log: log) { frames, _ in
+            try send(frames)
+        }
     }
 
     /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model
@@ -393,6 +410,59 @@ extension RemoteWorker {
         message.extraHistory = result.extraHistory.isEmpty ? nil : result.extraHistory
         message.programOutput = result.programOutput
         return message
+    }
+}
+
+/// Long-lived threads that run trials, each owning a PUSH socket connected to the worker's
+/// inbox (a ZeroMQ socket belongs to one thread). A job waits for an idle thread; when none is
+/// idle a new one starts, so there are as many threads as trials ever ran at once (the slots).
+final class TrialThreads: @unchecked Sendable {
+    typealias Job = (Socket) -> Void
+    private let context: Context
+    private let inbox: String
+    private let log: @Sendable (String) -> Void
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var idle = 0
+
+    init(context: Context, inbox: String, log: @escaping @Sendable (String) -> Void) {
+        self.context = context
+        self.inbox = inbox
+        self.log = log
+    }
+
+    func run(_ job: @escaping Job) {
+        condition.lock()
+        jobs.append(job)
+        if idle >= jobs.count {
+            condition.signal()
+        } else {
+            let thread = Thread { [self] in loop() }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        condition.unlock()
+    }
+
+    private func loop() {
+        let push: Socket
+        do {
+            push = try Socket(context, .push)
+            try push.connect(inbox)
+        } catch {
+            // Without its socket a thread can report nothing; its job waits for the next thread.
+            log("worker: a trial thread could not connect to \(inbox): \(error)")
+            return
+        }
+        while true {
+            condition.lock()
+            idle += 1
+            while jobs.isEmpty { condition.wait() }
+            idle -= 1
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job(push)
+        }
     }
 }
 

@@ -49,19 +49,38 @@ public enum Harness {
 
     public static func freePort() -> Int { Int.random(in: 20_000...60_000) }
 
-    /// The trials table of a results directory as rows of column → value.
+    /// The committed trials of a results directory (rows of the index's /trials with a batch
+    /// file), each read from its batch file as a user would: its group (through /by_id), or its
+    /// row of the batch file's /trials table and rows of its /history.
     public static func trials(_ directory: String) throws -> [(id: String, status: String, attempts: Int64, trainLoss: Double, file: String)] {
         let file = try HDF5File("\(directory)/sweep.h5", mode: .readOnly)
         let count = Int(try file.attribute("trial_count", as: Int64.self))
-        var rows: [(String, String, Int64, Double, String)] = []
-        let configs = try file.group("by_id")
-        for id in try configs.memberNames() {
-            let g = try configs.group(id)
-            let loss = try g.readTableColumn("history", field: "train_loss")
-            rows.append((id, try g.stringAttribute("status"), try g.attribute("attempts", as: Int64.self), loss.last ?? .nan, ""))
+        let (ids, files) = (try file.readTableStringColumn("trials", field: "id"), try file.readTableStringColumn("trials", field: "file"))
+        guard ids.count == count, files.count == count else { throw HarnessError("\(directory)/sweep.h5 has \(ids.count) rows but counts \(count)") }
+        return try zip(ids, files).filter { !$0.1.isEmpty }.map { id, batch in
+            let t = try committed(directory, id: id, file: batch)
+            return (id: id, status: t.text["status"] ?? "", attempts: t.attempts, trainLoss: t.trainLoss.last ?? .nan, file: batch)
         }
-        guard rows.count <= count else { throw HarnessError("\(directory)/sweep.h5 links \(rows.count) trials but counts \(count)") }
-        return rows.map { (id: $0.0, status: $0.1, attempts: $0.2, trainLoss: $0.3, file: $0.4) }
+    }
+
+    /// A committed trial as readers see it: its text attributes (status, config, engine, …), its
+    /// attempts and its history's train_loss column.
+    public static func committed(_ directory: String, id: String, file batch: String) throws -> (text: [String: String], attempts: Int64, trainLoss: [Double]) {
+        let index = try HDF5File("\(directory)/sweep.h5", mode: .readOnly)
+        let names = ["status", "config", "engine", "message", "host"]
+        let byID = try index.group("by_id")
+        if byID.contains(id) {
+            let g = try byID.group(id)
+            let text = Dictionary(uniqueKeysWithValues: try names.map { ($0, try g.stringAttribute($0)) })
+            return (text, try g.attribute("attempts", as: Int64.self), try g.readTableColumn("history", field: "train_loss"))
+        }
+        let file = try HDF5File("\(directory)/\(batch)", mode: .readOnly)
+        guard let k = try file.readTableStringColumn("trials", field: "id").firstIndex(of: id) else { throw HarnessError("\(batch) has no trial \(id)") }
+        let text = Dictionary(uniqueKeysWithValues: try names.map { ($0, try file.readTableStringColumn("trials", field: $0)[k]) })
+        let (start, rows) = (Int(try file.readTableColumn("trials", field: "history_start")[k]), Int(try file.readTableColumn("trials", field: "history_rows")[k]))
+        let losses = try file.readTableColumn("history", field: "train_loss")
+        guard start >= 0, rows >= 0, start + rows <= losses.count else { throw HarnessError("\(batch): trial \(id)'s history rows are outside /history") }
+        return (text, Int64(try file.readTableColumn("trials", field: "attempts")[k]), Array(losses[start..<(start + rows)]))
     }
 }
 

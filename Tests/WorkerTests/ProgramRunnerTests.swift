@@ -138,6 +138,17 @@ import Worker
                 "echo '{\"epoch\": 1, \"test_loss\": 1}' >&3; mkdir $SWEEP_CHECKPOINT_DIR/c; ln -s /etc/passwd $SWEEP_CHECKPOINT_DIR/c/p; echo '{\"checkpoint\": \"c\"}' >&3",
                 "the checkpoint holds p, which is not a regular file or a directory"
             ),
+            (
+                "echo '{\"epoch\": 1, \"test_loss\": 1}' >&3; mkdir $SWEEP_CHECKPOINT_DIR/c; mkfifo $SWEEP_CHECKPOINT_DIR/c/f; echo '{\"checkpoint\": \"c\"}' >&3",
+                "the checkpoint holds f, which is not a regular file or a directory"
+            ),
+            (
+                // Empty directories only, past the bound on entries (no file count or byte limit applies).
+                "echo '{\"epoch\": 1, \"test_loss\": 1}' >&3; "
+                    + "python3 -c 'import os, sys; [os.makedirs(sys.argv[1] + \"/c/%d\" % i) for i in range(\(ProgramLimits.maxCheckpointEntries + 1))]' $SWEEP_CHECKPOINT_DIR; "
+                    + "echo '{\"checkpoint\": \"c\"}' >&3",
+                "the checkpoint holds more than \(ProgramLimits.maxCheckpointEntries) entries"
+            ),
         ]
         for (script, expected) in cases {
             var job = try job("program: [sh, p.sh]\nepochs: 3\n", files: ["p.sh": script])

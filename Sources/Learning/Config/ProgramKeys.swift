@@ -60,6 +60,9 @@ public enum ProgramLimits {
     public static let maxCheckpointBytesAllowed = 44 << 20
     /// Files in one checkpoint directory.
     public static let maxCheckpointFiles = 4096
+    /// Directory entries of any kind (files, directories, anything else) a checkpoint's tree may
+    /// hold, counted while it is read: bounds the work an empty-directory flood can cause.
+    public static let maxCheckpointEntries = 4 * maxCheckpointFiles
     /// Seconds between SIGTERM and SIGKILL when a program is asked to stop.
     public static let defaultStopGraceSeconds = 10.0
     /// Seconds a paused program has, after reporting the epoch it pauses at, to report that

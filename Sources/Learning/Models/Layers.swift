@@ -54,11 +54,8 @@ struct Linear {
                     for i in 0..<(rows * cols) { o[i] = sigmoid(o[i] + b[i % cols]) }
                 case .gelu:
                     pre.storage.withUnsafeMutableBufferPointer { z in
-                        for i in 0..<(rows * cols) {
-                            let v = o[i] + b[i % cols]
-                            z[i] = v
-                            o[i] = v * (0.5 + 0.5 * T.erf(v * T(0.7071067811865476)))
-                        }
+                        for i in 0..<(rows * cols) { z[i] = o[i] + b[i % cols] }
+                        geluForward(z.baseAddress!, into: o.baseAddress!, count: rows * cols)
                     }
                 }
             }
@@ -77,15 +74,7 @@ struct Linear {
                 case .tanh: for i in 0..<n { d[i] *= 1 - y[i] * y[i] }
                 case .sigmoid: for i in 0..<n { d[i] *= y[i] * (1 - y[i]) }
                 case .gelu:
-                    pre.storage.withUnsafeBufferPointer { z in
-                        let invSqrt2 = T(0.7071067811865476), invSqrt2Pi = T(0.3989422804014327)
-                        for i in 0..<n {
-                            let x = z[i]
-                            let cdf = 0.5 + 0.5 * T.erf(x * invSqrt2)
-                            let pdf = invSqrt2Pi * T.exp(-0.5 * x * x)
-                            d[i] *= cdf + x * pdf
-                        }
-                    }
+                    pre.storage.withUnsafeBufferPointer { z in geluBackward(z.baseAddress!, d.baseAddress!, into: d.baseAddress!, count: n) }
                 }
             }
         }
@@ -96,13 +85,8 @@ struct Linear {
     @_specialize(where T == Double)
     func parameterGradients<T: BLASScalar>(input x: Tensor<T>, delta: Tensor<T>, _ p: Parameters<T>) {
         gemm(delta, transposeA: true, x, into: &p.gradients[weight])
-        let rows = delta.rows, cols = outputs
-        delta.storage.withUnsafeBufferPointer { d in
-            p.gradients[bias].storage.withUnsafeMutableBufferPointer { g in
-                for c in 0..<cols { g[c] = 0 }
-                for r in 0..<rows { for c in 0..<cols { g[c] += d[r * cols + c] } }
-            }
-        }
+        p.gradients[bias].storage.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        addColumnSums(delta, to: &p.gradients[bias])
     }
 
     /// Writes ∂L/∂x = δ·W into `dx` (or adds it, for layers whose input feeds several layers).

@@ -80,6 +80,8 @@ public final class Parameters<Scalar: BLASScalar> {
         values.allSatisfy { v in v.storage.withUnsafeBufferPointer { allFinite($0) } }
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func zeroGradients() {
         for i in gradients.indices {
             gradients[i].storage.withUnsafeMutableBufferPointer { p in p.update(repeating: 0) }

@@ -76,7 +76,7 @@ final class ActivationLayer<T: BLASScalar>: Layer<T> {
                 case .relu: for i in 0..<n { y[i] = Swift.max(x[i], 0) }
                 case .tanh: for i in 0..<n { y[i] = T.tanh(x[i]) }
                 case .sigmoid: for i in 0..<n { y[i] = sigmoid(x[i]) }
-                case .gelu: for i in 0..<n { y[i] = x[i] * (0.5 + 0.5 * T.erf(x[i] * T(0.7071067811865476))) }
+                case .gelu: geluForward(x.baseAddress!, into: y.baseAddress!, count: n)
                 }
             }
         }
@@ -109,15 +109,10 @@ func activationBackward<T: BLASScalar>(
     _ activation: Activation, x: UnsafePointer<T>, y: UnsafePointer<T>, dy: UnsafePointer<T>, into dx: UnsafeMutablePointer<T>, count: Int
 ) {
     switch activation {
-    case .relu: for i in 0..<count { dx[i] = y[i] > 0 ? dy[i] : 0 }
+    case .relu: reluBackward(y, dy, into: dx, count: count)
     case .tanh: for i in 0..<count { dx[i] = dy[i] * (1 - y[i] * y[i]) }
     case .sigmoid: for i in 0..<count { dx[i] = dy[i] * y[i] * (1 - y[i]) }
-    case .gelu:
-        let invSqrt2 = T(0.7071067811865476), invSqrt2Pi = T(0.3989422804014327)
-        for i in 0..<count {
-            let v = x[i]
-            dx[i] = dy[i] * (0.5 + 0.5 * T.erf(v * invSqrt2) + v * invSqrt2Pi * T.exp(-0.5 * v * v))
-        }
+    case .gelu: geluBackward(x, dy, into: dx, count: count)
     }
 }
 
@@ -216,13 +211,10 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
                         let base = c * stride
                         let mean: Double, invStd: Double
                         if pass.training {
-                            var sum = 0.0
-                            for i in 0..<m { sum += Double(x[base + i * step]) }
-                            mean = sum / Double(m)
-                            var squares = 0.0
-                            for i in 0..<m {
-                                let d = Double(x[base + i * step]) - mean
-                                squares += d * d
+                            mean = unrolledSum(m) { Double(x[base + $0 * step]) } / Double(m)
+                            let squares = unrolledSum(m) {
+                                let d = Double(x[base + $0 * step]) - mean
+                                return d * d
                             }
                             let variance = squares / Double(m)
                             invStd = 1 / (variance + epsilon).squareRoot()
@@ -276,12 +268,8 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
                 dx.storage.withUnsafeMutableBufferPointer { dx in
                     for c in 0..<channels {
                         let base = c * stride
-                        var sumDy = 0.0, sumDyXhat = 0.0
-                        for i in 0..<m {
-                            let k = base + i * step
-                            sumDy += Double(dy[k])
-                            sumDyXhat += Double(dy[k]) * Double(xhat[k])
-                        }
+                        let sumDy = unrolledSum(m) { Double(dy[base + $0 * step]) }
+                        let sumDyXhat = unrolledSum(m) { Double(dy[base + $0 * step]) * Double(xhat[base + $0 * step]) }
                         (sums[2 * c], sums[2 * c + 1]) = (sumDy, sumDyXhat)
                         guard wantsInput else { continue }
                         let scale = T(Double(gamma[c]) * inverseStd[c] / Double(m))
@@ -299,6 +287,30 @@ final class BatchNormLayer<T: BLASScalar>: Layer<T> {
             p.gradients[weight].storage[c] += T(sums[2 * c + 1])
         }
     }
+}
+
+/// Σ term(i) for i < count in Double with eight interleaved partial sums: a sequential sum is one
+/// chain of dependent additions (four cycles each); eight chains overlap.
+@inline(__always)
+func unrolledSum(_ count: Int, _ term: (Int) -> Double) -> Double {
+    var acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    var i = 0
+    while i + 8 <= count {
+        acc.0 += term(i)
+        acc.1 += term(i + 1)
+        acc.2 += term(i + 2)
+        acc.3 += term(i + 3)
+        acc.4 += term(i + 4)
+        acc.5 += term(i + 5)
+        acc.6 += term(i + 6)
+        acc.7 += term(i + 7)
+        i += 8
+    }
+    while i < count {
+        acc.0 += term(i)
+        i += 1
+    }
+    return ((acc.0 + acc.1) + (acc.2 + acc.3)) + ((acc.4 + acc.5) + (acc.6 + acc.7))
 }
 
 /// Layer normalisation over the last dimension of vectors or sequences.
@@ -326,30 +338,35 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func normalize(_ x: Tensor<T>, into y: inout Tensor<T>, _ p: Parameters<T>) {
-        let e = input.width!, rows = x.count / e
+        let e = input.width!, rows = x.count / e, epsilon = epsilon
         if y.shape != x.shape { y.resize(x.shape) }
         if normalized.shape != x.shape { normalized.resize(x.shape) }
         if inverseStd.count != rows { inverseStd = [T](repeating: 0, count: rows) }
-        let gamma = p.values[weight].storage, beta = p.values[bias].storage
-        x.storage.withUnsafeBufferPointer { x in
-            y.storage.withUnsafeMutableBufferPointer { y in
-                normalized.storage.withUnsafeMutableBufferPointer { xhat in
-                    for r in 0..<rows {
-                        let row = r * e
-                        var sum = 0.0
-                        for c in 0..<e { sum += Double(x[row + c]) }
-                        let mean = sum / Double(e)
-                        var squares = 0.0
-                        for c in 0..<e {
-                            let d = Double(x[row + c]) - mean
-                            squares += d * d
-                        }
-                        let invStd = T(1 / (squares / Double(e) + epsilon).squareRoot()), tm = T(mean)
-                        inverseStd[r] = invStd
-                        for c in 0..<e {
-                            let h = (x[row + c] - tm) * invStd
-                            xhat[row + c] = h
-                            y[row + c] = h * gamma[c] + beta[c]
+        // Every operand through a pointer: indexing arrays here kept bounds and uniqueness checks
+        // in the inner loops, which then did not vectorise.
+        p.values[weight].storage.withUnsafeBufferPointer { gamma in
+            p.values[bias].storage.withUnsafeBufferPointer { beta in
+                inverseStd.withUnsafeMutableBufferPointer { inverseStd in
+                    x.storage.withUnsafeBufferPointer { x in
+                        y.storage.withUnsafeMutableBufferPointer { y in
+                            normalized.storage.withUnsafeMutableBufferPointer { xhat in
+                                for r in 0..<rows {
+                                    let row = r * e
+                                    let mean = unrolledSum(e) { Double(x[row + $0]) } / Double(e)
+                                    let squares = unrolledSum(e) {
+                                        let d = Double(x[row + $0]) - mean
+                                        return d * d
+                                    }
+                                    let invStd = T(1 / (squares / Double(e) + epsilon).squareRoot()), tm = T(mean)
+                                    inverseStd[r] = invStd
+                                    let (xr, hr, yr) = (x.baseAddress! + row, xhat.baseAddress! + row, y.baseAddress! + row)
+                                    for c in 0..<e {
+                                        let h = (xr[c] - tm) * invStd
+                                        hr[c] = h
+                                        yr[c] = h * gamma[c] + beta[c]
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -363,31 +380,35 @@ final class LayerNormLayer<T: BLASScalar>: Layer<T> {
     func normalizationBackward(_ x: Tensor<T>, _ dy: Tensor<T>, into dx: inout Tensor<T>, wantsInput: Bool, _ p: Parameters<T>) {
         let e = input.width!, rows = x.count / e
         if wantsInput && dx.shape != x.shape { dx.resize(x.shape) }
-        let gamma = p.values[weight].storage
-        var gw = [T](repeating: 0, count: e), gb = [T](repeating: 0, count: e)
-        dy.storage.withUnsafeBufferPointer { dy in
-            normalized.storage.withUnsafeBufferPointer { xhat in
-                dx.storage.withUnsafeMutableBufferPointer { dx in
-                    for r in 0..<rows {
-                        let row = r * e
-                        var sumG = 0.0, sumGX = 0.0
-                        for c in 0..<e {
-                            gw[c] += dy[row + c] * xhat[row + c]
-                            gb[c] += dy[row + c]
-                            let g = Double(dy[row + c] * gamma[c])
-                            sumG += g
-                            sumGX += g * Double(xhat[row + c])
+        let inverseStd = inverseStd
+        // Accumulated into the gradients directly (through pointers: indexing a captured array
+        // checks its uniqueness on every write).
+        let (weight, bias) = (weight, bias)
+        p.gradients.withUnsafeMutableBufferPointer { gradients in
+            gradients[weight].storage.withUnsafeMutableBufferPointer { gw in
+                gradients[bias].storage.withUnsafeMutableBufferPointer { gb in
+                    p.values[weight].storage.withUnsafeBufferPointer { gamma in
+                        dy.storage.withUnsafeBufferPointer { dy in
+                            normalized.storage.withUnsafeBufferPointer { xhat in
+                                dx.storage.withUnsafeMutableBufferPointer { dx in
+                                    for r in 0..<rows {
+                                        let row = r * e
+                                        for c in 0..<e {
+                                            gw[c] += dy[row + c] * xhat[row + c]
+                                            gb[c] += dy[row + c]
+                                        }
+                                        guard wantsInput else { continue }
+                                        let sumG = unrolledSum(e) { Double(dy[row + $0] * gamma[$0]) }
+                                        let sumGX = unrolledSum(e) { Double(dy[row + $0] * gamma[$0]) * Double(xhat[row + $0]) }
+                                        let meanG = T(sumG / Double(e)), meanGX = T(sumGX / Double(e)), s = inverseStd[r]
+                                        for c in 0..<e { dx[row + c] = s * (dy[row + c] * gamma[c] - meanG - xhat[row + c] * meanGX) }
+                                    }
+                                }
+                            }
                         }
-                        guard wantsInput else { continue }
-                        let meanG = T(sumG / Double(e)), meanGX = T(sumGX / Double(e)), s = inverseStd[r]
-                        for c in 0..<e { dx[row + c] = s * (dy[row + c] * gamma[c] - meanG - xhat[row + c] * meanGX) }
                     }
                 }
             }
-        }
-        for c in 0..<e {
-            p.gradients[weight].storage[c] += gw[c]
-            p.gradients[bias].storage[c] += gb[c]
         }
     }
 }
