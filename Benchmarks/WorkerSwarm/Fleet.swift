@@ -64,8 +64,12 @@ final class Fleet {
         }
     }
 
+    /// Seconds of training (trials' attempts) per pass of the loop, at most.
+    static let trainingPerPass = 0.05
     let settings: Settings
     let context: Context
+    /// The worker whose due attempts are trained first in the next pass.
+    var nextToTrain = 0
     var workers: [SimulatedWorker] = []
     var report = Report()
     let host = hostName()
@@ -117,11 +121,19 @@ final class Fleet {
                 }
             }
             let t = now()
-            for w in workers where !w.shutdown {
-                try work(w, now: t)
-                if t - w.lastSent >= w.heartbeatSeconds {
-                    let running = w.running.map { Heartbeat.RunningTrial(lease: $0.assignment.lease, epoch: 0) } + w.waiting.map { .init(lease: $0.lease, epoch: 0) }
-                    try send(w, try Message.heartbeat(Heartbeat(running: running)).frames())
+            for w in workers where !w.shutdown && t - w.lastSent >= w.heartbeatSeconds {
+                let running = w.running.map { Heartbeat.RunningTrial(lease: $0.assignment.lease, epoch: 0) } + w.waiting.map { .init(lease: $0.lease, epoch: 0) }
+                try send(w, try Message.heartbeat(Heartbeat(running: running)).frames())
+            }
+            // Training is what a real worker does on other threads: here it gets a bounded share
+            // of each pass, starting where the last pass stopped, so heartbeats stay on time.
+            let trainingEnds = now() + Self.trainingPerPass
+            for k in 0..<workers.count {
+                let w = workers[(nextToTrain + k) % workers.count]
+                if !w.shutdown { try work(w, now: t) }
+                if now() > trainingEnds {
+                    nextToTrain = (nextToTrain + k + 1) % workers.count
+                    break
                 }
             }
             report.passes += 1
