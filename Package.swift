@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "sweep-worker", targets: ["sweep-worker"]),
         .executable(name: "sweep-analyze", targets: ["sweep-analyze"]),
         .executable(name: "engine-benchmark", targets: ["engine-benchmark"]),
+        .executable(name: "worker-swarm", targets: ["worker-swarm"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -100,6 +101,12 @@ let package = Package(
             name: "engine-benchmark",
             dependencies: ["Learning", "Linalg", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/EngineBenchmark",
+            swiftSettings: swiftSettings),
+        // A coordinator under many simulated workers (docs/performance.md, "A thousand workers").
+        .executableTarget(
+            name: "worker-swarm",
+            dependencies: ["Worker", "Transport", "Learning", "Linalg", "CSpawn", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/WorkerSwarm",
             swiftSettings: swiftSettings),
 
         .testTarget(name: "LinalgTests", dependencies: ["Linalg"], swiftSettings: swiftSettings),

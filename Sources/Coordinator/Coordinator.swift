@@ -68,6 +68,10 @@ public final class Coordinator {
     public static let defaultPeerMessageRate = 10_000.0
     /// Seconds between two `LiveStatus`es (and metric samples): the dashboard's pace.
     public static let defaultPublishInterval = 0.5
+    /// Finished trials handed to the writer in one group commit, at most: the loop applies a
+    /// commit's completion (a few µs a trial) in one pass, and a writer that fell behind must
+    /// not make that pass long. Larger groups would not commit faster (HDF5's work is per trial).
+    static let maxCommitGroup = 4096
 
     public struct Summary: Sendable {
         public var total: Int
@@ -94,6 +98,10 @@ public final class Coordinator {
     var indexCost = 0.0
     /// Seconds spent in each part of the loop (printed at the end of large sweeps).
     var timings: [String: Double] = [:]
+    /// How long each pass of the loop took (poll excluded), and how late each heartbeat left
+    /// (printed at the end of large sweeps; `Benchmarks/WorkerSwarm` reads them).
+    var passes = DurationHistogram()
+    var heartbeatLateness = DurationHistogram()
     var refusedConnections = 0
     /// Local workers' ephemeral CURVE key (a private temporary directory) and their arguments.
     var localWorkerSecurity: (directory: String?, arguments: [String]) = (nil, [])
@@ -198,6 +206,9 @@ public final class Coordinator {
     // MARK: Running
 
     public func run(signals: SignalWatcher? = nil) throws -> Summary {
+        // A descriptor per connected worker: a default soft limit of 1,024 would refuse the
+        // thousandth (docs/performance.md, "A thousand workers").
+        FileLimit.raiseToHardLimit()
         let context = Context()
         let router = try Socket(context, .router)
         try router.set(.routerMandatory(true))
@@ -246,21 +257,24 @@ public final class Coordinator {
             }
             // A bounded pass: heartbeats and reaping below keep their timing whatever arrives.
             var t = now()
+            let passStarted = t
             let passEnds = t + min(0.05, options.heartbeatSeconds / 4)
             var received = 0
             while received < 10_000, let frames = try router.receive(wait: false) {
                 received += 1
                 messagesReceived += 1
                 handle(frames)
-                if received % 64 == 0 && now() > passEnds { break }
+                // A clock read costs ~30 ns, a message tens of µs: checked often enough that a
+                // loaded machine does not stretch the pass.
+                if received % 8 == 0 && now() > passEnds { break }
             }
             timings["receive", default: 0] += now() - t
             t = now()
             try state.dispatch(now: t)
             timings["dispatch", default: 0] += now() - t
+            for late in state.heartbeat(now: t) { heartbeatLateness.record(late) }
             if t - lastHeartbeat >= options.heartbeatSeconds {
                 lastHeartbeat = t
-                state.heartbeat(now: t)
                 reportDroppedMessages(now: t)
                 try watchLocalWorkers()
             }
@@ -274,6 +288,7 @@ public final class Coordinator {
             }
             progress.update(state, started: started, now: t)
             if t - lastPublish >= options.publishInterval { publish(now: t) }
+            passes.record(now() - passStarted)
         }
         try finishWriting()
         try report(gatekeeper)
@@ -281,6 +296,7 @@ public final class Coordinator {
         publish(now: now(), finished: true)
         if state.total > 200 {
             log("coordinator time: " + timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }.joined(separator: ", "))
+            log("event loop: \(passes.count) passes, \(passes.summary); \(heartbeatLateness.count) heartbeats sent, late by \(heartbeatLateness.summary)")
         }
         // Workers of a finished sweep have nothing left to do; after an interrupt only the local
         // ones are stopped, so a restarted coordinator finds the fleet waiting.
@@ -371,7 +387,7 @@ public final class Coordinator {
     /// Hands the finished trials to the writer as one group commit. They count as finished when
     /// the writer reports them durable (`collectCompletions`).
     func commit() {
-        let trials = state.takePending()
+        let trials = state.takePending(limit: Self.maxCommitGroup)
         guard !trials.isEmpty else { return }
         writer.submit(.commit(trials))
         lastCommit = now()
@@ -404,9 +420,11 @@ public final class Coordinator {
     func finishWriting() throws {
         writer.drain()
         try collectCompletions()
-        commit()
-        writer.drain()
-        try collectCompletions()
+        while !state.pending.isEmpty {
+            commit()
+            writer.drain()
+            try collectCompletions()
+        }
         writeIndex()
         writer.drain()
         try collectCompletions()

@@ -24,6 +24,9 @@ public struct LeaseBook {
         public internal(set) var lastSeen: Double
         /// Credit left: what it may still be sent.
         public var free: Int { max(0, capacity - leases.count) }
+        /// Its place in the book's `CreditIndex` (bucket, index; -1: in none).
+        var creditBucket = 0
+        var creditPlace = -1
 
         init(identity: [UInt8], name: String, host: String, slots: Int, now: Double) {
             self.identity = identity
@@ -52,6 +55,8 @@ public struct LeaseBook {
     public let maxSlots: Int
     public let maxWorkers: Int
     public let maxAttempts: Int
+    /// Seconds between two heartbeats to a worker.
+    public let heartbeatSeconds: Double
     public private(set) var workers: [[UInt8]: Worker] = [:]
     public private(set) var live: [Int: Live] = [:]
     /// Attempts per trial so far, how many of them were promotions (not retries), and how many
@@ -59,14 +64,24 @@ public struct LeaseBook {
     public private(set) var attempts: [Int]
     public private(set) var promotions: [Int]
     public private(set) var unsent: [Int]
+    /// The workers by credit left (`freest`), when each is next due a heartbeat, and the time
+    /// each was last heard of as the silence check last saw it: none of the loop's regular work
+    /// looks at every worker.
+    private var credit: CreditIndex
+    private var heartbeats = Deadlines<[UInt8]>()
+    private var silence = Deadlines<[UInt8]>()
+    /// Registrations so far: the k-th worker's heartbeats are offset by frac(k·φ) of a beat.
+    private var registrations = 0
 
-    public init(trials: Int, maxSlots: Int, maxWorkers: Int, maxAttempts: Int) {
+    public init(trials: Int, maxSlots: Int, maxWorkers: Int, maxAttempts: Int, heartbeatSeconds: Double = 1) {
+        self.heartbeatSeconds = heartbeatSeconds
         self.maxSlots = maxSlots
         self.maxWorkers = maxWorkers
         self.maxAttempts = maxAttempts
         attempts = Array(repeating: 0, count: trials)
         promotions = Array(repeating: 0, count: trials)
         unsent = Array(repeating: 0, count: trials)
+        credit = CreditIndex(maxCredit: maxSlots)
     }
 
     /// One more trial (a search's suggestion), numbered after the others.
@@ -101,6 +116,15 @@ public struct LeaseBook {
             return .refused("\(maxWorkers) workers are registered already (--max-workers)")
         }
         let worker = known ?? Worker(identity: identity, name: ready.name, host: ready.host, slots: ready.slots, now: now)
+        if known == nil {
+            // Its silence counted from now; its heartbeats on a phase of their own (the golden
+            // ratio's multiples spread any number of workers evenly over the beat), so that a
+            // thousand workers that registered together are not all due in the same pass.
+            let phase = (Double(registrations) * 0.618_033_988_749_895).truncatingRemainder(dividingBy: 1)
+            registrations += 1
+            heartbeats.schedule(identity, at: now + phase * heartbeatSeconds)
+            silence.schedule(identity, at: now)
+        }
         worker.name = ready.name
         worker.host = ready.host
         worker.slots = ready.slots
@@ -125,6 +149,7 @@ public struct LeaseBook {
     public mutating func settleCredit(_ worker: Worker, free: Int, running: [HeldLease]) -> Bool {
         let held = worker.leases.intersection(running.map(\.lease)).count
         worker.capacity = min(maxSlots, free + held)
+        credit.update(worker)
         return worker.capacity < free + held
     }
 
@@ -132,10 +157,14 @@ public struct LeaseBook {
     /// holder, e.g. the same worker's old connection). False when the worker is at the cap.
     public mutating func attach(_ trial: Int, to worker: Worker) -> Bool {
         guard var l = live[trial], worker.leases.count < maxSlots else { return false }
-        if let old = l.holder, old != worker.identity { workers[old]?.leases.remove(l.lease) }
+        if let old = l.holder, old != worker.identity, let w = workers[old] {
+            w.leases.remove(l.lease)
+            credit.update(w)
+        }
         l.holder = worker.identity
         live[trial] = l
         worker.leases.insert(l.lease)
+        credit.update(worker)
         attempts[trial] = max(attempts[trial], l.lease.attempt)
         return true
     }
@@ -149,6 +178,7 @@ public struct LeaseBook {
         if promoted { promotions[trial] += 1 }
         live[trial] = Live(lease: lease, token: token, holder: worker.identity, checkpoints: checkpoints, resumedFrom: resumedFrom, grantedAt: now)
         worker.leases.insert(lease)
+        credit.update(worker)
     }
 
     /// A grant that could not be sent: the attempt number stays used (each number is journaled
@@ -156,7 +186,14 @@ public struct LeaseBook {
     public mutating func ungrant(_ trial: Int, promoted: Bool) {
         if promoted { promotions[trial] -= 1 }
         unsent[trial] += 1
-        if let l = live.removeValue(forKey: trial), let h = l.holder { workers[h]?.leases.remove(l.lease) }
+        if let l = live.removeValue(forKey: trial), let h = l.holder { release(l.lease, held: h) }
+    }
+
+    /// A lease its holder no longer holds: one more credit.
+    private mutating func release(_ lease: Lease, held identity: [UInt8]) {
+        guard let w = workers[identity] else { return }
+        w.leases.remove(lease)
+        credit.update(w)
     }
 
     /// The trial whose live lease this is, if `identity` holds it.
@@ -170,7 +207,7 @@ public struct LeaseBook {
     /// The live lease of trial i is over (a result arrived, or the attempt was lost).
     public mutating func end(_ trial: Int) {
         guard let l = live.removeValue(forKey: trial) else { return }
-        if let h = l.holder { workers[h]?.leases.remove(l.lease) }
+        if let h = l.holder { release(l.lease, held: h) }
     }
 
     /// Whether trial i may run again after an attempt that ended without a usable result
@@ -181,6 +218,9 @@ public struct LeaseBook {
     /// or fails them).
     public mutating func remove(_ identity: [UInt8]) -> [Int] {
         guard let worker = workers.removeValue(forKey: identity) else { return [] }
+        credit.remove(worker)
+        heartbeats.cancel(identity)
+        silence.cancel(identity)
         return live.filter { $0.value.holder == identity && worker.leases.contains($0.value.lease) }.map(\.key).sorted()
     }
 
@@ -207,11 +247,34 @@ public struct LeaseBook {
         return gone.sorted()
     }
 
-    /// Workers silent for longer than `seconds`.
-    public func silent(at t: Double, for seconds: Double) -> [Worker] { workers.values.filter { t - $0.lastSeen > seconds } }
+    /// Workers silent for longer than `seconds`, each returned once (the caller removes it).
+    /// Only workers whose last-heard time, as last checked, is that old are looked at.
+    public mutating func takeSilent(at t: Double, for seconds: Double) -> [Worker] {
+        var silent: [Worker] = []
+        for (identity, _) in silence.takeDue(at: t - seconds) {
+            guard let w = workers[identity] else { continue }
+            if t - w.lastSeen > seconds { silent.append(w) } else { silence.schedule(identity, at: w.lastSeen) }
+        }
+        return silent
+    }
+
+    /// Workers whose heartbeat is due at `t` (with the time it was due), each due again a beat
+    /// after its deadline (a beat from now if it fell further behind): each worker's beat keeps
+    /// its own phase, so a thousand workers are not all sent theirs in one pass, and a late pass
+    /// does not delay the beats after it.
+    public mutating func takeHeartbeatsDue(at t: Double) -> [(worker: Worker, due: Double)] {
+        let interval = heartbeatSeconds
+        var due: [(worker: Worker, due: Double)] = []
+        for (identity, deadline) in heartbeats.takeDue(at: t) {
+            guard let w = workers[identity] else { continue }
+            due.append((w, deadline))
+            heartbeats.schedule(identity, at: deadline + interval > t ? deadline + interval : t + interval)
+        }
+        return due
+    }
 
     /// The worker with the most credit left, if any has some.
-    public func freest() -> Worker? { workers.values.filter { $0.free > 0 }.max { $0.free < $1.free } }
+    public mutating func freest() -> Worker? { credit.freest() }
 
     public func worker(_ identity: [UInt8]) -> Worker? { workers[identity] }
 }

@@ -57,7 +57,7 @@ extension Coordinator {
             for id in trials { holder[id] = w.name }
             return LiveStatus.Worker(name: w.name, host: w.host, slots: w.slots, threads: w.threads, kernel: w.kernel, trials: trials, silentSeconds: max(0, t - w.lastSeen))
         }
-        let running = state.states.indices.filter { state.states[$0] == .leased }.map { i in
+        let running = state.leased.sorted().map { i in
             let trial = state.trials[i]
             return LiveStatus.RunningTrial(
                 id: trial.id, branch: trial.branch, worker: holder[trial.id] ?? "", length: state.lengths[i],

@@ -19,6 +19,8 @@ public struct PeerLimiter {
     /// Peers are forgotten after this long without a message (bounds the table's size).
     public let idleSeconds = 30.0
     private var lastSweep = 0.0
+    /// Peers with dropped messages not yet reported (the report looks at these, not at every peer).
+    private var dropping: Set<[UInt8]> = []
 
     public init(rate: Double, burst: Double) {
         self.rate = rate
@@ -34,7 +36,12 @@ public struct PeerLimiter {
         b.tokens = min(burst, b.tokens + (t - b.last) * rate)
         b.last = t
         let admitted = b.tokens >= (essential ? cost - burst : cost)
-        if admitted { b.tokens -= cost } else { b.dropped += 1 }
+        if admitted {
+            b.tokens -= cost
+        } else {
+            b.dropped += 1
+            dropping.insert(identity)
+        }
         buckets[identity] = b
         if t - lastSweep > idleSeconds {
             lastSweep = t
@@ -46,10 +53,12 @@ public struct PeerLimiter {
     /// Peers whose messages were dropped since the last call, and how many.
     public mutating func takeDropped() -> [(identity: [UInt8], count: Int)] {
         var out: [([UInt8], Int)] = []
-        for (k, b) in buckets where b.dropped > 0 {
+        for k in dropping {
+            guard let b = buckets[k], b.dropped > 0 else { continue }
             out.append((k, b.dropped))
             buckets[k]?.dropped = 0
         }
+        dropping.removeAll(keepingCapacity: true)
         return out.map { (identity: $0.0, count: $0.1) }
     }
 }

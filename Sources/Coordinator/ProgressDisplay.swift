@@ -28,13 +28,16 @@ final class ProgressDisplay {
         finished > 0 && finished < total ? elapsed / Double(finished) * Double(total - finished) : nil
     }
 
+    /// From the state's running counts by name (no pass over the trials).
     func counts(_ c: SweepState) -> (done: Int, running: Int, failed: Int, queued: Int) {
+        typealias Index = ResultsLayout.Index
         var done = 0, running = 0, failed = 0, queued = 0
-        for s in c.states {
-            switch s {
-            case .queued, .paused: queued += 1
-            case .leased, .committing: running += 1
-            case .finished(let st): if st == .failed { failed += 1 } else { done += 1 }
+        for (name, n) in c.counts() {
+            switch name {
+            case Index.queued, Index.paused: queued += n
+            case Index.running: running += n
+            case TrialStatus.failed.rawValue: failed += n
+            default: done += n
             }
         }
         return (done, running, failed, queued)

@@ -232,6 +232,7 @@ public struct Asha: TrialScheduler {
         if let k = run.promotedFrom {
             paused[run.trial] = k
             rungs.unmarkPromoted(trial: run.trial, from: k)
+            rungs.waiting(trial: run.trial, at: k)
         } else {
             order.unsent(run)
         }
@@ -261,6 +262,7 @@ public struct Asha: TrialScheduler {
             return .finish
         }
         paused[trial] = k
+        rungs.waiting(trial: trial, at: k)
         return .pause(rung: k)
     }
 
@@ -286,6 +288,7 @@ public struct Asha: TrialScheduler {
         if let k = rungs.rung(ofEpoch: epoch, length: lengths[trial]) {
             order.adopt(trial)
             paused[trial] = k
+            rungs.waiting(trial: trial, at: k)
         } else {
             pauseTargets[trial] = rungs.pauseTarget(after: epoch, length: lengths[trial])
         }

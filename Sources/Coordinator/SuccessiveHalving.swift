@@ -9,17 +9,34 @@ import Sweeps
 /// when no paused one ranks in the top ⌊n/η⌋ of the n trials recorded at its rung, looking
 /// from the highest rung down. Because rankings are taken against whatever has been recorded so
 /// far, promotions happen as soon as they are justified, without waiting for a rung to fill.
+///
+/// A promotion looks only at the best trial waiting at each rung (a heap of the trials paused
+/// there, `waiting`) and at its rank (`BlockedRanking`), never along a rung: with 100,000
+/// trials, rung 0's top third is mostly promoted already, and a free slot must not cost a pass
+/// over it.
 public struct SuccessiveHalving: Sendable {
     let minEpochs: Int
     let reductionFactor: Int
     let maximize: Bool
     /// rung → trial → the objective at the rung's epoch.
     private(set) var rungs: [[Int: Double]] = []
-    /// rung → its trials best first (ties by trial index), kept sorted as records arrive, so a
-    /// promotion looks at the top of each rung instead of sorting it.
-    private(set) var ranked: [[(value: Double, trial: Int)]] = []
+    /// rung → its trials best first (ties by trial index), kept in order as records arrive.
+    private(set) var ranked: [BlockedRanking<Entry>] = []
     /// rung → trials already promoted out of it.
     private(set) var promoted: [Set<Int>] = []
+    /// rung → the trials paused there and not promoted (`waiting`), and a heap of them best
+    /// first; an entry whose trial left, or whose value changed, is dropped when it surfaces.
+    private var candidates: [Set<Int>] = []
+    private var candidateHeaps: [MinHeap<Entry>] = []
+
+    /// A trial's value at a rung, ordered as the rung ranks it: best first, ties by trial index.
+    struct Entry: Comparable, Sendable {
+        var value: Double
+        var trial: Int
+        var maximize: Bool
+        static func < (a: Entry, b: Entry) -> Bool { a.value != b.value ? (a.maximize ? a.value > b.value : a.value < b.value) : a.trial < b.trial }
+        static func == (a: Entry, b: Entry) -> Bool { a.value == b.value && a.trial == b.trial }
+    }
 
     public init(minEpochs: Int, reductionFactor: Int, maximize: Bool) {
         self.minEpochs = minEpochs
@@ -50,56 +67,73 @@ public struct SuccessiveHalving: Sendable {
         guard let k = rung(ofEpoch: epoch, length: length) else { return }
         while rungs.count <= k {
             rungs.append([:])
-            ranked.append([])
+            ranked.append(BlockedRanking())
             promoted.append([])
+            candidates.append([])
+            candidateHeaps.append(MinHeap())
         }
         let v = value.isNaN ? (maximize ? -.infinity : .infinity) : value
         if let old = rungs[k][trial] {
             if old == v { return }
-            if let at = ranked[k].firstIndex(where: { $0.trial == trial }) { ranked[k].remove(at: at) }
+            ranked[k].remove(Entry(value: old, trial: trial, maximize: maximize))
         }
         rungs[k][trial] = v
-        let entry = (value: v, trial: trial)
-        var low = 0, high = ranked[k].count
-        while low < high {
-            let mid = (low + high) / 2
-            if precedes(ranked[k][mid], entry) { low = mid + 1 } else { high = mid }
-        }
-        ranked[k].insert(entry, at: low)
+        let entry = Entry(value: v, trial: trial, maximize: maximize)
+        ranked[k].insert(entry)
+        if candidates[k].contains(trial) { candidateHeaps[k].push(entry) }
     }
 
-    private func precedes(_ a: (value: Double, trial: Int), _ b: (value: Double, trial: Int)) -> Bool {
-        a.value != b.value ? (maximize ? a.value > b.value : a.value < b.value) : a.trial < b.trial
+    /// A trial now waits at rung k (paused there, with its value recorded) for promotion.
+    public mutating func waiting(trial: Int, at k: Int) {
+        guard k < rungs.count, let v = rungs[k][trial], !promoted[k].contains(trial) else { return }
+        candidates[k].insert(trial)
+        candidateHeaps[k].push(Entry(value: v, trial: trial, maximize: maximize))
     }
 
     /// Marks a trial as having left rung `k` (it ran past it; rebuilt after a restart).
     public mutating func markPromoted(trial: Int, from k: Int) {
         guard k < promoted.count else { return }
         promoted[k].insert(trial)
+        candidates[k].remove(trial)
     }
 
     /// Undoes a promotion that could not be sent.
     public mutating func unmarkPromoted(trial: Int, from k: Int) { promoted[k].remove(trial) }
 
     /// Trials recorded at rung k, best first (ties by trial index, so the order is stable).
-    public func ranking(_ k: Int) -> [(trial: Int, value: Double)] { ranked[k].map { (trial: $0.trial, value: $0.value) } }
+    public func ranking(_ k: Int) -> [(trial: Int, value: Double)] { ranked[k].all.map { (trial: $0.trial, value: $0.value) } }
 
     /// How many of rung k's trials deserve promotion now.
     public func quota(_ k: Int) -> Int { rungs[k].count / reductionFactor }
 
     /// Whether some paused trial deserves promotion now (nothing is marked).
-    public func canPromote(isPaused: (Int, Int) -> Bool) -> Bool {
-        var copy = self
-        return copy.promotion(isPaused: isPaused) != nil
-    }
+    public mutating func canPromote(isPaused: (Int, Int) -> Bool) -> Bool { best(isPaused: isPaused) != nil }
 
     /// The best trial to promote, highest rung first: one in the top ⌊n/η⌋ of its rung, not yet
-    /// promoted, and paused there (`isPaused(trial, rung)`). Marks it promoted.
+    /// promoted, and paused there (`waiting`, and `isPaused(trial, rung)`). Marks it promoted.
     public mutating func promotion(isPaused: (Int, Int) -> Bool) -> (trial: Int, rung: Int)? {
+        guard let (trial, k) = best(isPaused: isPaused) else { return nil }
+        candidateHeaps[k].popMin()
+        markPromoted(trial: trial, from: k)
+        return (trial, k)
+    }
+
+    /// The trial `promotion` would pick, without marking it: at each rung, the best trial still
+    /// waiting there (stale heap entries dropped on the way), if it ranks within the quota.
+    private mutating func best(isPaused: (Int, Int) -> Bool) -> (trial: Int, rung: Int)? {
         for k in rungs.indices.reversed() {
-            for entry in ranked[k].prefix(quota(k)) where !promoted[k].contains(entry.trial) && isPaused(entry.trial, k) {
-                promoted[k].insert(entry.trial)
-                return (entry.trial, k)
+            while let e = candidateHeaps[k].min {
+                guard candidates[k].contains(e.trial), !promoted[k].contains(e.trial), isPaused(e.trial, k) else {
+                    candidateHeaps[k].popMin()
+                    candidates[k].remove(e.trial)
+                    continue
+                }
+                guard rungs[k][e.trial] == e.value else {
+                    candidateHeaps[k].popMin()
+                    continue
+                }
+                if ranked[k].rank(of: e) < quota(k) { return (e.trial, k) }
+                break
             }
         }
         return nil
@@ -107,10 +141,10 @@ public struct SuccessiveHalving: Sendable {
 
     /// Why a paused trial was never promoted (the sweep ended with it still waiting).
     public func reason(notPromoted trial: Int, rung k: Int, epoch: Int, metric: String) -> String {
-        let ranked = ranking(k)
-        let rank = (ranked.firstIndex { $0.trial == trial } ?? ranked.count) + 1
+        let n = ranked[k].count
+        let rank = rungs[k][trial].map { ranked[k].rank(of: Entry(value: $0, trial: trial, maximize: maximize)) + 1 } ?? n + 1
         let value = rungs[k][trial].map { String(format: "%.4g", $0) } ?? "n/a"
-        return "ASHA: not promoted from rung \(k) (epoch \(epoch)): \(metric) \(value) ranked \(rank) of \(ranked.count); "
+        return "ASHA: not promoted from rung \(k) (epoch \(epoch)): \(metric) \(value) ranked \(rank) of \(n); "
             + "only the top \(quota(k)) (1/\(reductionFactor)) continue"
     }
 }

@@ -99,6 +99,12 @@ public final class SweepState {
     public private(set) var states: [TrialState]
     /// Trials leased or waiting to be committed: nothing is in flight when it is 0.
     public private(set) var inFlight = 0
+    /// Trials by state name (`counts()`), the leased trials, and the best committed trial, kept
+    /// as states change: the progress line, the metrics and the live status read them without
+    /// a pass over every trial.
+    private var countsByName: [String: Int] = [:]
+    public private(set) var leased: Set<Int> = []
+    private var bestCommitted: (id: String, value: Double)?
     public private(set) var finishedCount = 0
     public private(set) var book: LeaseBook
     private(set) var scheduler: any TrialScheduler
@@ -178,13 +184,16 @@ public final class SweepState {
             scheduler = InOrder(trials: [])
         }
         usesCheckpoints = sweep.checkpoints.every != nil || scheduler is Asha || sweep.search?.pbt != nil
-        book = LeaseBook(trials: 0, maxSlots: settings.maxSlotsPerWorker, maxWorkers: settings.maxWorkers, maxAttempts: settings.maxAttempts)
+        book = LeaseBook(
+            trials: 0, maxSlots: settings.maxSlotsPerWorker, maxWorkers: settings.maxWorkers, maxAttempts: settings.maxAttempts,
+            heartbeatSeconds: settings.heartbeatSeconds)
         for trial in sweep.search == nil ? sweep.trials : suggested {
             add(trial)
             if let grant = journaled[trial.id], committed[trial.id] == nil {
                 book.restore(trial.index, lease: Lease(trial: trial.id, attempt: grant.attempt), token: grant.token, checkpoints: usesCheckpoints)
             }
         }
+        for c in committed.values { considerBest(c) }
     }
 
     /// Appends a trial: committed by an earlier run (finished), or queued with the scheduler.
@@ -202,12 +211,14 @@ public final class SweepState {
         book.addTrial()
         if let c = committed[trial.id] {
             states.append(.finished(c.status))
+            countsByName[states[i].name, default: 0] += 1
             book.setAttempts(i, c.attempts)
             finishedCount += 1
             if sweep.search != nil { outcomes[i] = outcome(of: c) }
             scheduler.add(i, length: length, waiting: false)
         } else {
             states.append(.queued)
+            countsByName[states[i].name, default: 0] += 1
             scheduler.add(i, length: length, waiting: true)
         }
     }
@@ -226,7 +237,7 @@ public final class SweepState {
             } else if let saved = checkpoint(t.id) {
                 asha.restore(i, epochs: saved.history.map { ($0.epoch, objective($0)) }, checkpointEpoch: saved.epoch, committed: false)
                 if let k = asha.paused[i] {
-                    states[i] = .paused(rung: k)
+                    setState(i, .paused(rung: k))
                     let result = TrialResult(
                         config: t.config, status: .stopped, history: saved.history, trajectory: saved.trajectory, parameterCount: 0,
                         optimizerStateBytes: 0, wallSeconds: 0, engine: "")
@@ -242,6 +253,9 @@ public final class SweepState {
     private func setState(_ i: Int, _ new: TrialState) {
         if states[i].isInFlight { inFlight -= 1 }
         if new.isInFlight { inFlight += 1 }
+        countsByName[states[i].name, default: 0] -= 1
+        countsByName[new.name, default: 0] += 1
+        if new == .leased { leased.insert(i) } else if states[i] == .leased { leased.remove(i) }
         states[i] = new
     }
 
@@ -454,15 +468,23 @@ public final class SweepState {
         }
     }
 
-    /// Heartbeats to every worker; workers silent for `deadAfterSeconds` are declared lost and
-    /// their trials retried.
-    public func heartbeat(now t: Double) {
-        for w in Array(workers.values) { _ = effects.send(.heartbeat(Heartbeat(running: [])), w.identity) }
-        for w in book.silent(at: t, for: settings.deadAfterSeconds) {
+    /// Heartbeats to the workers due one (each every `heartbeatSeconds`, on its own phase);
+    /// workers silent for `deadAfterSeconds` are declared lost and their trials retried. Called
+    /// on every pass of the loop: it looks only at the workers whose time has come. Returns how
+    /// late each heartbeat sent was (seconds past its time).
+    @discardableResult
+    public func heartbeat(now t: Double) -> [Double] {
+        var lateness: [Double] = []
+        for (w, due) in book.takeHeartbeatsDue(at: t) {
+            _ = effects.send(.heartbeat(Heartbeat(running: [])), w.identity)
+            lateness.append(t - due)
+        }
+        for w in book.takeSilent(at: t, for: settings.deadAfterSeconds) {
             effects.warn("worker \(w.name) on \(w.host) silent for \(Int(t - w.lastSeen)) s: declared lost")
             workersLost += 1
             remove(w, reason: "lost", now: t)
         }
+        return lateness
     }
 
     // MARK: Dispatch
@@ -669,15 +691,23 @@ public final class SweepState {
 
     // MARK: Results
 
-    /// The finished trials for the next group commit (they count as finished once `committed`).
-    public func takePending() -> [FinishedTrial] {
-        defer { pending.removeAll(keepingCapacity: true) }
-        return pending
+    /// The finished trials for the next group commit, at most `limit`, oldest first (they count
+    /// as finished once `committed`).
+    public func takePending(limit: Int = .max) -> [FinishedTrial] {
+        guard pending.count > limit else {
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        defer { pending.removeFirst(limit) }
+        return Array(pending.prefix(limit))
     }
 
     /// The writer made these trials durable.
     public func committed(_ finished: [FinishedTrial], records: [CommittedTrial]) {
-        for r in records { committed[r.id] = r }
+        for r in records {
+            committed[r.id] = r
+            considerBest(r)
+        }
         for t in finished {
             guard let i = indexByID[t.id] else { continue }
             setState(i, .finished(t.result.status))
@@ -705,20 +735,16 @@ public final class SweepState {
     }
 
     /// Trials by status (as the index names them).
-    public func counts() -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for s in states { counts[s.name, default: 0] += 1 }
-        return counts
-    }
+    public func counts() -> [String: Int] { countsByName.filter { $0.value > 0 } }
 
     /// The best committed trial by the sweep's objective.
-    public func best() -> (id: String, value: Double)? {
-        var best: (String, Double)?
-        for c in committed.values where c.status == .done {
-            let v = sweep.objective.value(in: c)
-            guard v.isFinite else { continue }
-            if best == nil || (sweep.objective.maximize ? v > best!.1 : v < best!.1) { best = (c.id, v) }
-        }
-        return best.map { (id: $0.0, value: $0.1) }
+    public func best() -> (id: String, value: Double)? { bestCommitted }
+
+    private func considerBest(_ c: CommittedTrial) {
+        guard c.status == .done else { return }
+        let v = sweep.objective.value(in: c)
+        guard v.isFinite else { return }
+        if let b = bestCommitted, sweep.objective.maximize ? v <= b.value : v >= b.value { return }
+        bestCommitted = (c.id, v)
     }
 }

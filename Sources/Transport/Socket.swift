@@ -26,8 +26,11 @@ func check(_ call: @autoclosure () -> String, _ result: Int32) throws -> Int32 {
 public final class Context: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
-    public init() {
+    /// `maxSockets`: sockets it may open (libzmq's default is 1,023; a tool simulating many
+    /// workers in one process needs more).
+    public init(maxSockets: Int32? = nil) {
         handle = zmq_ctx_new()
+        if let maxSockets { zmq_ctx_set(handle, ZMQ_MAX_SOCKETS, maxSockets) }
     }
 
     deinit { zmq_ctx_term(handle) }

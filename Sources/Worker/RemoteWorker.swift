@@ -257,35 +257,10 @@ public final class RemoteWorker {
         let (data, log, programs) = (data, log, options.programs)
         trialThreads.run { push in
             do {
-                // Every epoch of a model streams at once; toy objectives record a row per step, so
-                // their progress is sent at most every half second (a trial shorter than that
-                // sends its result only).
-                var lastProgress = now()
-                let result = Self.train(
-                    assignment, trial: trial, data: data, programs: programs, log: log,
-                    onCheckpoint: { epoch, file in
-                        try? push.send([[]] + (try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames()))
-                    }
-                ) { record, everyRecord in
-                    trial.epoch = record.epoch
-                    let t = now()
-                    guard everyRecord || t - lastProgress >= 0.5 else { return }
-                    lastProgress = t
-                    try? push.send([[]] + (try Message.progress(EpochProgress(lease: lease, record: record)).frames()))
+                // The lease travels ahead of a result to the loop, which frees the slot.
+                try Self.attempt(assignment, trial: trial, data: data, programs: programs, log: log) { frames, result in
+                    try push.send([result.map(Self.resultEnvelope) ?? []] + frames)
                 }
-                var frames = try Message.result(result).frames()
-                // Checked as the coordinator will check it: a result it would refuse is reported
-                // as a failure that says why, instead of costing the trial its attempts unexplained.
-                if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.check(outgoing: result, frames: frames) }) {
-                    log("worker: trial \(lease)'s result does not pass the protocol's checks: \(problem)")
-                    frames = try Message.result(
-                        ResultMessage(
-                            lease: lease, status: .failed, message: "the result did not pass the protocol's checks: \(problem)", history: [], trajectory: [],
-                            parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: result.engine)
-                    ).frames()
-                }
-                // The lease travels ahead of the result to the loop, which frees the slot.
-                try push.send([Self.resultEnvelope(lease)] + frames)
             } catch {
                 log("worker: trial \(lease) could not report: \(error)")
             }
@@ -300,6 +275,54 @@ public final class RemoteWorker {
     static func lease(ofEnvelope frame: [UInt8]) -> Lease? {
         guard let space = frame.firstIndex(of: UInt8(ascii: " ")), let attempt = Int(String(decoding: frame[(space + 1)...], as: UTF8.self)) else { return nil }
         return Lease(trial: String(decoding: frame[..<space], as: UTF8.self), attempt: attempt)
+    }
+
+    /// One attempt, from its lease to its result, on the calling thread: the frames this worker
+    /// sends for it go to `send` in order (progress, checkpoints, then the result, with its
+    /// lease as the second argument).
+    static func attempt(
+        _ assignment: Assignment, trial: RunningTrial, data: DataCache, programs: ProgramRunner.Settings?, log: @escaping @Sendable (String) -> Void,
+        send: @escaping (_ frames: [[UInt8]], _ result: Lease?) throws -> Void
+    ) throws {
+        let lease = assignment.lease
+        // Every epoch of a model streams at once; toy objectives record a row per step, so
+        // their progress is sent at most every half second (a trial shorter than that
+        // sends its result only).
+        var lastProgress = now()
+        let result = Self.train(
+            assignment, trial: trial, data: data, programs: programs, log: log,
+            onCheckpoint: { epoch, file in
+                try? send(try Message.checkpoint(CheckpointMessage(lease: lease, epoch: epoch, file: file)).frames(), nil)
+            }
+        ) { record, everyRecord in
+            trial.epoch = record.epoch
+            let t = now()
+            guard everyRecord || t - lastProgress >= 0.5 else { return }
+            lastProgress = t
+            try? send(try Message.progress(EpochProgress(lease: lease, record: record)).frames(), nil)
+        }
+        var frames = try Message.result(result).frames()
+        // Checked as the coordinator will check it: a result it would refuse is reported
+        // as a failure that says why, instead of costing the trial its attempts unexplained.
+        if case .failure(let problem) = Result(catching: { () throws(Message.DecodeError) in try Message.check(outgoing: result, frames: frames) }) {
+            log("worker: trial \(lease)'s result does not pass the protocol's checks: \(problem)")
+            frames = try Message.result(
+                ResultMessage(
+                    lease: lease, status: .failed, message: "the result did not pass the protocol's checks: \(problem)", history: [], trajectory: [],
+                    parameterCount: 0, optimizerStateBytes: 0, wallSeconds: result.wallSeconds, engine: result.engine)
+            ).frames()
+        }
+        try send(frames, lease)
+    }
+
+    /// One attempt of a built-in trial (no data set is kept between calls, no program runs), as
+    /// a connected worker runs it: for tools that speak the protocol for many simulated workers
+    /// on one thread (`Benchmarks/WorkerSwarm`). The frames go to `send` in the order a worker
+    /// sends them.
+    public static func attempt(_ assignment: Assignment, log: @escaping @Sendable (String) -> Void, send: @escaping ([[UInt8]]) throws -> Void) throws {
+        try attempt(assignment, trial: RunningTrial(lease: assignment.lease, token: assignment.token), data: DataCache(), programs: nil, log: log) { frames, _ in
+            try send(frames)
+        }
     }
 
     /// Trains one assignment; `onEpoch` gets each record and whether it is an epoch of a model

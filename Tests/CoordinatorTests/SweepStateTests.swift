@@ -264,3 +264,25 @@ import Transport
         #expect(stopped.result.message?.contains("median stopping rule") == true)
     }
 }
+
+extension SweepStateTests {
+    /// Group commits are bounded: the oldest finished trials first, the rest in the next group;
+    /// the counts the progress line and the metrics read follow the trials' states.
+    @Test func pendingTrialsAreTakenOldestFirstInBoundedGroupsAndCountedByState() throws {
+        let recorder = Recorder()
+        let state = Self.make(try Self.sweep(lrs: [0.1, 0.2, 0.3]), recorder)
+        state.register([1], Self.ready(slots: 3), now: 0)
+        try state.dispatch(now: 0)
+        #expect(state.counts() == ["running": 3] && state.leased.count == 3)
+        let worker = try #require(state.book.worker([1]))
+        let leases = recorder.takeAssignments(to: [1]).map(\.lease)
+        for lease in leases { state.receive(.result(Self.result(lease)), from: worker, now: 1) }
+        #expect(state.leased.isEmpty && state.counts() == ["running": 3])
+        let first = state.takePending(limit: 2)
+        #expect(first.map(\.id) == leases.prefix(2).map(\.trial))
+        state.committed(first, records: [])
+        #expect(state.counts() == ["done": 2, "running": 1])
+        let rest = state.takePending(limit: 2)
+        #expect(rest.map(\.id) == [leases[2].trial] && state.pending.isEmpty)
+    }
+}
