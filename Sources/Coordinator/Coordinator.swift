@@ -409,7 +409,7 @@ public final class Coordinator {
             case .checkpointed(let id, let epoch):
                 if let epoch { state.checkpointed(id, epoch: epoch) }
             case .checkpointRejected(let lease, let problem):
-                state.reject("checkpoint", "rejected checkpoint of \(lease): \(problem)")
+                state.checkpointRefused(lease, problem: problem)
             case .failed(let error):
                 throw CoordinatorError.storage(directory: options.output, underlying: "\(error)")
             }

@@ -150,6 +150,9 @@ public final class SweepState {
     /// The epoch of each unfinished trial's latest checkpoint accepted in this run (the file is
     /// `SweepStore.checkpointPath`).
     public private(set) var latestCheckpoint: [Int: Int] = [:]
+    /// Trial → its checkpoints handed to the writer and not yet stored or refused. A paused trial
+    /// is not promoted while one is in flight: its next attempt would resume from an older one.
+    private var checkpointsInFlight: [Int: Int] = [:]
     /// Paused trials' results so far, committed as `stopped` if never promoted.
     private(set) var pausedResults: [Int: (result: TrialResult, host: String, worker: String)] = [:]
 
@@ -378,6 +381,13 @@ public final class SweepState {
         guard c.epoch <= lengths[i], c.epoch > after else { return refuse("epoch \(c.epoch) is outside \(after + 1)…\(lengths[i])") }
         guard let bytes = Data(base64Encoded: c.file) else { return refuse("not base64") }
         effects.submit(.checkpoint(id: c.lease.trial, bytes: bytes, expect: .init(config: trials[i].config, epoch: c.epoch, lease: c.lease)))
+        checkpointsInFlight[i, default: 0] += 1
+    }
+
+    /// One of a trial's checkpoints left the writer (stored or refused).
+    private func checkpointLanded(_ i: Int) {
+        guard let n = checkpointsInFlight[i] else { return }
+        checkpointsInFlight[i] = n > 1 ? n - 1 : nil
     }
 
     private func finish(_ r: ResultMessage, worker: LeaseBook.Worker, now t: Double) {
@@ -492,8 +502,15 @@ public final class SweepState {
     /// Hands runs to workers with free slots, the freest first, in the scheduler's order (ASHA:
     /// promotions before new trials).
     public func dispatch(now t: Double) throws {
+        // Promotions whose checkpoint at the rung is still with the writer: leased now, they would
+        // resume from an older one. They wait for a later pass; other work goes out meanwhile.
+        var held: [ScheduledRun] = []
         while let worker = book.freest() {
             guard let run = try scheduler.next() ?? suggest() else { break }
+            if run.promotedFrom != nil && checkpointsInFlight[run.trial] != nil {
+                held.append(run)
+                continue
+            }
             if let k = run.promotedFrom {
                 effects.log("ASHA: promoting trial \(trials[run.trial].id) from rung \(k)\(run.pauseAfter.map { " to epoch \($0)" } ?? " to its end")")
             }
@@ -502,7 +519,8 @@ public final class SweepState {
             default: continue  // already running or finished (adopted since it was queued)
             }
         }
-        if inFlight == 0 && scheduler.waiting == 0 { endAbandoned() }
+        for run in held.reversed() { scheduler.unsent(run) }
+        if inFlight == 0 && scheduler.waiting == 0 && held.isEmpty { endAbandoned() }
     }
 
     // MARK: Search
@@ -724,7 +742,15 @@ public final class SweepState {
 
     /// The writer stored a trial's checkpoint at `epoch`.
     public func checkpointed(_ id: String, epoch: Int) {
-        if let i = indexByID[id] { latestCheckpoint[i] = max(latestCheckpoint[i] ?? 0, epoch) }
+        guard let i = indexByID[id] else { return }
+        latestCheckpoint[i] = max(latestCheckpoint[i] ?? 0, epoch)
+        checkpointLanded(i)
+    }
+
+    /// The writer refused a trial's checkpoint (not an HDF5 checkpoint of its configuration and epoch).
+    public func checkpointRefused(_ lease: Lease, problem: String) {
+        if let i = indexByID[lease.trial] { checkpointLanded(i) }
+        reject("checkpoint", "rejected checkpoint of \(lease): \(problem)")
     }
 
     /// The sweep index's rows, as the trials stand now.

@@ -242,6 +242,32 @@ import Transport
         #expect(ends.filter { $0.result.status == .stopped }.allSatisfy { $0.result.message?.contains("rung") == true })
     }
 
+    @Test func aPromotionWaitsForItsRungsCheckpointToBeStored() throws {
+        let recorder = Recorder()
+        // Three trials pause at the first rung (epoch 1 of 9, η = 3); the best (loss 1) is promoted,
+        // but its checkpoint is still with the writer when the third one pauses.
+        let state = Self.make(try Self.sweep("early_stopping: {rule: asha, min_epochs: 1, reduction_factor: 3}", steps: 9), recorder)
+        state.register([1], Self.ready(), now: 0)
+        let worker = try #require(state.book.worker([1]))
+        var leases: [Lease] = []
+        for loss in [3.0, 1.0, 2.0] {
+            try state.dispatch(now: 0)
+            let a = try #require(recorder.takeAssignments(to: [1]).first)
+            #expect(a.lease.attempt == 1)
+            leases.append(a.lease)
+            state.receive(.checkpoint(CheckpointMessage(lease: a.lease, epoch: 1, file: Data("rung 0".utf8).base64EncodedString())), from: worker, now: 1)
+            state.receive(.result(Self.result(a.lease, status: .stopped, epochs: 1, loss: loss)), from: worker, now: 1)
+            if loss != 1 { state.checkpointed(a.lease.trial, epoch: 1) }
+        }
+        try state.dispatch(now: 2)
+        #expect(recorder.takeAssignments(to: [1]).isEmpty, "promoted before its checkpoint was stored")
+        // Stored: the promotion goes out, to resume from it.
+        state.checkpointed(leases[1].trial, epoch: 1)
+        try state.dispatch(now: 3)
+        let promoted = try #require(recorder.takeAssignments(to: [1]).first)
+        #expect(promoted.lease.trial == leases[1].trial && promoted.lease.attempt == 2 && promoted.pauseAfter == 3)
+    }
+
     @Test func theMedianRuleCancelsAWorseTrialFromItsProgress() throws {
         let recorder = Recorder()
         let state = Self.make(try Self.sweep("early_stopping: {rule: median, grace_epochs: 2, min_trials: 2}", lrs: [0.1, 0.2, 0.3]), recorder)
