@@ -140,13 +140,14 @@ extension SweepEndToEndTests {
             let first = try Harness.start("sweep-coordinator", arguments, log: "\(dir)/log1")
             defer { Harness.stop(first) }
             let deadline = Date().addingTimeInterval(120)
-            var committed = 0
+            // Killed once 6 trials have ended, as its log says (the index on disk lags by seconds).
+            var ended = 0
             while Date() < deadline && first.isRunning {
-                usleep(100_000)
-                committed = (try? Harness.trials("\(dir)/out").count) ?? 0
-                if committed >= 6 { break }
+                usleep(50_000)
+                ended = Harness.endedTrials(log: "\(dir)/log1")
+                if ended >= 6 { break }
             }
-            #expect(first.isRunning && committed >= 6 && committed < 16, Comment(rawValue: Harness.read("\(dir)/log1")))
+            #expect(first.isRunning && ended >= 6 && ended < 16, Comment(rawValue: Harness.read("\(dir)/log1")))
             kill(first.processIdentifier, SIGKILL)
             first.waitUntilExit()
             let second = try Harness.start("sweep-coordinator", arguments, log: "\(dir)/log2")

@@ -96,17 +96,21 @@ extension SweepEndToEndTests {
 
         @Test func aSearchKilledWithSIGKILLContinuesTheSameSearchAfterARestart() throws {
             let dir = Harness.temporaryDirectory("tpe-kill")
-            // Long enough trials (a few tenths of a second each) that the kill lands mid-search.
-            Harness.write(Self.sweep(trials: 16, steps: 60_000), to: "\(dir)/s.yaml")
+            // Long enough trials (tenths of a second each) that the kill lands mid-search.
+            Harness.write(Self.sweep(trials: 16, steps: 200_000), to: "\(dir)/s.yaml")
             let arguments = ["start", "\(dir)/s.yaml", "--local-workers", "1", "--out", "\(dir)/out", "--plain"]
             let first = try Harness.start("sweep-coordinator", arguments, log: "\(dir)/log1")
             defer { Harness.stop(first) }
+            // Killed once 8 trials have ended: the log says so at once (the index on disk follows
+            // within seconds, so it may list fewer); what it lists must not run again.
             var committed: [(id: String, status: String, attempts: Int64, trainLoss: Double, file: String)] = []
+            var endedAtKill = 0
             let deadline = Date().addingTimeInterval(120)
             while Date() < deadline && first.isRunning {
-                usleep(200_000)
-                if let rows = try? Harness.trials("\(dir)/out"), rows.count >= 8 {
-                    committed = rows
+                usleep(50_000)
+                endedAtKill = Harness.endedTrials(log: "\(dir)/log1")
+                if endedAtKill >= 8 {
+                    committed = (try? Harness.trials("\(dir)/out")) ?? []
                     break
                 }
             }
@@ -114,7 +118,7 @@ extension SweepEndToEndTests {
             kill(first.processIdentifier, SIGKILL)
             first.waitUntilExit()
             let before = Self.suggested(dir)
-            #expect(committed.count >= 8 && committed.count < 16)
+            #expect(endedAtKill >= 8 && endedAtKill < 16 && committed.count < 16, "\(endedAtKill) ended, \(committed.count) in the index")
             // Its orphaned local worker gives up on its own; the restart brings a new one.
             let second = try Harness.start("sweep-coordinator", arguments, log: "\(dir)/log2")
             defer { Harness.stop(second) }

@@ -47,6 +47,12 @@ public enum Harness {
 
     public static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
+    /// Trials a coordinator's log says have ended (done, diverged, failed or stopped). The log
+    /// says so at once; the index on disk follows within seconds.
+    public static func endedTrials(log path: String) -> Int {
+        read(path).split(separator: "\n").filter { line in ["done", "diverged", "failed", "stopped"].contains { line.contains("] \($0) after") } }.count
+    }
+
     /// A TCP port on the loopback interface that is free now: below the kernel's ephemeral range
     /// (32768 and up), so that no outgoing connection takes it before the test binds it, and
     /// checked by binding it once (a random guess collided with ports in use).
