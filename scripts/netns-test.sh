@@ -236,7 +236,8 @@ with h5py.File(os.path.join(out, "sweep.h5"), "r") as f:
 seen = []
 for path in glob.glob(os.path.join(out, "trials", "*.h5")):
     with h5py.File(path, "r") as b:
-        seen += list(b.keys())
+        # Format 2 lists every trial of the file in its /trials table; format 1 has a group each.
+        seen += [i.decode() for i in b["trials"]["id"]] if "trials" in b else list(b.keys())
 assert len(ids) == expected and status == ["done"] * expected, status
 assert sorted(seen) == sorted(ids), f"a trial committed twice or missing: {sorted(seen)}"
 assert {w1, w2} <= set(workers), f"trained by {set(workers)}"

@@ -147,7 +147,8 @@ with h5py.File(os.path.join(out, "sweep.h5"), "r") as f:
 seen = []
 for path in glob.glob(os.path.join(out, "trials", "*.h5")):
     with h5py.File(path, "r") as b:
-        seen += list(b.keys())
+        # Format 2 lists every trial of the file in its /trials table; format 1 has a group each.
+        seen += [i.decode() for i in b["trials"]["id"]] if "trials" in b else list(b.keys())
 assert len(ids) == expected and status == ["done"] * expected, status
 assert sorted(seen) == sorted(ids), "each trial committed exactly once"
 print(f"  results: {expected} trials done, each committed once, trained by {sorted(workers)}")
