@@ -24,11 +24,11 @@ run() {  # bin_dir label n
   local out="$work/$2-$3"
   "$1/sweep-coordinator" start Benchmarks/sweeps/throughput.yaml --local-workers 2 --out "$out" --plain > "$out.log" 2>&1 \
     || { tail -5 "$out.log" >&2; exit 1; }
-  local done wall
-  read -r done wall < <(sed -n 's/^sweep throughput: \([0-9]*\) done in \([0-9.]*\) s.*/\1 \2/p' "$out.log")
-  [ "$done" = 10000 ] || { echo "$2 run $3: not every trial done" >&2; tail -3 "$out.log" >&2; exit 1; }
+  local finished wall
+  read -r finished wall < <(sed -n 's/^sweep throughput: \([0-9]*\) done in \([0-9.]*\) s.*/\1 \2/p' "$out.log")
+  [ "$finished" = 10000 ] || { echo "$2 run $3: not every trial done" >&2; tail -3 "$out.log" >&2; exit 1; }
   timing() { sed -n "s/.*coordinator time:.*\b$1 \([0-9.]*\) s.*/\1/p" "$out.log"; }
-  echo "$wall $done $(timing commit) $(timing dispatch) $(timing receive) $(timing index)" >> "$work/$2.runs"
+  echo "$wall $finished $(timing commit) $(timing dispatch) $(timing receive) $(timing index)" >> "$work/$2.runs"
   rm -rf "$out"
 }
 for n in $(seq "$runs"); do
